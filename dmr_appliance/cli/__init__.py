@@ -18,6 +18,7 @@ from dmr_appliance.errors import DmrError
 # Command groups, in the order `dmr --help` lists them. Each module has register(subparsers).
 GROUPS = (
     "pki",
+    "config",
 )
 
 

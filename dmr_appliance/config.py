@@ -1,0 +1,400 @@
+"""Typed configuration for home, relay and router: TOML files plus ``DMR_*`` overrides.
+
+Pure. Each setting is a dataclass field with its one default; a nested dataclass is a
+TOML table. ``DMR_<KEY>`` overrides a top-level key and ``DMR_<TABLE>_<KEY>`` a key of
+a table (lists in the environment are comma-separated). Every error names the source
+(file or variable), the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from dmr_appliance import ids
+from dmr_appliance.envelope import DEFAULT_MAX_MESSAGE_BYTES
+from dmr_appliance.errors import ConfigError
+
+ETC = Path("/etc/dmr-appliance")
+PKI = ETC / "pki"
+
+T = TypeVar("T")
+Check = Callable[[Any], str | None]  # returns what is wrong, or None
+
+
+def setting(default: Any, check: Check | None = None, help: str = "") -> Any:
+    """A dataclass field with a validation rule and a one-line description."""
+    meta = {"check": check, "help": help}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- checks: each returns a message saying what is allowed -----------------------------
+
+def positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def port(value: Any) -> str | None:
+    return None if 1 <= value <= 65535 else "must be a TCP port, 1-65535"
+
+
+def bind_address(value: Any) -> str | None:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        return "must be HOST:PORT, e.g. 127.0.0.1:8700 or [::1]:8700"
+    return None
+
+
+def https_url(value: Any) -> str | None:
+    parts = urlsplit(value)
+    return None if parts.scheme == "https" and parts.hostname else "must be an https:// URL"
+
+
+def networks(value: Any) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8, ::1)"
+    return None
+
+
+def upstreams(value: Any) -> str | None:
+    if not value:
+        return "must list at least one HOST:PORT"
+    for item in value:
+        if bind_address(item):
+            return f"{item!r} is not HOST:PORT"
+    return None
+
+
+def log_level(value: Any) -> str | None:
+    allowed = ("debug", "info", "warning", "error")
+    return None if value in allowed else f"must be one of {', '.join(allowed)}"
+
+
+def instance_name(value: Any) -> str | None:
+    return None if ids.is_participant_id(value) else ids.PARTICIPANT_ID_RULE
+
+
+def rate(value: Any) -> str | None:
+    number, _, unit = value.partition("r/")
+    if not number.isdigit() or int(number) < 1 or unit not in ("s", "m"):
+        return "must be like 20r/s or 600r/m"
+    return None
+
+
+LOOPBACK = ["127.0.0.1/32", "::1/128"]
+
+
+# --- schema ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tls:
+    ca: Path = setting(PKI / "ca.pem", help="deployment CA certificate")
+    cert: Path = setting(PKI / "server" / "home.pem", help="this service's certificate")
+    key: Path = setting(PKI / "server" / "home.key", help="its private key (0600)")
+    crl: Path = setting(PKI / "crl.pem", help="certificate revocation list")
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_ttl: int = setting(900, positive, "lifetime of an access token, seconds")
+    access_max_ttl: int = setting(3600, positive, "longest lifetime an admin may ask for")
+    card_ttl: int = setting(86400, positive, "lifetime of an address card, seconds")
+    leeway: int = setting(30, lambda v: None if 0 <= v <= 300 else "must be 0-300",
+                          "clock skew tolerated on exp/nbf, seconds")
+
+
+@dataclass(frozen=True)
+class HomeSync:
+    max_wait: int = setting(30, lambda v: None if 1 <= v <= 60 else "must be 1-60",
+                            "longest long poll on GET /v1/sync, seconds")
+
+
+@dataclass(frozen=True)
+class Heartbeats:
+    stale_after: int = setting(15, positive, "an instance is stale after this many seconds")
+    down_after: int = setting(60, positive, "and down after this many")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int = setting(DEFAULT_MAX_MESSAGE_BYTES, positive,
+                                     "largest message body, bytes")
+    max_request_bytes: int = setting(262_144, positive,
+                                     "largest JSON body of a home API request, bytes")
+
+
+@dataclass(frozen=True)
+class HomeConfig:
+    instance: str = setting("home", instance_name, "name in logs and metrics")
+    bind: str = setting("127.0.0.1:8700", bind_address, "HOST:PORT gunicorn listens on (TLS)")
+    workers: int = setting(2, positive, "gunicorn worker processes")
+    threads: int = setting(64, positive, "threads per worker (each long poll holds one)")
+    issuer: str = setting("dmr-home", help="iss of every token and card")
+    database: Path = setting(Path("/var/lib/dmr-home/home.db"), help="SQLite store")
+    keys_dir: Path = setting(Path("/var/lib/dmr-home/keys"), help="Ed25519 signing keys")
+    trusted_proxies: list[str] = setting(LOOPBACK, networks,
+                                         "peers whose client-certificate header is believed")
+    log_level: str = setting("info", log_level)
+    tls: Tls = field(default_factory=Tls)
+    tokens: Tokens = field(default_factory=Tokens)
+    sync: HomeSync = field(default_factory=HomeSync)
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class RelayTls(Tls):
+    cert: Path = setting(PKI / "relay" / "relay-1.pem",
+                         help="relay certificate: served to the router, shown to recipients")
+    key: Path = setting(PKI / "relay" / "relay-1.key", help="its private key (0600)")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    connect_timeout: float = setting(3.0, positive, "seconds to connect to a recipient")
+    read_timeout: float = setting(10.0, positive, "seconds to wait for its answer")
+    pool_size: int = setting(64, positive, "delivery threads shared by all requests")
+    per_host_connections: int = setting(8, positive, "kept-alive connections per recipient")
+
+
+@dataclass(frozen=True)
+class RelaySync:
+    poll_wait: int = setting(25, lambda v: None if 1 <= v <= 60 else "must be 1-60",
+                             "long-poll wait asked of home, seconds")
+    heartbeat_interval: int = setting(5, positive, "seconds between heartbeats")
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    instance: str = setting("relay-1", instance_name, "this relay's instance id")
+    bind: str = setting("127.0.0.1:8801", bind_address, "HOST:PORT gunicorn listens on (TLS)")
+    advertise: str = setting("", help="address reported in heartbeats (default: bind)")
+    workers: int = setting(2, positive, "gunicorn worker processes")
+    threads: int = setting(16, positive, "threads per worker")
+    home_url: str = setting("https://127.0.0.1:8443/v1/home", https_url,
+                            "home API base URL, through the router")
+    issuer: str = setting("dmr-home", help="expected iss of tokens and cards")
+    state_dir: Path = setting(Path("/var/lib/dmr-relay"), help="last good sync document")
+    trusted_proxies: list[str] = setting(LOOPBACK, networks,
+                                         "peers whose client-certificate header is believed")
+    log_level: str = setting("info", log_level)
+    tls: RelayTls = field(default_factory=RelayTls)
+    tokens: Tokens = field(default_factory=Tokens)
+    delivery: Delivery = field(default_factory=Delivery)
+    sync: RelaySync = field(default_factory=RelaySync)
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class RouterTls(Tls):
+    cert: Path = setting(PKI / "server" / "router.pem", help="router's server certificate")
+    key: Path = setting(PKI / "server" / "router.key", help="its private key (0600)")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    rate: str = setting("50r/s", rate, "messages per client certificate")
+    burst: int = setting(100, positive, "requests queued above the rate before 429")
+    home_rate: str = setting("20r/s", rate, "home API requests per client certificate")
+    home_burst: int = setting(40, positive)
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    listen: int = setting(8443, port, "HTTPS port of the router")
+    listen_address: str = setting("127.0.0.1", help="address to listen on ('*' for all)")
+    server_name: str = setting("localhost", help="TLS server name")
+    relays: list[str] = setting(["127.0.0.1:8801", "127.0.0.1:8802"], upstreams,
+                                "relay upstream pool, HOST:PORT each")
+    home: str = setting("127.0.0.1:8700", bind_address, "home upstream HOST:PORT")
+    allow: list[str] = setting(LOOPBACK, networks, "who may send messages")
+    home_allow: list[str] = setting(LOOPBACK, networks, "who may reach the home API")
+    status_allow: list[str] = setting(LOOPBACK, networks, "who may see the status page")
+    prefix: Path = setting(Path("/var/lib/dmr-router"), help="nginx prefix (temp files)")
+    access_log: str = setting("/var/log/nginx/dmr-access.log",
+                              help="JSON access log path, or 'stderr'")
+    error_log: str = setting("/var/log/nginx/dmr-error.log", help="error log path")
+    pid_file: Path = setting(Path("/run/nginx-dmr.pid"))
+    worker_processes: str = setting("auto")
+    log_level: str = setting("info", log_level)
+    tls: RouterTls = field(default_factory=RouterTls)
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    limits: Limits = field(default_factory=Limits)
+
+
+# --- loading ---------------------------------------------------------------------------
+
+def load(cls: type[T], path: Path | str | None = None,
+         environ: Mapping[str, str] | None = None) -> T:
+    """Read ``cls`` from a TOML file (optional), then apply ``DMR_*`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = read_toml(Path(path))
+    config = build(cls, data, source=str(path or "defaults"), prefix=())
+    return apply_environment(config, os.environ if environ is None else environ)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (create it or pass --config)") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied (run as the dmr user or root)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def build(cls: type[T], data: Mapping[str, Any], *, source: str, prefix: tuple[str, ...]) -> T:
+    """Build dataclass ``cls`` from a TOML table, refusing unknown keys and wrong types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = ".".join((*prefix, unknown[0]))
+        raise ConfigError(f"{source}: unknown key '{where}' (known: {', '.join(sorted(fields))})")
+    values = {}
+    for name, value in data.items():
+        key = ".".join((*prefix, name))
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{key}' must be a table ([{key}])")
+            values[name] = build(kind, value, source=source, prefix=(*prefix, name))
+        else:
+            values[name] = convert(value, kind, source=source, key=key, f=fields[name])
+    return cls(**values)
+
+
+def convert(value: Any, kind: Any, *, source: str, key: str, f: dataclasses.Field) -> Any:
+    """Check a value's type (ints are accepted for floats) and run the field's check."""
+    if kind is Path:
+        ok, value = isinstance(value, str), Path(value) if isinstance(value, str) else value
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif typing.get_origin(kind) is list:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(f"{source}: '{key}' must be {type_name(kind)}, not {value!r}")
+    check = f.metadata.get("check")
+    problem = check(value) if check else None
+    if problem:
+        raise ConfigError(f"{source}: '{key}' = {value!r}: {problem}")
+    return value
+
+
+def type_name(kind: Any) -> str:
+    if typing.get_origin(kind) is list:
+        return "a list of strings"
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             Path: "a path (string)"}
+    return names.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def apply_environment(config: T, environ: Mapping[str, str]) -> T:
+    """Overlay ``DMR_<KEY>`` / ``DMR_<TABLE>_<KEY>`` variables, parsed per field type."""
+    changes: dict[str, Any] = {}
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            table = getattr(config, f.name)
+            overrides = env_for(kind, environ, f"DMR_{f.name.upper()}_")
+            if overrides:
+                changes[f.name] = dataclasses.replace(table, **overrides)
+        elif (var := f"DMR_{f.name.upper()}") in environ:
+            changes[f.name] = from_env(environ[var], kind, var=var, f=f)
+    return dataclasses.replace(config, **changes) if changes else config  # type: ignore[type-var]
+
+
+def env_for(cls: type, environ: Mapping[str, str], prefix: str) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    found = {}
+    for f in dataclasses.fields(cls):
+        var = prefix + f.name.upper()
+        if var in environ:
+            found[f.name] = from_env(environ[var], hints[f.name], var=var, f=f)
+    return found
+
+
+def from_env(text: str, kind: Any, *, var: str, f: dataclasses.Field) -> Any:
+    value: Any = text
+    try:
+        if kind is int:
+            value = int(text)
+        elif kind is float:
+            value = float(text)
+        elif kind is bool:
+            value = {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+        elif typing.get_origin(kind) is list:
+            value = [item.strip() for item in text.split(",") if item.strip()]
+    except (ValueError, KeyError):
+        raise ConfigError(f"environment: {var}={text!r} must be {type_name(kind)}") from None
+    return convert(value, kind, source="environment", key=var, f=f)
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(key, default, help) for every setting: the source of the documented defaults."""
+    rows: list[tuple[str, Any, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            rows += describe(kind, f"{prefix}{f.name}.")
+            continue
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        rows.append((prefix + f.name, default, f.metadata.get("help", "")))
+    return rows
+
+
+
+def defaults_toml(cls: type, title: str) -> str:
+    """A commented TOML file listing every setting at its default (for /etc conffiles)."""
+    lines = [
+        f"# {title}",
+        "# Every key is shown at its default, commented out. Uncomment to change;",
+        "# DMR_<KEY> or DMR_<TABLE>_<KEY> in the environment overrides this file.",
+        "",
+    ]
+    table = ""
+    for key, default, help_text in describe(cls):
+        section, _, name = key.rpartition(".")
+        if section != table:
+            table = section
+            lines += ["", f"[{section}]"]
+        if help_text:
+            lines.append(f"# {help_text}")
+        lines.append(f"# {name} = {toml_value(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+KINDS: dict[str, type] = {"home": HomeConfig, "relay": RelayConfig, "router": RouterConfig}

@@ -1,0 +1,99 @@
+"""Config: TOML files, DMR_* overrides, and errors that name the source, key and rule."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from dmr_appliance import config
+from dmr_appliance.config import HomeConfig, RelayConfig, RouterConfig
+from dmr_appliance.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "conf.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file() -> None:
+    home = config.load(HomeConfig, environ={})
+    assert home.bind == "127.0.0.1:8700"
+    assert home.tokens.access_ttl == 900
+    assert home.tls.ca == Path("/etc/dmr-appliance/pki/ca.pem")
+
+
+def test_file_values_and_tables(tmp_path: Path) -> None:
+    path = write(tmp_path, 'instance = "relay-7"\n[delivery]\nread_timeout = 2\n')
+    relay = config.load(RelayConfig, path, environ={})
+    assert relay.instance == "relay-7"
+    assert relay.delivery.read_timeout == 2.0
+    assert isinstance(relay.delivery.read_timeout, float)
+    assert relay.delivery.connect_timeout == 3.0
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'bind = "127.0.0.1:9000"\n')
+    env = {"DMR_BIND": "127.0.0.1:9001", "DMR_TOKENS_LEEWAY": "5",
+           "DMR_TRUSTED_PROXIES": "10.0.0.0/8, ::1"}
+    home = config.load(HomeConfig, path, environ=env)
+    assert home.bind == "127.0.0.1:9001"
+    assert home.tokens.leeway == 5
+    assert home.trusted_proxies == ["10.0.0.0/8", "::1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('bnd = "x"\n', "unknown key 'bnd'"),
+        ("[tokens]\naccess_tl = 3\n", "unknown key 'tokens.access_tl'"),
+        ('workers = "two"\n', "'workers' must be an integer"),
+        ("workers = 0\n", "'workers' = 0: must be greater than 0"),
+        ("workers = true\n", "'workers' must be an integer"),
+        ('bind = "localhost"\n', "must be HOST:PORT"),
+        ('trusted_proxies = ["nowhere"]\n', "'nowhere' is not an IP address"),
+        ('tokens = 3\n', "'tokens' must be a table"),
+        ('log_level = "loud"\n', "must be one of debug, info"),
+        ("workers = \n", "not valid TOML"),
+    ],
+)
+def test_errors_name_file_key_and_rule(tmp_path: Path, text: str, needle: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        config.load(HomeConfig, path, environ={})
+    assert needle in caught.value.detail
+    assert str(path) in caught.value.detail
+
+
+def test_environment_errors_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="DMR_WORKERS='many' must be an integer"):
+        config.load(HomeConfig, environ={"DMR_WORKERS": "many"})
+    with pytest.raises(ConfigError, match=r"DMR_HOME_URL.*https://"):
+        config.load(RelayConfig, environ={"DMR_HOME_URL": "http://home"})
+
+
+def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        config.load(HomeConfig, tmp_path / "absent.toml", environ={})
+
+
+@pytest.mark.parametrize("cls", [HomeConfig, RelayConfig, RouterConfig])
+def test_defaults_file_is_valid_toml_listing_every_key(tmp_path: Path, cls: type) -> None:
+    text = config.defaults_toml(cls, "test")
+    assert tomllib.loads(text) is not None
+    uncommented = "\n".join(
+        line[2:] if line.startswith("# ") and " = " in line else line for line in text.splitlines()
+    )
+    loaded = config.build(cls, tomllib.loads(uncommented), source="x", prefix=())
+    assert loaded == cls()
+    for key, _default, _help in config.describe(cls):
+        assert f"# {key.rpartition('.')[2]} = " in text
+
+
+def test_router_body_limit_comes_from_the_envelope_default() -> None:
+    from dmr_appliance.envelope import DEFAULT_MAX_MESSAGE_BYTES
+
+    assert RouterConfig().limits.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES
+    assert RelayConfig().limits.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES

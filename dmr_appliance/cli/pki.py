@@ -1,0 +1,168 @@
+"""``dmr pki``: the deployment CA, certificates per kind, revocation and the CRL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dmr_appliance import pki
+
+CRL_NOTE = (
+    "nginx refuses every client certificate once the CRL has passed its nextUpdate time, "
+    "so run 'dmr pki crl' well before that (e.g. weekly from a timer) and reload nginx."
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser(
+        "pki",
+        help="deployment CA, certificates, revocation",
+        description="The deployment PKI: one CA (ECDSA P-256) signs every certificate.",
+    )
+    sub = group.add_subparsers(dest="pki_command", metavar="ACTION", parser_class=type(group))
+    sub.required = True
+
+    init = _leaf(sub, "init", _init, "create the CA and an empty CRL (no-op if one exists)")
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing CA: every certificate issued before stops verifying",
+    )
+
+    issue = _leaf(sub, "issue", _issue, "issue a key and certificate")
+    _kind_and_name(issue)
+    issue.add_argument(
+        "--dns",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="DNS subject alternative name (server, relay; repeatable; default: --name)",
+    )
+    issue.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="IP subject alternative name (server, relay; repeatable)",
+    )
+    issue.add_argument("--days", type=_positive_int, default=825, help="validity (default 825)")
+    issue.add_argument("--force", action="store_true", help="replace an existing key and cert")
+
+    revoke = _leaf(
+        sub, "revoke", _revoke, "revoke every certificate of a name and rewrite the CRL"
+    )
+    _kind_and_name(revoke)
+    revoke.add_argument("--reason", choices=list(pki.REASONS), default="unspecified")
+
+    crl = _leaf(sub, "crl", _crl, "sign a fresh CRL", epilog=CRL_NOTE)
+    crl.add_argument("--days", type=_positive_int, default=30, help="validity (default 30)")
+
+    listing = _leaf(sub, "list", _list, "list issued certificates")
+    listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+
+
+def _leaf(
+    sub: argparse._SubParsersAction, name: str, func, help_text: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog)
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=pki.DEFAULT_DIR,
+        help=f"PKI directory (default {pki.DEFAULT_DIR})",
+    )
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _kind_and_name(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", required=True, choices=pki.KINDS)
+    parser.add_argument("--name", required=True, help="subject CN; a participant's id")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
+
+
+def _init(args: argparse.Namespace) -> int:
+    if pki.init_ca(args.dir, force=args.force):
+        print(f"created CA {pki.paths(args.dir).ca} and CRL {pki.paths(args.dir).crl}")
+    else:
+        print(f"CA already exists in {args.dir}; left unchanged (--force replaces it)")
+    return 0
+
+
+def _issue(args: argparse.Namespace) -> int:
+    issued = pki.issue(
+        args.dir,
+        args.kind,
+        args.name,
+        dns=args.dns,
+        ips=args.ip,
+        days=args.days,
+        force=args.force,
+    )
+    print(f"issued {args.kind} '{args.name}' serial {issued.serial:x}")
+    print(f"  certificate {issued.cert}")
+    print(f"  key         {issued.key}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    before = [
+        r for r in pki.records(args.dir) if (r.kind, r.name) == (args.kind, args.name)
+    ]
+    pki.revoke(args.dir, args.kind, args.name, reason=args.reason)
+    fresh = [r for r in before if not r.revoked_at]
+    if fresh:
+        serials = ", ".join(f"{r.serial:x}" for r in fresh)
+        print(f"revoked {args.kind} '{args.name}' (serial {serials}); CRL rewritten")
+    else:
+        print(f"{args.kind} '{args.name}' was already revoked; CRL rewritten")
+    print(f"reload nginx to apply {pki.paths(args.dir).crl}")
+    return 0
+
+
+def _crl(args: argparse.Namespace) -> int:
+    path = pki.write_crl(args.dir, days=args.days)
+    print(f"wrote {path}, valid for {args.days} days; reload nginx to apply it")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = _rows(pki.records(args.dir))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("KIND", "NAME", "SERIAL", "EXPIRES", "STATUS")
+    table = [header, *[(r["kind"], r["name"], f"{r['serial']:x}", r["not_after"], r["status"])
+                       for r in rows]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _rows(records: list[pki.Record]) -> list[dict]:
+    # The newest certificate of a name is the current one; older ones are superseded.
+    current = {(r.kind, r.name): r.serial for r in records}
+    return [
+        {
+            "kind": r.kind,
+            "name": r.name,
+            "serial": r.serial,
+            "issued_at": r.issued_at,
+            "not_after": r.not_after,
+            "revoked_at": r.revoked_at,
+            "reason": r.reason,
+            "status": r.status(current_serial=current[(r.kind, r.name)]),
+        }
+        for r in records
+    ]

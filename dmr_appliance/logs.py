@@ -1,0 +1,152 @@
+"""JSON-lines logging: one object per line on stdout, for journald or a cluster collector.
+
+Pure (stdlib ``logging`` only). Every line has ``ts`` (RFC 3339 UTC, milliseconds),
+``level`` and ``event``; structured fields ride along with the record. The request id
+lives in a context variable so that anything logged while a request is served carries
+it without being passed down explicitly.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from dmr_appliance.errors import ConfigError
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+# Keys on a LogRecord where log_event() stores its data; one namespaced key each so
+# that no field can collide with LogRecord's own attributes (msg, args, name...).
+_EVENT_ATTR = "dmr_event"
+_FIELDS_ATTR = "dmr_fields"
+# Keyword spellings for fields whose names are Python keywords or read ambiguously.
+_ALIASES = {"from_": "from", "sender": "from"}
+
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "dmr_request_id", default=None
+)
+
+
+def set_request_id(request_id: str | None) -> contextvars.Token[str | None]:
+    """Bind ``request_id`` to the current context; pass the token to ``reset_request_id``."""
+    return _request_id.set(request_id)
+
+
+def reset_request_id(token: contextvars.Token[str | None]) -> None:
+    _request_id.reset(token)
+
+
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats any record as one line of JSON; never raises on odd field values."""
+
+    def __init__(self, instance: str | None = None) -> None:
+        super().__init__()
+        self.instance = instance
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _dumps(self.document(record))
+
+    def document(self, record: logging.LogRecord) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "ts": _timestamp(record.created),
+            "level": record.levelname.lower(),
+            "event": getattr(record, _EVENT_ATTR, None) or "log",
+            "logger": record.name,
+        }
+        fields: dict[str, Any] = getattr(record, _FIELDS_ATTR, None) or {}
+        if not hasattr(record, _EVENT_ATTR):
+            doc["msg"] = record.getMessage()
+        request_id = fields.get("request_id") or current_request_id()
+        if request_id:
+            doc["request_id"] = request_id
+        if self.instance:
+            doc["instance"] = self.instance
+        for key, value in fields.items():
+            doc.setdefault(key, value)  # the fixed keys above always win
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            doc["stack"] = self.formatStack(record.stack_info)
+        return doc
+
+
+def configure(
+    level: str = "info", *, instance: str | None = None, stream: IO[str] | None = None
+) -> None:
+    """Send every log line to ``stream`` (stdout) as JSON; calling it again replaces it."""
+    numeric = LEVELS.get(level.lower())
+    if numeric is None:
+        raise ConfigError(
+            f"log level {level!r} is not one of {', '.join(LEVELS)}", key="log_level"
+        )
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _DmrHandler)]:
+        root.removeHandler(handler)
+        handler.close()
+    handler = _DmrHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(JsonFormatter(instance))
+    root.addHandler(handler)
+    root.setLevel(numeric)
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(name)
+
+
+def log_event(
+    logger: logging.Logger,
+    event: str,
+    level: int = logging.INFO,
+    *,
+    exc_info: Any = None,
+    **fields: Any,
+) -> None:
+    """Log one structured line; fields whose value is None are left out.
+
+    ``from`` is a Python keyword: pass ``from_=`` or ``sender=``.
+    """
+    if not logger.isEnabledFor(level):
+        return
+    clean = {_ALIASES.get(k, k): v for k, v in fields.items() if v is not None}
+    logger.log(
+        level, event, exc_info=exc_info, extra={_EVENT_ATTR: event, _FIELDS_ATTR: clean}
+    )
+
+
+class _DmrHandler(logging.StreamHandler):
+    """Marks the handler configure() installed, so a second call replaces it."""
+
+
+def _timestamp(created: float) -> str:
+    stamp = datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    try:
+        return json.dumps(doc, default=str, allow_nan=False, separators=(",", ":"))
+    except Exception:  # a log line must never take its caller down
+        # Circular, NaN or unprintable values: keep the line, with those values as text.
+        safe = {k: v if isinstance(v, str | int | bool) else _safe_repr(v) for k, v in doc.items()}
+        return json.dumps(safe, separators=(",", ":"))
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"

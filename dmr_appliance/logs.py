@@ -67,16 +67,14 @@ class JsonFormatter(logging.Formatter):
             "event": getattr(record, _EVENT_ATTR, None) or "log",
             "logger": record.name,
         }
-        fields: dict[str, Any] = getattr(record, _FIELDS_ATTR, None) or {}
         if not hasattr(record, _EVENT_ATTR):
             doc["msg"] = record.getMessage()
-        request_id = fields.get("request_id") or current_request_id()
-        if request_id:
-            doc["request_id"] = request_id
-        if self.instance:
-            doc["instance"] = self.instance
-        for key, value in fields.items():
-            doc.setdefault(key, value)  # the fixed keys above always win
+        # Defaults a field may override: home logs heartbeats naming another instance.
+        defaults = {"request_id": current_request_id(), "instance": self.instance}
+        fields: dict[str, Any] = getattr(record, _FIELDS_ATTR, None) or {}
+        for key, value in {**defaults, **fields}.items():
+            if value is not None and key not in doc:  # the fixed keys above always win
+                doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -90,9 +88,7 @@ def configure(
     """Send every log line to ``stream`` (stdout) as JSON; calling it again replaces it."""
     numeric = LEVELS.get(level.lower())
     if numeric is None:
-        raise ConfigError(
-            f"log level {level!r} is not one of {', '.join(LEVELS)}", key="log_level"
-        )
+        raise ConfigError(f"log level {level!r} is not one of {', '.join(LEVELS)}", key="log_level")
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _DmrHandler)]:
         root.removeHandler(handler)
@@ -122,9 +118,7 @@ def log_event(
     if not logger.isEnabledFor(level):
         return
     clean = {_ALIASES.get(k, k): v for k, v in fields.items() if v is not None}
-    logger.log(
-        level, event, exc_info=exc_info, extra={_EVENT_ATTR: event, _FIELDS_ATTR: clean}
-    )
+    logger.log(level, event, exc_info=exc_info, extra={_EVENT_ATTR: event, _FIELDS_ATTR: clean})
 
 
 class _DmrHandler(logging.StreamHandler):

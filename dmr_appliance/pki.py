@@ -153,7 +153,8 @@ def init_ca(
             if len(present) == 2:
                 return False
             raise PkiError(
-                f"incomplete CA in {p.dir}: only {present[0]} exists; use --force to create a new CA"
+                f"incomplete CA in {p.dir}: only {present[0]} exists; "
+                "use --force to create a new CA"
             )
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _build_ca(key, common_name, days)
@@ -234,7 +235,10 @@ def write_crl(directory: Path, *, days: int = 30) -> Path:
 
 def records(directory: Path) -> list[Record]:
     """Every certificate issued from ``directory``, oldest first."""
-    return [Record(**entry) for entry in _load_index(paths(directory))["certificates"]]
+    p = paths(directory)
+    if not p.ca.exists():
+        raise PkiError(f"no CA in {p.dir}; run 'dmr pki init --dir {p.dir}' first")
+    return [Record(**entry) for entry in _load_index(p)["certificates"]]
 
 
 def load_certificate(pem: bytes | str) -> x509.Certificate:
@@ -247,7 +251,8 @@ def load_certificate(pem: bytes | str) -> x509.Certificate:
 
 def certificate_kind(cert: x509.Certificate) -> str | None:
     """The kind stated in the subject's OU, or None if it states none of KINDS."""
-    values = {a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)}
+    units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    values = {unit.value for unit in units}
     found = [kind for kind in KINDS if kind in values]
     return found[0] if len(found) == 1 else None
 
@@ -294,14 +299,14 @@ def cert_not_after(cert: x509.Certificate) -> dt.datetime:
     """End of validity as an aware UTC datetime (``not_valid_after_utc`` is new in 42)."""
     value = getattr(cert, "not_valid_after_utc", None)
     if value is None:
-        value = cert.not_valid_after.replace(tzinfo=dt.timezone.utc)
+        value = cert.not_valid_after.replace(tzinfo=dt.UTC)
     return value
 
 
 def cert_not_before(cert: x509.Certificate) -> dt.datetime:
     value = getattr(cert, "not_valid_before_utc", None)
     if value is None:
-        value = cert.not_valid_before.replace(tzinfo=dt.timezone.utc)
+        value = cert.not_valid_before.replace(tzinfo=dt.UTC)
     return value
 
 
@@ -549,12 +554,12 @@ def _check_days(days: int) -> None:
 
 def _now() -> dt.datetime:
     # Whole seconds: X.509 times carry no fractions, and index.json should match the cert.
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def _format_time(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(value: str) -> dt.datetime:
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)

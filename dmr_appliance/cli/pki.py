@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from dmr_appliance import pki
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="deployment CA, certificates, revocation",
         description="The deployment PKI: one CA (ECDSA P-256) signs every certificate.",
     )
-    sub = group.add_subparsers(dest="pki_command", metavar="ACTION", parser_class=type(group))
+    sub = group.add_subparsers(dest="pki_command", metavar="ACTION")
     sub.required = True
 
     init = _leaf(sub, "init", _init, "create the CA and an empty CRL (no-op if one exists)")
@@ -49,9 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     issue.add_argument("--days", type=_positive_int, default=825, help="validity (default 825)")
     issue.add_argument("--force", action="store_true", help="replace an existing key and cert")
 
-    revoke = _leaf(
-        sub, "revoke", _revoke, "revoke every certificate of a name and rewrite the CRL"
-    )
+    revoke = _leaf(sub, "revoke", _revoke, "revoke every certificate of a name and rewrite the CRL")
     _kind_and_name(revoke)
     revoke.add_argument("--reason", choices=list(pki.REASONS), default="unspecified")
 
@@ -63,7 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _leaf(
-    sub: argparse._SubParsersAction, name: str, func, help_text: str, epilog: str | None = None
+    sub: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    help_text: str,
+    epilog: str | None = None,
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog)
     parser.add_argument(
@@ -116,9 +119,7 @@ def _issue(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    before = [
-        r for r in pki.records(args.dir) if (r.kind, r.name) == (args.kind, args.name)
-    ]
+    before = [r for r in pki.records(args.dir) if (r.kind, r.name) == (args.kind, args.name)]
     pki.revoke(args.dir, args.kind, args.name, reason=args.reason)
     fresh = [r for r in before if not r.revoked_at]
     if fresh:
@@ -142,11 +143,12 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     header = ("KIND", "NAME", "SERIAL", "EXPIRES", "STATUS")
-    table = [header, *[(r["kind"], r["name"], f"{r['serial']:x}", r["not_after"], r["status"])
-                       for r in rows]]
+    table = [header]
+    table += [(r["kind"], r["name"], f"{r['serial']:x}", r["not_after"], r["status"]) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
     return 0
 
 

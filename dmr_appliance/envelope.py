@@ -1,0 +1,501 @@
+"""Message envelope v1: parse, validate, build, and the body delivered to recipients.
+
+Pure: standard library only, no Falcon, no sockets. ``parse_envelope`` is on the
+relay's hot path for every message, so it reads the body once, checks its nesting
+depth without recursion, decodes it once, and validates every field in one pass.
+Each broken rule raises ``EnvelopeError`` with its own stable ``code``; the error's
+``extra`` names the offending ``field`` so the problem+json document shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate
+from types import MappingProxyType
+from typing import Any, NoReturn
+
+from dmr_appliance import ids
+from dmr_appliance.errors import EnvelopeError
+
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+MAX_CARD_CHARS = 8192
+
+# 400: the body is not a JSON document we are willing to decode; 413: too big;
+# 422: valid JSON whose content breaks a v1 rule.
+SYNTAX = 400
+TOO_LARGE = 413
+SEMANTIC = 422
+
+FIELDS = frozenset(
+    {"id", "room", "from", "to", "created_at", "expires_at", "content_type",
+     "payload", "payload_b64", "headers"}
+)  # fmt: skip
+REQUIRED = ("id", "room", "from", "to", "created_at", "expires_at", "content_type")
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# RFC 9110 token, the charset of header names and media type parts.
+_TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_HEADER_NAME = re.compile(_TCHAR)
+_CONTENT_TYPE = re.compile(
+    rf'{_TCHAR}/{_TCHAR}(?:[ \t]*;[ \t]*{_TCHAR}=(?:{_TCHAR}|"(?:[\t !#-\[\]-~]|\\[\t -~])*"))*'
+)
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# Canonical padded base64 (RFC 4648 section 4): the bits a pad character hides must be zero.
+_BASE64 = re.compile(
+    r"[A-Za-z0-9+/]*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?"
+)
+# For the depth scan: a JSON string (one that never fails to match, even when
+# unterminated or ending in a backslash, so the scan stays linear on hostile input)
+# or a bracket. Strings yield '' so brackets inside them do not count.
+_DEPTH_TOKEN = re.compile(r'"[^"\\]*(?:\\(?:.|\Z)[^"\\]*)*(?:"|\Z)|([\[\]{}])', re.DOTALL)
+_DEPTH_DELTA = {"": 0, "[": 1, "{": 1, "]": -1, "}": -1}
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the relay accepts; one default per limit (config.py overrides them)."""
+
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_recipients: int = 100
+    max_headers: int = 32
+    max_header_name: int = 64
+    max_header_value: int = 1024
+    max_ttl: int = 7 * 86400  # seconds from now to expires_at
+    max_clock_skew: int = 300  # seconds created_at may lie in the future
+    max_json_depth: int = 32  # arrays and objects, the envelope itself included
+    max_content_type: int = 255
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A validated v1 envelope. Times are timezone-aware UTC."""
+
+    id: str
+    room: str
+    sender: str
+    to: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime
+    content_type: str
+    payload: Any = None
+    payload_b64: str | None = None
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+# ---------------------------------------------------------------------------- times
+
+
+def format_time(dt: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``; microseconds only when there are any."""
+    if dt.tzinfo is None:
+        raise ValueError("format_time needs a timezone-aware datetime")
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
+def parse_time(text: str) -> datetime:
+    """Parse a strict RFC 3339 date-time (explicit offset or Z) into aware UTC.
+
+    Raises ValueError otherwise. Leap seconds (``:60``) are refused: Python cannot
+    represent them, and no sender needs one.
+    """
+    if not _RFC3339.fullmatch(text):
+        raise ValueError(f"not an RFC 3339 date-time with an offset: {text[:40]!r}")
+    try:
+        return datetime.fromisoformat(text.upper()).astimezone(UTC)
+    except OverflowError as exc:  # an offset pushes it past year 1 or 9999
+        raise ValueError(f"date-time out of range: {text!r}") from exc
+
+
+def _utc(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(UTC)
+
+
+# ------------------------------------------------------------------------------ ids
+
+
+def new_message_id(now: datetime | None = None) -> str:
+    """A ULID: 48-bit Unix time in ms, then 80 random bits, in Crockford base32."""
+    ms = (_utc(now) - _EPOCH) // timedelta(milliseconds=1)
+    n = (ms << 80) | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[n & 31])
+        n >>= 5
+    return "".join(reversed(chars))
+
+
+# ------------------------------------------------------------------------- decoding
+
+
+def _fail(code: str, detail: str, *, status: int = SEMANTIC, **extra: Any) -> NoReturn:
+    raise EnvelopeError(detail, code=code, status=status, **extra)
+
+
+def _check_depth(text: str, limit: int) -> None:
+    # Cheap bound first: nesting can never exceed the number of opening brackets.
+    if text.count("[") + text.count("{") <= limit:
+        return
+    deltas = map(_DEPTH_DELTA.__getitem__, _DEPTH_TOKEN.findall(text))
+    if max(accumulate(deltas), default=0) > limit:
+        _fail(
+            "envelope-too-deep",
+            f"JSON nesting is deeper than {limit} arrays and objects",
+            status=SYNTAX,
+            limit=limit,
+        )
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # only then pay for finding which key repeats
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                _fail("envelope-malformed-json", f"duplicate key {key[:64]!r}", status=SYNTAX)
+            seen.add(key)
+    return obj
+
+
+def _constant(name: str) -> NoReturn:
+    _fail("envelope-malformed-json", f"{name} is not valid JSON", status=SYNTAX)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e999, which would come back out as Infinity
+        _fail("envelope-malformed-json", f"number out of range: {text[:40]}", status=SYNTAX)
+    return value
+
+
+def _decode(body: bytes, limits: Limits) -> Any:
+    if len(body) > limits.max_message_bytes:
+        _fail(
+            "envelope-too-large",
+            f"body is {len(body)} bytes; at most {limits.max_message_bytes} are allowed",
+            status=TOO_LARGE,
+            limit=limits.max_message_bytes,
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        _fail("envelope-malformed-json", f"body is not UTF-8 (byte {exc.start})", status=SYNTAX)
+    _check_depth(text, limits.max_json_depth)
+    try:
+        return json.loads(
+            text, object_pairs_hook=_object, parse_constant=_constant, parse_float=_float
+        )
+    except json.JSONDecodeError as exc:
+        _fail(
+            "envelope-malformed-json",
+            f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            status=SYNTAX,
+        )
+    except ValueError:  # an integer beyond Python's digit limit
+        _fail("envelope-malformed-json", "body is not JSON: a number is too long", status=SYNTAX)
+
+
+# ----------------------------------------------------------------------- validation
+
+
+def _string(doc: dict[str, Any], name: str) -> str:
+    value = doc[name]
+    if not isinstance(value, str):
+        _fail("envelope-bad-type", f"{name!r} must be a string", field=name)
+    return value
+
+
+def _matching(doc: dict[str, Any], name: str, ok: Any, code: str, rule: str) -> str:
+    value = _string(doc, name)
+    if not ok(value):
+        _fail(code, f"{name!r} must be {rule}", field=name)
+    return value
+
+
+def _fields(doc: Any) -> None:
+    if not isinstance(doc, dict):
+        _fail("envelope-not-object", "the envelope must be a JSON object")
+    for name in doc:
+        if name not in FIELDS:
+            _fail(
+                "envelope-unknown-field",
+                f"unknown field {name[:64]!r}; allowed: {', '.join(sorted(FIELDS))}",
+                field=name[:64],
+            )
+    for name in REQUIRED:
+        if name not in doc:
+            _fail("envelope-missing-field", f"required field {name!r} is missing", field=name)
+    if ("payload" in doc) == ("payload_b64" in doc):
+        _fail(
+            "envelope-payload-conflict",
+            "exactly one of 'payload' (JSON) and 'payload_b64' (base64 bytes) is required",
+            field="payload",
+        )
+
+
+def _recipients(doc: dict[str, Any], limits: Limits) -> tuple[str, ...]:
+    cards = doc["to"]
+    if not isinstance(cards, list):
+        _fail("envelope-bad-type", "'to' must be an array of address cards", field="to")
+    if not cards:
+        _fail("envelope-no-recipients", "'to' must name at least one recipient", field="to")
+    if len(cards) > limits.max_recipients:
+        _fail(
+            "envelope-too-many-recipients",
+            f"'to' has {len(cards)} recipients; at most {limits.max_recipients} are allowed",
+            field="to",
+            limit=limits.max_recipients,
+        )
+    seen: set[str] = set()
+    for i, card in enumerate(cards):
+        if not (
+            isinstance(card, str) and len(card) <= MAX_CARD_CHARS and _COMPACT_JWS.fullmatch(card)
+        ):
+            _fail(
+                "envelope-bad-recipient",
+                f"'to[{i}]' must be an address card: a compact JWS of at most "
+                f"{MAX_CARD_CHARS} characters",
+                field="to",
+            )
+        if card in seen:
+            _fail("envelope-duplicate-recipient", f"'to[{i}]' repeats a recipient", field="to")
+        seen.add(card)
+    return tuple(cards)
+
+
+def _time(doc: dict[str, Any], name: str) -> datetime:
+    try:
+        return parse_time(_string(doc, name))
+    except ValueError:
+        _fail(
+            "envelope-bad-time",
+            f"{name!r} must be an RFC 3339 date-time with an offset, e.g. 2024-05-01T12:00:00Z",
+            field=name,
+        )
+
+
+def _times(doc: dict[str, Any], limits: Limits, now: datetime) -> tuple[datetime, datetime]:
+    created, expires = _time(doc, "created_at"), _time(doc, "expires_at")
+    if created - now > timedelta(seconds=limits.max_clock_skew):
+        _fail(
+            "envelope-created-in-future",
+            f"'created_at' is more than {limits.max_clock_skew} s ahead of the relay's clock",
+            field="created_at",
+        )
+    if expires <= now:
+        _fail(
+            "envelope-expired",
+            "'expires_at' has passed; an expired message is never delivered",
+            field="expires_at",
+        )
+    if expires - now > timedelta(seconds=limits.max_ttl):
+        _fail(
+            "envelope-ttl-too-long",
+            f"'expires_at' may be at most {limits.max_ttl} s from now",
+            field="expires_at",
+            limit=limits.max_ttl,
+        )
+    if expires <= created:
+        _fail(
+            "envelope-time-order",
+            "'expires_at' must be later than 'created_at'",
+            field="expires_at",
+        )
+    return created, expires
+
+
+def _content_type(doc: dict[str, Any], limits: Limits) -> str:
+    value = _string(doc, "content_type")
+    if len(value) > limits.max_content_type or not _CONTENT_TYPE.fullmatch(value):
+        _fail(
+            "envelope-bad-content-type",
+            f"'content_type' must be a media type (type/subtype[; name=value]) of at most "
+            f"{limits.max_content_type} characters",
+            field="content_type",
+        )
+    return value
+
+
+def _headers(doc: dict[str, Any], limits: Limits) -> Mapping[str, str]:
+    headers = doc.get("headers", {})
+    if not isinstance(headers, dict):
+        _fail("envelope-bad-type", "'headers' must be an object of strings", field="headers")
+    if len(headers) > limits.max_headers:
+        _fail(
+            "envelope-bad-headers",
+            f"'headers' may hold at most {limits.max_headers} entries",
+            field="headers",
+            limit=limits.max_headers,
+        )
+    folded: set[str] = set()
+    for name, value in headers.items():
+        if len(name) > limits.max_header_name or not _HEADER_NAME.fullmatch(name):
+            _fail(
+                "envelope-bad-headers",
+                f"header name {name[:64]!r} must be 1-{limits.max_header_name} token "
+                "characters (letters, digits, !#$%&'*+.^_`|~-)",
+                field="headers",
+            )
+        if name.lower() in folded:  # recipients may treat names as HTTP headers
+            _fail(
+                "envelope-bad-headers",
+                f"header {name!r} repeats a name (names are case-insensitive)",
+                field="headers",
+            )
+        folded.add(name.lower())
+        if not isinstance(value, str) or len(value) > limits.max_header_value:
+            _fail(
+                "envelope-bad-headers",
+                f"header {name!r} must be a string of at most {limits.max_header_value} characters",
+                field="headers",
+            )
+    return MappingProxyType(headers)  # a read-only view of the decoded dict, no copy
+
+
+def _payload_b64(doc: dict[str, Any]) -> str | None:
+    if "payload_b64" not in doc:
+        return None
+    value = _string(doc, "payload_b64")
+    if len(value) % 4 or not _BASE64.fullmatch(value):
+        _fail(
+            "envelope-bad-base64",
+            "'payload_b64' must be canonical padded base64 (RFC 4648 section 4)",
+            field="payload_b64",
+        )
+    return value
+
+
+def _validate(doc: Any, limits: Limits, now: datetime) -> Envelope:
+    _fields(doc)
+    message_id = _matching(doc, "id", ids.is_message_id, "envelope-bad-id", "a UUID or a ULID")
+    room = _matching(doc, "room", ids.is_room, "envelope-bad-room", ids.PARTICIPANT_ID_RULE)
+    sender = _matching(
+        doc, "from", ids.is_participant_id, "envelope-bad-from", ids.PARTICIPANT_ID_RULE
+    )
+    to = _recipients(doc, limits)
+    created, expires = _times(doc, limits, now)
+    content_type = _content_type(doc, limits)
+    headers = _headers(doc, limits)
+    payload_b64 = _payload_b64(doc)
+    return Envelope(
+        id=message_id,
+        room=room,
+        sender=sender,
+        to=to,
+        created_at=created,
+        expires_at=expires,
+        content_type=content_type,
+        payload=doc.get("payload"),
+        payload_b64=payload_b64,
+        headers=headers,
+    )
+
+
+def parse_envelope(
+    body: bytes, limits: Limits = DEFAULT_LIMITS, *, now: datetime | None = None
+) -> Envelope:
+    """Decode and validate a v1 envelope; raises only ``EnvelopeError``.
+
+    ``now`` (aware) is the relay's clock, injectable for tests.
+    """
+    return _validate(_decode(body, limits), limits, _utc(now))
+
+
+# ------------------------------------------------------------------------- encoding
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate from a "\ud800" escape cannot be UTF-8; escape it back.
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _document(envelope: Envelope, to: list[str]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": envelope.id,
+        "room": envelope.room,
+        "from": envelope.sender,
+        "to": to,
+        "created_at": format_time(envelope.created_at),
+        "expires_at": format_time(envelope.expires_at),
+        "content_type": envelope.content_type,
+        "headers": dict(envelope.headers),
+    }
+    if envelope.payload_b64 is not None:
+        doc["payload_b64"] = envelope.payload_b64
+    else:
+        doc["payload"] = envelope.payload
+    return doc
+
+
+def delivery_body(envelope: Envelope, recipients: Sequence[str]) -> bytes:
+    """The compact UTF-8 JSON sent to each recipient: the envelope with ``to`` holding
+    the recipients' participant ids instead of their address cards."""
+    return _dumps(_document(envelope, list(recipients)))
+
+
+def build_envelope(
+    *,
+    room: str,
+    sender: str,
+    cards: Sequence[str],
+    payload: Any = None,
+    payload_b64: str | None = None,
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+    ttl: int = 300,
+    message_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The JSON document a sender posts to ``/v1/messages``.
+
+    ``payload_b64`` wins over ``payload`` when given (passing both is an error). The
+    result is checked with ``parse_envelope`` so a bad argument fails here, in the
+    sender's process, with the same ``EnvelopeError`` the relay would answer.
+    """
+    if payload is not None and payload_b64 is not None:
+        _fail(
+            "envelope-payload-conflict",
+            "pass either payload or payload_b64, not both",
+            field="payload",
+        )
+    created = _utc(now)
+    doc: dict[str, Any] = {
+        "id": message_id if message_id is not None else new_message_id(created),
+        "room": room,
+        "from": sender,
+        "to": list(cards),
+        "created_at": format_time(created),
+        "expires_at": format_time(created + timedelta(seconds=ttl)),
+        "content_type": content_type,
+        "headers": dict(headers or {}),
+    }
+    if payload_b64 is not None:
+        doc["payload_b64"] = payload_b64
+    else:
+        doc["payload"] = payload
+    try:
+        body = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        _fail("envelope-bad-type", f"payload is not JSON-serialisable: {exc}", field="payload")
+    parse_envelope(body, now=created)
+    return doc

@@ -1,0 +1,366 @@
+"""What both Falcon apps share: request ids and the access log, problem+json errors,
+the client identity the router vouches for, and a bounded JSON body reader.
+
+Works on Falcon 3.1 (Debian 12) and 4.x: it uses only APIs present in both
+(``add_error_handler`` with ``(req, resp, ex, params)``, ``set_error_serializer``,
+middleware ``process_response(req, resp, resource, req_succeeded)``).
+"""
+
+from __future__ import annotations
+
+import functools
+import http
+import ipaddress
+import json
+import logging
+import re
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import falcon
+from cryptography import x509
+
+from dmr_appliance import logs, pki
+from dmr_appliance.errors import PROBLEM_BASE, AuthError, ConfigError, DmrError, PkiError
+
+CLIENT_CERT_HEADER = "X-DMR-Client-Cert"
+REQUEST_ID_HEADER = "X-Request-Id"
+PROBLEM_JSON = "application/problem+json"
+
+# nginx's $request_id is 32 hex digits; accept any id of the same harmless alphabet so
+# that an upstream's own id survives, but never echo arbitrary text into logs/headers.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+# Falcon's HTTPErrors (routing, media parsing, size limits) by status: a stable code each.
+_HTTP_CODES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    408: "request-timeout",
+    409: "conflict",
+    411: "length-required",
+    413: "too-large",
+    414: "uri-too-long",
+    415: "unsupported-media-type",
+    422: "unprocessable",
+    429: "too-many-requests",
+    431: "headers-too-large",
+    500: "internal-error",
+    503: "unavailable",
+}
+
+_access_log = logs.get_logger("dmr.access")
+_error_log = logs.get_logger("dmr.web")
+
+
+# --- request ids and the access log ------------------------------------------------
+
+
+class RequestContext:
+    """Middleware: request id (taken, or made), timing, and one ``response`` line per request."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        request_id = _request_id_from(req.get_header(REQUEST_ID_HEADER))
+        req.context.request_id = request_id
+        req.context.started = time.perf_counter()
+        req.context.log_token = logs.set_request_id(request_id)
+        resp.set_header(REQUEST_ID_HEADER, request_id)
+
+    def process_response(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        resource: object,
+        req_succeeded: bool,
+    ) -> None:
+        started = getattr(req.context, "started", None)
+        ms = round((time.perf_counter() - started) * 1000, 1) if started is not None else None
+        # The query string is left out on purpose: it may carry tokens.
+        logs.log_event(
+            _access_log,
+            "response",
+            method=req.method,
+            path=req.path,
+            status=status_code(resp.status),
+            ms=ms,
+            remote_addr=_peer(req),
+            request_id=getattr(req.context, "request_id", None),
+        )
+        token = getattr(req.context, "log_token", None)
+        if token is not None:
+            # Threaded workers reuse threads: do not let this id leak into the next request.
+            logs.reset_request_id(token)
+            req.context.log_token = None
+
+
+def _request_id_from(value: str | None) -> str:
+    if value and _REQUEST_ID.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+def status_code(status: Any) -> int:
+    """The integer code of a Falcon status ("404 Not Found", 404 or HTTPStatus)."""
+    return int(falcon.http_status_to_code(status))
+
+
+def _peer(req: falcon.Request) -> str | None:
+    # Not req.remote_addr: Falcon reports 127.0.0.1 when REMOTE_ADDR is missing, which
+    # would make an unknown peer look like the trusted loopback proxy.
+    return req.env.get("REMOTE_ADDR") or None
+
+
+# --- problem+json ----------------------------------------------------------------------
+
+
+def install_error_handlers(app: falcon.App) -> None:
+    """Make every exception leave ``app`` as ``application/problem+json`` (RFC 9457).
+
+    Falcon picks the handler of the most specific class in the exception's MRO, so a
+    DmrError never reaches the catch-all ``Exception`` handler.
+    """
+    app.add_error_handler(Exception, _unexpected_error)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(DmrError, _dmr_error)
+    # Used when Falcon composes an HTTPError itself (e.g. one raised by a handler).
+    app.set_error_serializer(_serialize_http_error)
+
+
+def _dmr_error(req: falcon.Request, resp: falcon.Response, ex: DmrError, params: dict) -> None:
+    level = logging.WARNING if ex.status >= 500 else logging.INFO
+    logs.log_event(_error_log, "refused", level, code=ex.code, status=ex.status, detail=ex.detail)
+    _write_problem(resp, ex.status, ex.problem(instance=req.path))
+
+
+def _http_error(
+    req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: dict
+) -> None:
+    if ex.headers:
+        resp.set_headers(ex.headers)  # keeps Allow on 405, Retry-After, ...
+    _serialize_http_error(req, resp, ex)
+
+
+def _serialize_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError) -> None:
+    code = status_code(ex.status)
+    doc = _problem(
+        _HTTP_CODES.get(code, f"http-{code}"),
+        code,
+        ex.description or _phrase(code),
+        instance=req.path,
+    )
+    _write_problem(resp, code, doc)
+
+
+def _unexpected_error(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict
+) -> None:
+    request_id = getattr(req.context, "request_id", None) or logs.current_request_id()
+    logs.log_event(
+        _error_log,
+        "internal-error",
+        logging.ERROR,
+        exc_info=ex,
+        method=req.method,
+        path=req.path,
+        request_id=request_id,
+    )
+    # Nothing about the failure itself: only what lets support find the log line.
+    detail = "The server failed to handle this request."
+    if request_id:
+        detail += f" Quote request id {request_id} when reporting it."
+    doc = _problem("internal-error", 500, detail, instance=req.path)
+    if request_id:
+        doc["request_id"] = request_id
+    _write_problem(resp, 500, doc)
+
+
+def _problem(code: str, status: int, detail: str, *, instance: str | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": _phrase(status),
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        doc["instance"] = instance
+    return doc
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _write_problem(resp: falcon.Response, status: int, doc: dict[str, Any]) -> None:
+    resp.status = falcon.code_to_http_status(status)
+    resp.content_type = PROBLEM_JSON
+    # resp.text, not resp.media: no media handler is registered for problem+json.
+    resp.text = json.dumps(doc, default=str)
+
+
+# --- client identity from the router -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """Who the router says the caller is, from the client certificate it verified."""
+
+    kind: str
+    name: str
+    thumbprint: str  # x5t#S256 of the certificate, as in a token's cnf claim
+    certificate: x509.Certificate = field(repr=False, compare=False)
+
+
+class TrustedProxies:
+    """The peers allowed to vouch for a client certificate (networks or single addresses)."""
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        self.networks = tuple(_network(n) for n in networks)
+
+    def __contains__(self, addr: object) -> bool:
+        if not isinstance(addr, str) or not addr:
+            return False
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
+        return any(ip in net for net in self.networks)
+
+    def __repr__(self) -> str:
+        return f"TrustedProxies({[str(n) for n in self.networks]!r})"
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError as exc:
+        raise ConfigError(
+            f"trusted proxy {text!r} is not an IP address or network (e.g. 10.0.0.0/8, ::1)",
+            key="trusted_proxies",
+        ) from exc
+
+
+def client_identity(
+    req: falcon.Request, *, trusted: TrustedProxies, ca_cert: x509.Certificate
+) -> ClientIdentity | None:
+    """The caller's identity from the router's client-certificate header, if any.
+
+    The header counts only from a trusted proxy; from anyone else it is ignored. A
+    trusted proxy sending a certificate we cannot accept is an error, never "anonymous".
+    """
+    value = req.get_header(CLIENT_CERT_HEADER)
+    if not value:
+        return None
+    peer = _peer(req)
+    if peer not in trusted:
+        logs.log_event(_error_log, "client-cert-ignored", logging.WARNING, remote_addr=peer)
+        return None
+    identity = _identity_from_header(value, ca_cert)
+    _check_validity(identity.certificate)
+    return identity
+
+
+@functools.lru_cache(maxsize=1024)
+def _identity_from_header(value: str, ca_cert: x509.Certificate) -> ClientIdentity:
+    # Cached: parsing and an ECDSA verification on every relay request add up. The CA
+    # certificate (hashed and compared by its DER) is part of the key, so a rotated CA
+    # never reuses a verdict; validity depends on the clock, so it is checked outside.
+    # Errors are not cached.
+    try:
+        cert = pki.load_certificate(urllib.parse.unquote(value))
+    except (PkiError, ValueError, UnicodeError) as exc:
+        raise _invalid("the client certificate could not be parsed") from exc
+    if not pki.verify_issued_by(cert, ca_cert):
+        raise _invalid("the client certificate was not issued by this deployment's CA")
+    kind = pki.certificate_kind(cert)
+    try:
+        name = pki.certificate_name(cert)
+    except PkiError as exc:
+        raise _invalid("the client certificate has no single common name (CN)") from exc
+    if kind is None or not name:
+        raise _invalid("the client certificate states no known kind (OU)")
+    return ClientIdentity(kind, name, pki.cert_thumbprint(cert), cert)
+
+
+def _check_validity(cert: x509.Certificate) -> None:
+    now = datetime.now(UTC)
+    if not pki.cert_not_before(cert) <= now <= pki.cert_not_after(cert):
+        raise _invalid("the client certificate is outside its validity period")
+
+
+def _invalid(detail: str) -> AuthError:
+    return AuthError(detail, code="client-cert-invalid", title="Client certificate refused")
+
+
+def require(identity: ClientIdentity | None, *kinds: str) -> ClientIdentity:
+    """``identity`` if it is one of ``kinds``; otherwise a 403 problem."""
+    if identity is None:
+        raise AuthError(
+            "this endpoint needs a client certificate presented through the router",
+            code="no-client-identity",
+        )
+    if identity.kind not in kinds:
+        raise AuthError(
+            f"a {identity.kind} certificate may not do this; allowed: {', '.join(kinds)}"
+        )
+    return identity
+
+
+# --- JSON request bodies ----------------------------------------------------------------
+
+
+def json_body(req: falcon.Request, max_bytes: int) -> Any:
+    """The request's JSON body, refused when not JSON, too large or malformed."""
+    media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != falcon.MEDIA_JSON:
+        raise DmrError(
+            f"the body must be {falcon.MEDIA_JSON}, not {media_type or 'unspecified'}",
+            code="unsupported-media-type",
+            status=415,
+            title="Unsupported media type",
+        )
+    too_large = DmrError(
+        f"the body is larger than {max_bytes} bytes",
+        code="too-large",
+        status=413,
+        title="Content too large",
+    )
+    if req.content_length is not None and req.content_length > max_bytes:
+        raise too_large
+    # Read one byte more than allowed: a chunked body has no Content-Length to trust.
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise too_large
+    return _parse_json(raw)
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise DmrError(
+            f"the body is not valid JSON: {_short(exc)}",
+            code="malformed-json",
+            status=400,
+            title="Malformed JSON",
+        ) from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine (as root):
+#   ruff; pytest on today's PyPI releases (.venv); pytest on Debian 12's versions
+#   (.venv-debian12); then the system tests (Debian package in a systemd container).
+# Set DMR_SKIP_SYSTEM=1 to leave out the container tests on a machine without docker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+system=1
+[ "${DMR_SKIP_SYSTEM:-0}" = 1 ] && system=0
+if [ "$system" = 1 ]; then bash scripts/setup.sh --test --system; else bash scripts/setup.sh --test; fi
+
+echo "== ruff"
+.venv/bin/ruff check .
+
+echo "== pytest: current PyPI releases (.venv)"
+.venv/bin/python -m pytest -q -m "not system" -p no:cacheprovider
+
+echo "== pytest: Debian 12 versions (.venv-debian12)"
+.venv-debian12/bin/python -m pytest -q -m "not system" -p no:cacheprovider
+
+if [ "$system" = 1 ]; then
+  echo "== pytest: system tests (Debian package in a systemd container)"
+  .venv/bin/python -m pytest -q -m system -p no:cacheprovider -s
+fi

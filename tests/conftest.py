@@ -1,0 +1,65 @@
+"""Shared fixtures. ``pki``: one deployment CA with a certificate of every kind.
+
+The session-wide ``pki`` is shared by every test: never revoke or re-issue in it. A test
+that changes a PKI uses ``fresh_pki`` (its own directory, same certificates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dmr_appliance import pki as pki_mod
+
+SERVERS = ("router", "home")
+RELAYS = ("relay-1", "relay-2")
+PARTICIPANTS = ("alice", "bob", "carol")
+ADMINS = ("admin",)
+LOCAL_SANS = {"dns": ("localhost",), "ips": ("127.0.0.1",)}
+
+
+@dataclass(frozen=True)
+class Pki:
+    dir: Path
+
+    @property
+    def ca(self) -> Path:
+        return pki_mod.paths(self.dir).ca
+
+    @property
+    def crl(self) -> Path:
+        return pki_mod.paths(self.dir).crl
+
+    def cert(self, kind: str, name: str) -> Path:
+        return pki_mod.paths(self.dir).cert(kind, name)
+
+    def key(self, kind: str, name: str) -> Path:
+        return pki_mod.paths(self.dir).key(kind, name)
+
+    def pem(self, kind: str, name: str) -> str:
+        return self.cert(kind, name).read_text()
+
+
+def build_pki(directory: Path) -> Pki:
+    pki_mod.init_ca(directory)
+    for name in SERVERS:
+        pki_mod.issue(directory, "server", name, **LOCAL_SANS)
+    for name in RELAYS:
+        pki_mod.issue(directory, "relay", name, **LOCAL_SANS)
+    for name in PARTICIPANTS:
+        pki_mod.issue(directory, "participant", name)
+    for name in ADMINS:
+        pki_mod.issue(directory, "admin", name)
+    return Pki(directory)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return build_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def fresh_pki(tmp_path: Path) -> Pki:
+    return build_pki(tmp_path / "pki")

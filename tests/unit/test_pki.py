@@ -1,0 +1,426 @@
+"""The deployment PKI, checked against openssl as an independent verifier."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import stat
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from dmr_appliance import pki
+from dmr_appliance.cli import main
+from dmr_appliance.errors import PkiError
+from dmr_appliance.ids import PARTICIPANT_ID_RULE
+
+ALL = [
+    ("server", "router"),
+    ("server", "home"),
+    ("relay", "relay-1"),
+    ("relay", "relay-2"),
+    ("participant", "alice"),
+    ("participant", "bob"),
+    ("participant", "carol"),
+    ("admin", "admin"),
+]
+# openssl's purpose names: what each kind must (and must not) be accepted for.
+PURPOSES = {
+    "server": ({"sslserver"}, {"sslclient"}),
+    "relay": ({"sslserver", "sslclient"}, set()),
+    "participant": ({"sslclient"}, {"sslserver"}),
+    "admin": ({"sslclient"}, {"sslserver"}),
+}
+
+
+def openssl_verify(ca: Path, cert: Path, *, crl: Path | None = None, purpose: str | None = None):
+    cmd = ["openssl", "verify", "-CAfile", str(ca)]
+    if crl is not None:
+        cmd += ["-crl_check", "-CRLfile", str(crl)]
+    if purpose is not None:
+        cmd += ["-purpose", purpose]
+    return subprocess.run([*cmd, str(cert)], capture_output=True, text=True, check=False)
+
+
+def load(path: Path) -> x509.Certificate:
+    return pki.load_certificate(path.read_bytes())
+
+
+def load_crl(path: Path) -> x509.CertificateRevocationList:
+    return x509.load_pem_x509_crl(path.read_bytes())
+
+
+# --- issued certificates -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "name"), ALL)
+def test_openssl_accepts_every_issued_certificate(pki_fixture, kind, name):
+    result = openssl_verify(pki_fixture.ca, pki_fixture.cert(kind, name), crl=pki_fixture.crl)
+    assert result.returncode == 0, result.stdout + result.stderr
+    good, bad = PURPOSES[kind]
+    for purpose in good:
+        assert (
+            openssl_verify(pki_fixture.ca, pki_fixture.cert(kind, name), purpose=purpose).returncode
+            == 0
+        ), purpose
+    for purpose in bad:
+        assert (
+            openssl_verify(pki_fixture.ca, pki_fixture.cert(kind, name), purpose=purpose).returncode
+            != 0
+        ), purpose
+
+
+@pytest.mark.parametrize(("kind", "name"), ALL)
+def test_kind_and_name_are_read_back_from_the_certificate(pki_fixture, kind, name):
+    cert = load(pki_fixture.cert(kind, name))
+    assert pki.certificate_kind(cert) == kind
+    assert pki.certificate_name(cert) == name
+    assert pki.verify_issued_by(cert, load(pki_fixture.ca))
+
+
+def test_leaf_extensions(pki_fixture):
+    ca = load(pki_fixture.ca)
+    cert = load(pki_fixture.cert("relay", "relay-1"))
+    basic = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert basic.critical and not basic.value.ca
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.digital_signature and not usage.value.key_cert_sign
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ca_ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == ca_ski.digest
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+def test_server_sans_come_from_dns_and_ip(pki_fixture):
+    san = (
+        load(pki_fixture.cert("server", "router"))
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+
+
+def test_server_without_sans_gets_its_name(fresh_pki):
+    issued = pki.issue(fresh_pki.dir, "server", "router.example", force=True)
+    san = load(issued.cert).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.value.get_values_for_type(x509.DNSName) == ["router.example"]
+
+
+def test_client_certificates_carry_no_sans(pki_fixture, fresh_pki):
+    cert = load(pki_fixture.cert("participant", "alice"))
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    with pytest.raises(PkiError, match="server and relay"):
+        pki.issue(fresh_pki.dir, "participant", "dave", dns=["dave.example"])
+
+
+@pytest.mark.parametrize(
+    ("dns", "ips", "message"),
+    [(["bad name"], [], "not a DNS name"), ([], ["300.1.1.1"], "not an IPv4 or IPv6")],
+)
+def test_bad_sans_are_refused(fresh_pki, dns, ips, message):
+    with pytest.raises(PkiError, match=message):
+        pki.issue(fresh_pki.dir, "server", "edge", dns=dns, ips=ips)
+    assert not fresh_pki.key("server", "edge").exists()
+
+
+@pytest.mark.parametrize("name", ["Alice", "-bob", "a/b", "x" * 65, ""])
+def test_names_must_be_participant_ids(fresh_pki, name):
+    with pytest.raises(PkiError) as info:
+        pki.issue(fresh_pki.dir, "participant", name)
+    assert PARTICIPANT_ID_RULE in info.value.detail
+
+
+def test_validity_follows_days(fresh_pki):
+    issued = pki.issue(fresh_pki.dir, "admin", "ops", days=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecated datetime accessors on new cryptography
+        not_after = pki.cert_not_after(load(issued.cert))
+        not_before = pki.cert_not_before(load(issued.cert))
+    now = dt.datetime.now(dt.UTC)
+    assert abs(not_after - (now + dt.timedelta(days=10))) < dt.timedelta(minutes=1)
+    assert not_before < now
+
+
+def test_leaf_never_outlives_the_ca(tmp_path):
+    pki.init_ca(tmp_path, days=5)
+    issued = pki.issue(tmp_path, "participant", "alice", days=825)
+    assert pki.cert_not_after(load(issued.cert)) <= pki.cert_not_after(load(tmp_path / "ca.pem"))
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def test_keys_are_private_and_certificates_readable(pki_fixture):
+    assert stat.S_IMODE((pki_fixture.dir / "ca.key").stat().st_mode) == 0o600
+    for kind, name in ALL:
+        assert stat.S_IMODE(pki_fixture.key(kind, name).stat().st_mode) == 0o600
+        assert stat.S_IMODE(pki_fixture.cert(kind, name).stat().st_mode) == 0o644
+    assert not list(pki_fixture.dir.rglob(".*.pem.*")), "temporary files left behind"
+
+
+def test_no_overwrite_without_force(fresh_pki):
+    key_before = fresh_pki.key("participant", "alice").read_bytes()
+    cert_before = fresh_pki.cert("participant", "alice").read_bytes()
+    with pytest.raises(PkiError, match="--force"):
+        pki.issue(fresh_pki.dir, "participant", "alice")
+    assert fresh_pki.key("participant", "alice").read_bytes() == key_before
+    assert fresh_pki.cert("participant", "alice").read_bytes() == cert_before
+
+    issued = pki.issue(fresh_pki.dir, "participant", "alice", force=True)
+    assert issued.key.read_bytes() != key_before
+    assert load(issued.cert).serial_number == issued.serial
+    assert stat.S_IMODE(issued.key.stat().st_mode) == 0o600
+
+
+def test_a_lone_key_file_also_blocks_issuing(fresh_pki):
+    key = fresh_pki.key("participant", "erin")
+    key.write_bytes(b"precious")
+    with pytest.raises(PkiError, match="--force"):
+        pki.issue(fresh_pki.dir, "participant", "erin")
+    assert key.read_bytes() == b"precious"
+
+
+def test_init_twice_is_a_no_op(fresh_pki):
+    ca_before = fresh_pki.ca.read_bytes()
+    assert pki.init_ca(fresh_pki.dir) is False
+    assert fresh_pki.ca.read_bytes() == ca_before
+    assert pki.init_ca(fresh_pki.dir, force=True) is True
+    assert fresh_pki.ca.read_bytes() != ca_before
+
+
+def test_half_a_ca_is_refused(tmp_path):
+    pki.init_ca(tmp_path)
+    (tmp_path / "ca.key").unlink()
+    with pytest.raises(PkiError, match="incomplete CA"):
+        pki.init_ca(tmp_path)
+
+
+def test_issue_needs_a_ca(tmp_path):
+    with pytest.raises(PkiError, match="pki init"):
+        pki.issue(tmp_path, "participant", "alice")
+
+
+def test_index_records_every_certificate(pki_fixture):
+    index = json.loads((pki_fixture.dir / "index.json").read_text())
+    entries = {(e["kind"], e["name"]): e for e in index["certificates"]}
+    assert set(entries) == set(ALL)
+    alice = entries[("participant", "alice")]
+    assert alice["serial"] == load(pki_fixture.cert("participant", "alice")).serial_number
+    assert alice["revoked_at"] is None and alice["reason"] is None
+    assert alice["not_after"].endswith("Z")
+
+
+# --- revocation and the CRL ------------------------------------------------------------------
+
+
+def test_crl_exists_from_init_and_is_signed_by_the_ca(tmp_path):
+    pki.init_ca(tmp_path)
+    crl = load_crl(tmp_path / "crl.pem")
+    assert crl.is_signature_valid(load(tmp_path / "ca.pem").public_key())
+    assert len(crl) == 0
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    pki.write_crl(tmp_path, days=7)
+    fresh = load_crl(tmp_path / "crl.pem")
+    assert fresh.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number > number
+
+
+def test_revoked_certificate_is_refused_and_others_still_accepted(fresh_pki):
+    bob = fresh_pki.cert("participant", "bob")
+    serial = load(bob).serial_number
+    pki.revoke(fresh_pki.dir, "participant", "bob", reason="key-compromise")
+
+    entry = load_crl(fresh_pki.crl).get_revoked_certificate_by_serial_number(serial)
+    assert entry is not None
+    reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    assert reason is x509.ReasonFlags.key_compromise
+
+    refused = openssl_verify(fresh_pki.ca, bob, crl=fresh_pki.crl)
+    assert refused.returncode != 0
+    assert "revoked" in (refused.stdout + refused.stderr)
+    for kind, name in ALL:
+        if (kind, name) != ("participant", "bob"):
+            result = openssl_verify(fresh_pki.ca, fresh_pki.cert(kind, name), crl=fresh_pki.crl)
+            assert result.returncode == 0, (kind, name, result.stderr)
+
+    record = next(r for r in pki.records(fresh_pki.dir) if r.name == "bob")
+    assert record.status() == "revoked" and record.reason == "key-compromise"
+
+
+def test_revoke_covers_certificates_replaced_by_force(fresh_pki):
+    old = pki.records(fresh_pki.dir)
+    old_serial = next(r.serial for r in old if r.name == "carol")
+    new_serial = pki.issue(fresh_pki.dir, "participant", "carol", force=True).serial
+    pki.revoke(fresh_pki.dir, "participant", "carol")
+    crl = load_crl(fresh_pki.crl)
+    for serial in (old_serial, new_serial):
+        entry = crl.get_revoked_certificate_by_serial_number(serial)
+        assert entry is not None
+        # "unspecified" is said by omitting the reason code (RFC 5280 5.3.1)
+        with pytest.raises(x509.ExtensionNotFound):
+            entry.extensions.get_extension_for_class(x509.CRLReason)
+
+
+def test_revoke_refusals(fresh_pki):
+    with pytest.raises(PkiError, match="no participant certificate named 'zoe'"):
+        pki.revoke(fresh_pki.dir, "participant", "zoe")
+    with pytest.raises(PkiError, match="unknown revocation reason"):
+        pki.revoke(fresh_pki.dir, "participant", "bob", reason="boredom")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def test_thumbprint_matches_a_hand_computation(pki_fixture):
+    pem_path = pki_fixture.cert("participant", "alice")
+    der = subprocess.run(
+        ["openssl", "x509", "-in", str(pem_path), "-outform", "DER"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    expected = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
+    thumbprint = pki.cert_thumbprint(load(pem_path))
+    assert thumbprint == expected
+    assert len(thumbprint) == 43 and "=" not in thumbprint
+
+
+def test_verify_issued_by_refuses_another_ca(pki_fixture, fresh_pki):
+    foreign = load(fresh_pki.cert("participant", "alice"))
+    assert not pki.verify_issued_by(foreign, load(pki_fixture.ca))
+    assert pki.verify_issued_by(foreign, load(fresh_pki.ca))
+
+
+def test_load_certificate_accepts_str_and_refuses_garbage(pki_fixture):
+    text = pki_fixture.cert("admin", "admin").read_text()
+    assert pki.certificate_kind(pki.load_certificate(text)) == "admin"
+    with pytest.raises(PkiError):
+        pki.load_certificate("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+
+
+def test_certificate_without_kind(pki_fixture):
+    assert pki.certificate_kind(load(pki_fixture.ca)) is None
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+
+def test_cli_round_trip(tmp_path, capsys):
+    d = str(tmp_path / "pki")
+    assert main(["pki", "init", "--dir", d]) == 0
+    assert main(["pki", "init", "--dir", d]) == 0
+    assert "already exists" in capsys.readouterr().out
+
+    assert (
+        main(
+            [
+                "pki",
+                "issue",
+                "--dir",
+                d,
+                "--kind",
+                "server",
+                "--name",
+                "router",
+                "--dns",
+                "localhost",
+                "--dns",
+                "router.internal",
+                "--ip",
+                "127.0.0.1",
+            ]
+        )
+        == 0
+    )
+    assert main(["pki", "issue", "--dir", d, "--kind", "participant", "--name", "alice"]) == 0
+    router = pki.paths(d).cert("server", "router")
+    san = load(router).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost", "router.internal"]
+    assert openssl_verify(pki.paths(d).ca, router).returncode == 0
+    capsys.readouterr()
+
+    assert main(["pki", "issue", "--dir", d, "--kind", "participant", "--name", "alice"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--force" in err
+
+    assert (
+        main(
+            [
+                "pki",
+                "revoke",
+                "--dir",
+                d,
+                "--kind",
+                "participant",
+                "--name",
+                "alice",
+                "--reason",
+                "superseded",
+            ]
+        )
+        == 0
+    )
+    assert main(["pki", "crl", "--dir", d]) == 0
+    capsys.readouterr()
+
+    assert main(["pki", "list", "--dir", d, "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["alice"]["status"] == "revoked"
+    assert rows["router"]["status"] == "valid"
+
+    assert main(["pki", "list", "--dir", d]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["KIND", "NAME", "SERIAL", "EXPIRES", "STATUS"]
+    assert lines[1].split()[1] == "router" and lines[1].split()[-1] == "valid"
+    assert lines[2].split()[-1] == "revoked"
+
+
+def test_cli_list_marks_superseded(fresh_pki, capsys):
+    pki.issue(fresh_pki.dir, "participant", "alice", force=True)
+    assert main(["pki", "list", "--dir", str(fresh_pki.dir), "--json"]) == 0
+    statuses = [r["status"] for r in json.loads(capsys.readouterr().out) if r["name"] == "alice"]
+    assert statuses == ["superseded", "valid"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pki", "issue", "--dir", "x", "--kind", "robot", "--name", "a"],
+        ["pki", "issue", "--dir", "x", "--kind", "admin"],
+        ["pki", "issue", "--dir", "x", "--kind", "admin", "--name", "a", "--days", "0"],
+        ["pki", "revoke", "--dir", "x", "--kind", "admin", "--name", "a", "--reason", "meh"],
+    ],
+)
+def test_cli_bad_arguments_exit_2_with_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err
+
+
+def test_cli_refusal_without_ca_is_one_line(tmp_path, capsys):
+    assert main(["pki", "issue", "--dir", str(tmp_path), "--kind", "admin", "--name", "a"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pki init" in err
+
+
+def test_crl_help_warns_about_next_update(capsys):
+    with pytest.raises(SystemExit):
+        main(["pki", "crl", "--help"])
+    assert "nextUpdate" in capsys.readouterr().out
+
+
+@pytest.fixture
+def pki_fixture(pki):
+    """The session PKI under a name that does not shadow the module."""
+    return pki

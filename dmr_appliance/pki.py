@@ -43,7 +43,8 @@ DEFAULT_DIR = Path("/etc/dmr-appliance/pki")
 # Kinds that are TLS servers: they carry SANs (defaulting to their name).
 SERVER_KINDS = ("server", "relay")
 _EKU = {
-    "server": [ExtendedKeyUsageOID.SERVER_AUTH],
+    # The router also presents its server certificate to relays and home, as a client.
+    "server": [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
     "relay": [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
     "participant": [ExtendedKeyUsageOID.CLIENT_AUTH],
     "admin": [ExtendedKeyUsageOID.CLIENT_AUTH],

@@ -1,0 +1,67 @@
+"""The sender's retry policy (ADR-009): pure, no sockets, tested alone.
+
+Per router: up to ``attempts`` tries with exponential backoff and full jitter
+(AWS architecture blog, "Exponential Backoff and Jitter"), never sooner than a
+``Retry-After`` the server asked for; then the next router.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
+
+
+def classify(status: int | None) -> str:
+    """A recipient's (or a whole request's) outcome by HTTP status; None is no answer."""
+    if status is not None and 200 <= status < 300:
+        return DELIVERED
+    if status is not None and 400 <= status < 500 and status not in (408, 429):
+        return REJECTED
+    return FAILED
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+    max_retry_after: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        if self.base_delay < 0 or self.max_delay < self.base_delay:
+            raise ValueError("need 0 <= base_delay <= max_delay")
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Full jitter: uniform in [0, min(max_delay, base_delay * 2**(attempt-1))]."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** max(attempt - 1, 0)))
+        return (rng or random).uniform(0.0, ceiling)
+
+    def delay(self, attempt: int, retry_after: float | None = None,
+              rng: random.Random | None = None) -> float:
+        """How long to wait after failed try ``attempt`` (1-based) before the next one."""
+        wait = self.backoff(attempt, rng)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_retry_after))
+        return wait
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

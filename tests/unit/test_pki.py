@@ -33,7 +33,7 @@ ALL = [
 ]
 # openssl's purpose names: what each kind must (and must not) be accepted for.
 PURPOSES = {
-    "server": ({"sslserver"}, {"sslclient"}),
+    "server": ({"sslserver", "sslclient"}, set()),  # the router is a client of upstreams
     "relay": ({"sslserver", "sslclient"}, set()),
     "participant": ({"sslclient"}, {"sslserver"}),
     "admin": ({"sslclient"}, {"sslserver"}),

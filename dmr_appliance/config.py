@@ -78,7 +78,7 @@ def upstreams(value: Any) -> str | None:
     return None
 
 
-def log_level(value: Any) -> str | None:
+def level_name(value: Any) -> str | None:
     allowed = ("debug", "info", "warning", "error")
     return None if value in allowed else f"must be one of {', '.join(allowed)}"
 
@@ -87,7 +87,7 @@ def instance_name(value: Any) -> str | None:
     return None if ids.is_participant_id(value) else ids.PARTICIPANT_ID_RULE
 
 
-def rate(value: Any) -> str | None:
+def request_rate(value: Any) -> str | None:
     number, _, unit = value.partition("r/")
     if not number.isdigit() or int(number) < 1 or unit not in ("s", "m"):
         return "must be like 20r/s or 600r/m"
@@ -147,7 +147,7 @@ class HomeConfig:
     keys_dir: Path = setting(Path("/var/lib/dmr-home/keys"), help="Ed25519 signing keys")
     trusted_proxies: list[str] = setting(LOOPBACK, networks,
                                          "peers whose client-certificate header is believed")
-    log_level: str = setting("info", log_level)
+    log_level: str = setting("info", level_name)
     tls: Tls = field(default_factory=Tls)
     tokens: Tokens = field(default_factory=Tokens)
     sync: HomeSync = field(default_factory=HomeSync)
@@ -190,7 +190,7 @@ class RelayConfig:
     state_dir: Path = setting(Path("/var/lib/dmr-relay"), help="last good sync document")
     trusted_proxies: list[str] = setting(LOOPBACK, networks,
                                          "peers whose client-certificate header is believed")
-    log_level: str = setting("info", log_level)
+    log_level: str = setting("info", level_name)
     tls: RelayTls = field(default_factory=RelayTls)
     tokens: Tokens = field(default_factory=Tokens)
     delivery: Delivery = field(default_factory=Delivery)
@@ -206,10 +206,28 @@ class RouterTls(Tls):
 
 @dataclass(frozen=True)
 class RateLimit:
-    rate: str = setting("50r/s", rate, "messages per client certificate")
+    rate: str = setting("50r/s", request_rate, "messages per client certificate")
     burst: int = setting(100, positive, "requests queued above the rate before 429")
-    home_rate: str = setting("20r/s", rate, "home API requests per client certificate")
+    home_rate: str = setting("20r/s", request_rate, "home API requests per client certificate")
     home_burst: int = setting(40, positive)
+
+
+@dataclass(frozen=True)
+class Upstreams:
+    """How the router talks to relays and home (HTTPS, router certificate as client cert)."""
+
+    relay_tls_name: str = setting("localhost", help="name every relay certificate carries "
+                                  "(proxy_ssl_name; nginx checks DNS names only)")
+    home_tls_name: str = setting("localhost", help="name home's certificate carries")
+    connect_timeout: int = setting(3, positive, "seconds to connect to a relay or home")
+    message_timeout: int = setting(60, positive, "seconds to wait for a relay's answer "
+                                   "(longer than its delivery timeouts; never retried)")
+    home_timeout: int = setting(30, positive, "seconds to wait for home's answer")
+    sync_timeout: int = setting(75, lambda v: None if v > 60 else "must exceed 60 (longest "
+                                "long poll)", "seconds to wait on GET /v1/home/sync")
+    keepalive: int = setting(32, positive, "idle kept-alive connections per worker and pool")
+    max_fails: int = setting(3, positive, "failed attempts before a relay is taken out")
+    fail_timeout: int = setting(10, positive, "seconds it stays out (and the window counted)")
 
 
 @dataclass(frozen=True)
@@ -229,10 +247,11 @@ class RouterConfig:
     error_log: str = setting("/var/log/nginx/dmr-error.log", help="error log path")
     pid_file: Path = setting(Path("/run/nginx-dmr.pid"))
     worker_processes: str = setting("auto")
-    log_level: str = setting("info", log_level)
+    log_level: str = setting("info", level_name)
     tls: RouterTls = field(default_factory=RouterTls)
     rate_limit: RateLimit = field(default_factory=RateLimit)
     limits: Limits = field(default_factory=Limits)
+    upstream: Upstreams = field(default_factory=Upstreams)
 
 
 # --- loading ---------------------------------------------------------------------------

@@ -143,7 +143,7 @@ def test_kid_is_rfc7638_thumbprint_of_rfc8037_test_vector() -> None:
 
 def test_kid_matches_independently_computed_thumbprint(key: SigningKey) -> None:
     jwk = key.public_jwk()
-    canonical = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % jwk["x"]
+    canonical = '{"crv":"Ed25519","kty":"OKP","x":"' + jwk["x"] + '"}'
     assert key.kid == b64(hashlib.sha256(canonical.encode()).digest())
     assert jwk == {
         "kty": "OKP",
@@ -206,16 +206,28 @@ def test_jwks_without_a_keys_list_is_refused(doc: Any) -> None:
 def test_retired_key_in_jwks_still_verifies_the_tokens_it_signed() -> None:
     old = SigningKey.generate(now=NOW - 86400)
     token = issue_access_token(
-        old, issuer=ISSUER, subject="alice", rooms=["general"],
-        cert_thumbprint=THUMB_S, lifetime=3600, now=NOW,
-    )  # fmt: skip
+        old,
+        issuer=ISSUER,
+        subject="alice",
+        rooms=["general"],
+        cert_thumbprint=THUMB_S,
+        lifetime=3600,
+        now=NOW,
+    )
     retired = SigningKey(old.kid, old.private_key, old.created_at, retired_at=NOW + 10)
     new = SigningKey.generate(now=NOW + 10)
     jwks = KeySet.from_signing_keys([new, retired]).to_jwks()
     assert verify(token, KeySet.from_jwks(jwks), now=NOW + 60).kid == old.kid
     with pytest.raises(ValueError, match="retired"):
-        issue_card(retired, issuer=ISSUER, subject="bob", endpoint=ENDPOINT,
-                   rooms=[], lifetime=60, now=NOW + 20)  # fmt: skip
+        issue_card(
+            retired,
+            issuer=ISSUER,
+            subject="bob",
+            endpoint=ENDPOINT,
+            rooms=[],
+            lifetime=60,
+            now=NOW + 20,
+        )
     # Once it leaves the JWKS, its tokens are refused.
     refused("token-unknown-kid", verify, token, KeySet.from_signing_keys([new]), now=NOW + 60)
 
@@ -225,48 +237,77 @@ def test_retired_key_in_jwks_still_verifies_the_tokens_it_signed() -> None:
 
 def test_access_token_round_trip(key: SigningKey, keys: KeySet) -> None:
     token = issue_access_token(
-        key, issuer=ISSUER, subject="alice", rooms=["ops", "general", "ops"],
-        cert_thumbprint=THUMB_S, lifetime=600, now=NOW, jti="j-1",
-    )  # fmt: skip
+        key,
+        issuer=ISSUER,
+        subject="alice",
+        rooms=["ops", "general", "ops"],
+        cert_thumbprint=THUMB_S,
+        lifetime=600,
+        now=NOW,
+        jti="j-1",
+    )
     assert decode_part(token, 0) == {"alg": "EdDSA", "typ": ACCESS_TYP, "kid": key.kid}
     assert decode_part(token, 1) == access_claims(rooms=["general", "ops"], jti="j-1")
     assert verify(token, keys) == tokens.AccessToken(
-        subject="alice", issuer=ISSUER, rooms=frozenset({"general", "ops"}), jti="j-1",
-        issued_at=NOW, not_before=NOW, expires_at=NOW + 600, cert_thumbprint=THUMB_S,
+        subject="alice",
+        issuer=ISSUER,
+        rooms=frozenset({"general", "ops"}),
+        jti="j-1",
+        issued_at=NOW,
+        not_before=NOW,
+        expires_at=NOW + 600,
+        cert_thumbprint=THUMB_S,
         kid=key.kid,
-    )  # fmt: skip
+    )
 
 
 def test_access_token_jti_is_random(key: SigningKey) -> None:
     def make() -> str:
-        return issue_access_token(key, issuer=ISSUER, subject="a", rooms=[],
-                                  cert_thumbprint=THUMB_S, lifetime=60)  # fmt: skip
+        return issue_access_token(
+            key, issuer=ISSUER, subject="a", rooms=[], cert_thumbprint=THUMB_S, lifetime=60
+        )
 
     first, second = decode_part(make(), 1)["jti"], decode_part(make(), 1)["jti"]
     assert first != second and len(first) >= 32
 
 
 def test_card_round_trip(key: SigningKey, keys: KeySet) -> None:
-    token = issue_card(key, issuer=ISSUER, subject="bob", endpoint=ENDPOINT,
-                       rooms=["general"], lifetime=600, now=NOW)  # fmt: skip
+    token = issue_card(
+        key,
+        issuer=ISSUER,
+        subject="bob",
+        endpoint=ENDPOINT,
+        rooms=["general"],
+        lifetime=600,
+        now=NOW,
+    )
     assert decode_part(token, 0) == {"alg": "EdDSA", "typ": CARD_TYP, "kid": key.kid}
     assert decode_part(token, 1) == card_claims()
     card = verify_card(token, keys, issuer=ISSUER, now=NOW + 1)
-    assert card == tokens.Card(subject="bob", issuer=ISSUER, endpoint=ENDPOINT,
-                               rooms=frozenset({"general"}), issued_at=NOW,
-                               expires_at=NOW + 600, kid=key.kid)  # fmt: skip
+    assert card == tokens.Card(
+        subject="bob",
+        issuer=ISSUER,
+        endpoint=ENDPOINT,
+        rooms=frozenset({"general"}),
+        issued_at=NOW,
+        expires_at=NOW + 600,
+        kid=key.kid,
+    )
 
 
 def test_issuing_refuses_bad_arguments(key: SigningKey) -> None:
     with pytest.raises(ValueError, match="https"):
-        issue_card(key, issuer=ISSUER, subject="bob", endpoint="http://bob.example/",
-                   rooms=[], lifetime=60)  # fmt: skip
+        issue_card(
+            key, issuer=ISSUER, subject="bob", endpoint="http://bob.example/", rooms=[], lifetime=60
+        )
     with pytest.raises(ValueError, match="lifetime"):
-        issue_access_token(key, issuer=ISSUER, subject="a", rooms=[],
-                           cert_thumbprint=THUMB_S, lifetime=0)  # fmt: skip
+        issue_access_token(
+            key, issuer=ISSUER, subject="a", rooms=[], cert_thumbprint=THUMB_S, lifetime=0
+        )
     with pytest.raises(TypeError, match="rooms"):
-        issue_access_token(key, issuer=ISSUER, subject="a", rooms="general",
-                           cert_thumbprint=THUMB_S, lifetime=60)  # fmt: skip
+        issue_access_token(
+            key, issuer=ISSUER, subject="a", rooms="general", cert_thumbprint=THUMB_S, lifetime=60
+        )
 
 
 # -- refusals, one code per cause --------------------------------------------------------
@@ -346,10 +387,24 @@ def test_wrong_typ_is_refused(key: SigningKey, keys: KeySet, typ: object) -> Non
 
 
 def test_card_and_access_token_are_not_interchangeable(key: SigningKey, keys: KeySet) -> None:
-    card = issue_card(key, issuer=ISSUER, subject="bob", endpoint=ENDPOINT,
-                      rooms=["general"], lifetime=600, now=NOW)  # fmt: skip
-    access = issue_access_token(key, issuer=ISSUER, subject="alice", rooms=["general"],
-                                cert_thumbprint=THUMB_S, lifetime=600, now=NOW)  # fmt: skip
+    card = issue_card(
+        key,
+        issuer=ISSUER,
+        subject="bob",
+        endpoint=ENDPOINT,
+        rooms=["general"],
+        lifetime=600,
+        now=NOW,
+    )
+    access = issue_access_token(
+        key,
+        issuer=ISSUER,
+        subject="alice",
+        rooms=["general"],
+        cert_thumbprint=THUMB_S,
+        lifetime=600,
+        now=NOW,
+    )
     refused("token-wrong-typ", verify, card, keys)
     refused("token-wrong-typ", verify_card, access, keys, issuer=ISSUER, now=NOW)
 
@@ -380,8 +435,9 @@ def test_expired_is_refused_after_the_leeway(key: SigningKey, keys: KeySet) -> N
 
 
 def test_expired_card_is_refused(key: SigningKey, keys: KeySet) -> None:
-    card = issue_card(key, issuer=ISSUER, subject="bob", endpoint=ENDPOINT,
-                      rooms=[], lifetime=60, now=NOW)  # fmt: skip
+    card = issue_card(
+        key, issuer=ISSUER, subject="bob", endpoint=ENDPOINT, rooms=[], lifetime=60, now=NOW
+    )
     refused("token-expired", verify_card, card, keys, issuer=ISSUER, now=NOW + 91)
 
 
@@ -392,11 +448,15 @@ def test_not_yet_valid_depends_on_the_leeway(key: SigningKey, keys: KeySet, clai
     refused("token-not-yet-valid", verify, token, keys, now=NOW, leeway=0)
     assert verify(token, keys, now=NOW, leeway=60).subject == "alice"
     assert verify(token, keys, now=NOW + 45, leeway=30).subject == "alice"
+    # The leeway boundary is inclusive, exactly like expiry's.
+    assert verify(token, keys, now=NOW + 30, leeway=30).subject == "alice"
+    refused("token-not-yet-valid", verify, token, keys, now=NOW + 29, leeway=30)
 
 
 def test_card_issued_in_the_future_is_refused(key: SigningKey, keys: KeySet) -> None:
-    card = issue_card(key, issuer=ISSUER, subject="bob", endpoint=ENDPOINT,
-                      rooms=[], lifetime=600, now=NOW + 300)  # fmt: skip
+    card = issue_card(
+        key, issuer=ISSUER, subject="bob", endpoint=ENDPOINT, rooms=[], lifetime=600, now=NOW + 300
+    )
     refused("token-not-yet-valid", verify_card, card, keys, issuer=ISSUER, now=NOW)
     assert verify_card(card, keys, issuer=ISSUER, now=NOW, leeway=300).subject == "bob"
 
@@ -557,18 +617,33 @@ def joserfc_key(key: SigningKey, *, private: bool) -> Any:
     jwk = key.public_jwk()
     if private:
         raw = key.private_key.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
-        )  # fmt: skip
+        )
         jwk["d"] = b64(raw)
     return joserfc_jwk.OKPKey.import_key(jwk)
 
 
 def test_our_tokens_verify_with_joserfc(key: SigningKey) -> None:
-    token = issue_access_token(key, issuer=ISSUER, subject="alice", rooms=["general"],
-                               cert_thumbprint=THUMB_S, lifetime=600, now=NOW)  # fmt: skip
-    card = issue_card(key, issuer=ISSUER, subject="bob", endpoint=ENDPOINT,
-                      rooms=["general"], lifetime=600, now=NOW)  # fmt: skip
+    token = issue_access_token(
+        key,
+        issuer=ISSUER,
+        subject="alice",
+        rooms=["general"],
+        cert_thumbprint=THUMB_S,
+        lifetime=600,
+        now=NOW,
+    )
+    card = issue_card(
+        key,
+        issuer=ISSUER,
+        subject="bob",
+        endpoint=ENDPOINT,
+        rooms=["general"],
+        lifetime=600,
+        now=NOW,
+    )
     public = joserfc_key(key, private=False)
     with warnings.catch_warnings():  # joserfc warns that RFC 9864 deprecates "EdDSA"
         warnings.simplefilter("ignore")

@@ -6,6 +6,7 @@ Pure: no Falcon, no sockets. Each cause has a stable ``code`` (a slug); the prob
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 PROBLEM_BASE = "urn:dmr:problem:"
@@ -25,6 +26,7 @@ class DmrError(Exception):
         code: str | None = None,
         status: int | None = None,
         title: str | None = None,
+        headers: Mapping[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -36,6 +38,8 @@ class DmrError(Exception):
         if title is not None:
             self.title = title
         self.extra = extra
+        # Response headers that belong with the refusal (e.g. Retry-After on a 503).
+        self.headers = dict(headers or {})
 
     @property
     def type(self) -> str:

@@ -137,6 +137,8 @@ def install_error_handlers(app: falcon.App) -> None:
 def _dmr_error(req: falcon.Request, resp: falcon.Response, ex: DmrError, params: dict) -> None:
     level = logging.WARNING if ex.status >= 500 else logging.INFO
     logs.log_event(_error_log, "refused", level, code=ex.code, status=ex.status, detail=ex.detail)
+    if ex.headers:
+        resp.set_headers(ex.headers)
     _write_problem(resp, ex.status, ex.problem(instance=req.path))
 
 
@@ -339,8 +341,11 @@ def json_body(req: falcon.Request, max_bytes: int) -> Any:
     )
     if req.content_length is not None and req.content_length > max_bytes:
         raise too_large
-    # Read one byte more than allowed: a chunked body has no Content-Length to trust.
-    raw = req.bounded_stream.read(max_bytes + 1)
+    # A chunked body has no Content-Length, and Falcon's bounded_stream would then read
+    # nothing: read the raw stream instead (gunicorn ends it with the last chunk). Either
+    # way one byte more than allowed is enough to tell "too large".
+    stream = req.bounded_stream if req.content_length is not None else req.stream
+    raw = stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise too_large
     return _parse_json(raw)

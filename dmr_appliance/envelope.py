@@ -13,6 +13,7 @@ import json
 import math
 import re
 import secrets
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,9 +34,19 @@ TOO_LARGE = 413
 SEMANTIC = 422
 
 FIELDS = frozenset(
-    {"id", "room", "from", "to", "created_at", "expires_at", "content_type",
-     "payload", "payload_b64", "headers"}
-)  # fmt: skip
+    {
+        "id",
+        "room",
+        "from",
+        "to",
+        "created_at",
+        "expires_at",
+        "content_type",
+        "payload",
+        "payload_b64",
+        "headers",
+    }
+)
 REQUIRED = ("id", "room", "from", "to", "created_at", "expires_at", "content_type")
 
 _RFC3339 = re.compile(
@@ -52,11 +63,15 @@ _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _BASE64 = re.compile(
     r"[A-Za-z0-9+/]*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?"
 )
-# For the depth scan: a JSON string (one that never fails to match, even when
-# unterminated or ending in a backslash, so the scan stays linear on hostile input)
-# or a bracket. Strings yield '' so brackets inside them do not count.
-_DEPTH_TOKEN = re.compile(r'"[^"\\]*(?:\\(?:.|\Z)[^"\\]*)*(?:"|\Z)|([\[\]{}])', re.DOTALL)
-_DEPTH_DELTA = {"": 0, "[": 1, "{": 1, "]": -1, "}": -1}
+# The depth scan works on the raw bytes (UTF-8 never puts an ASCII byte inside a
+# multi-byte character). It blanks out JSON strings, so brackets in them do not
+# count, then keeps only brackets as +1/-1. The string pattern is possessive and
+# always matches once a quote opens (even unterminated or ending in a backslash),
+# which keeps it linear on hostile input; on valid JSON it is exact, and on invalid
+# JSON it agrees with the parser up to the point where the parser gives up.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
+_BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # +1 / -1 as signed bytes
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -149,12 +164,12 @@ def _fail(code: str, detail: str, *, status: int = SEMANTIC, **extra: Any) -> No
     raise EnvelopeError(detail, code=code, status=status, **extra)
 
 
-def _check_depth(text: str, limit: int) -> None:
+def _check_depth(body: bytes, limit: int) -> None:
     # Cheap bound first: nesting can never exceed the number of opening brackets.
-    if text.count("[") + text.count("{") <= limit:
+    if body.count(b"[") + body.count(b"{") <= limit:
         return
-    deltas = map(_DEPTH_DELTA.__getitem__, _DEPTH_TOKEN.findall(text))
-    if max(accumulate(deltas), default=0) > limit:
+    steps = _JSON_STRING.sub(b"", body).translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    if max(accumulate(array("b", steps)), default=0) > limit:
         _fail(
             "envelope-too-deep",
             f"JSON nesting is deeper than {limit} arrays and objects",
@@ -197,7 +212,7 @@ def _decode(body: bytes, limits: Limits) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         _fail("envelope-malformed-json", f"body is not UTF-8 (byte {exc.start})", status=SYNTAX)
-    _check_depth(text, limits.max_json_depth)
+    _check_depth(body, limits.max_json_depth)
     try:
         return json.loads(
             text, object_pairs_hook=_object, parse_constant=_constant, parse_float=_float
@@ -349,21 +364,22 @@ def _headers(doc: dict[str, Any], limits: Limits) -> Mapping[str, str]:
         if len(name) > limits.max_header_name or not _HEADER_NAME.fullmatch(name):
             _fail(
                 "envelope-bad-headers",
-                f"header name {name[:64]!r} must be 1-{limits.max_header_name} token "
+                f"'headers' name {name[:64]!r} must be 1-{limits.max_header_name} token "
                 "characters (letters, digits, !#$%&'*+.^_`|~-)",
                 field="headers",
             )
         if name.lower() in folded:  # recipients may treat names as HTTP headers
             _fail(
                 "envelope-bad-headers",
-                f"header {name!r} repeats a name (names are case-insensitive)",
+                f"'headers' name {name!r} repeats another (names are case-insensitive)",
                 field="headers",
             )
         folded.add(name.lower())
         if not isinstance(value, str) or len(value) > limits.max_header_value:
             _fail(
                 "envelope-bad-headers",
-                f"header {name!r} must be a string of at most {limits.max_header_value} characters",
+                f"'headers' value of {name!r} must be a string of at most "
+                f"{limits.max_header_value} characters",
                 field="headers",
             )
     return MappingProxyType(headers)  # a read-only view of the decoded dict, no copy

@@ -10,8 +10,17 @@ logconfig_dict = {
         "stdout": {"class": "logging.StreamHandler", "formatter": "json",
                    "stream": "ext://sys.stdout"},
     },
+    # gunicorn merges this over its defaults, whose root logger names a "console" handler
+    # that this dict replaces: the root must be restated. No handler here: the app's
+    # logs.configure() installs the one JSON handler on the root.
+    "root": {"level": "INFO", "handlers": []},
     "loggers": {
         "gunicorn.error": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
         "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
     },
 }
+
+# gunicorn >= 24 opens a control socket under $HOME by default: every instance on a host
+# would share one path, and the hardened units have no writable home. Older gunicorn
+# ignores the unknown setting.
+control_socket_disable = True

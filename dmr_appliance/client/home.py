@@ -1,0 +1,151 @@
+"""``HomeClient``: every home API call over HTTPS with the caller's client certificate.
+
+Used by the admin CLI and the sender SDK. ``base_url`` is where home's ``/v1`` lives:
+through the router that is ``https://ROUTER/v1/home`` (the router maps
+``/v1/home/<rest>`` to home's ``/v1/<rest>``). A refusal from home becomes the
+``DmrError`` its problem document describes; a network failure becomes ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from dmr_appliance.errors import PROBLEM_BASE, DmrError, Unavailable
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class HomeClient:
+    def __init__(self, base_url: str, *, cert: Path | str, key: Path | str, ca: Path | str,
+                 timeout: float = DEFAULT_TIMEOUT, headers: Mapping[str, str] | None = None,
+                 session: requests.Session | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers.update(headers or {})
+        # Passed on every request: a session-level verify loses to REQUESTS_CA_BUNDLE.
+        self._tls = {"cert": (str(cert), str(key)), "verify": str(ca)}
+
+    # -- participants (admin) ----------------------------------------------------------
+
+    def create_participant(self, pid: str, endpoint: str, rooms: list[str]) -> dict[str, Any]:
+        return self._call("POST", "participants",
+                          json={"id": pid, "endpoint": endpoint, "rooms": rooms})
+
+    def list_participants(self, *, status: str | None = None,
+                          room: str | None = None) -> list[dict[str, Any]]:
+        params = _params(status=status, room=room)
+        return self._call("GET", "participants", params=params)["participants"]
+
+    def get_participant(self, pid: str) -> dict[str, Any]:
+        return self._call("GET", f"participants/{_seg(pid)}")
+
+    def set_participant_status(self, pid: str, action: str) -> dict[str, Any]:
+        """``action``: suspend, reinstate or revoke (permanent)."""
+        return self._call("POST", f"participants/{_seg(pid)}/{_seg(action)}")
+
+    def delete_participant(self, pid: str) -> None:
+        self._call("DELETE", f"participants/{_seg(pid)}")
+
+    # -- tokens, cards, keys -----------------------------------------------------------
+
+    def issue_token(self, *, participant: str | None = None, cert_thumbprint: str | None = None,
+                    lifetime: int | None = None) -> dict[str, Any]:
+        """A participant asks with no arguments; an admin names participant and thumbprint."""
+        body = _params(participant=participant, cert_thumbprint=cert_thumbprint,
+                       lifetime=lifetime)
+        return self._call("POST", "tokens", json=body or None)
+
+    def revoke_token(self, jti: str) -> dict[str, Any]:
+        return self._call("POST", f"tokens/{_seg(jti)}/revoke")
+
+    def get_card(self, pid: str) -> dict[str, Any]:
+        return self._call("GET", f"cards/{_seg(pid)}")
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return self._call("GET", "keys")["keys"]
+
+    def rotate_keys(self) -> dict[str, Any]:
+        return self._call("POST", "keys/rotate")
+
+    def jwks(self) -> dict[str, Any]:
+        return self._call("GET", "jwks")
+
+    # -- relays: sync and heartbeats ---------------------------------------------------
+
+    def sync(self, *, version: int | None = None, wait: int = 0) -> dict[str, Any] | None:
+        """The sync document, or None if it is still ``version`` after ``wait`` seconds."""
+        headers = {"If-None-Match": f'"{version}"'} if version is not None else {}
+        params = {"wait": wait} if wait else None
+        return self._call("GET", "sync", params=params, headers=headers,
+                          timeout=self.timeout + wait)
+
+    def heartbeat(self, *, instance: str, address: str, version: str, sync_version: int,
+                  counters: Mapping[str, int] | None = None) -> dict[str, Any]:
+        return self._call("POST", "heartbeats", json={
+            "instance": instance, "address": address, "version": version,
+            "sync_version": sync_version, "counters": dict(counters or {})})
+
+    def list_instances(self) -> list[dict[str, Any]]:
+        return self._call("GET", "instances")["instances"]
+
+    # -- failures ----------------------------------------------------------------------
+
+    def report_failure(self, report: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "failures", json=dict(report))
+
+    def list_failures(self, *, status: str | None = None, room: str | None = None,
+                      sender: str | None = None, limit: int | None = None
+                      ) -> list[dict[str, Any]]:
+        params = _params(status=status, room=room, limit=limit, **{"from": sender})
+        return self._call("GET", "failures", params=params)["failures"]
+
+    def get_failure(self, message_id: str) -> dict[str, Any]:
+        return self._call("GET", f"failures/{_seg(message_id)}")
+
+    def resolve_failure(self, message_id: str, note: str) -> dict[str, Any]:
+        return self._call("POST", f"failures/{_seg(message_id)}/resolve", json={"note": note})
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, timeout: float | None = None,
+              **kwargs: Any) -> Any:
+        url = f"{self.base_url}/{path}"
+        try:
+            resp = self.session.request(method, url, timeout=timeout or self.timeout,
+                                        **self._tls, **kwargs)
+        except requests.RequestException as exc:
+            raise Unavailable(f"home at {self.base_url} is unreachable: {exc}",
+                              code="home-unreachable") from exc
+        if resp.status_code in (204, 304):
+            return None
+        if not resp.ok:
+            raise _refusal(resp)
+        return resp.json()
+
+
+def _refusal(resp: requests.Response) -> DmrError:
+    try:
+        doc = resp.json()
+    except ValueError:
+        doc = {}
+    if not isinstance(doc, dict):
+        doc = {}
+    problem = str(doc.get("type", ""))
+    code = problem[len(PROBLEM_BASE):] if problem.startswith(PROBLEM_BASE) else "home-error"
+    detail = doc.get("detail") or f"home answered {resp.status_code} {resp.reason}"
+    return DmrError(str(detail), code=code, status=resp.status_code,
+                    title=str(doc.get("title") or resp.reason))
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")

@@ -1,0 +1,1 @@
+"""HTTP resources, one class per route family; each holds the shared ``Services``."""

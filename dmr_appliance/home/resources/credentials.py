@@ -1,0 +1,92 @@
+"""/v1/tokens and /v1/cards: access tokens bound to a certificate, and address cards."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import falcon
+
+from dmr_appliance import web
+from dmr_appliance.errors import AuthError, Conflict
+from dmr_appliance.home import credentials, participants
+from dmr_appliance.home.access import ADMIN, PARTICIPANT, allow
+from dmr_appliance.home.participants import Participant, invalid
+from dmr_appliance.home.services import Services
+
+THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, unpadded
+TOKEN_FIELDS = {"participant", "cert_thumbprint", "lifetime"}
+
+
+class Tokens:
+    def __init__(self, home: Services) -> None:
+        self.home = home
+
+    @falcon.before(allow(PARTICIPANT, ADMIN))
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = self._body(req)
+        if req.context.caller.kind == ADMIN:
+            who, thumbprint, ceiling = self._for_admin(body)
+        else:
+            who, thumbprint, ceiling = self._for_participant(req, body)
+        lifetime = _lifetime(body, default=self.home.config.tokens.access_ttl, ceiling=ceiling)
+        resp.status = falcon.HTTP_201
+        resp.media = self.home.issuer.access_token(who, thumbprint, lifetime)
+
+    @falcon.before(allow(ADMIN))
+    def on_post_revoke(self, req: falcon.Request, resp: falcon.Response, jti: str) -> None:
+        resp.media = credentials.revoke(self.home.store, jti)
+
+    def _body(self, req: falcon.Request) -> dict[str, Any]:
+        if not req.content_length:
+            return {}
+        body = web.json_body(req, self.home.config.limits.max_request_bytes)
+        if not isinstance(body, dict) or set(body) - TOKEN_FIELDS:
+            raise invalid(f"the body is an object with {', '.join(sorted(TOKEN_FIELDS))}")
+        return body
+
+    def _for_participant(self, req: falcon.Request, body: dict) -> tuple[Participant, str, int]:
+        caller = req.context.caller
+        if body.get("participant", caller.name) != caller.name or "cert_thumbprint" in body:
+            raise AuthError("a participant obtains tokens only for itself and the certificate"
+                            " it presents", code="forbidden")
+        # Bound to the very certificate presented: a stolen token is useless without its key.
+        return req.context.participant, caller.thumbprint, self.home.config.tokens.access_ttl
+
+    def _for_admin(self, body: dict) -> tuple[Participant, str, int]:
+        pid, thumbprint = body.get("participant"), body.get("cert_thumbprint")
+        if not isinstance(pid, str) or not isinstance(thumbprint, str) \
+                or not THUMBPRINT.fullmatch(thumbprint):
+            raise invalid("an admin names the participant and its certificate's x5t#S256"
+                          " thumbprint (cert_thumbprint)")
+        return (_active(self.home, pid), thumbprint, self.home.config.tokens.access_max_ttl)
+
+
+@falcon.before(allow(PARTICIPANT, ADMIN))
+class Cards:
+    def __init__(self, home: Services) -> None:
+        self.home = home
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, pid: str) -> None:
+        target = _active(self.home, pid)
+        rooms = list(target.rooms)
+        if req.context.caller.kind == PARTICIPANT:
+            # Only the rooms both share: a card tells nothing about the target's other rooms.
+            rooms = participants.share_room(self.home.store, req.context.caller.name, pid)
+            if not rooms:
+                raise AuthError(f"you share no room with {pid!r}", code="no-shared-room")
+        resp.media = self.home.issuer.card(target, rooms, self.home.config.tokens.card_ttl)
+
+
+def _active(home: Services, pid: str) -> Participant:
+    target = participants.get(home.store, pid)
+    if target.status != "active":
+        raise Conflict(f"participant {pid!r} is {target.status}", code="participant-not-active")
+    return target
+
+
+def _lifetime(body: dict, *, default: int, ceiling: int) -> int:
+    lifetime = body.get("lifetime", default)
+    if type(lifetime) is not int or not 1 <= lifetime <= ceiling:
+        raise invalid(f"lifetime must be 1-{ceiling} seconds")
+    return lifetime

@@ -1,0 +1,57 @@
+"""/v1/failures: failed messages reported by senders; listed and resolved by admins."""
+
+from __future__ import annotations
+
+import falcon
+
+from dmr_appliance import web
+from dmr_appliance.errors import AuthError
+from dmr_appliance.home import failures
+from dmr_appliance.home.access import ADMIN, PARTICIPANT, allow
+from dmr_appliance.home.participants import invalid
+from dmr_appliance.home.services import Services
+
+STATUSES = ("open", "resolved")
+MAX_NOTE = 2000
+
+
+class Failures:
+    def __init__(self, home: Services) -> None:
+        self.home = home
+
+    @falcon.before(allow(PARTICIPANT, ADMIN))
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        report = failures.validate(self._body(req))
+        caller = req.context.caller
+        if caller.kind == PARTICIPANT and report["from"] != caller.name:
+            raise AuthError("a participant reports only messages it sent", code="not-sender")
+        doc, created = failures.report(self.home.store, report, f"{caller.kind}:{caller.name}")
+        resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
+        resp.location = f"/v1/failures/{doc['message_id']}"
+        resp.media = doc
+
+    @falcon.before(allow(ADMIN))
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        status = req.get_param("status")
+        if status is not None and status not in STATUSES:
+            raise invalid(f"status must be one of {', '.join(STATUSES)}")
+        limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
+        found = failures.listing(self.home.store, status=status, room=req.get_param("room"),
+                                 sender=req.get_param("from"), limit=limit)
+        resp.media = {"failures": found}
+
+    @falcon.before(allow(ADMIN))
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, mid: str) -> None:
+        resp.media = failures.get(self.home.store, mid)
+
+    @falcon.before(allow(ADMIN))
+    def on_post_resolve(self, req: falcon.Request, resp: falcon.Response, mid: str) -> None:
+        body = self._body(req)
+        note = body.get("note") if isinstance(body, dict) else None
+        if not isinstance(note, str) or not 0 < len(note) <= MAX_NOTE or set(body) - {"note"}:
+            raise invalid(f"the body is {{\"note\": text of 1-{MAX_NOTE} characters}}")
+        caller = req.context.caller
+        resp.media = failures.resolve(self.home.store, mid, note, f"{caller.kind}:{caller.name}")
+
+    def _body(self, req: falcon.Request) -> object:
+        return web.json_body(req, self.home.config.limits.max_request_bytes)

@@ -1,0 +1,33 @@
+"""/v1/heartbeats (relays) and /v1/instances (admin)."""
+
+from __future__ import annotations
+
+import falcon
+
+from dmr_appliance import web
+from dmr_appliance.home import instances
+from dmr_appliance.home.access import ADMIN, RELAY, allow
+from dmr_appliance.home.services import Services
+
+
+@falcon.before(allow(RELAY))
+class Heartbeats:
+    def __init__(self, home: Services) -> None:
+        self.home = home
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = web.json_body(req, self.home.config.limits.max_request_bytes)
+        beat = instances.validate_beat(body, req.context.caller.name)
+        instances.record(self.home.store, beat)
+        # The current version tells a relay at once that it is behind.
+        resp.media = {"instance": beat["instance"], "sync_version": self.home.store.version()}
+
+
+@falcon.before(allow(ADMIN))
+class Instances:
+    def __init__(self, home: Services) -> None:
+        self.home = home
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        found = instances.listing(self.home.store, self.home.config.heartbeats)
+        resp.media = {"instances": found}

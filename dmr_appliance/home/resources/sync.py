@@ -1,0 +1,44 @@
+"""/v1/sync: the relays' document, with ETag and long poll (``wait`` seconds)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import falcon
+
+from dmr_appliance.home import sync
+from dmr_appliance.home.access import ADMIN, RELAY, allow
+from dmr_appliance.home.services import Services
+
+_ETAG = re.compile(r'\s*(?:W/)?"(\d{1,18})"')
+
+
+@falcon.before(allow(RELAY, ADMIN))
+class Sync:
+    def __init__(self, home: Services) -> None:
+        self.home = home
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        wait = req.get_param_as_int("wait", min_value=0, max_value=3600) or 0
+        deadline = time.monotonic() + min(wait, self.home.config.sync.max_wait)
+        known = _known_version(req.get_header("If-None-Match"))
+        doc = self._document()
+        # Wait only while the caller already holds the current document.
+        while doc["version"] == known and (left := deadline - time.monotonic()) > 0:
+            self.home.watcher.wait_beyond(known, left)
+            doc = self._document()
+        resp.etag = f'"{doc["version"]}"'
+        resp.cache_control = ["no-cache"]
+        if doc["version"] == known:
+            resp.status = falcon.HTTP_304
+        else:
+            resp.media = doc
+
+    def _document(self) -> dict:
+        return sync.document(self.home.store, self.home.keyring, self.home.config)
+
+
+def _known_version(header: str | None) -> int | None:
+    match = _ETAG.match(header or "")
+    return int(match.group(1)) if match else None

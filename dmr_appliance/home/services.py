@@ -1,0 +1,37 @@
+"""What home's resources share: configuration, store, keys, token issuer, sync watcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dmr_appliance.config import HomeConfig
+from dmr_appliance.home.credentials import Issuer
+from dmr_appliance.home.keyring import KeyRing
+from dmr_appliance.home.metrics import Metrics
+from dmr_appliance.home.store import Store
+from dmr_appliance.home.sync import ChangeWatcher
+
+
+@dataclass(frozen=True)
+class Services:
+    config: HomeConfig
+    store: Store
+    keyring: KeyRing
+    issuer: Issuer
+    watcher: ChangeWatcher
+    metrics: Metrics
+
+    @classmethod
+    def build(cls, config: HomeConfig, store: Store) -> Services:
+        keyring = KeyRing(store, config.keys_dir, retention=token_horizon(config))
+        keyring.ensure_active()
+        return cls(config, store, keyring, Issuer(keyring, config.issuer),
+                   ChangeWatcher(store), Metrics())
+
+
+
+def token_horizon(config: HomeConfig) -> int:
+    """Longest a token or card issued now may be accepted: how long a retired key stays
+    published and a deleted participant stays refused."""
+    tokens = config.tokens
+    return max(tokens.access_max_ttl, tokens.card_ttl) + tokens.leeway

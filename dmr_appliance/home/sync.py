@@ -1,0 +1,107 @@
+"""The sync document relays live on, and the long poll that hands it out.
+
+Several gunicorn workers serve polls; a change committed by any of them must wake every
+waiting poll at once. Each worker runs one watcher thread that looks at SQLite's
+``PRAGMA data_version`` (cheap: it changes when another connection commits) every
+``interval`` seconds, reads the sync version when it did, and wakes this worker's waiters
+through a Condition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+import threading
+import time
+from typing import Any
+
+from dmr_appliance import logs
+from dmr_appliance.config import HomeConfig
+from dmr_appliance.home import credentials
+from dmr_appliance.home.keyring import KeyRing
+from dmr_appliance.home.store import Store
+from dmr_appliance.home.timefmt import now, rfc3339
+
+_log = logs.get_logger("dmr.home.sync")
+
+
+def document(store: Store, keyring: KeyRing, config: HomeConfig) -> dict[str, Any]:
+    """Everything a relay needs, read in one snapshot so it matches its version."""
+    with store.read() as conn:
+        return {
+            "version": store.version(conn),
+            "issuer": config.issuer,
+            "jwks": keyring.jwks(conn),
+            "revoked_participants": _revoked(conn),
+            "suspended_participants": _ids(conn, "SELECT id FROM participants"
+                                                 " WHERE status = 'suspended' ORDER BY id"),
+            "revoked_tokens": credentials.revoked(conn, config.tokens.leeway),
+            "limits": dataclasses.asdict(config.limits),
+            "generated_at": rfc3339(now()),
+        }
+
+
+def _revoked(conn: sqlite3.Connection) -> list[str]:
+    return _ids(conn, "SELECT id FROM participants WHERE status = 'revoked'"
+                      " UNION SELECT id FROM removed_participants WHERE until >= ? ORDER BY 1",
+                now())
+
+
+def _ids(conn: sqlite3.Connection, query: str, *args: Any) -> list[str]:
+    return [row[0] for row in conn.execute(query, args)]
+
+
+class ChangeWatcher:
+    """Wakes this worker's long polls when the store's sync version moves."""
+
+    def __init__(self, store: Store, interval: float = 0.05) -> None:
+        self.store = store
+        self.interval = interval
+        self.waiters = 0
+        self._version = 0
+        self._changed = threading.Condition()
+        self._started = False
+        self._start_lock = threading.Lock()
+
+    def wait_beyond(self, version: int, timeout: float) -> int:
+        """Block until the sync version exceeds ``version`` or ``timeout`` passes;
+        returns the latest version seen."""
+        self._ensure_started()
+        with self._changed:
+            self.waiters += 1
+            try:
+                self._changed.wait_for(lambda: self._version > version, timeout)
+            finally:
+                self.waiters -= 1
+            return self._version
+
+    def _ensure_started(self) -> None:
+        # Started on first use, inside the worker: a thread started before gunicorn
+        # forks (with --preload) would not exist in the workers.
+        with self._start_lock:
+            if self._started:
+                return
+            self._version = self.store.version()
+            threading.Thread(target=self._run, name="sync-watcher", daemon=True).start()
+            self._started = True
+
+    def _run(self) -> None:
+        conn = self.store.connect()
+        seen = None
+        while True:
+            try:
+                seen = self._poll(conn, seen)
+            except sqlite3.Error as exc:  # the store is briefly unusable: keep watching
+                logs.log_event(_log, "sync-watch-error", logging.WARNING, detail=str(exc))
+            time.sleep(self.interval)
+
+    def _poll(self, conn: sqlite3.Connection, seen: int | None) -> int:
+        data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if data_version != seen:
+            version = conn.execute("SELECT version FROM sync_state").fetchone()[0]
+            if version != self._version:
+                with self._changed:
+                    self._version = version
+                    self._changed.notify_all()
+        return data_version

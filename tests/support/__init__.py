@@ -1,0 +1,1 @@
+"""Helpers shared by the unit, integration and system tests (importable: tests.support.*)."""

@@ -1,0 +1,125 @@
+"""Home for tests: a config in a temp dir, and a real gunicorn home on a free port."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dmr_appliance import serving
+from dmr_appliance.config import HomeConfig, Tls
+from tests.support.https import mtls_session
+from tests.support.processes import Process, free_port, http_ok
+
+HOME_APP = "dmr_appliance.home.wsgi:app"
+
+
+def home_config(state: Path, pki, **overrides) -> HomeConfig:
+    """HomeConfig with its state under ``state`` and TLS from the test ``pki``."""
+    tls = Tls(ca=pki.ca, cert=pki.cert("server", "home"), key=pki.key("server", "home"),
+              crl=pki.crl)
+    return dataclasses.replace(HomeConfig(), database=state / "home.db",
+                               keys_dir=state / "keys", tls=tls, **overrides)
+
+
+def write_toml(config: HomeConfig, path: Path) -> Path:
+    """The settings a test changes, as a home.toml (the rest keep their defaults)."""
+    lines = [
+        f'instance = "{config.instance}"', f'bind = "{config.bind}"',
+        f"workers = {config.workers}", f"threads = {config.threads}",
+        f'database = "{config.database}"', f'keys_dir = "{config.keys_dir}"',
+        f'log_level = "{config.log_level}"', "[tls]",
+        *(f'{name} = "{getattr(config.tls, name)}"' for name in ("ca", "cert", "key", "crl")),
+        "[sync]", f"max_wait = {config.sync.max_wait}",
+        "[heartbeats]", f"stale_after = {config.heartbeats.stale_after}",
+        f"down_after = {config.heartbeats.down_after}",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclasses.dataclass
+class RunningHome:
+    url: str
+    config: HomeConfig
+    config_path: Path
+    process: Process
+
+
+@contextmanager
+def running_home(state: Path, pki, *, workers: int = 2, threads: int = 16,
+                 **overrides) -> Iterator[RunningHome]:
+    """Home under real gunicorn (TLS, client certificate required) until the block ends."""
+    state.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = home_config(state, pki, bind=f"127.0.0.1:{port}", workers=workers,
+                         threads=threads, **overrides)
+    path = write_toml(config, state / "home.toml")
+    home = start_home(config, path, state / "gunicorn.log")
+    try:
+        wait_ready(home, pki)
+        yield home
+    finally:
+        home.process.stop()
+
+
+def start_home(config: HomeConfig, config_path: Path, log_path: Path) -> RunningHome:
+    argv = serving.gunicorn_argv(HOME_APP, bind=config.bind, workers=config.workers,
+                                 threads=config.threads, tls=config.tls, name="dmr-home-test")
+    process = Process(argv, env={"DMR_CONFIG": str(config_path)}, log_path=log_path).start()
+    url = f"https://{config.bind}"
+    return RunningHome(url, config, config_path, process)
+
+
+def wait_ready(home: RunningHome, pki, timeout: float = 30.0) -> RunningHome:
+    session = router_session(pki)
+    home.process.wait_ready(http_ok(session, f"{home.url}/readyz"), timeout)
+    return home
+
+
+def router_session(pki, headers: dict[str, str] | None = None):
+    """What the router presents to home: its own certificate, home verified by the CA."""
+    return mtls_session(pki.ca, pki.cert("server", "router"), pki.key("server", "router"),
+                        headers)
+
+
+@dataclasses.dataclass
+class HomeUnderTest:
+    """An in-process home (falcon.testing) with a caller per test certificate."""
+
+    app: object
+    config: HomeConfig
+    store: object
+    pki: object
+
+    def caller(self, kind: str | None, name: str | None = None):
+        import falcon.testing
+
+        from tests.support.identity import Caller
+        return Caller(falcon.testing.TestClient(self.app), self.pki, kind, name)
+
+    @property
+    def admin(self):
+        return self.caller("admin", "admin")
+
+    def participant(self, name: str):
+        return self.caller("participant", name)
+
+    def relay(self, name: str = "relay-1"):
+        return self.caller("relay", name)
+
+    def add(self, pid: str, rooms: list[str], endpoint: str | None = None) -> dict:
+        resp = self.admin.post("/v1/participants", json={
+            "id": pid, "rooms": rooms, "endpoint": endpoint or f"https://{pid}.example/inbox"})
+        assert resp.status_code == 201, resp.text
+        return resp.json
+
+
+def home_under_test(state: Path, pki, **overrides) -> HomeUnderTest:
+    from dmr_appliance.home.app import create_app
+    from dmr_appliance.home.store import Store
+
+    config = home_config(state, pki, **overrides)
+    store = Store(config.database)
+    return HomeUnderTest(create_app(config, store), config, store, pki)

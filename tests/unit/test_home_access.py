@@ -1,0 +1,88 @@
+"""Every route admits exactly the client kinds its OpenAPI operation lists (x-dmr-allow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.home import home_under_test
+
+OPENAPI = json.loads((Path(__file__).parents[2] / "dmr_appliance/openapi/home.json").read_text())
+KINDS = {"admin": "admin", "relay": "relay-1", "participant": "alice"}
+# Concrete values for path parameters; whether they exist does not matter here.
+PATH_VALUES = {"{pid}": "bob", "{jti}": "0" * 32, "{mid}": "0190b4a2-0000-7000-8000-000000000000"}
+
+
+def operations():
+    for path, item in OPENAPI["paths"].items():
+        for method, op in item.items():
+            if method != "parameters":
+                concrete = path
+                for name, value in PATH_VALUES.items():
+                    concrete = concrete.replace(name, value)
+                yield method.upper(), concrete, op["x-dmr-allow"]
+
+
+CASES = [(m, p, kind, kind in allowed) for m, p, allowed in operations() if allowed
+         for kind in (*KINDS, None)]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, pki):
+    home = home_under_test(tmp_path_factory.mktemp("home"), pki)
+    home.add("alice", ["lobby"])
+    home.add("bob", ["lobby"])
+    return home
+
+
+@pytest.mark.parametrize(("method", "path", "kind", "allowed"), CASES,
+                         ids=[f"{m} {p} as {k}" for m, p, k, _ in CASES])
+def test_route_admits_only_its_kinds(home, method, path, kind, allowed):
+    caller = home.caller(kind, KINDS.get(kind))
+    # Requests that change nothing (empty bodies fail validation) after the access check.
+    resp = caller.request(method, path, body=b"", headers={"Content-Type": "application/json"},
+                          params={"wait": "0"} if path == "/v1/sync" else None)
+    if allowed:
+        assert resp.status_code != 403 or resp.json["type"] not in (
+            "urn:dmr:problem:forbidden", "urn:dmr:problem:no-client-identity"), resp.text
+    else:
+        assert resp.status_code == 403, resp.text
+        assert resp.headers["content-type"] == "application/problem+json"
+        expected = "no-client-identity" if kind is None else "forbidden"
+        assert resp.json["type"] == f"urn:dmr:problem:{expected}"
+
+
+def test_every_app_route_is_in_the_openapi_document(home):
+    documented = {(m, p) for m, p, _ in operations()}
+    assert ("POST", "/v1/participants/bob/revoke") in documented
+    assert len(documented) == sum(len([k for k in v if k != "parameters"])
+                                  for v in OPENAPI["paths"].values())
+
+
+@pytest.mark.parametrize("status", ["suspend", "revoke"])
+def test_inactive_participant_gets_nothing(tmp_path, pki, status):
+    home = home_under_test(tmp_path, pki)
+    home.add("alice", ["lobby"])
+    home.add("bob", ["lobby"])
+    assert home.admin.post(f"/v1/participants/alice/{status}").status_code == 200
+    alice = home.participant("alice")
+    for resp in (alice.post("/v1/tokens"), alice.get("/v1/cards/bob")):
+        assert resp.status_code == 403
+        assert resp.json["type"] == "urn:dmr:problem:participant-not-active"
+
+
+def test_unregistered_participant_gets_nothing(tmp_path, pki):
+    home = home_under_test(tmp_path, pki)
+    resp = home.participant("carol").post("/v1/tokens")
+    assert resp.status_code == 403 and "not registered" in resp.json["detail"]
+
+
+def test_header_from_untrusted_peer_is_ignored(tmp_path, pki):
+    home = home_under_test(tmp_path, pki)
+    admin = home.admin
+    admin.remote_addr = "192.0.2.7"
+    resp = admin.get("/v1/participants")
+    assert resp.status_code == 403
+    assert resp.json["type"] == "urn:dmr:problem:no-client-identity"

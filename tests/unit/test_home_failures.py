@@ -1,0 +1,83 @@
+"""Failure reports: validation, who may report what, merging duplicates, resolving."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tests.support.home import home_under_test
+
+MID = "0190b4a2-1234-7000-8000-00000000abcd"
+
+
+def report(**changes):
+    doc = {
+        "message_id": MID, "room": "lobby", "from": "alice", "to": ["bob"],
+        "attempts": [{"target": "https://router-1:8443", "at": "2026-01-02T03:04:05Z",
+                      "outcome": "failed", "status": 503, "detail": "relay overloaded"}],
+        "envelope": {"id": MID, "room": "lobby", "from": "alice", "payload": {"hi": 1}},
+        "reported_at": "2026-01-02T03:04:06Z",
+    }
+    doc.update(changes)
+    return doc
+
+
+@pytest.fixture
+def home(tmp_path, pki):
+    home = home_under_test(tmp_path, pki)
+    home.add("alice", ["lobby"])
+    home.add("bob", ["lobby"])
+    return home
+
+
+def test_report_then_duplicate_merges(home):
+    alice = home.participant("alice")
+    first = alice.post("/v1/failures", json=report())
+    assert first.status_code == 201, first.text
+    again = alice.post("/v1/failures", json=report())
+    assert again.status_code == 200
+    assert again.json["attempts"] == first.json["attempts"]  # idempotent: no duplicate rows
+    more = copy.deepcopy(report(to=["carol"]))
+    more["attempts"].append({"target": "https://router-2:8443", "at": "2026-01-02T03:04:07+00:00",
+                             "outcome": "failed"})
+    merged = alice.post("/v1/failures", json=more).json
+    assert merged["reports"] == 3 and merged["to"] == ["bob", "carol"]
+    assert [a["target"] for a in merged["attempts"]] == ["https://router-1:8443",
+                                                         "https://router-2:8443"]
+    assert merged["attempts"][1]["at"] == "2026-01-02T03:04:07Z"
+    listed = home.admin.get("/v1/failures", params={"status": "open"}).json["failures"]
+    assert [f["message_id"] for f in listed] == [MID]
+
+
+def test_participant_reports_only_its_own_messages(home):
+    resp = home.participant("bob").post("/v1/failures", json=report())
+    assert resp.status_code == 403 and resp.json["type"] == "urn:dmr:problem:not-sender"
+
+
+def test_conflicting_duplicate_is_refused(home):
+    home.participant("alice").post("/v1/failures", json=report())
+    resp = home.admin.post("/v1/failures", json=report(room="other"))
+    assert resp.status_code == 409
+
+
+@pytest.mark.parametrize("changes", [
+    {"message_id": "not-an-id"}, {"to": []}, {"attempts": []}, {"envelope": "x"},
+    {"reported_at": "yesterday"}, {"attempts": [{"target": "x", "at": "2026-01-01T00:00:00Z",
+                                                 "outcome": "Failed!"}]},
+])
+def test_invalid_reports(home, changes):
+    resp = home.participant("alice").post("/v1/failures", json=report(**changes))
+    assert resp.status_code == 422, resp.text
+
+
+def test_show_and_resolve(home):
+    home.participant("alice").post("/v1/failures", json=report())
+    shown = home.admin.get(f"/v1/failures/{MID}").json
+    assert shown["envelope"]["payload"] == {"hi": 1} and shown["status"] == "open"
+    resolved = home.admin.post(f"/v1/failures/{MID}/resolve", json={"note": "resent by hand"})
+    assert resolved.status_code == 200
+    assert resolved.json["status"] == "resolved" and resolved.json["resolved_by"] == "admin:admin"
+    assert home.admin.get("/v1/failures", params={"status": "open"}).json["failures"] == []
+    assert home.admin.post(f"/v1/failures/{MID}/resolve", json={}).status_code == 422
+    assert home.admin.get("/v1/failures/nothing").status_code == 404

@@ -1,0 +1,109 @@
+"""Operations endpoints, heartbeats and instances, the status page, the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from dmr_appliance.config import Heartbeats
+from dmr_appliance.home import instances
+from tests.support.home import home_under_test
+
+OPENAPI = Path(__file__).parents[2] / "dmr_appliance/openapi/home.json"
+
+
+@pytest.fixture
+def home(tmp_path, pki):
+    return home_under_test(tmp_path, pki)
+
+
+def beat(**changes):
+    return {"instance": "relay-1", "address": "10.0.0.5:8801", "version": "0.1.0",
+            "sync_version": 3, "counters": {"delivered": 7}, **changes}
+
+
+def test_health_and_ready(home):
+    assert home.caller(None).get("/healthz").json == {"status": "ok"}
+    ready = home.caller(None).get("/readyz")
+    assert ready.status_code == 200 and ready.json["sync_version"] >= 1
+
+
+def test_readyz_fails_when_the_store_is_gone(home):
+    with home.store.write() as conn:
+        conn.execute("DROP TABLE sync_state")
+    resp = home.caller(None).get("/readyz")
+    assert resp.status_code == 503
+    assert resp.headers["content-type"] == "application/problem+json"
+
+
+def test_openapi_served_is_the_file(home):
+    resp = home.caller(None).get("/openapi.json")
+    assert resp.status_code == 200 and resp.json == json.loads(OPENAPI.read_text())
+
+
+def test_heartbeat_and_instances(home):
+    resp = home.relay("relay-1").post("/v1/heartbeats", json=beat())
+    assert resp.status_code == 200 and resp.json["sync_version"] == home.store.version()
+    listed = home.admin.get("/v1/instances").json["instances"]
+    assert [(i["instance"], i["health"], i["counters"]) for i in listed] == [
+        ("relay-1", "healthy", {"delivered": 7})]
+
+
+def test_relay_beats_only_for_itself(home):
+    resp = home.relay("relay-2").post("/v1/heartbeats", json=beat())
+    assert resp.status_code == 403 and resp.json["type"] == "urn:dmr:problem:instance-mismatch"
+
+
+@pytest.mark.parametrize("changes", [{"sync_version": -1}, {"counters": {"x": "1"}},
+                                     {"address": ""}, {"extra": 1}])
+def test_invalid_heartbeats(home, changes):
+    assert home.relay("relay-1").post("/v1/heartbeats", json=beat(**changes)).status_code == 422
+
+
+def test_health_by_age():
+    limits = Heartbeats(stale_after=15, down_after=60)
+    assert [instances.health(a, limits) for a in (0, 14.9, 15, 59, 60)] == [
+        "healthy", "healthy", "stale", "stale", "down"]
+
+
+def test_instances_age_into_stale_and_down(home):
+    home.relay("relay-1").post("/v1/heartbeats", json=beat())
+    with home.store.write() as conn:
+        conn.execute("UPDATE instances SET last_beat = ?", (time.time() - 30,))
+    assert home.admin.get("/v1/instances").json["instances"][0]["health"] == "stale"
+
+
+def test_metrics_text(home):
+    home.admin.post("/v1/participants", json={"id": "alice", "endpoint": "https://a.example",
+                                               "rooms": ["r"]})
+    resp = home.caller(None).get("/metrics")
+    assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
+    lines = resp.text.splitlines()
+    assert 'dmr_home_participants{status="active"} 1' in lines
+    assert "dmr_home_failures_open 0" in lines
+    assert any(line.startswith('dmr_home_requests_total{pid="') and 'status="201"' in line
+               for line in lines)
+    for line in lines:  # every sample is NAME{labels} VALUE or NAME VALUE
+        assert line.startswith("#") or line.split(" ")[-1].replace(".", "").isdigit()
+
+
+def test_status_page(home):
+    home.relay("relay-1").post("/v1/heartbeats", json=beat())
+    home.add("alice", ["lobby"])
+    home.participant("alice").post("/v1/failures", json={
+        "message_id": "0190b4a2-1234-7000-8000-00000000abcd", "room": "lobby", "from": "alice",
+        "to": ["bob"], "attempts": [{"target": "r", "at": "2026-01-01T00:00:00Z",
+                                     "outcome": "failed"}],
+        "envelope": {}, "reported_at": "2026-01-01T00:00:00Z"})
+    resp = home.admin.get("/")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    page = resp.text
+    assert 'http-equiv="refresh"' in page and 'name="viewport"' in page
+    assert "relay-1" in page and "healthy" in page
+    assert 'href="v1/failures/0190b4a2-1234-7000-8000-00000000abcd"' in page
+    # The router serves this page under /home/: every link must be relative.
+    assert 'href="/' not in page and "src=" not in page
+    assert home.relay().get("/").status_code == 403

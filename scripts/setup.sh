@@ -19,8 +19,8 @@ done
 export DEBIAN_FRONTEND=noninteractive
 apt_pkgs=(python3 python3-venv python3-dev nginx openssl ca-certificates curl)
 [ "$want_system" = 1 ] && apt_pkgs+=(docker.io debootstrap debhelper dh-python python3-all python3-setuptools
-  lintian gnupg apt-utils pybuild-plugin-pyproject python3-falcon python3-gunicorn python3-jwt
-  python3-cryptography python3-requests python3-jinja2 fakeroot build-essential)
+  lintian gnupg apt-utils pybuild-plugin-pyproject python3-build python3-wheel python3-falcon python3-gunicorn python3-jwt
+  python3-cryptography python3-requests python3-urllib3 python3-jinja2 fakeroot build-essential)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -32,21 +32,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   rm -f /usr/sbin/policy-rc.d
 fi
 
-make_venv() {  # make_venv DIR [pip args...]
-  local dir=$1; shift
+make_venv() {  # make_venv DIR SETUPTOOLS_SPEC [pip args...]
+  local dir=$1 setuptools=$2; shift 2
   if [ ! -x "$dir/bin/python" ]; then
     echo "setup: creating $dir"
     /usr/bin/python3 -m venv "$dir"
-    "$dir/bin/pip" install -q --upgrade pip setuptools wheel
   fi
+  "$dir/bin/pip" install -q --disable-pip-version-check --upgrade pip "$setuptools" wheel
   "$dir/bin/pip" install -q --disable-pip-version-check "$@"
 }
 
 test_reqs=()
 [ "$want_test" = 1 ] && test_reqs=(-r requirements/test.txt)
-make_venv .venv -e . "${test_reqs[@]}"
+make_venv .venv setuptools -e . "${test_reqs[@]}"
 if [ "$want_test" = 1 ]; then
-  make_venv .venv-debian12 -r requirements/debian12.txt "${test_reqs[@]}"
+  # gunicorn 20.1 imports pkg_resources, gone from setuptools 81; Debian 12 ships 66.
+  make_venv .venv-debian12 "setuptools<81" -r requirements/debian12.txt "${test_reqs[@]}"
   .venv-debian12/bin/pip install -q --disable-pip-version-check --no-deps -e .
 fi
 echo "setup: done"

@@ -13,7 +13,7 @@ import pytest
 
 from dmr_appliance import pki as pki_mod
 
-SERVERS = ("router", "home")
+SERVERS = ("router", "home", "recipient")
 RELAYS = ("relay-1", "relay-2")
 PARTICIPANTS = ("alice", "bob", "carol")
 ADMINS = ("admin",)

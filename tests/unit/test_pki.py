@@ -24,6 +24,7 @@ from dmr_appliance.ids import PARTICIPANT_ID_RULE
 ALL = [
     ("server", "router"),
     ("server", "home"),
+    ("server", "recipient"),
     ("relay", "relay-1"),
     ("relay", "relay-2"),
     ("participant", "alice"),

@@ -1,0 +1,161 @@
+"""A recipient endpoint: the local stack's demo recipient, and the tests' real one.
+
+HTTPS on the standard library (``http.server`` + ``ssl``). Given the deployment CA it
+requires a client certificate, so only relays of this deployment can deliver. Every
+delivery is appended to a JSON-lines log (message id, room, sender, recipient path,
+the relay's certificate name, the status answered, whether it was a duplicate).
+
+Deduplication: a relay may deliver one message twice (the sender retries when it did
+not hear the outcome, e.g. its relay died mid-answer), so a recipient must act on each
+message id once. The server keeps the ids it has processed per recipient path in a
+``client.dedup.SeenIds`` store, each until the message's ``expires_at`` (no relay
+delivers an expired message, so later copies cannot arrive), and answers a repeat with
+the same 2xx, recorded as ``duplicate``, without acting on it again. With ``seen_path``
+(``--seen FILE``) the store is SQLite on disk and survives a restart, the moment a
+retried copy is most likely; without, it is in memory. ``--status`` and ``--delay``
+make it answer like a failing or slow recipient, for tests and demos.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from dmr_appliance.client.dedup import SeenIds
+
+MAX_BODY = 4 * 1024 * 1024
+
+
+class RecipientServer(ThreadingHTTPServer):
+    """Threaded HTTPS server; ``status`` and ``delay`` may be changed while it runs."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        cert: Path,
+        key: Path,
+        ca: Path | None = None,
+        log_path: Path | None = None,
+        status: int = 200,
+        delay: float = 0.0,
+        seen_path: Path | None = None,
+    ) -> None:
+        super().__init__(address, RecipientHandler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(cert), str(key))
+        if ca is not None:
+            context.load_verify_locations(cafile=str(ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+        # The handshake runs in the request's thread, not in the accept loop.
+        self.socket = context.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
+        self.status = status
+        self.delay = delay
+        self.dedup = SeenIds(seen_path if seen_path is not None else ":memory:")
+        self.log_path = log_path
+        self._log_lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            request.do_handshake()
+        except (ssl.SSLError, OSError):
+            return  # a client without an acceptable certificate: nothing to serve
+        super().finish_request(request, client_address)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.dedup.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hung up mid-request is not this server's error
+
+    def record(self, entry: dict[str, Any]) -> None:
+        if self.log_path is None:
+            return
+        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        with self._log_lock, open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+
+
+class RecipientHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as relays expect
+    server: RecipientServer
+
+    def do_POST(self) -> None:  # http.server dispatches on this name
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._answer(413, {"error": "too large"})
+            return
+        message = _json(self.rfile.read(length))
+        if self.server.delay:
+            time.sleep(self.server.delay)
+        status = self.server.status
+        message_id = self.headers.get("X-DMR-Message-Id") or str(message.get("id", ""))
+        # Scoped by path: one server may stand for several recipients of the same message.
+        duplicate = 200 <= status < 300 and not self.server.dedup.first_time(
+            message_id, message.get("expires_at"), scope=self.path)
+        self.server.record({
+            "ts": time.time(), "id": message_id, "room": self.headers.get("X-DMR-Room"),
+            "from": self.headers.get("X-DMR-From"), "to": message.get("to"),
+            "path": self.path, "relay": _peer_name(self.connection),
+            "request_id": self.headers.get("X-Request-Id"), "status": status,
+            "duplicate": duplicate, "created_at": message.get("created_at"),
+            "expires_at": message.get("expires_at"),
+        })
+        self._answer(status, {"id": message_id, "duplicate": duplicate})
+
+    def _answer(self, status: int, doc: dict[str, Any]) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the JSON-lines log is the record
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _peer_name(connection: socket.socket) -> str | None:
+    cert = connection.getpeercert() if isinstance(connection, ssl.SSLSocket) else None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
+def serve(server: RecipientServer) -> None:
+    """Serve until interrupted; the first stdout line says where (for a parent process)."""
+    host, port = server.server_address[:2]
+    print(json.dumps({"event": "listening", "host": host, "port": port}), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        sys.stdout.flush()

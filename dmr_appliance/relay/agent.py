@@ -1,0 +1,199 @@
+"""The sync agent: one per relay instance, a child process of the gunicorn master.
+
+It long-polls home's sync document (``GET {home_url}/sync?wait=N``, ETag and
+If-None-Match) and writes each new, valid document atomically to
+``state_dir/sync.json``, which every worker picks up within ``trust.RELOAD_INTERVAL``.
+Every ``heartbeat_interval`` it reports to home (``POST {home_url}/heartbeats``) with
+the instance's counters. Home being down only delays both: workers keep serving on the
+saved document. Both calls go through the router with the relay's certificate.
+
+A process rather than a thread in the master: the master forks workers, and a thread
+holding a lock at that moment would leave the child with it held.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import threading
+from multiprocessing.connection import wait as wait_for
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import urllib3
+
+from dmr_appliance import __version__, logs
+from dmr_appliance.config import RelayConfig
+from dmr_appliance.relay.counters import Counters
+from dmr_appliance.relay.delivery import tls_context
+from dmr_appliance.relay.trust import SYNC_FILE, Snapshot, SyncDocumentError
+
+POLL_MARGIN = 10.0  # seconds of read timeout beyond the wait asked of home
+BACKOFF_MAX = 15.0  # seconds between attempts while home is unreachable
+HOME_TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
+
+_log = logs.get_logger("dmr.relay.agent")
+
+
+class HomeError(Exception):
+    """Home answered, but not with something usable."""
+
+
+class Agent:
+    def __init__(self, cfg: RelayConfig, counters: Counters) -> None:
+        self.cfg = cfg
+        self.counters = counters
+        self.home = cfg.home_url.rstrip("/")
+        self.http = urllib3.PoolManager(ssl_context=tls_context(cfg.tls),
+                                        cert_reqs="CERT_REQUIRED")
+        self.path = Path(cfg.state_dir) / SYNC_FILE
+        self.version = saved_version(self.path)
+        self.etag: str | None = None
+        self.stopping = threading.Event()
+
+    # --- sync ----------------------------------------------------------------------------
+
+    def poll_once(self) -> bool:
+        """One long poll; True when a new document was saved."""
+        wait = self.cfg.sync.poll_wait
+        response = self.http.request(
+            "GET", f"{self.home}/sync?wait={wait}",
+            headers={"If-None-Match": self.etag} if self.etag else {},
+            timeout=urllib3.Timeout(connect=HOME_TIMEOUT.connect_timeout,
+                                    read=wait + POLL_MARGIN),
+            retries=False, redirect=False,
+        )
+        if response.status == 304:
+            return False
+        if response.status != 200:
+            raise HomeError(f"GET /sync answered {response.status}")
+        try:
+            snapshot = Snapshot.parse(response.data)  # never save what workers would refuse
+        except SyncDocumentError as exc:
+            raise HomeError(f"GET /sync sent an unusable document: {exc}") from exc
+        self.etag = response.headers.get("ETag")
+        if snapshot.version == self.version:
+            return False
+        write_atomic(self.path, response.data)
+        logs.log_event(_log, "sync-document-saved", version=snapshot.version,
+                       previous=self.version)
+        self.version = snapshot.version
+        return True
+
+    def sync_forever(self) -> None:
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                self.poll_once()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                delay = min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1)  # noqa: S311
+                logs.log_event(_log, "sync-failed", logging.WARNING, error=_short(exc),
+                               attempt=failures, retry_in=round(delay, 1))
+                self.stopping.wait(delay)
+
+    # --- heartbeats ----------------------------------------------------------------------
+
+    def heartbeat(self) -> dict[str, Any]:
+        beat = {  # the shape home/instances.py accepts
+            "instance": self.cfg.instance,
+            "address": self.cfg.advertise or self.cfg.bind,
+            "version": __version__,
+            "sync_version": self.version or 0,  # 0: none held yet
+            "counters": self.counters.snapshot(),
+        }
+        response = self.http.request(
+            "POST", f"{self.home}/heartbeats", body=json.dumps(beat).encode(),
+            headers={"Content-Type": "application/json"}, timeout=HOME_TIMEOUT,
+            retries=False, redirect=False,
+        )
+        if not 200 <= response.status < 300:
+            raise HomeError(f"POST /heartbeats answered {response.status}")
+        return beat
+
+    def heartbeat_forever(self) -> None:
+        interval = self.cfg.sync.heartbeat_interval
+        while not self.stopping.is_set():
+            try:
+                self.heartbeat()
+            except Exception as exc:
+                logs.log_event(_log, "heartbeat-failed", logging.WARNING, error=_short(exc))
+            self.stopping.wait(interval)
+
+    # --- process -------------------------------------------------------------------------
+
+    def run(self, parent_pid: int) -> None:
+        """Sync and beat until told to stop or the master is gone."""
+        threads = [threading.Thread(target=fn, name=fn.__name__, daemon=True)
+                   for fn in (self.sync_forever, self.heartbeat_forever)]
+        for thread in threads:
+            thread.start()
+        logs.log_event(_log, "agent-started", sync_version=self.version, home=self.home)
+        while not self.stopping.wait(1.0):
+            if os.getppid() != parent_pid:  # the master died without stopping us
+                self.stopping.set()
+        logs.log_event(_log, "agent-stopped")
+
+
+def saved_version(path: Path) -> int | None:
+    try:
+        return Snapshot.parse(path.read_bytes()).version
+    except (OSError, SyncDocumentError):
+        return None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never a part of either."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+# --- lifecycle, driven by gunicorn's master hooks (relay/gunicorn_conf.py) ---------------
+
+
+def start(cfg: RelayConfig, counters: Counters) -> BaseProcess:
+    """Fork the agent; the counters' shared memory goes with it."""
+    process = multiprocessing.get_context("fork").Process(
+        target=_main, args=(cfg, counters, os.getpid()), name="dmr-relay-agent")
+    process.start()
+    return process
+
+
+def stop(process: BaseProcess | None, timeout: float = 5.0) -> None:
+    if process is None or process.pid is None:
+        return
+    # gunicorn's master reaps any child that exits, so ask the process's sentinel
+    # (closed on exit) rather than waitpid whether it is still there.
+    if not wait_for([process.sentinel], 0):
+        process.terminate()
+    if not wait_for([process.sentinel], timeout):
+        process.kill()
+        wait_for([process.sentinel], 1.0)
+
+
+def _main(cfg: RelayConfig, counters: Counters, parent_pid: int) -> None:
+    agent = Agent(cfg, counters)
+    # The master's signal handlers came with the fork; they would wake the master's
+    # loop through its pipe. This process only needs to stop cleanly.
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH,
+                signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, lambda *_: agent.stopping.set())
+    logs.configure(cfg.log_level, instance=cfg.instance)
+    agent.run(parent_pid)

@@ -1,0 +1,45 @@
+"""The relay's Falcon app: wiring only (the request path is in messages.py)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import falcon
+
+from dmr_appliance import config, envelope, logs, pki, web
+from dmr_appliance.relay import counters, status
+from dmr_appliance.relay.delivery import Deliverer
+from dmr_appliance.relay.messages import Messages
+from dmr_appliance.relay.trust import TrustState
+
+
+def create_app(
+    cfg: config.RelayConfig,
+    trust: TrustState,
+    deliverer: Deliverer,
+    shared_counters: counters.Counters | None = None,
+) -> falcon.App:
+    count = shared_counters or counters.Counters()
+    app = falcon.App(middleware=[web.RequestContext()])
+    web.install_error_handlers(app)
+    limits = envelope.Limits(max_message_bytes=cfg.limits.max_message_bytes)
+    app.add_route("/v1/messages", Messages(
+        trust, deliverer, count,
+        trusted=web.TrustedProxies(cfg.trusted_proxies),
+        ca_cert=pki.load_certificate(cfg.tls.ca.read_bytes()),
+        limits=limits,
+    ))
+    app.add_route("/healthz", status.Health())
+    app.add_route("/readyz", status.Ready(trust))
+    app.add_route("/metrics", status.Metrics(trust, count, cfg.instance))
+    app.add_route("/openapi.json", status.OpenApi())
+    return app
+
+
+def get_app(environ: Mapping[str, str] = os.environ) -> falcon.App:
+    """The app as gunicorn runs it: config from ``DMR_CONFIG`` and ``DMR_*`` variables."""
+    cfg = config.load(config.RelayConfig, environ.get("DMR_CONFIG"), environ)
+    logs.configure(cfg.log_level, instance=cfg.instance)
+    trust = TrustState.in_dir(cfg.state_dir, issuer=cfg.issuer, leeway=cfg.tokens.leeway)
+    return create_app(cfg, trust, Deliverer.from_config(cfg), counters.shared())

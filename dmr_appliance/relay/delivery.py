@@ -1,0 +1,206 @@
+"""Deliver a message to its recipients: concurrently, over kept-alive HTTPS, no retries.
+
+One ``Deliverer`` per worker process: a urllib3 ``PoolManager`` (the relay's certificate
+as client certificate, recipients verified against the deployment CA, one TLS context
+built once) and a bounded thread pool shared by every request. A request that cannot
+get a slot for each of its recipients is refused before anything is sent (503), which
+is what lets the router try another relay. The sender retries, so urllib3 does not.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+
+from dmr_appliance import envelope, logs
+from dmr_appliance.config import RelayConfig, Tls
+from dmr_appliance.errors import Unavailable
+
+DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
+# 408 and 429 are the recipient asking to be tried again later, not refusing.
+RETRYABLE_4XX = frozenset({408, 429})
+# Admitted deliveries (running + queued) per delivery thread before the relay says 503.
+QUEUE_FACTOR = 4
+# A recipient's answer is read only this far; one that talks more loses its connection.
+ANSWER_LIMIT = 64 * 1024
+RECIPIENT_HOSTS = 256  # connection pools kept (one per recipient host:port)
+
+_log = logs.get_logger("dmr.relay.delivery")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    id: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    recipient: str
+    outcome: str  # delivered | rejected | failed
+    status: int | None  # the recipient's HTTP status; None when it never answered
+    ms: float
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"to": self.recipient, "outcome": self.outcome,
+                               "status": self.status, "ms": self.ms}
+        if self.error:
+            doc["error"] = self.error
+        return doc
+
+
+def classify(status: int) -> str:
+    if 200 <= status < 300:
+        return DELIVERED
+    if 400 <= status < 500 and status not in RETRYABLE_4XX:
+        return REJECTED
+    return FAILED
+
+
+def tls_context(tls: Tls) -> ssl.SSLContext:
+    """Client side of relay -> recipient: our certificate, their CA, TLS 1.2 at least."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # urllib3 matches the host name itself when the context does not; 1.26 has to, as it
+    # sends no server_hostname for an IP address, which check_hostname would refuse.
+    context.check_hostname = False
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    return context
+
+
+class Deliverer:
+    """Fans one message out to its recipients on a shared, bounded thread pool."""
+
+    def __init__(
+        self,
+        pool: urllib3.PoolManager,
+        *,
+        threads: int,
+        timeout: urllib3.Timeout,
+        capacity: int | None = None,
+    ) -> None:
+        self.pool = pool
+        self.timeout = timeout
+        self.capacity = capacity if capacity is not None else threads * QUEUE_FACTOR
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
+        self._admitted = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: RelayConfig) -> Deliverer:
+        d = config.delivery
+        pool = urllib3.PoolManager(
+            num_pools=RECIPIENT_HOSTS,
+            maxsize=d.per_host_connections,
+            ssl_context=tls_context(config.tls),
+            cert_reqs="CERT_REQUIRED",
+        )
+        # total caps a recipient that trickles its answer below the read timeout.
+        timeout = urllib3.Timeout(connect=d.connect_timeout, read=d.read_timeout,
+                                  total=d.connect_timeout + d.read_timeout)
+        return cls(pool, threads=d.pool_size, timeout=timeout)
+
+    @property
+    def in_flight(self) -> int:
+        return self._admitted
+
+    def deliver(
+        self, message: envelope.Envelope, recipients: Sequence[Recipient], request_id: str
+    ) -> list[Outcome]:
+        """Every recipient's outcome, in order; ``Unavailable`` (503) if none was attempted."""
+        self._admit(len(recipients))
+        futures = []
+        for recipient in recipients:
+            future = self._executor.submit(self._deliver_one, message, recipient, request_id)
+            future.add_done_callback(self._release)
+            futures.append(future)
+        wait_all(futures)
+        return [self._result(f, r) for f, r in zip(futures, recipients, strict=True)]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.pool.clear()
+
+    # --- admission -------------------------------------------------------------------
+
+    def _admit(self, count: int) -> None:
+        with self._lock:
+            if self._admitted + count > self.capacity:
+                raise Unavailable(
+                    f"delivery queue full ({self._admitted} of {self.capacity} in flight)",
+                    code="overloaded", title="Relay overloaded",
+                )
+            self._admitted += count
+
+    def _release(self, _future: Future[Outcome]) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    # --- one recipient -----------------------------------------------------------------
+
+    @staticmethod
+    def _result(future: Future[Outcome], recipient: Recipient) -> Outcome:
+        try:
+            return future.result()
+        except Exception as exc:  # a bug in _deliver_one must not lose the other outcomes
+            return Outcome(recipient.id, FAILED, None, 0.0, f"internal error: {exc!r}")
+
+    def _deliver_one(
+        self, message: envelope.Envelope, recipient: Recipient, request_id: str
+    ) -> Outcome:
+        started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
+        try:
+            status = self._post(recipient.endpoint, self._body(message, recipient),
+                                self._headers(message, request_id))
+            outcome = classify(status)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            outcome, error = FAILED, _describe(exc)
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        logs.log_event(_log, "delivery", message_id=message.id, room=message.room,
+                       sender=message.sender, to=recipient.id, status=status, ms=ms,
+                       outcome=outcome, error=error, request_id=request_id)
+        return Outcome(recipient.id, outcome, status, ms, error)
+
+    @staticmethod
+    def _body(message: envelope.Envelope, recipient: Recipient) -> bytes:
+        return envelope.delivery_body(message, [recipient.id])
+
+    @staticmethod
+    def _headers(message: envelope.Envelope, request_id: str) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "X-DMR-Message-Id": message.id,
+            "X-DMR-Room": message.room,
+            "X-DMR-From": message.sender,
+            "X-Request-Id": request_id,
+        }
+
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        response = self.pool.urlopen(
+            "POST", url, body=body, headers=headers, timeout=self.timeout,
+            retries=False, redirect=False, preload_content=False,
+        )
+        try:
+            response.read(ANSWER_LIMIT, decode_content=False)
+            if not response.closed:  # more than we read: the connection is not reusable
+                response.close()
+        finally:
+            response.release_conn()
+        return int(response.status)
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, stable description of a transport error (no addresses of our own)."""
+    reason = getattr(exc, "reason", None) or exc
+    return f"{type(exc).__name__}: {reason}"[:300]

@@ -1,0 +1,127 @@
+"""``POST /v1/messages``: identify, verify, validate, deliver, answer.
+
+Answer codes (also in docs/architecture.md and the OpenAPI document):
+200 every recipient delivered; 502 at least one delivery failed and may be retried
+(the body lists every outcome, so the sender retries only those); 422 none failed
+but at least one recipient rejected the message for good; 503 nothing was attempted
+(not ready, overloaded): the router may try another relay. Refusals before delivery
+are 4xx problems: 401 token, 403 certificate/room/revocation, 4xx envelope.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import falcon
+from cryptography import x509
+
+from dmr_appliance import envelope, web
+from dmr_appliance.errors import AuthError, DmrError, EnvelopeError, TokenError
+from dmr_appliance.relay.counters import Counters
+from dmr_appliance.relay.delivery import DELIVERED, FAILED, REJECTED, Deliverer, Outcome, Recipient
+from dmr_appliance.relay.trust import Snapshot, TrustState
+from dmr_appliance.tokens import AccessToken
+
+
+class Messages:
+    def __init__(
+        self,
+        trust: TrustState,
+        deliverer: Deliverer,
+        counters: Counters,
+        *,
+        trusted: web.TrustedProxies,
+        ca_cert: x509.Certificate,
+        limits: envelope.Limits,
+    ) -> None:
+        self.trust = trust
+        self.deliverer = deliverer
+        self.counters = counters
+        self.trusted = trusted
+        self.ca_cert = ca_cert
+        self.limits = limits
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        snapshot = self.trust.current()  # 503 while not ready: nothing attempted
+        try:
+            identity = web.require(
+                web.client_identity(req, trusted=self.trusted, ca_cert=self.ca_cert),
+                "participant",
+            )
+            token = self.trust.access_token(bearer_token(req), snapshot, identity.thumbprint)
+            message = envelope.parse_envelope(read_body(req, self.limits), self.limits)
+            check_sender(message, token, snapshot)
+            recipients = self.recipients(message, snapshot)
+        except DmrError:
+            self.counters.add(refused=1)
+            raise
+        outcomes = self.deliverer.deliver(message, recipients, req.context.request_id)
+        tally = Counter(o.outcome for o in outcomes)
+        self.counters.add(messages=1, delivered=tally[DELIVERED], rejected=tally[REJECTED],
+                          failed=tally[FAILED])
+        answer(resp, message, outcomes, tally)
+
+    def recipients(self, message: envelope.Envelope, snapshot: Snapshot) -> list[Recipient]:
+        """One recipient per participant, from cards home signed for this room."""
+        found: dict[str, Recipient] = {}
+        for i, card_token in enumerate(message.to):
+            try:
+                card = self.trust.card(card_token, snapshot)
+            except TokenError as exc:
+                raise card_refused(exc, i) from None
+            if message.room not in card.rooms:
+                raise AuthError(f"recipient {card.subject!r} is not in room {message.room!r}",
+                                code="recipient-not-in-room", field=f"to[{i}]")
+            snapshot.check_active(card.subject, "recipient")
+            found.setdefault(card.subject, Recipient(card.subject, card.endpoint))
+        return list(found.values())
+
+
+def check_sender(message: envelope.Envelope, token: AccessToken, snapshot: Snapshot) -> None:
+    if token.subject != message.sender:
+        raise AuthError(f"the token is for {token.subject!r}, the message is from "
+                        f"{message.sender!r}", code="sender-mismatch")
+    if message.room not in token.rooms:
+        raise AuthError(f"the token does not allow room {message.room!r}",
+                        code="room-not-allowed")
+    snapshot.check_active(token.subject, "sender")
+
+
+def bearer_token(req: falcon.Request) -> str:
+    scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenError("send the access token as 'Authorization: Bearer <token>'",
+                         code="token-missing")
+    return token.strip()
+
+
+def read_body(req: falcon.Request, limits: envelope.Limits) -> bytes:
+    """The raw body, never more than one byte past the limit (parse_envelope refuses it)."""
+    media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != falcon.MEDIA_JSON:
+        raise DmrError(f"the body must be {falcon.MEDIA_JSON}", code="unsupported-media-type",
+                       status=415, title="Unsupported media type")
+    if (req.content_length or 0) > limits.max_message_bytes:
+        raise EnvelopeError(f"body is {req.content_length} bytes; at most "
+                            f"{limits.max_message_bytes} are allowed", code="envelope-too-large",
+                            status=413, limit=limits.max_message_bytes)
+    return req.bounded_stream.read(limits.max_message_bytes + 1)
+
+
+def card_refused(exc: TokenError, index: int) -> DmrError:
+    """A bad address card is bad content (422), not a failed login (401)."""
+    return DmrError(f"to[{index}]: {exc.detail}", code="card-" + exc.code.removeprefix("token-"),
+                    status=422, title="Address card refused", field=f"to[{index}]")
+
+
+def answer(
+    resp: falcon.Response, message: envelope.Envelope, outcomes: list[Outcome], tally: Counter
+) -> None:
+    doc = {"id": message.id, "outcomes": [o.to_json() for o in outcomes]}
+    if tally[FAILED]:
+        raise DmrError(f"{tally[FAILED]} of {len(outcomes)} deliveries failed; retry those",
+                       code="delivery-failed", status=502, title="Delivery failed", **doc)
+    if tally[REJECTED]:
+        raise DmrError(f"{tally[REJECTED]} of {len(outcomes)} recipients rejected the message",
+                       code="delivery-rejected", status=422, title="Delivery rejected", **doc)
+    resp.media = doc

@@ -1,0 +1,78 @@
+"""The sync agent against a real home under gunicorn: it saves home's document, its long
+poll wakes on a change, and home accepts its heartbeats with the instance's counters.
+
+No router here: the test stands in for it by adding the client-certificate header nginx
+would set for the relay (home believes it from loopback, a trusted proxy)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import pytest
+import urllib3
+
+from dmr_appliance.relay.agent import Agent
+from dmr_appliance.relay.counters import Counters
+from dmr_appliance.relay.trust import SYNC_FILE, Snapshot
+from tests.support.home import router_session, running_home
+from tests.support.identity import cert_headers
+from tests.support.relay_kit import relay_config
+
+pytestmark = pytest.mark.slow
+
+
+@dataclasses.dataclass
+class ViaRouter:
+    """The agent's HTTP client, plus the header the router adds."""
+
+    http: urllib3.PoolManager
+    header: dict
+
+    def request(self, method: str, url: str, headers: dict | None = None, **kwargs):
+        return self.http.request(method, url, headers={**(headers or {}), **self.header},
+                                 **kwargs)
+
+
+def test_agent_syncs_and_beats_against_home(pki, tmp_path):
+    with running_home(tmp_path / "home", pki, workers=1) as home:
+        admin = router_session(pki, cert_headers(pki, "admin", "admin"))
+        cfg = relay_config(pki, tmp_path / "relay", home_url=f"{home.url}/v1")
+        cfg = dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, poll_wait=5))
+        counters = Counters()
+        counters.add(messages=3, delivered=2, failed=1)
+        agent = Agent(cfg, counters)
+        agent.http = ViaRouter(agent.http, cert_headers(pki, "relay", "relay-1"))
+
+        assert agent.poll_once() is True
+        saved = Snapshot.parse((tmp_path / "relay" / SYNC_FILE).read_bytes())
+        assert saved.version == agent.version and len(saved.keys) >= 1
+
+        # A change at home ends the waiting long poll well before its 5 s.
+        def change() -> None:
+            time.sleep(0.5)
+            admin.post(f"{home.url}/v1/participants", timeout=5, json={
+                "id": "dave", "endpoint": "https://127.0.0.1:1/dave", "rooms": ["ops"],
+            }).raise_for_status()
+            admin.post(f"{home.url}/v1/participants/dave/suspend", timeout=5).raise_for_status()
+
+        def saved_now() -> Snapshot:
+            return Snapshot.parse((tmp_path / "relay" / SYNC_FILE).read_bytes())
+
+        changer = threading.Thread(target=change)
+        started = time.monotonic()
+        changer.start()
+        while "dave" not in saved_now().suspended:
+            agent.poll_once()
+            assert time.monotonic() - started < 4, "the long poll did not wake on a change"
+        changer.join()
+        assert saved_now().version > saved.version
+
+        beat = agent.heartbeat()
+        assert beat["sync_version"] == agent.version
+        [instance] = admin.get(f"{home.url}/v1/instances", timeout=5).json()["instances"]
+        assert instance["instance"] == "relay-1" and instance["health"] == "healthy"
+        assert instance["sync_version"] == agent.version
+        assert instance["counters"] == {"messages": 3, "delivered": 2, "rejected": 0,
+                                        "failed": 1, "refused": 0}

@@ -1,0 +1,121 @@
+"""The relay under real gunicorn (`dmr relay serve`, 2 workers, its sync agent), with
+home unreachable: readiness follows the saved sync document, and a new document reaches
+every worker without a restart and without failing a request."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from dmr_appliance.relay.agent import write_atomic
+from dmr_appliance.stack import write_toml
+from tests.support import relay_kit
+from tests.support.https import mtls_session
+from tests.support.identity import cert_headers
+from tests.support.processes import Process, free_port
+from tests.support.recipient import received, recipient_thread
+
+pytestmark = pytest.mark.slow
+
+
+class RelayProcess:
+    def __init__(self, pki, state: Path, tmp: Path) -> None:
+        self.port = free_port()
+        cfg = relay_kit.relay_config(
+            pki, state, bind=f"127.0.0.1:{self.port}", workers=2, threads=4,
+            # home is down: nothing listens there; the agent keeps trying in the background.
+            home_url=f"https://127.0.0.1:{free_port()}/v1/home")
+        write_toml(tmp / "relay.toml", cfg)
+        self.process = Process([sys.executable, "-m", "dmr_appliance", "relay", "serve",
+                                "--config", str(tmp / "relay.toml")], log_path=tmp / "relay.log")
+        self.url = f"https://127.0.0.1:{self.port}"
+        # What nginx does: present the router's certificate, vouch for the participant.
+        self.session = mtls_session(pki.ca, pki.cert("server", "router"),
+                                    pki.key("server", "router"))
+
+    def __enter__(self) -> RelayProcess:
+        self.process.start()
+        self.process.wait_ready(lambda: self.get("/healthz").ok, timeout=60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.stop()
+
+    def get(self, path: str) -> requests.Response:
+        # A fresh connection each time, so that both workers get to answer.
+        return self.session.get(self.url + path, timeout=5, headers={"Connection": "close"})
+
+    def send(self, doc: dict, token: str, pki) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}", "Connection": "close",
+                   **cert_headers(pki, "participant", "alice")}
+        return self.session.post(self.url + "/v1/messages", json=doc, headers=headers,
+                                 timeout=10)
+
+
+def wait_until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_readiness_saved_document_and_live_updates(pki, tmp_path):
+    home = relay_kit.Home()
+    state = tmp_path / "state"
+    state.mkdir()
+    inbox_log = tmp_path / "inbox.jsonl"
+    token = home.token("alice", pki.cert("participant", "alice"))
+    with recipient_thread(pki, inbox_log) as inbox:
+        card = home.card("bob", f"https://127.0.0.1:{inbox.port}/inbox/bob")
+
+        # 1. No sync document, home unreachable: alive, not ready, nothing attempted.
+        with RelayProcess(pki, state, tmp_path) as relay:
+            assert relay.get("/readyz").status_code == 503
+            resp = relay.send(relay_kit.message([card]), token, pki)
+            assert resp.status_code == 503
+            assert resp.json()["type"] == "urn:dmr:problem:not-ready"
+            # The agent saves a document (as it would from home): ready without restart.
+            write_atomic(state / "sync.json", home.document())
+            wait_until(lambda: all(relay.get("/readyz").ok for _ in range(10)))
+
+        # 2. Restarted with home still down: the saved document is enough to deliver.
+        with RelayProcess(pki, state, tmp_path) as relay:
+            assert relay.get("/readyz").json() == {"status": "ready", "sync_version": 1}
+            doc = relay_kit.message([card])
+            assert relay.send(doc, token, pki).status_code == 200
+            assert [r["id"] for r in received(inbox_log)] == [doc["id"]]
+
+            # 3. Home revokes alice: every worker refuses her, no request fails meanwhile.
+            statuses: Counter = Counter()
+            stop = threading.Event()
+
+            def keep_sending() -> None:
+                while not stop.is_set():
+                    statuses[relay.send(relay_kit.message([card]), token, pki).status_code] += 1
+
+            sender = threading.Thread(target=keep_sending)
+            sender.start()
+            time.sleep(0.5)
+            home.version = 2
+            write_atomic(state / "sync.json", home.document(revoked=("alice",)))
+            time.sleep(0.5)
+            stop.set()
+            sender.join()
+            assert set(statuses) <= {200, 403}, statuses
+            assert statuses[200] and statuses[403], statuses
+            refusals = [relay.send(relay_kit.message([card]), token, pki) for _ in range(20)]
+            assert {r.status_code for r in refusals} == {403}
+            assert {r.json()["type"] for r in refusals} == {"urn:dmr:problem:sender-revoked"}
+            assert relay.get("/readyz").json()["sync_version"] == 2
+
+            # Counters are the instance's, whichever worker answers the scrape.
+            metrics = {relay.get("/metrics").text for _ in range(6)}
+            assert len({m.split("dmr_relay_refused_total")[1][:40] for m in metrics}) == 1
+        log = relay.process.logs()
+        assert '"event":"agent-started"' in log and '"event":"sync-failed"' in log

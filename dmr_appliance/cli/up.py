@@ -1,0 +1,107 @@
+"""``dmr up``: the whole appliance on this machine (home, relays, router, a demo recipient)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from dmr_appliance.stack import PARTICIPANTS, Stack, StackError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "up",
+        help="run the complete local stack until Ctrl-C",
+        description="Make a PKI and configuration in the state directory, start home, N "
+        "relays, the router (nginx) and a demo recipient, and keep them running until "
+        "Ctrl-C or SIGTERM, which stops every one of them.",
+    )
+    parser.add_argument("--relays", type=_count, default=2, help="relay instances (default 2)")
+    parser.add_argument("--state-dir", type=Path, default=Path(".dmr"),
+                        help="PKI, config, state and logs (default ./.dmr)")
+    parser.add_argument("--port", type=_port, default=8443,
+                        help="router's HTTPS port on 127.0.0.1 (default 8443; 0: any free)")
+    parser.set_defaults(func=run)
+
+
+def _count(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of relays from 1 to 16")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text) if text.isdigit() else -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a TCP port, 0-65535 (0: any free)")
+    return value
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = Stack(args.state_dir, relays=args.relays, port=args.port,
+                  log=lambda line: print(f"dmr up: {line}", flush=True))
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        try:
+            stack.start()
+        except OSError as exc:
+            raise StackError(f"could not start the stack: {exc}") from exc
+        print(instructions(stack), flush=True)
+        while True:
+            dead = stack.dead()
+            if dead:
+                name = dead[0]
+                print(f"dmr up: {name} exited unexpectedly; see "
+                      f"{stack.logs_dir / (name + '.log')}. Stopping everything.",
+                      file=sys.stderr, flush=True)
+                return 1
+            time.sleep(0.5)
+    except (KeyboardInterrupt, _Stop):
+        print("\ndmr up: stopping", flush=True)
+        return 0
+    finally:
+        stack.stop()
+        signal.signal(signal.SIGTERM, previous)
+        print("dmr up: stopped; every process has exited", flush=True)
+
+
+def instructions(stack: Stack) -> str:
+    env = stack.state_dir / "env.sh"
+    sender, receiver = PARTICIPANTS[0], PARTICIPANTS[1]
+    cert, key = stack.cert("participant", sender)
+    lines = [
+        "",
+        f"dmr up: running ({stack.relay_count} relays). Ctrl-C stops everything.",
+        "",
+        f"  router          {stack.router_url}   (POST /v1/messages, /v1/home/..., /home/)",
+        f"  status page     {stack.status_url}",
+        f"                  (client certificate required: {stack.cert('admin', 'admin')[0]},",
+        "                   e.g. import it into your browser, or use curl with --cert/--key)",
+        f"  logs            {stack.logs_dir}/<name>.log",
+        f"  deliveries      {stack.recipient_log}",
+        "",
+        "Send a message (in another shell, from this directory):",
+        f"  . {env}",
+        f"  dmr participants add {sender} --endpoint {stack.endpoint(sender)} --room demo",
+        f"  dmr participants add {receiver} --endpoint {stack.endpoint(receiver)} --room demo",
+        f"  dmr send --router {stack.router_url} --cert {cert} --key {key} --ca {stack.ca} \\",
+        f"      --room demo --to {receiver} '{{\"text\": \"hello\"}}'",
+        f"  tail -n 1 {stack.recipient_log}",
+        "",
+        "Or run the whole demonstration:  dmr demo",
+        "",
+    ]
+    return "\n".join(lines)

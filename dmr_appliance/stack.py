@@ -1,0 +1,495 @@
+"""The local stack behind ``dmr up`` and ``dmr demo``: home, N relays, the router, a recipient.
+
+Everything lives in one state directory (default ``./.dmr``)::
+
+    pki/                 the deployment CA and every certificate (dmr pki layout)
+    config/              home.toml, relay-N.toml, router.toml, nginx.conf
+    home/ relay-N/       each service's state (SQLite, keys, last sync document)
+    router/              nginx's prefix: pid file, temp files
+    recipient/           deliveries.jsonl: what the demo recipient received
+    logs/<name>.log      each process's stdout (JSON lines), stderr too
+    env.sh               DMR_HOME_URL, DMR_CLIENT_CERT, ... for the admin CLI
+    stack.json           the running processes (to clean up after a crash)
+
+Each service is a child process in its own process group (gunicorn's workers and nginx's
+with it), started in dependency order and waited for: home (``/readyz``), the router
+(its pid file), the relays (``/readyz``: they hold a sync document fetched from home
+through the router), the recipient. ``stop`` ends every group, in reverse order, and
+checks that none is left. The PKI is kept between runs; ports are chosen afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from dmr_appliance import config, nginx, pki, render
+from dmr_appliance.client.home import HomeClient
+from dmr_appliance.errors import DmrError
+
+LOCAL_SANS: dict[str, Any] = {"dns": ("localhost",), "ips": ("127.0.0.1",)}
+PARTICIPANTS = ("alice", "bob")
+ADMIN = "admin"
+RECIPIENT = "recipient"
+HOST = "127.0.0.1"
+
+
+class StackError(DmrError):
+    code = "stack-error"
+    status = 500
+    title = "Local stack failed"
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port free right now on ``host`` (a small race, acceptable for a local stack)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _session(ca: Path, cert: Path, key: Path) -> requests.Session:
+    session = requests.Session()
+    # Without this, REQUESTS_CA_BUNDLE in the environment silently replaces `verify`.
+    session.trust_env = False
+    session.verify = str(ca)
+    session.cert = (str(cert), str(key))
+    return session
+
+
+class Service:
+    """One child process (and its process group) whose output goes to a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, *,
+                 stop_signal: int = signal.SIGTERM) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.stop_signal = stop_signal
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(  # fixed argv, no shell
+                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True,
+            )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None:
+            return
+        _end_group(self.process, self.stop_signal, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once: a crash, not a shutdown."""
+        if self.process is not None:
+            _end_group(self.process, signal.SIGKILL, 5.0)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def _end_group(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    """Signal the group led by ``process``, wait, then SIGKILL whatever is left of it."""
+    pgid = process.pid
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5.0)
+    deadline = time.monotonic() + 5.0
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of the group exists (zombies excluded)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields: state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+class Stack:
+    """``with Stack(state_dir, relays=2, port=0) as stack: ...`` (port 0: any free port)."""
+
+    def __init__(self, state_dir: Path | str = ".dmr", relays: int = 2, port: int = 0, *,
+                 python: str = sys.executable, log: Callable[[str], None] | None = None) -> None:
+        if relays < 1:
+            raise StackError("the stack needs at least one relay (--relays 1 or more)")
+        self.state_dir = Path(state_dir).resolve()
+        self.relay_count = relays
+        self.requested_port = port
+        self.python = python
+        self.log = log or (lambda message: None)
+        self.services: dict[str, Service] = {}
+        self.router: nginx.Nginx | None = None
+        self._router_log: Any = None
+        self.ports: dict[str, int] = {}
+
+    # --- paths and addresses --------------------------------------------------------------
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.state_dir / "config"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def ca(self) -> Path:
+        return pki.paths(self.pki_dir).ca
+
+    def cert(self, kind: str, name: str) -> tuple[Path, Path]:
+        """(certificate, key) of ``kind``/``name`` in the stack's PKI."""
+        p = pki.paths(self.pki_dir)
+        return p.cert(kind, name), p.key(kind, name)
+
+    @property
+    def relay_names(self) -> list[str]:
+        return [f"relay-{i}" for i in range(1, self.relay_count + 1)]
+
+    @property
+    def router_url(self) -> str:
+        return f"https://{HOST}:{self.ports['router']}"
+
+    @property
+    def home_url(self) -> str:
+        """Home's API base through the router (what HomeClient and the CLI take)."""
+        return f"{self.router_url}/v1/home"
+
+    @property
+    def status_url(self) -> str:
+        return f"{self.router_url}/home/"
+
+    @property
+    def messages_url(self) -> str:
+        return f"{self.router_url}/v1/messages"
+
+    @property
+    def recipient_log(self) -> Path:
+        return self.state_dir / "recipient" / "deliveries.jsonl"
+
+    def endpoint(self, participant: str) -> str:
+        """The demo recipient's URL for ``participant`` (what its address card names)."""
+        return f"https://localhost:{self.ports['recipient']}/inbox/{participant}"
+
+    def relay_url(self, name: str) -> str:
+        return f"https://{HOST}:{self.ports[name]}"
+
+    def admin_client(self) -> HomeClient:
+        cert, key = self.cert("admin", ADMIN)
+        return HomeClient(self.home_url, cert=cert, key=key, ca=self.ca,
+                          session=_session(self.ca, cert, key))
+
+    def session(self, kind: str = "admin", name: str = ADMIN) -> requests.Session:
+        """A requests session with ``kind``/``name``'s certificate, trusting only the CA."""
+        return _session(self.ca, *self.cert(kind, name))
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """PKI (kept between runs), ports, config files. Safe to call again."""
+        for sub in ("config", "logs", "home", "router", "recipient", *self.relay_names):
+            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)  # keys and the admin's certificate live here
+        self._make_pki()
+        self._choose_ports()
+        self._write_configs()
+
+    def _make_pki(self) -> None:
+        if pki.init_ca(self.pki_dir, common_name="dmr local stack CA"):
+            self.log(f"created a deployment CA in {self.pki_dir}")
+        wanted: list[tuple[str, str, dict[str, Any]]] = [
+            ("server", "router", LOCAL_SANS), ("server", "home", LOCAL_SANS),
+            ("server", RECIPIENT, LOCAL_SANS), ("admin", ADMIN, {}),
+            *(("relay", name, LOCAL_SANS) for name in self.relay_names),
+            *(("participant", name, {}) for name in PARTICIPANTS),
+        ]
+        for kind, name, sans in wanted:
+            cert, key = self.cert(kind, name)
+            if not (cert.exists() and key.exists()):
+                pki.issue(self.pki_dir, kind, name, **sans, force=cert.exists() or key.exists())
+
+    def _choose_ports(self) -> None:
+        names = ["home", "recipient", *self.relay_names]
+        self.ports = {name: free_port() for name in names}
+        self.ports["router"] = self.requested_port or free_port()
+        if len(set(self.ports.values())) != len(self.ports):
+            self._choose_ports()  # two picks collided: pick again
+
+    def _tls(self, cls: type, kind: str, name: str) -> Any:
+        cert, key = self.cert(kind, name)
+        return cls(ca=self.ca, cert=cert, key=key, crl=pki.paths(self.pki_dir).crl)
+
+    def home_config(self) -> config.HomeConfig:
+        return dataclasses.replace(
+            config.HomeConfig(),
+            bind=f"{HOST}:{self.ports['home']}", workers=1, threads=32,
+            database=self.state_dir / "home" / "home.db", keys_dir=self.state_dir / "home" / "keys",
+            tls=self._tls(config.Tls, "server", "home"),
+        )
+
+    def relay_config(self, name: str) -> config.RelayConfig:
+        return dataclasses.replace(
+            config.RelayConfig(),
+            instance=name, bind=f"{HOST}:{self.ports[name]}", workers=1, threads=16,
+            home_url=self.home_url, state_dir=self.state_dir / name,
+            tls=self._tls(config.RelayTls, "relay", name),
+        )
+
+    def router_config(self) -> config.RouterConfig:
+        prefix = self.state_dir / "router"
+        return dataclasses.replace(
+            config.RouterConfig(),
+            listen=self.ports["router"], listen_address=HOST,
+            relays=[f"{HOST}:{self.ports[name]}" for name in self.relay_names],
+            home=f"{HOST}:{self.ports['home']}", prefix=prefix, pid_file=prefix / "nginx.pid",
+            access_log="stdout", error_log=str(self.logs_dir / "router-error.log"),
+            worker_processes="1", log_level="warning",
+            tls=self._tls(config.RouterTls, "server", "router"),
+        )
+
+    def _write_configs(self) -> None:
+        write_toml(self.config_dir / "home.toml", self.home_config())
+        for name in self.relay_names:
+            write_toml(self.config_dir / f"{name}.toml", self.relay_config(name))
+        router = self.router_config()
+        write_toml(self.config_dir / "router.toml", router)
+        render.write(router, self.config_dir / "nginx.conf")
+        cert, key = self.cert("admin", ADMIN)
+        (self.state_dir / "env.sh").write_text(
+            "# Point the dmr CLI at this local stack:  . " + str(self.state_dir / "env.sh") + "\n"
+            f"export DMR_HOME_URL={self.home_url}\n"
+            f"export DMR_CLIENT_CERT={cert}\nexport DMR_CLIENT_KEY={key}\nexport DMR_CA={self.ca}\n"
+        )
+
+    # --- running --------------------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> Stack:
+        """Start every service and wait until each is ready; on failure stop what started."""
+        self._reap_leftovers()
+        self.prepare()
+        try:
+            self._start_home(timeout)
+            self._start_router()
+            for name in self.relay_names:
+                self.start_relay(name, wait=False)
+            for name in self.relay_names:
+                self.wait_relay(name, timeout)
+            self._start_recipient(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self._save_pids()
+        return self
+
+    def _dmr(self, *args: str) -> list[str]:
+        return [self.python, "-m", "dmr_appliance", *args]
+
+    def _service(self, name: str, argv: list[str], stop_signal: int) -> Service:
+        service = Service(name, argv, self.logs_dir / f"{name}.log", stop_signal=stop_signal)
+        self.services[name] = service
+        service.start()
+        return service
+
+    def _start_home(self, timeout: float) -> None:
+        self.log(f"starting home on {HOST}:{self.ports['home']}")
+        # gunicorn: SIGINT is its quick shutdown (SIGTERM would wait for long polls).
+        service = self._service("home", self._dmr("home", "serve", "--config",
+                                                   str(self.config_dir / "home.toml")),
+                                signal.SIGINT)
+        base = f"https://{HOST}:{self.ports['home']}"
+        self._wait(service, lambda: self.session().get(base + "/readyz", timeout=2).ok, timeout)
+
+    def _start_router(self) -> None:
+        self.log(f"starting the router (nginx) on {self.router_url}")
+        cfg = self.router_config()
+        self._router_log = (self.logs_dir / "router.log").open("ab")
+        self.router = nginx.Nginx(self.config_dir / "nginx.conf", prefix=cfg.prefix,
+                                  pid_file=cfg.pid_file, output=self._router_log)
+        self.router.start()
+
+    def start_relay(self, name: str, *, wait: bool = True, timeout: float = 60.0) -> None:
+        """(Re)start relay ``name``; with ``wait``, until it is ready."""
+        self.log(f"starting {name} on {HOST}:{self.ports[name]}")
+        self._service(name, self._dmr("relay", "serve", "--config",
+                                      str(self.config_dir / f"{name}.toml")), signal.SIGINT)
+        if wait:
+            self.wait_relay(name, timeout)
+
+    def wait_relay(self, name: str, timeout: float = 60.0) -> None:
+        url = self.relay_url(name) + "/readyz"
+        self._wait(self.services[name], lambda: self.session().get(url, timeout=2).ok, timeout)
+
+    def stop_relay(self, name: str) -> None:
+        self.services[name].stop()
+
+    def kill_relay(self, name: str) -> None:
+        """SIGKILL a relay's whole process group: the crash the router must fail over."""
+        self.services[name].kill()
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service (home, relay-N, recipient); ``start_service`` restarts it."""
+        self.services[name].stop()
+
+    def start_service(self, name: str, timeout: float = 60.0) -> None:
+        """(Re)start one service on its port and wait until it is ready."""
+        if name == "home":
+            self._start_home(timeout)
+        elif name == RECIPIENT:
+            self._start_recipient(timeout)
+        else:
+            self.start_relay(name, timeout=timeout)
+
+    def _start_recipient(self, timeout: float) -> None:
+        port = self.ports["recipient"]
+        self.log(f"starting the demo recipient on {HOST}:{port}")
+        cert, key = self.cert("server", RECIPIENT)
+        service = self._service("recipient", self._dmr(
+            "recipient", "--bind", f"{HOST}:{port}", "--cert", str(cert), "--key", str(key),
+            "--ca", str(self.ca), "--log", str(self.recipient_log),
+            "--seen", str(self.state_dir / "recipient" / "seen.sqlite")), signal.SIGTERM)
+        self._wait(service, lambda: _accepts(HOST, port), timeout)
+
+    def _wait(self, service: Service, ready: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not service.running():
+                raise StackError(f"{service.name} exited at start (see {service.log_path}):\n"
+                                 f"{service.log_tail()}")
+            with contextlib.suppress(requests.RequestException, OSError):
+                if ready():
+                    return
+            time.sleep(0.1)
+        raise StackError(f"{service.name} not ready after {timeout:.0f} s "
+                         f"(see {service.log_path}):\n{service.log_tail()}")
+
+    def dead(self) -> list[str]:
+        """Names of services that should run but have exited."""
+        found = [name for name, s in self.services.items() if s.process and not s.running()]
+        if self.router is not None and not self.router.running():
+            found.append("router")
+        return found
+
+    def stop(self) -> None:
+        """Stop everything, newest first; afterwards no process of the stack is left."""
+        for name in ("recipient", *reversed(self.relay_names)):
+            if name in self.services:
+                self.services[name].stop()
+        if self.router is not None:
+            self.router.stop(graceful=False)
+        if self._router_log is not None:
+            self._router_log.close()
+            self._router_log = None
+        if "home" in self.services:
+            self.services["home"].stop()
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / "stack.json").unlink()
+
+    def process_groups(self) -> list[int]:
+        """Process group ids of every service started (for checks that none is left)."""
+        groups = [s.pid for s in self.services.values() if s.pid]
+        if self.router is not None and self.router.pid:
+            groups.append(self.router.pid)
+        return [g for g in groups if g]
+
+    def _save_pids(self) -> None:
+        pids = {name: s.pid for name, s in self.services.items()}
+        pids["router"] = self.router.pid if self.router else None
+        (self.state_dir / "stack.json").write_text(json.dumps(pids) + "\n")
+
+    def _reap_leftovers(self) -> None:
+        """End process groups a previous run in this state dir left (it was SIGKILLed)."""
+        record = self.state_dir / "stack.json"
+        try:
+            pids = json.loads(record.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        for name, pid in pids.items():
+            if not pid:
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if str(self.state_dir).encode() in cmdline:  # still ours, not a reused pid
+                self.log(f"stopping {name} (pid {pid}) left by an earlier run")
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        record.unlink()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _accepts(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=1):
+        return True
+
+
+def write_toml(path: Path, settings: Any) -> None:
+    """Every setting of a config dataclass as TOML (read back by config.load)."""
+    lines: list[str] = []
+    tables: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if dataclasses.is_dataclass(value):
+            tables.append((f.name, value))
+        else:
+            lines.append(f"{f.name} = {config.toml_value(_plain(value))}")
+    for name, table in tables:
+        lines += ["", f"[{name}]"]
+        lines += [f"{f.name} = {config.toml_value(_plain(getattr(table, f.name)))}"
+                  for f in dataclasses.fields(table)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value

@@ -1,0 +1,365 @@
+"""The router through a real nginx with real certificates (the session ``pki``).
+
+The upstreams here are ``FakeUpstream``s: real TLS servers that require a client
+certificate, answering what each test sets (200, the relay's 503, a slow answer), so the
+failover rules of the template can be shown exactly. The relay's own checks behind the
+router are in test_router_relay.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import requests
+
+from dmr_appliance import config, nginx, render
+from dmr_appliance import pki as pki_mod
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.skipif(not Path(nginx.NGINX).exists(), reason="needs Debian's nginx")
+
+PROBLEM = "application/problem+json"
+
+
+def mtls_session(ca: Path, cert: Path | None, key: Path | None) -> requests.Session:
+    """Trust only ``ca``; present ``cert`` if given. trust_env off: REQUESTS_CA_BUNDLE in
+    the environment would otherwise replace ``verify`` on every request."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(ca)
+    if cert is not None:
+        session.cert = (str(cert), str(key))
+    return session
+
+
+class Router:
+    def __init__(self, pki, tmp_path: Path, cfg: config.RouterConfig) -> None:
+        self.pki = pki
+        self.cfg = cfg
+        self.conf = tmp_path / "nginx.conf"
+        render.write(cfg, self.conf)
+        self.log = (tmp_path / "nginx.out").open("ab")
+        self.nginx = nginx.Nginx(self.conf, prefix=cfg.prefix, pid_file=cfg.pid_file,
+                                 output=self.log)
+        self.url = f"https://127.0.0.1:{cfg.listen}"
+
+    def session(self, kind: str = "participant", name: str = "alice") -> requests.Session:
+        return mtls_session(self.pki.ca, self.pki.cert(kind, name), self.pki.key(kind, name))
+
+    def access_log(self) -> list[dict]:
+        path = Path(self.cfg.access_log)
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def entry(self, request_id: str) -> dict:
+        """The access-log line of ``request_id`` (nginx logs just after it answers)."""
+        deadline = time.monotonic() + 5
+        while True:
+            found = [e for e in self.access_log() if e["request_id"] == request_id]
+            if found or time.monotonic() > deadline:
+                (line,) = found
+                return line
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def upstream(pki):
+    made: list[FakeUpstream] = []
+
+    def make(name: str, kind: str = "relay", cert_name: str = "relay-1") -> FakeUpstream:
+        up = FakeUpstream(name, pki.cert(kind, cert_name), pki.key(kind, cert_name), pki.ca)
+        made.append(up.start())
+        return up
+
+    yield make
+    for up in made:
+        up.stop()
+
+
+@pytest.fixture
+def router(pki, tmp_path):
+    started: list[Router] = []
+
+    def start(relays: list[str], home: str | None = None, pki_=None, **changes) -> Router:
+        p = pki_ or pki
+        prefix = tmp_path / f"router-{len(started)}"
+        tls = config.RouterTls(ca=p.ca, crl=p.crl, cert=p.cert("server", "router"),
+                               key=p.key("server", "router"))
+        cfg = config.RouterConfig(
+            listen=free_port(), relays=relays, home=home or f"127.0.0.1:{free_port()}",
+            prefix=prefix, pid_file=prefix / "nginx.pid", access_log=str(prefix / "access.log"),
+            error_log=str(prefix / "error.log"), worker_processes="1", tls=tls,
+        )
+        cfg = dataclasses.replace(cfg, **changes)
+        prefix.mkdir(parents=True, exist_ok=True)
+        r = Router(p, prefix, cfg)
+        r.nginx.start()
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.nginx.stop()
+        r.log.close()
+
+
+def dead_address() -> str:
+    return f"127.0.0.1:{free_port()}"  # nothing listens: connection refused
+
+
+def assert_problem(resp: requests.Response, status: int, code: str) -> dict:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"] == PROBLEM
+    doc = resp.json()
+    assert doc["type"] == f"urn:dmr:problem:{code}"
+    assert doc["status"] == status
+    assert doc["request_id"] == resp.headers["X-Request-Id"]
+    return doc
+
+
+def post(session: requests.Session, url: str, body: bytes = b"{}") -> requests.Response:
+    return session.post(url + "/v1/messages", data=body,
+                        headers={"Content-Type": "application/json"}, timeout=30)
+
+
+# --- client certificates ----------------------------------------------------------------------
+
+
+def test_no_client_certificate_is_refused(router, upstream, pki):
+    relay = upstream("relay-1")
+    r = router([relay.address])
+    plain = mtls_session(pki.ca, None, None)
+    # nginx completes the handshake, then refuses the request (496 sent as 400) unproxied.
+    assert_problem(post(plain, r.url), 400, "client-certificate-required")
+    assert relay.seen == []
+
+
+def test_certificate_of_another_ca_is_refused(router, upstream, tmp_path, pki):
+    other = tmp_path / "other-ca"
+    pki_mod.init_ca(other)
+    issued = pki_mod.issue(other, "participant", "alice")
+    relay = upstream("relay-1")
+    r = router([relay.address])
+    stranger = mtls_session(pki.ca, issued.cert, issued.key)
+    assert_problem(post(stranger, r.url), 400, "client-certificate-invalid")
+    assert relay.seen == []
+
+
+def test_revoked_certificate_is_refused(router, upstream, fresh_pki):
+    pki_mod.revoke(fresh_pki.dir, "participant", "bob")
+    relay = FakeUpstream("relay-1", fresh_pki.cert("relay", "relay-1"),
+                         fresh_pki.key("relay", "relay-1"), fresh_pki.ca).start()
+    try:
+        r = router([relay.address], pki_=fresh_pki)
+        assert_problem(post(r.session("participant", "bob"), r.url), 400,
+                       "client-certificate-invalid")
+        assert post(r.session("participant", "alice"), r.url).status_code == 200
+        assert len(relay.seen) == 1
+    finally:
+        relay.stop()
+
+
+def test_client_sent_certificate_header_is_overwritten(router, upstream, pki):
+    relay = upstream("relay-1")
+    r = router([relay.address])
+    forged = urllib.parse.quote(pki.pem("participant", "bob"))
+    resp = r.session("participant", "alice").post(
+        r.url + "/v1/messages", data=b"{}",
+        headers={"X-DMR-Client-Cert": forged, "X-Request-Id": "chosen-by-client"}, timeout=10)
+    assert resp.status_code == 200
+    (seen,) = relay.seen
+    sent = urllib.parse.unquote(seen.headers["x-dmr-client-cert"])
+    assert sent.strip() == pki.pem("participant", "alice").strip()
+    # The request id is nginx's, sent upstream and answered exactly once.
+    assert seen.headers["x-request-id"] != "chosen-by-client"
+    assert resp.headers["X-Request-Id"] == seen.headers["x-request-id"]
+    assert resp.raw.headers.getlist("X-Request-Id") == [seen.headers["x-request-id"]]
+    entry = r.entry(resp.headers["X-Request-Id"])
+    assert entry["client"] == "CN=alice,OU=participant"
+    assert entry["upstream_addr"] == relay.address and entry["upstream_status"] == "200"
+
+
+# --- limits ---------------------------------------------------------------------------------------
+
+
+def test_rate_limit_per_certificate_answers_429(router, upstream):
+    relay = upstream("relay-1")
+    r = router([relay.address], rate_limit=config.RateLimit(rate="1r/m", burst=2))
+    alice = r.session("participant", "alice")
+    codes = [post(alice, r.url).status_code for _ in range(3)]
+    assert codes == [200, 200, 200]  # the rate's one plus a burst of two
+    resp = post(alice, r.url)
+    assert_problem(resp, 429, "too-many-requests")
+    assert resp.headers["Retry-After"] == "1"
+    # Keyed per client certificate: bob is not limited by alice's traffic.
+    assert post(r.session("participant", "bob"), r.url).status_code == 200
+    assert len(relay.seen) == 4
+
+
+def test_body_over_the_message_limit_is_413(router, upstream):
+    relay = upstream("relay-1")
+    r = router([relay.address], limits=config.Limits(max_message_bytes=2000))
+    alice = r.session()
+    assert post(alice, r.url, b"x" * 2000).status_code == 200
+    doc = assert_problem(post(alice, r.url, b"x" * 2001), 413, "too-large")
+    assert "2000 bytes" in doc["detail"]
+    assert len(relay.seen) == 1
+
+
+def test_wrong_method_is_405_with_allow(router, upstream):
+    relay = upstream("relay-1")
+    home = upstream("home", "server", "home")
+    r = router([relay.address], home.address)
+    alice = r.session()
+    resp = alice.get(r.url + "/v1/messages", timeout=10)
+    assert_problem(resp, 405, "method-not-allowed")
+    assert resp.headers["Allow"] == "POST"
+    resp = alice.delete(r.url + "/home/", timeout=10)
+    assert_problem(resp, 405, "method-not-allowed")
+    assert resp.headers["Allow"] == "GET, HEAD"
+    assert_problem(alice.request("TRACE", r.url + "/v1/home/participants", timeout=10), 405,
+                   "method-not-allowed")
+    assert_problem(alice.get(r.url + "/elsewhere", timeout=10), 404, "not-found")
+    assert relay.seen == [] and home.seen == []
+
+
+def test_ip_allow_lists_per_location_family(router, upstream):
+    relay = upstream("relay-1")
+    home = upstream("home", "server", "home")
+    r = router([relay.address], home.address, allow=["192.0.2.0/24"],
+               status_allow=["2001:db8::/32"])
+    alice = r.session()
+    assert_problem(post(alice, r.url), 403, "forbidden")
+    assert_problem(alice.get(r.url + "/home/", timeout=10), 403, "forbidden")
+    # The home API has its own list (loopback by default).
+    assert alice.get(r.url + "/v1/home/participants", timeout=10).status_code == 200
+    assert relay.seen == [] and [s.path for s in home.seen] == ["/v1/participants"]
+
+
+# --- routes to home -------------------------------------------------------------------------------
+
+
+def test_home_routes(router, upstream):
+    home = upstream("home", "server", "home")
+    r = router([dead_address()], home.address)
+    admin = r.session("admin", "admin")
+    paths = {
+        "/v1/home/participants?state=active": "/v1/participants?state=active",
+        "/v1/home/sync?wait=1&after=3": "/v1/sync?after=3&wait=1",
+        "/home/": "/",
+        "/home/openapi.json": "/openapi.json",
+        "/.well-known/jwks.json": "/.well-known/jwks.json",
+    }
+    for path, expected in paths.items():
+        resp = admin.get(r.url + path, timeout=10)
+        assert resp.status_code == 200, path
+        got = urllib.parse.urlsplit(resp.json()["path"])
+        want = urllib.parse.urlsplit(expected)
+        assert got.path == want.path
+        assert urllib.parse.parse_qs(got.query) == urllib.parse.parse_qs(want.query)
+        assert resp.json()["client_cert_header"]
+    assert admin.get(r.url + "/home", timeout=10, allow_redirects=False).status_code == 301
+
+
+# --- failover -------------------------------------------------------------------------------------
+
+
+def test_relay_down_fails_over_to_another(router, upstream):
+    live = upstream("relay-2", cert_name="relay-2")
+    dead = dead_address()
+    r = router([dead, live.address])
+    alice = r.session()
+    for _ in range(4):
+        resp = post(alice, r.url)
+        assert resp.status_code == 200 and resp.json()["upstream"] == "relay-2"
+    assert len(live.seen) == 4
+    statuses = [r.entry(rid)["upstream_status"] for rid in
+                (s.headers["x-request-id"] for s in live.seen)]
+    assert "502, 200" in statuses  # the refused connection, then the live relay
+
+
+def test_relay_503_passes_to_the_next_relay(router, upstream):
+    busy = upstream("relay-1")
+    busy.set(503, detail="not ready")
+    ready = upstream("relay-2", cert_name="relay-2")
+    r = router([busy.address, ready.address])
+    alice = r.session()
+    for _ in range(4):
+        resp = post(alice, r.url)
+        assert resp.status_code == 200 and resp.json()["upstream"] == "relay-2"
+    assert len(ready.seen) == 4
+    assert busy.seen, "the busy relay was asked first at least once"
+    request_ids = {s.headers["x-request-id"] for s in ready.seen}
+    assert all(s.headers["x-request-id"] in request_ids for s in busy.seen)
+
+
+def test_at_most_three_tries_then_the_relays_own_503(router, upstream):
+    relays = [upstream(f"relay-{i}") for i in range(4)]
+    for relay in relays:
+        relay.set(503, type="urn:dmr:problem:unavailable")
+    r = router([relay.address for relay in relays])
+    resp = post(r.session(), r.url)
+    assert resp.status_code == 503
+    assert resp.json()["type"] == "urn:dmr:problem:unavailable"  # the relay's body, passed on
+    assert sum(len(relay.seen) for relay in relays) == 3
+    assert r.entry(resp.headers["X-Request-Id"])["upstream_status"] == "503, 503, 503"
+
+
+def test_a_timeout_is_not_retried(router, upstream):
+    slow = upstream("relay-1")
+    slow.set(200, delay=4)
+    fast = upstream("relay-2", cert_name="relay-2")
+    r = router([slow.address, fast.address],
+               upstream=config.Upstreams(message_timeout=1))
+    alice = r.session()
+    answers = [post(alice, r.url) for _ in range(2)]  # round robin: one goes to the slow relay
+    timed_out = [a for a in answers if a.status_code == 504]
+    assert len(timed_out) == 1, [a.status_code for a in answers]
+    assert_problem(timed_out[0], 504, "gateway-timeout")
+    request_id = timed_out[0].headers["X-Request-Id"]
+    assert request_id in {s.headers["x-request-id"] for s in slow.seen}
+    assert request_id not in {s.headers["x-request-id"] for s in fast.seen}
+    assert r.entry(request_id)["upstream_status"] == "504"
+
+
+def test_every_relay_down_is_502_problem(router):
+    r = router([dead_address(), dead_address()])
+    assert_problem(post(r.session(), r.url), 502, "bad-gateway")
+
+
+# --- running nginx --------------------------------------------------------------------------------
+
+
+def test_reload_applies_a_new_rendering_and_stop_leaves_nothing(router, upstream):
+    relay = upstream("relay-1")
+    r = router([relay.address], limits=config.Limits(max_message_bytes=100))
+    alice = r.session()
+    assert post(alice, r.url, b"x" * 150).status_code == 413
+    render.write(dataclasses.replace(r.cfg, limits=config.Limits(max_message_bytes=200)), r.conf)
+    r.nginx.reload()
+    deadline = time.monotonic() + 10
+    while post(alice, r.url, b"x" * 150).status_code != 200:
+        assert time.monotonic() < deadline, "reload did not take effect"
+        time.sleep(0.2)
+    pgid = r.nginx.pid
+    r.nginx.stop()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)
+    assert not r.nginx.running()
+
+
+def test_a_bad_config_is_refused_before_start_and_reload(router, upstream, tmp_path):
+    relay = upstream("relay-1")
+    r = router([relay.address])
+    good = r.conf.read_text()
+    r.conf.write_text(good.replace("ssl_verify_client on;", "ssl_verify_client sometimes;"))
+    with pytest.raises(nginx.NginxError, match='invalid value "sometimes"'):
+        r.nginx.reload()
+    assert post(r.session(), r.url).status_code == 200  # still serving the good config
+    assert r.nginx.running()

@@ -1,0 +1,113 @@
+"""What sender and fault tests need around a running ``Stack``: participants, a second
+router rendered from the same template, recipients in the test process, senders."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dmr_appliance import nginx, render
+from dmr_appliance.client.sender import Sender
+from dmr_appliance.errors import DmrError
+from dmr_appliance.recipient import RecipientServer
+from dmr_appliance.stack import Stack
+from tests.support.processes import free_port
+
+
+def ensure_participant(stack: Stack, pid: str, endpoint: str, rooms: list[str]) -> None:
+    admin = stack.admin_client()
+    try:
+        admin.create_participant(pid, endpoint, rooms)
+    except DmrError as exc:
+        if exc.status != 409:
+            raise
+
+
+@dataclasses.dataclass
+class ExtraRouter:
+    url: str
+    nginx: nginx.Nginx
+    conf: Path
+
+    def reload(self) -> None:
+        self.nginx.reload()
+
+
+@contextmanager
+def extra_router(stack: Stack, directory: Path, **changes: Any) -> Iterator[ExtraRouter]:
+    """A second nginx, from the same template and settings as the stack's (same relays and
+    home), on its own port and prefix; ``changes`` override RouterConfig fields."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(
+        stack.router_config(), listen=free_port(), prefix=directory,
+        pid_file=directory / "nginx.pid", access_log=str(directory / "access.log"),
+        error_log=str(directory / "error.log"), **changes)
+    conf = directory / "nginx.conf"
+    render.write(cfg, conf)
+    with (directory / "nginx.out").open("ab") as out:
+        server = nginx.Nginx(conf, prefix=directory, pid_file=cfg.pid_file, output=out)
+        server.start()
+        try:
+            yield ExtraRouter(f"https://127.0.0.1:{cfg.listen}", server, conf)
+        finally:
+            server.stop()
+
+
+@contextmanager
+def recipient_in_thread(stack: Stack, log_path: Path, **kwargs: Any
+                        ) -> Iterator[ScriptedRecipient]:
+    """A recipient in this process (its answers can be scripted), with the stack's
+    recipient certificate, requiring a relay's certificate."""
+    cert, key = stack.cert("server", "recipient")
+    server = ScriptedRecipient(("127.0.0.1", 0), cert=cert, key=key, ca=stack.ca,
+                               log_path=log_path, **kwargs)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def endpoint(server: RecipientServer, pid: str) -> str:
+    return f"https://localhost:{server.port}/inbox/{pid}"
+
+
+def sender(stack: Stack, routers: list[str] | None = None, *, name: str = "alice",
+           **kwargs: Any) -> Sender:
+    cert, key = stack.cert("participant", name)
+    kwargs.setdefault("home", stack.home_url)
+    return Sender(routers or [stack.router_url], cert=cert, key=key, ca=stack.ca, **kwargs)
+
+
+def dead_router() -> str:
+    return f"https://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+
+
+class ScriptedRecipient(RecipientServer):
+    """A recipient answering a scripted sequence of statuses, then ``status`` for good:
+    deterministic "fails once, then works" without racing the sender's backoff."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._script: list[int] = []
+        self._script_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def status(self) -> int:  # read by the handler once per request
+        with self._script_lock:
+            return self._script.pop(0) if self._script else self._final
+
+    @status.setter
+    def status(self, value: int) -> None:
+        with self._script_lock:
+            self._final, self._script = value, []
+
+    def script(self, *statuses: int, then: int = 200) -> None:
+        with self._script_lock:
+            self._script, self._final = list(statuses), then

@@ -1,0 +1,416 @@
+"""The router template: its structure, and `nginx -t` on every rendering made here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from dmr_appliance import config, nginx, render
+from dmr_appliance.cli import main
+from dmr_appliance.errors import ConfigError
+
+needs_nginx = pytest.mark.skipif(
+    not (Path(nginx.NGINX).exists() or shutil.which("nginx")), reason="nginx not installed"
+)
+
+PROXIED = ("/v1/messages", "/v1/home/", "/v1/home/sync", "/home/", "/.well-known/jwks.json")
+
+
+# --- a small nginx config parser: enough to look at directives per block -------------------
+
+
+@dataclass
+class Block:
+    name: str
+    args: list[str]
+    children: list[Block] = field(default_factory=list)
+
+    def all(self, name: str) -> list[Block]:
+        return [c for c in self.children if c.name == name]
+
+    def one(self, name: str) -> Block:
+        found = self.all(name)
+        assert len(found) == 1, f"{name}: {len(found)} in {self.name} {self.args}"
+        return found[0]
+
+    def values(self, name: str) -> list[list[str]]:
+        return [c.args for c in self.all(name)]
+
+    def location(self, path: str) -> Block:
+        found = [c for c in self.all("location") if c.args[-1] == path]
+        assert len(found) == 1, path
+        return found[0]
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:(#[^\n]*)|("(?:[^"\\]|\\.)*")|('(?:[^'\\]|\\.)*')|([{};])|([^\s{};"']+))"""
+)
+
+
+def parse(text: str) -> Block:
+    root = Block("root", [])
+    stack, words = [root], []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            if text[pos:].strip():
+                raise AssertionError(f"cannot parse at {text[pos:pos + 40]!r}")
+            break
+        pos = m.end()
+        comment, dq, sq, punct, word = m.groups()
+        if comment:
+            continue
+        if punct == ";":
+            stack[-1].children.append(Block(words[0], words[1:]))
+            words = []
+        elif punct == "{":
+            block = Block(words[0], words[1:])
+            stack[-1].children.append(block)
+            stack.append(block)
+            words = []
+        elif punct == "}":
+            assert not words, words
+            stack.pop()
+        else:
+            token = dq or sq or word
+            words.append(token[1:-1] if (dq or sq) else token)
+    assert len(stack) == 1 and not words, "unbalanced braces"
+    return root
+
+
+# --- configs ---------------------------------------------------------------------------------
+
+
+def router_config(pki, tmp_path: Path, **changes) -> config.RouterConfig:
+    tls = config.RouterTls(
+        ca=pki.ca, crl=pki.crl, cert=pki.cert("server", "router"), key=pki.key("server", "router")
+    )
+    base = config.RouterConfig(
+        listen=18443,
+        prefix=tmp_path / "prefix",
+        pid_file=tmp_path / "prefix" / "nginx.pid",
+        access_log=str(tmp_path / "prefix" / "access.log"),
+        error_log=str(tmp_path / "prefix" / "error.log"),
+        tls=tls,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+VARIANTS = {
+    "defaults": {},
+    "five-relays": {"relays": [f"127.0.0.1:{8801 + i}" for i in range(5)]},
+    "one-relay": {"relays": ["127.0.0.1:8801"]},
+    "ipv6": {
+        "listen_address": "::1",
+        "relays": ["[::1]:8801", "127.0.0.1:8802"],
+        "home": "[::1]:8700",
+        "allow": ["::1/128", "2001:db8::/32", "10.0.0.0/8"],
+        "home_allow": ["fd00::/8"],
+        "status_allow": ["192.0.2.7"],
+    },
+    "custom-limits": {
+        "limits": config.Limits(max_message_bytes=4096, max_request_bytes=1000),
+        "rate_limit": config.RateLimit(rate="600r/m", burst=3, home_rate="1r/s", home_burst=1),
+        "upstream": config.Upstreams(relay_tls_name="relays.dmr.internal", home_tls_name="home",
+                                     connect_timeout=1, message_timeout=20, sync_timeout=90,
+                                     keepalive=4, max_fails=1, fail_timeout=30),
+        "worker_processes": "2",
+        "listen_address": "*",
+        "access_log": "stdout",
+        "error_log": "stderr",
+        "log_level": "warning",
+    },
+}
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request, pki, tmp_path) -> tuple[config.RouterConfig, str, Block]:
+    cfg = router_config(pki, tmp_path, **VARIANTS[request.param])
+    text = render.render(cfg)
+    return cfg, text, parse(text)
+
+
+# --- nginx -t ---------------------------------------------------------------------------------
+
+
+@needs_nginx
+def test_nginx_accepts_every_rendering(variant, tmp_path):
+    cfg, text, _ = variant
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    nginx.test_config(conf, cfg.prefix)
+
+
+@needs_nginx
+def test_nginx_t_failure_is_reported(tmp_path):
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\nhttp { server { listen 1 ssl; no_such_directive on; } }\n")
+    with pytest.raises(nginx.NginxError, match="no_such_directive"):
+        nginx.test_config(conf, tmp_path)
+
+
+# --- structure --------------------------------------------------------------------------------
+
+
+def test_complete_config_for_an_unprivileged_nginx(variant):
+    cfg, _, root = variant
+    assert root.values("pid") == [[str(cfg.pid_file)]]
+    assert len(root.all("error_log")) == 1 and len(root.all("events")) == 1
+    assert not root.all("user"), "no user directive: nginx runs as whoever starts it"
+    http = root.one("http")
+    for name in ("client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",
+                 "uwsgi_temp_path", "scgi_temp_path"):
+        (path,) = http.one(name).args
+        assert Path(path).parent == cfg.prefix
+
+
+def test_body_limit_is_the_configured_message_limit(variant):
+    cfg, _, root = variant
+    assert root.one("http").values("client_max_body_size") == [[str(cfg.limits.max_message_bytes)]]
+
+
+def test_tls_and_client_certificates(variant):
+    cfg, _, root = variant
+    server = root.one("http").one("server")
+    (listen,) = server.values("listen")
+    assert listen[-1] == "ssl" and listen[0].endswith(f":{cfg.listen}")
+    if ":" in cfg.listen_address:
+        assert listen[0] == f"[{cfg.listen_address}]:{cfg.listen}"
+    assert server.values("ssl_protocols") == [["TLSv1.2", "TLSv1.3"]]
+    ciphers = server.one("ssl_ciphers").args[0].split(":")
+    assert ciphers and all(c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c)
+                           for c in ciphers)
+    assert server.values("ssl_verify_client") == [["on"]]
+    assert server.values("ssl_client_certificate") == [[str(cfg.tls.ca)]]
+    assert server.values("ssl_crl") == [[str(cfg.tls.crl)]]
+    # Upstream TLS: the router's certificate as client certificate, theirs verified.
+    assert server.values("proxy_ssl_certificate") == [[str(cfg.tls.cert)]]
+    assert server.values("proxy_ssl_certificate_key") == [[str(cfg.tls.key)]]
+    assert server.values("proxy_ssl_trusted_certificate") == [[str(cfg.tls.ca)]]
+    assert server.values("proxy_ssl_verify") == [["on"]]
+    assert server.values("proxy_http_version") == [["1.1"]]
+
+
+def test_every_proxied_location_overwrites_the_client_cert_header(variant):
+    cfg, _, root = variant
+    server = root.one("http").one("server")
+    proxied = [loc for loc in server.all("location") if loc.all("proxy_pass")]
+    assert sorted(loc.args[-1] for loc in proxied) == sorted(PROXIED)
+    for loc in proxied:
+        headers = {args[0].lower(): args[1] for args in loc.values("proxy_set_header")}
+        assert headers["x-dmr-client-cert"] == "$ssl_client_escaped_cert", loc.args
+        assert headers["x-request-id"] == "$request_id"
+        assert headers["connection"] == ""
+        assert ["X-Request-Id", "$request_id", "always"] in loc.values("add_header")
+        assert loc.values("proxy_hide_header") == [["X-Request-Id"]]
+        name = loc.one("proxy_ssl_name").args[0]
+        expected = (cfg.upstream.relay_tls_name if loc.args[-1] == "/v1/messages"
+                    else cfg.upstream.home_tls_name)
+        assert name == expected
+
+
+def test_routes_and_upstreams(variant):
+    cfg, _, root = variant
+    http = root.one("http")
+    upstreams = {u.args[0]: u for u in http.all("upstream")}
+    relays = upstreams["dmr_relays"]
+    assert [s.args[0] for s in relays.all("server")] == cfg.relays
+    for server in relays.all("server"):
+        assert f"max_fails={cfg.upstream.max_fails}" in server.args
+        assert f"fail_timeout={cfg.upstream.fail_timeout}s" in server.args
+    assert relays.values("keepalive") == [[str(cfg.upstream.keepalive)]]
+    assert [s.args[0] for s in upstreams["dmr_home"].all("server")] == [cfg.home]
+    server = http.one("server")
+    passes = {loc.args[-1]: loc.one("proxy_pass").args[0]
+              for loc in server.all("location") if loc.all("proxy_pass")}
+    assert passes == {
+        "/v1/messages": "https://dmr_relays",
+        "/v1/home/": "https://dmr_home/v1/",
+        "/v1/home/sync": "https://dmr_home/v1/sync",
+        "/home/": "https://dmr_home/",
+        "/.well-known/jwks.json": "https://dmr_home",
+    }
+    assert server.location("/").values("return") == [["404"]]
+
+
+def test_failover_only_where_nothing_can_have_been_delivered(variant):
+    _, _, root = variant
+    server = root.one("http").one("server")
+    assert server.values("proxy_next_upstream") == [["off"]]
+    messages = server.location("/v1/messages")
+    (rule,) = messages.values("proxy_next_upstream")
+    assert sorted(rule) == ["error", "http_503", "non_idempotent"]
+    assert "timeout" not in rule
+    assert messages.values("proxy_next_upstream_tries") == [["3"]]
+    for loc in server.all("location"):
+        if loc.args[-1] != "/v1/messages":
+            assert not loc.all("proxy_next_upstream"), loc.args
+
+
+def test_timeouts(variant):
+    cfg, _, root = variant
+    server = root.one("http").one("server")
+    timeout = {loc.args[-1]: int(loc.one("proxy_read_timeout").args[0].rstrip("s"))
+               for loc in server.all("location") if loc.all("proxy_pass")}
+    # Longer than the longest long poll home allows, and than a relay's delivery timeouts.
+    longest_poll = max(60, config.HomeSync().max_wait)
+    assert timeout["/v1/home/sync"] > longest_poll
+    relay = config.Delivery()
+    assert timeout["/v1/messages"] == cfg.upstream.message_timeout
+    if cfg.upstream.message_timeout == 60:
+        assert timeout["/v1/messages"] > relay.connect_timeout + relay.read_timeout
+
+
+def test_methods_per_route(variant):
+    _, _, root = variant
+    server = root.one("http").one("server")
+    expected = {
+        "/v1/messages": {"POST"},
+        "/v1/home/": {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"},
+        "/v1/home/sync": {"GET", "HEAD"},
+        "/home/": {"GET", "HEAD"},
+        "/.well-known/jwks.json": {"GET", "HEAD"},
+    }
+    for path, methods in expected.items():
+        loc = server.location(path)
+        (check,) = loc.all("if")
+        match = re.fullmatch(r"\^\((.*)\)\$\)", check.args[2])
+        assert match and set(match.group(1).split("|")) == methods, path
+        assert check.values("return") == [["405"]]
+        (allow,) = [args for args in loc.values("set") if args[0] == "$dmr_allow"]
+        assert set(allow[1].split(", ")) == methods
+
+
+def test_allow_lists_per_location_family(variant):
+    cfg, _, root = variant
+    server = root.one("http").one("server")
+    families = {
+        "/v1/messages": cfg.allow,
+        "/v1/home/": cfg.home_allow,
+        "/v1/home/sync": cfg.home_allow,
+        "/home/": cfg.status_allow,
+    }
+    for path, networks in families.items():
+        loc = server.location(path)
+        assert [args[0] for args in loc.values("allow")] == networks, path
+        assert loc.values("deny") == [["all"]], path
+        # deny comes after every allow (nginx checks them in order).
+        names = [c.name for c in loc.children if c.name in ("allow", "deny")]
+        assert names[-1] == "deny" and names.count("deny") == 1
+
+
+def test_rate_limits_keyed_per_client_certificate(variant):
+    cfg, _, root = variant
+    http = root.one("http")
+    zones = {args[1].split("=")[1].split(":")[0]: args for args in http.values("limit_req_zone")}
+    assert zones["dmr_messages"][0] == "$ssl_client_fingerprint"
+    assert f"rate={cfg.rate_limit.rate}" in zones["dmr_messages"]
+    assert f"rate={cfg.rate_limit.home_rate}" in zones["dmr_home"]
+    assert http.values("limit_req_status") == [["429"]]
+    messages = http.one("server").location("/v1/messages")
+    assert messages.values("limit_req") == [
+        ["zone=dmr_messages", f"burst={cfg.rate_limit.burst}", "nodelay"]
+    ]
+
+
+def test_nginx_errors_are_problem_json_with_stable_types(variant):
+    _, _, root = variant
+    server = root.one("http").one("server")
+    pages = {int(args[0]): args for args in server.values("error_page")}
+    assert {403, 404, 405, 413, 429, 495, 496, 502, 503, 504} <= set(pages)
+    for args in pages.values():
+        sent, target = int(args[1].lstrip("=")), args[2]
+        loc = server.location(target)
+        assert loc.values("internal") == [[]]
+        assert loc.values("default_type") == [["application/problem+json"]]
+        ((code, body),) = loc.values("return")
+        assert int(code) == sent
+        doc = json.loads(body.replace("$request_id", "0" * 32).replace("\\n", ""))
+        assert doc["status"] == sent
+        assert re.fullmatch(r"urn:dmr:problem:[a-z0-9-]+", doc["type"])
+        assert doc["title"] and doc["detail"]
+    types = {status: json.loads(server.location(args[2]).values("return")[0][1]
+                                .replace("\\n", ""))["type"] for status, args in pages.items()}
+    assert types[429] == "urn:dmr:problem:too-many-requests"
+    assert types[413] == "urn:dmr:problem:too-large"
+    assert types[405] == "urn:dmr:problem:method-not-allowed"
+    assert types[403] == "urn:dmr:problem:forbidden"
+    assert len(set(types.values())) == len(types), "one type per cause"
+
+
+def test_json_access_log(variant):
+    cfg, _, root = variant
+    http = root.one("http")
+    (fmt,) = http.values("log_format")
+    assert fmt[:2] == ["dmr_json", "escape=json"]
+    line = "".join(fmt[2:])
+    sample = {
+        "$time_iso8601": "2026-01-01T00:00:00+00:00", "$status": "200",
+        "$body_bytes_sent": "12", "$request_length": "100", "$request_time": "0.004",
+    }
+    filled = re.sub(r"\$[a-z_0-9]+", lambda m: sample.get(m.group(0), "x"), line)
+    doc = json.loads(filled)
+    for key in ("ts", "request_id", "remote_addr", "client", "method", "uri", "status", "bytes",
+                "request_time", "upstream_addr", "upstream_status", "upstream_response_time"):
+        assert key in doc
+    assert "$request_id" in line and "$ssl_client_s_dn" in line
+    (target,) = http.values("access_log")
+    if cfg.access_log == "stdout":
+        assert target == ["/dev/stdout", "dmr_json"]
+    else:
+        assert target == [cfg.access_log, "dmr_json"]
+
+
+# --- the renderer's own checks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"server_name": "evil; include /etc/passwd"}, "server_name"),
+        ({"access_log": "/tmp/$host.log"}, "access_log"),
+        ({"prefix": Path('/tmp/a"b')}, "prefix"),
+        ({"worker_processes": "auto; user root"}, "worker_processes"),
+        ({"relays": ["127.0.0.1:1 backup{"]}, "relays"),
+    ],
+)
+def test_values_that_would_bend_the_config_are_refused(pki, tmp_path, changes, key):
+    cfg = router_config(pki, tmp_path, **changes)
+    with pytest.raises(ConfigError, match=key):
+        render.render(cfg)
+
+
+def test_template_uses_nothing_but_config():
+    env = render.environment()
+    template = env.get_template(render.TEMPLATE)
+    with pytest.raises(jinja2.UndefinedError):
+        template.render()
+    with pytest.raises(jinja2.UndefinedError):
+        template.render(config={"listen": 1})
+
+
+@needs_nginx
+def test_cli_render_writes_and_checks(pki, tmp_path, capsys):
+    prefix = tmp_path / "prefix"
+    toml = tmp_path / "router.toml"
+    toml.write_text(
+        f'listen = 18443\nprefix = "{prefix}"\npid_file = "{prefix}/nginx.pid"\n'
+        f'error_log = "stderr"\naccess_log = "stdout"\n'
+        f'[limits]\nmax_message_bytes = 5000\n'
+        f'[tls]\nca = "{pki.ca}"\ncrl = "{pki.crl}"\n'
+        f'cert = "{pki.cert("server", "router")}"\nkey = "{pki.key("server", "router")}"\n'
+    )
+    out = tmp_path / "out" / "nginx.conf"
+    assert main(["render", "nginx", "--config", str(toml), "--output", str(out), "--test"]) == 0
+    assert "nginx -t passed" in capsys.readouterr().out
+    assert parse(out.read_text()).one("http").values("client_max_body_size") == [["5000"]]
+    assert main(["render", "nginx", "--config", str(toml)]) == 0
+    assert capsys.readouterr().out == out.read_text()

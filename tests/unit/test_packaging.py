@@ -1,0 +1,111 @@
+"""The Debian packaging agrees with the code it ships (fast checks; the package itself is
+built and run by tests/system/test_debian_package.py)."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from dmr_appliance import config
+from dmr_appliance.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+DEBIAN = ROOT / "packaging" / "debian"
+UNITS = {"dmr-home": ("home", config.HomeConfig), "dmr-relay": ("relay", config.RelayConfig)}
+# Debian 12's package for each install_requires name (pybuild maps some, not all).
+DEBIAN_NAMES = {"falcon": "python3-falcon", "gunicorn": "python3-gunicorn", "pyjwt": "python3-jwt",
+                "cryptography": "python3-cryptography", "requests": "python3-requests",
+                "urllib3": "python3-urllib3", "jinja2": "python3-jinja2"}
+HARDENING = {
+    "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+    "PrivateTmp": "yes", "PrivateDevices": "yes", "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes", "ProtectControlGroups": "yes",
+    "ProtectClock": "yes", "ProtectHostname": "yes", "RestrictNamespaces": "yes",
+    "PrivateUsers": "yes", "PrivateMounts": "yes",
+    "RestrictRealtime": "yes", "RestrictSUIDSGID": "yes", "LockPersonality": "yes",
+    "MemoryDenyWriteExecute": "yes", "CapabilityBoundingSet": "", "AmbientCapabilities": "",
+    "SystemCallArchitectures": "native", "UMask": "0077", "User": "dmr",
+    "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+}
+
+
+def unit(name: str) -> dict[str, list[str]]:
+    """Every key of a unit file with all its values, in order (systemd keys repeat)."""
+    values: dict[str, list[str]] = {}
+    for line in (DEBIAN / f"dmr-appliance.{name}.service").read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            values.setdefault(key, []).append(value)
+    return values
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_unit_runs_the_serve_command_with_the_packaged_conffile(name: str) -> None:
+    kind, _ = UNITS[name]
+    argv = shlex.split(unit(name)["ExecStart"][0])
+    assert argv[:3] == ["/usr/bin/dmr", kind, "serve"]
+    assert argv[3:] == ["--config", f"/etc/dmr-appliance/{kind}.toml"]
+    args = build_parser().parse_args(argv[1:])  # the CLI really has this command
+    assert callable(args.func)
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_unit_is_hardened_and_keeps_state_in_its_state_directory(name: str) -> None:
+    kind, cls = UNITS[name]
+    values = unit(name)
+    for key, expected in HARDENING.items():
+        assert values.get(key) == [expected], f"{name}: {key}"
+    assert values["SystemCallFilter"][0] == "@system-service"
+    assert values["StateDirectory"] == [name]
+    defaults = config.load(cls)
+    state = defaults.database.parent if kind == "home" else defaults.state_dir
+    assert state == Path("/var/lib") / name, "the config's default state path is the unit's"
+    assert "ReadWritePaths" not in values, "ProtectSystem=strict plus StateDirectory suffice"
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_unit_waits_for_the_certificates_the_default_config_names(name: str) -> None:
+    _, cls = UNITS[name]
+    values = unit(name)
+    tls = config.load(cls).tls
+    conditions = values.get("ConditionPathExists", []) + values.get("ConditionPathExistsGlob", [])
+    assert str(tls.ca) in conditions
+    for path in (tls.cert, tls.key):
+        assert any(Path(path).match(pattern) for pattern in conditions), f"{name}: {path}"
+
+
+def test_control_depends_on_a_debian_package_for_every_requirement() -> None:
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    requirements = [re.match(r"[A-Za-z0-9_.-]+", line.strip()).group(0).lower()
+                    for line in setup["options"]["install_requires"].strip().splitlines()]
+    control = (DEBIAN / "control").read_text()
+    binary = control[control.index("Package: dmr-appliance"):]
+    depends = re.search(r"^Depends:(.*?)^\S", binary, re.S | re.M).group(1)
+    names = {item.strip().split()[0] for item in depends.split(",") if item.strip()}
+    for requirement in requirements:
+        assert DEBIAN_NAMES[requirement] in names, requirement
+    assert {"${python3:Depends}", "${misc:Depends}", "adduser", "openssl"} <= names
+    assert re.search(r"^Recommends: nginx$", binary, re.M)
+    assert re.search(r"^Architecture: all$", binary, re.M)
+
+
+def test_conffiles_are_generated_from_the_config_defaults() -> None:
+    rules = (DEBIAN / "rules").read_text()
+    assert "from dmr_appliance.cli.config import defaults" in rules
+    assert "CONFFILES = home relay router" in rules
+    assert set(config.KINDS) == {"home", "relay", "router"}
+    assert not list(DEBIAN.glob("*.toml")), "conffiles are generated, never committed"
+
+
+def test_maintainer_scripts_manage_the_dmr_user() -> None:
+    postinst = (DEBIAN / "dmr-appliance.postinst").read_text()
+    postrm = (DEBIAN / "dmr-appliance.postrm").read_text()
+    assert "adduser --quiet --system" in postinst and "#DEBHELPER#" in postinst
+    purge = postrm[postrm.index("purge)"):postrm.index(";;")]
+    assert "deluser" in purge and "/var/lib/dmr-home" in purge and "/var/lib/dmr-relay" in purge
+    assert "#DEBHELPER#" in postrm

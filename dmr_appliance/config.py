@@ -247,6 +247,8 @@ class RouterConfig:
     error_log: str = setting("/var/log/nginx/dmr-error.log", help="error log path")
     pid_file: Path = setting(Path("/run/nginx-dmr.pid"))
     worker_processes: str = setting("auto")
+    worker_connections: int = setting(4096, positive,
+                                      "connections per nginx worker (two descriptors each)")
     log_level: str = setting("info", level_name)
     tls: RouterTls = field(default_factory=RouterTls)
     rate_limit: RateLimit = field(default_factory=RateLimit)

@@ -13,15 +13,15 @@ holding a lock at that moment would leave the child with it held.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import multiprocessing
 import os
 import random
 import signal
 import threading
+from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -166,24 +166,49 @@ def _short(exc: BaseException) -> str:
 # --- lifecycle, driven by gunicorn's master hooks (relay/gunicorn_conf.py) ---------------
 
 
-def start(cfg: RelayConfig, counters: Counters) -> BaseProcess:
-    """Fork the agent; the counters' shared memory goes with it."""
-    process = multiprocessing.get_context("fork").Process(
-        target=_main, args=(cfg, counters, os.getpid()), name="dmr-relay-agent")
-    process.start()
-    return process
+@dataclass(frozen=True)
+class AgentProcess:
+    pid: int
+    sentinel: int  # read end of a pipe whose write end only the agent holds: EOF = gone
 
 
-def stop(process: BaseProcess | None, timeout: float = 5.0) -> None:
-    if process is None or process.pid is None:
+def start(cfg: RelayConfig, counters: Counters) -> AgentProcess:
+    """Fork the agent; the counters' shared memory goes with it.
+
+    A bare fork, not multiprocessing.Process: gunicorn forks its workers from this
+    master afterwards, and multiprocessing's bookkeeping would follow them and try to
+    join (or, for a daemon, kill) the agent when a worker exits.
+    """
+    read_end, write_end = os.pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the agent
+        os.close(read_end)
+        code = 0
+        try:
+            _main(cfg, counters, parent)
+        except BaseException:  # logged; the exit code tells the master
+            logs.log_event(_log, "agent-crashed", logging.ERROR, exc_info=True)
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    return AgentProcess(pid, read_end)
+
+
+def stop(process: AgentProcess | None, timeout: float = 5.0) -> None:
+    if process is None:
         return
-    # gunicorn's master reaps any child that exits, so ask the process's sentinel
-    # (closed on exit) rather than waitpid whether it is still there.
-    if not wait_for([process.sentinel], 0):
-        process.terminate()
-    if not wait_for([process.sentinel], timeout):
-        process.kill()
-        wait_for([process.sentinel], 1.0)
+    # gunicorn's master reaps any child that exits, so ask the sentinel pipe (closed
+    # when the agent exits) rather than waitpid whether it is still there.
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 1.0)):
+        if wait_for([process.sentinel], 0):
+            break
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, sig)
+        if wait_for([process.sentinel], wait):
+            break
+    os.close(process.sentinel)
 
 
 def _main(cfg: RelayConfig, counters: Counters, parent_pid: int) -> None:

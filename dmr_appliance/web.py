@@ -315,7 +315,7 @@ def require(identity: ClientIdentity | None, *kinds: str) -> ClientIdentity:
         )
     if identity.kind not in kinds:
         raise AuthError(
-            f"a {identity.kind} certificate may not do this; allowed: {', '.join(kinds)}"
+            f"this route is not for {identity.kind} certificates; allowed: {', '.join(kinds)}"
         )
     return identity
 

@@ -19,6 +19,18 @@ from dmr_appliance.errors import DmrError
 GROUPS = (
     "pki",
     "config",
+    "render",
+    "up",
+    "demo",
+    "relay",
+    "recipient",
+    "home",
+    "participants",
+    "keys",
+    "instances",
+    "failures",
+    "tokens",
+    "send",
 )
 
 

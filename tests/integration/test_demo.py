@@ -1,0 +1,55 @@
+"""``dmr demo`` end to end, as the README runs it: a subprocess, its last stdout line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dmr_appliance import nginx
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(nginx.NGINX).exists(), reason="needs Debian's nginx")]
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live (non-zombie) processes that name ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if text in cmdline and state != "Z":
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def test_demo_accounts_for_every_message_and_leaves_nothing_running(tmp_path):
+    state = tmp_path / "state"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dmr_appliance", "demo", "--json", "--messages", "60",
+         "--state-dir", str(state)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tally = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert tally["unaccounted"] == 0, tally
+    assert tally["sent"] == tally["delivered"] + tally["refused"] + tally["reported_failed"]
+    assert tally["sent"] >= 61  # the batch, then mallory's messages around her revocation
+    assert tally["processed_twice"] == 0
+    assert tally["refused"] >= 1 and "403 sender-revoked" in tally["refusal_reasons"]
+    assert tally["revocation_ms"] is not None and tally["revocation_ms"] <= 1000
+    assert tally["relay_killed"] == "relay-1" and tally["relay_back_after_s"] is not None
+    # stdout is the demo; the services' logs are in the state dir.
+    assert '"event"' not in proc.stdout
+    assert (state / "logs" / "relay-1.log").stat().st_size > 0
+    assert (state / "logs" / "demo.log").stat().st_size > 0
+    assert "sent 60/60" in proc.stderr  # not a terminal: a progress line every ~10 %
+    assert not processes_mentioning(str(state)), "a process of the stack was left behind"

@@ -7,6 +7,7 @@ import argparse
 from dmr_appliance import config, serving
 
 HOME_APP = "dmr_appliance.home.wsgi:app"
+HOME_CONF = "python:dmr_appliance.home.gunicorn_conf"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +24,6 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = config.load(config.HomeConfig, args.config)  # fail here, not in every worker
     argv = serving.gunicorn_argv(
         HOME_APP, bind=settings.bind, workers=settings.workers, threads=settings.threads,
-        tls=settings.tls, name=f"dmr-home-{settings.instance}")
+        tls=settings.tls, name=f"dmr-home-{settings.instance}", conf_module=HOME_CONF)
     serving.exec_gunicorn(argv, config_path=args.config)
     return 0  # not reached: exec replaced this process

@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import threading
 import time
+import weakref
 from typing import Any
 
 from dmr_appliance import logs
@@ -52,6 +53,15 @@ def _ids(conn: sqlite3.Connection, query: str, *args: Any) -> list[str]:
     return [row[0] for row in conn.execute(query, args)]
 
 
+_watchers: weakref.WeakSet[ChangeWatcher] = weakref.WeakSet()
+
+
+def release_waiters() -> None:
+    """Called from gunicorn's worker hooks on shutdown so long polls do not hold it up."""
+    for watcher in list(_watchers):
+        watcher.release()
+
+
 class ChangeWatcher:
     """Wakes this worker's long polls when the store's sync version moves."""
 
@@ -63,6 +73,8 @@ class ChangeWatcher:
         self._changed = threading.Condition()
         self._started = False
         self._start_lock = threading.Lock()
+        self._closing = False
+        _watchers.add(self)
 
     def wait_beyond(self, version: int, timeout: float) -> int:
         """Block until the sync version exceeds ``version`` or ``timeout`` passes;
@@ -71,10 +83,21 @@ class ChangeWatcher:
         with self._changed:
             self.waiters += 1
             try:
-                self._changed.wait_for(lambda: self._version > version, timeout)
+                self._changed.wait_for(
+                    lambda: self._version > version or self._closing, timeout)
             finally:
                 self.waiters -= 1
             return self._version
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def release(self) -> None:
+        """Answer every waiting poll now (the worker is stopping): relays just poll again."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
 
     def _ensure_started(self) -> None:
         # Started on first use, inside the worker: a thread started before gunicorn

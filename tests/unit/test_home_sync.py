@@ -81,3 +81,23 @@ def test_bad_wait_is_a_problem(home):
     resp = home.relay().get("/v1/sync", params={"wait": "soon"})
     assert resp.status_code == 400
     assert resp.headers["content-type"] == "application/problem+json"
+
+
+
+def test_a_stopping_worker_answers_waiting_polls_at_once(home):
+    """gunicorn's shutdown hooks release the waiters: a poll gets its 304 now, rather
+    than holding the worker (and its exit) for the rest of its wait."""
+    from dmr_appliance.home import sync as sync_mod
+
+    etag = home.relay().get("/v1/sync").headers["etag"]
+    results = []
+    poll = threading.Thread(target=lambda: results.append(home.relay().get(
+        "/v1/sync", params={"wait": "20"}, headers={"If-None-Match": etag})))
+    poll.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    sync_mod.release_waiters()
+    poll.join(5)
+    assert not poll.is_alive()
+    assert time.monotonic() - started < 2
+    assert results[0].status_code == 304

@@ -24,9 +24,12 @@ class Sync:
         deadline = time.monotonic() + min(wait, self.home.config.sync.max_wait)
         known = _known_version(req.get_header("If-None-Match"))
         doc = self._document()
-        # Wait only while the caller already holds the current document.
-        while doc["version"] == known and (left := deadline - time.monotonic()) > 0:
-            self.home.watcher.wait_beyond(known, left)
+        # Wait only while the caller already holds the current document (and the worker
+        # is not stopping: then the relay gets its 304 now and polls again elsewhere).
+        watcher = self.home.watcher
+        while (doc["version"] == known and not watcher.closing
+               and (left := deadline - time.monotonic()) > 0):
+            watcher.wait_beyond(known, left)
             doc = self._document()
         resp.etag = f'"{doc["version"]}"'
         resp.cache_control = ["no-cache"]

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import FrameType
 
 from dmr_appliance import logs
+from dmr_appliance.cli._lifecycle import Stopped, supervised
 from dmr_appliance.cli.up import _count
 from dmr_appliance.demo import Demo, Report, summary
 from dmr_appliance.stack import Stack, StackError
@@ -60,14 +59,6 @@ def _positive(text: str) -> int:
     return value
 
 
-class _Stop(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop(signal.Signals(signum).name)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.temp:
         with tempfile.TemporaryDirectory(prefix="dmr-demo-") as tmp:
@@ -85,26 +76,23 @@ def _quiet(line: str) -> None:
 
 def _run(args: argparse.Namespace, state_dir: Path) -> int:
     stack = Stack(state_dir, relays=args.relays, port=0, log=_say)
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        try:
-            stack.start()
-        except OSError as exc:
-            raise StackError(f"could not start the stack: {exc}") from exc
-        stack.log = _quiet  # from here the progress bar tells of the relay's restart
-        report = _scenario(stack, args)
-        print(summary(report), flush=True)
-        if args.json:
-            print(json.dumps(report.to_json(), separators=(",", ":")), flush=True)
-        if args.keep:
-            _wait_for_stop(stack)
-        return 0 if report.ok else 1
-    except _Stop:
+        with supervised(stack):
+            try:
+                stack.start()
+            except OSError as exc:
+                raise StackError(f"could not start the stack: {exc}") from exc
+            stack.log = _quiet  # from here the progress bar tells of the relay's restart
+            report = _scenario(stack, args)
+            print(summary(report), flush=True)
+            if args.json:
+                print(json.dumps(report.to_json(), separators=(",", ":")), flush=True)
+            if args.keep:
+                _wait_for_stop(stack)
+            return 0 if report.ok else 1
+    except Stopped:
         print("dmr demo: stopped by SIGTERM", file=sys.stderr, flush=True)
         return 143
-    finally:
-        stack.stop()
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _scenario(stack: Stack, args: argparse.Namespace) -> Report:
@@ -126,5 +114,5 @@ def _wait_for_stop(stack: Stack) -> None:
         while not stack.dead():
             time.sleep(0.5)
         print(f"dmr demo: {', '.join(stack.dead())} exited; stopping", file=sys.stderr)
-    except (KeyboardInterrupt, _Stop):
+    except (KeyboardInterrupt, Stopped):
         print("\ndmr demo: stopping", file=sys.stderr, flush=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
+from dmr_appliance.cli._lifecycle import Stopped, supervised
 from dmr_appliance.stack import PARTICIPANTS, Stack, StackError
 
 
@@ -42,40 +41,34 @@ def _port(text: str) -> int:
     return value
 
 
-class _Stop(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop(signal.Signals(signum).name)
-
-
 def run(args: argparse.Namespace) -> int:
     stack = Stack(args.state_dir, relays=args.relays, port=args.port,
                   log=lambda line: print(f"dmr up: {line}", flush=True))
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        try:
-            stack.start()
-        except OSError as exc:
-            raise StackError(f"could not start the stack: {exc}") from exc
-        print(instructions(stack), flush=True)
-        while True:
-            dead = stack.dead()
-            if dead:
-                name = dead[0]
-                print(f"dmr up: {name} exited unexpectedly; see "
-                      f"{stack.logs_dir / (name + '.log')}. Stopping everything.",
-                      file=sys.stderr, flush=True)
-                return 1
-            time.sleep(0.5)
-    except (KeyboardInterrupt, _Stop):
-        print("\ndmr up: stopping", flush=True)
+        with supervised(stack):
+            try:
+                stack.start()
+            except OSError as exc:
+                raise StackError(f"could not start the stack: {exc}") from exc
+            print(instructions(stack), flush=True)
+            return _watch(stack)
+    except (KeyboardInterrupt, Stopped):
         return 0
     finally:
-        stack.stop()
-        signal.signal(signal.SIGTERM, previous)
         print("dmr up: stopped; every process has exited", flush=True)
+
+
+def _watch(stack: Stack) -> int:
+    """Until a signal: if a service dies, say which and where its log is, and stop."""
+    while True:
+        dead = stack.dead()
+        if dead:
+            name = dead[0]
+            print(f"dmr up: {name} exited unexpectedly; see "
+                  f"{stack.logs_dir / (name + '.log')}. Stopping everything.",
+                  file=sys.stderr, flush=True)
+            return 1
+        time.sleep(0.5)
 
 
 def instructions(stack: Stack) -> str:

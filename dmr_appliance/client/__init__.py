@@ -1,0 +1,10 @@
+"""What participants' applications use: ``Sender`` (retries, failover, failure reports),
+``RetryPolicy``, ``SendResult``, ``SeenIds`` (deduplication at recipients), ``HomeClient``."""
+
+from dmr_appliance.client.dedup import SeenIds
+from dmr_appliance.client.home import HomeClient
+from dmr_appliance.client.outcome import SendResult
+from dmr_appliance.client.retry import RetryPolicy
+from dmr_appliance.client.sender import Sender
+
+__all__ = ["HomeClient", "RetryPolicy", "SeenIds", "SendResult", "Sender"]

@@ -42,6 +42,12 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * (2 ** max(attempt - 1, 0)))
         return (rng or random).uniform(0.0, ceiling)
 
+    def longest_pauses(self) -> float:
+        """The most one router's backoff can add up to (no Retry-After): the bound that
+        `dmr send` documents, with attempts x the connect timeout."""
+        return sum(min(self.max_delay, self.base_delay * 2 ** (n - 1))
+                   for n in range(1, self.attempts))
+
     def delay(self, attempt: int, retry_after: float | None = None,
               rng: random.Random | None = None) -> float:
         """How long to wait after failed try ``attempt`` (1-based) before the next one."""

@@ -96,7 +96,12 @@ class ScriptedRecipient(RecipientServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._script: list[int] = []
         self._script_lock = threading.Lock()
+        self.connected = threading.Event()  # set when a relay first connects
         super().__init__(*args, **kwargs)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        self.connected.set()
+        super().finish_request(request, client_address)
 
     @property
     def status(self) -> int:  # read by the handler once per request

@@ -65,3 +65,13 @@ def test_parse_retry_after_forms() -> None:
 def test_policy_refuses_nonsense(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)
+
+
+def test_longest_pauses_bound_every_backoff_of_one_router() -> None:
+    policy = RetryPolicy(attempts=4, base_delay=0.2, max_delay=0.5)
+    assert policy.longest_pauses() == pytest.approx(0.2 + 0.4 + 0.5)
+    assert RetryPolicy(attempts=1).longest_pauses() == 0.0
+    rng = random.Random(3)
+    for _ in range(200):
+        total = sum(policy.delay(n, rng=rng) for n in range(1, policy.attempts))
+        assert total <= policy.longest_pauses()

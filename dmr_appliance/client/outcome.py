@@ -1,0 +1,89 @@
+"""What ``Sender.send`` returns: every recipient's final outcome and every attempt made.
+
+Pure data. A recipient ends ``delivered``, ``rejected`` (refused for good, with the
+reason) or ``failed`` (retries spent or the message expired; reported to home).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dmr_appliance.client.retry import DELIVERED, FAILED, REJECTED
+from dmr_appliance.envelope import format_time
+
+MAX_DETAIL = 1000  # home keeps at most this much of an attempt's detail
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try: a POST to a router, or a try that could not be made (no token, no card)."""
+
+    number: int  # 1-based over the whole send, routers included
+    target: str  # the router's base URL
+    at: datetime
+    outcome: str  # delivered | rejected | failed
+    status: int | None  # the router's HTTP status; None when it never answered
+    detail: str
+    recipients: tuple[str, ...]  # whom this try carried
+    ms: float = 0.0
+
+    def for_report(self) -> dict[str, Any]:
+        """The attempt as home's failure report holds it."""
+        return {"target": self.target, "at": format_time(self.at), "outcome": self.outcome,
+                "status": self.status, "detail": self.detail[:MAX_DETAIL]}
+
+
+@dataclass
+class RecipientOutcome:
+    recipient: str
+    outcome: str = FAILED
+    status: int | None = None  # the recipient's (or the refusing router's) HTTP status
+    reason: str = "not attempted"
+    attempts: int = 0  # tries that carried this recipient
+
+    def to_json(self) -> dict[str, Any]:
+        return {"to": self.recipient, "outcome": self.outcome, "status": self.status,
+                "reason": self.reason, "attempts": self.attempts}
+
+
+@dataclass
+class SendResult:
+    message_id: str
+    room: str
+    recipients: dict[str, RecipientOutcome]
+    attempts: list[Attempt] = field(default_factory=list)
+    expired: bool = False  # the message's expires_at came before its delivery
+    reported: bool = False  # home holds the failure report
+    spooled: bool = False  # the report waits in the local spool for home to come back
+    report_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.outcome == DELIVERED for r in self.recipients.values())
+
+    def _with(self, outcome: str) -> list[str]:
+        return [pid for pid, r in self.recipients.items() if r.outcome == outcome]
+
+    @property
+    def delivered(self) -> list[str]:
+        return self._with(DELIVERED)
+
+    @property
+    def rejected(self) -> list[str]:
+        return self._with(REJECTED)
+
+    @property
+    def failed(self) -> list[str]:
+        return self._with(FAILED)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.message_id, "room": self.room, "ok": self.ok,
+            "outcomes": [r.to_json() for r in self.recipients.values()],
+            "attempts": [{"number": a.number, **a.for_report(), "ms": a.ms,
+                          "recipients": list(a.recipients)} for a in self.attempts],
+            "expired": self.expired, "reported": self.reported, "spooled": self.spooled,
+            "report_error": self.report_error,
+        }

@@ -11,10 +11,12 @@ import argparse
 import json
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from dmr_appliance.client.home import HomeClient
 from dmr_appliance.config import PKI
+from dmr_appliance.errors import DmrError
 
 DEFAULT_URL = "https://127.0.0.1:8443/v1/home"
 
@@ -38,7 +40,18 @@ def client_options() -> argparse.ArgumentParser:
 
 
 def client_from_args(args: argparse.Namespace) -> HomeClient:
+    require_files((args.cert, "--cert", "DMR_CLIENT_CERT"), (args.key, "--key", "DMR_CLIENT_KEY"),
+                  (args.ca, "--ca", "DMR_CA"))
     return HomeClient(args.home_url, cert=args.cert, key=args.key, ca=args.ca)
+
+
+def require_files(*files: tuple[str, str, str]) -> None:
+    """Name the missing file and how to point at another, before any connection."""
+    for path, option, variable in files:
+        if not Path(path).is_file():
+            raise DmrError(f"{path} does not exist: pass {option} or set {variable} "
+                           f"(the local stack writes them: '. STATE_DIR/env.sh')",
+                           code="tls-file-missing")
 
 
 def leaf(verbs: argparse._SubParsersAction, name: str, func: Callable[..., int],

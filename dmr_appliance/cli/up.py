@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -71,10 +72,17 @@ def _watch(stack: Stack) -> int:
         time.sleep(0.5)
 
 
+def _dmr_command() -> str:
+    """'dmr' if it is on PATH, else the full path of this one (e.g. inside .venv/bin)."""
+    here = Path(sys.executable).parent / "dmr"
+    on_path = shutil.which("dmr")
+    return "dmr" if on_path and Path(on_path).resolve() == here.resolve() else str(here)
+
+
 def instructions(stack: Stack) -> str:
     env = stack.state_dir / "env.sh"
     sender, receiver = PARTICIPANTS[0], PARTICIPANTS[1]
-    cert, key = stack.cert("participant", sender)
+    dmr = _dmr_command()
     lines = [
         "",
         f"dmr up: running ({stack.relay_count} relays). Ctrl-C stops everything.",
@@ -88,10 +96,10 @@ def instructions(stack: Stack) -> str:
         "",
         "Send a message (in another shell, from this directory):",
         f"  . {env}",
-        f"  dmr participants add {sender} --endpoint {stack.endpoint(sender)} --room demo",
-        f"  dmr participants add {receiver} --endpoint {stack.endpoint(receiver)} --room demo",
-        f"  dmr send --router {stack.router_url} --cert {cert} --key {key} --ca {stack.ca} \\",
-        f"      --room demo --to {receiver} '{{\"text\": \"hello\"}}'",
+        f"  {dmr} participants add {sender} --endpoint {stack.endpoint(sender)} --room demo",
+        f"  {dmr} participants add {receiver} --endpoint {stack.endpoint(receiver)} --room demo",
+        f"  {dmr} send --state-dir {stack.state_dir} --as {sender} \\",
+        f"      --room demo --to {receiver} --data '{{\"text\": \"hello\"}}'",
         f"  tail -n 1 {stack.recipient_log}",
         "",
         "Or run the whole demonstration:  dmr demo",

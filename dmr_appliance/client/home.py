@@ -122,6 +122,8 @@ class HomeClient:
         except requests.RequestException as exc:
             raise Unavailable(f"home at {self.base_url} is unreachable: {exc}",
                               code="home-unreachable") from exc
+        except OSError as exc:  # requests checks the certificate files only when it sends
+            raise DmrError(f"cannot use the TLS files: {exc}", code="tls-file-missing") from exc
         if resp.status_code in (204, 304):
             return None
         if not resp.ok:

@@ -35,6 +35,7 @@ from dmr_appliance.client.outcome import SendResult
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.envelope import new_message_id
 from dmr_appliance.errors import DmrError
+from dmr_appliance.progress import ProgressBar
 from dmr_appliance.stack import Stack, StackError
 
 ROOM = "demo"
@@ -328,7 +329,7 @@ class Demo:
                  f"threads at {rate:.0f}/s; {self.stack.relay_names[0]} is SIGKILLed halfway")
         crash = RelayCrash(self.stack.relay_names[0])
         killer = threading.Thread(target=self._crash_relay, args=(crash,), daemon=True)
-        progress = Progress(count, self.err)
+        progress = ProgressBar(count, self.err, prefix="  ")
         start = time.monotonic()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="demo-send") as pool:
             futures = [pool.submit(self._paced_send, alice, i, start + i / rate)
@@ -404,37 +405,6 @@ def _round(value: float | None) -> float | None:
 
 
 # --- output -----------------------------------------------------------------------------
-
-
-class Progress:
-    """A bar redrawn in place on a terminal; elsewhere a line every ~10 %."""
-
-    WIDTH = 30
-
-    def __init__(self, total: int, stream: IO[str]) -> None:
-        self.total = max(1, total)
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.next_step = 1  # next tenth to report when not a terminal
-
-    def update(self, done: int, note: str = "") -> None:
-        if self.tty:
-            filled = self.WIDTH * done // self.total
-            bar = "#" * filled + "." * (self.WIDTH - filled)
-            self.stream.write(f"\r  [{bar}] {done}/{self.total}  {note:<45}")
-            self.stream.flush()
-            return
-        while done * 10 >= self.next_step * self.total and self.next_step <= 10:
-            self.next_step += 1
-            suffix = f"  ({note})" if note else ""
-            self.stream.write(f"  sent {done}/{self.total}{suffix}\n")
-            self.stream.flush()
-
-    def finish(self, note: str = "") -> None:
-        if self.tty:
-            self.update(self.total, note)
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def summary(report: Report) -> str:

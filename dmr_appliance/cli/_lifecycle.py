@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
 from dmr_appliance.stack import Stack
+
+
+def relay_count(text: str) -> int:
+    """argparse type for --relays."""
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of relays from 1 to 16")
+    return value
 
 
 class Stopped(Exception):

@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 from dmr_appliance import logs
-from dmr_appliance.cli._lifecycle import Stopped, supervised
-from dmr_appliance.cli.up import _count
+from dmr_appliance.cli._lifecycle import Stopped, relay_count, supervised
 from dmr_appliance.demo import Demo, Report, summary
 from dmr_appliance.stack import Stack, StackError
 
@@ -36,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--messages", type=_positive, default=200,
                         help="messages in the batch (default %(default)s)")
-    parser.add_argument("--relays", type=_count, default=2, help="relay instances (default 2)")
+    parser.add_argument("--relays", type=relay_count, default=2, help="relay instances (default 2)")
     parser.add_argument("--threads", type=_positive, default=8,
                         help="sending threads (default %(default)s)")
     where = parser.add_mutually_exclusive_group()

@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import sys
-import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.config import PKI
 from dmr_appliance.errors import DmrError
+from dmr_appliance.progress import ProgressBar
 
 DEFAULT_ROUTER = "https://127.0.0.1:8443"
 BATCH_FIELDS = {"room", "to", "payload", "payload_b64", "content_type", "headers", "id"}
@@ -266,23 +266,26 @@ def run(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> int:
     with sender:
         sender.flush_reports()  # reports left by an earlier run while home was down
         results = send_all(sender, messages, args.parallel if args.batch else 1,
-                           Progress(len(messages), sys.stderr) if args.batch else None)
+                           ProgressBar(len(messages), sys.stderr, prefix="dmr send: ")
+                           if args.batch else None)
     for result in results:
         print(json.dumps(result.to_json()) if args.json else describe(result))
     return 0 if all(r.ok for r in results) else 1
 
 
 def send_all(sender: Sender, messages: list[Message], parallel: int,
-             progress: Progress | None) -> list[SendResult]:
+             progress: ProgressBar | None) -> list[SendResult]:
     results: list[SendResult | None] = [None] * len(messages)
+    done = delivered = 0
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         futures = {pool.submit(send_one, sender, m): i for i, m in enumerate(messages)}
         for future in as_completed(futures):
             result = results[futures[future]] = future.result()
+            done, delivered = done + 1, delivered + result.ok
             if progress:
-                progress.add(result)
+                progress.update(done, f"{delivered} delivered, {done - delivered} not")
     if progress:
-        progress.finish()
+        progress.finish(f"{delivered} delivered, {done - delivered} not")
     return [r for r in results if r is not None]
 
 
@@ -313,38 +316,4 @@ def describe(result: SendResult) -> str:
                  if result.spooled else f"NOT reported: {result.report_error}")
         lines.append(f"  failure {where}")
     return "\n".join(lines)
-
-
-class Progress:
-    """A text bar when ``stream`` is a terminal, else a line every 10% or 5 s."""
-
-    WIDTH = 30
-
-    def __init__(self, total: int, stream: IO[str]) -> None:
-        self.total, self.stream = total, stream
-        self.done = self.ok = 0
-        self.tty = stream.isatty()
-        self._last_line = time.monotonic()
-        self._last_tenth = 0
-
-    def add(self, result: SendResult) -> None:
-        self.done += 1
-        self.ok += result.ok
-        if self.tty:
-            filled = self.WIDTH * self.done // self.total
-            self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self._counts()}")
-            self.stream.flush()
-            return
-        tenth = 10 * self.done // self.total
-        if tenth > self._last_tenth or time.monotonic() - self._last_line >= 5.0:
-            self._last_tenth, self._last_line = tenth, time.monotonic()
-            print(f"dmr send: {self._counts()}", file=self.stream, flush=True)
-
-    def finish(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def _counts(self) -> str:
-        return f"{self.done}/{self.total} sent, {self.ok} delivered, {self.done - self.ok} not"
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from dmr_appliance.cli._lifecycle import Stopped, supervised
+from dmr_appliance.cli._lifecycle import Stopped, relay_count, supervised
 from dmr_appliance.stack import PARTICIPANTS, Stack, StackError
 
 
@@ -20,19 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "relays, the router (nginx) and a demo recipient, and keep them running until "
         "Ctrl-C or SIGTERM, which stops every one of them.",
     )
-    parser.add_argument("--relays", type=_count, default=2, help="relay instances (default 2)")
+    parser.add_argument("--relays", type=relay_count, default=2, help="relay instances (default 2)")
     parser.add_argument("--state-dir", type=Path, default=Path(".dmr"),
                         help="PKI, config, state and logs (default ./.dmr)")
     parser.add_argument("--port", type=_port, default=8443,
                         help="router's HTTPS port on 127.0.0.1 (default 8443; 0: any free)")
     parser.set_defaults(func=run)
-
-
-def _count(text: str) -> int:
-    value = int(text) if text.isdigit() else 0
-    if not 1 <= value <= 16:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of relays from 1 to 16")
-    return value
 
 
 def _port(text: str) -> int:

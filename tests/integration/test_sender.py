@@ -312,7 +312,7 @@ def test_cli_batch_shows_progress_and_one_result_per_message(stack, tmp_path):
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert len(results) == 6 and all(r["ok"] for r in results)
-    assert "6/6 sent, 6 delivered" in done.stderr.decode()
+    assert "sent 6/6  (6 delivered, 0 not)" in done.stderr.decode()
     assert [records(stack.recipient_log, r["id"])[0]["duplicate"] for r in results] == [False] * 6
 
 

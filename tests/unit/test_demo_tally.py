@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from dmr_appliance.demo import Progress, reconcile
+from dmr_appliance.demo import reconcile
+from dmr_appliance.progress import ProgressBar
 
 INBOX = "/inbox/bob"
 
@@ -35,7 +36,7 @@ def test_an_id_processed_twice_is_counted():
 
 def test_progress_off_a_terminal_prints_about_every_tenth():
     out = io.StringIO()
-    progress = Progress(60, out)
+    progress = ProgressBar(60, out, prefix="  ")
     for done in range(1, 61):
         progress.update(done, "relay-1 SIGKILLed" if done > 30 else "")
     progress.finish()

@@ -10,12 +10,38 @@ from __future__ import annotations
 import os
 import ssl
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from dmr_appliance import config
 from dmr_appliance.config import Tls
 
 # gunicorn's settings file: JSON logs for gunicorn's own messages, plus per-app hooks.
 GUNICORN_CONF = "python:dmr_appliance.gunicorn_conf"
+
+
+@dataclass(frozen=True)
+class Service:
+    """What gunicorn needs to know to serve one of the two apps."""
+
+    kind: str  # home or relay: also the config file's name
+    app: str  # module:attribute
+    conf: str  # gunicorn settings module (hooks)
+    settings: type  # HomeConfig or RelayConfig
+
+
+SERVICES = {
+    "home": Service("home", "dmr_appliance.home.wsgi:app",
+                    "python:dmr_appliance.home.gunicorn_conf", config.HomeConfig),
+    "relay": Service("relay", "dmr_appliance.relay.wsgi:app",
+                     "python:dmr_appliance.relay.gunicorn_conf", config.RelayConfig),
+}
+
+
+def service_argv(service: Service, settings: config.HomeConfig | config.RelayConfig) -> list[str]:
+    return gunicorn_argv(service.app, bind=settings.bind, workers=settings.workers,
+                         threads=settings.threads, tls=settings.tls,
+                         name=f"dmr-{service.kind}-{settings.instance}", conf_module=service.conf)
 
 
 def gunicorn_argv(

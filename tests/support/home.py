@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dmr_appliance import serving
-from dmr_appliance.cli.home import HOME_APP, HOME_CONF
 from dmr_appliance.config import HomeConfig, Tls
 from tests.support.https import mtls_session
 from tests.support.processes import Process, free_port, http_ok
@@ -64,9 +63,7 @@ def running_home(state: Path, pki, *, workers: int = 2, threads: int = 16,
 
 
 def start_home(config: HomeConfig, config_path: Path, log_path: Path) -> RunningHome:
-    argv = serving.gunicorn_argv(HOME_APP, bind=config.bind, workers=config.workers,
-                                 threads=config.threads, tls=config.tls, name="dmr-home-test",
-                                 conf_module=HOME_CONF)
+    argv = serving.service_argv(serving.SERVICES["home"], config)
     process = Process(argv, env={"DMR_CONFIG": str(config_path)}, log_path=log_path).start()
     url = f"https://{config.bind}"
     return RunningHome(url, config, config_path, process)

@@ -6,8 +6,7 @@ import sqlite3
 
 import pytest
 
-from dmr_appliance import cli
-from dmr_appliance.cli import home as home_cli
+from dmr_appliance import cli, serving
 from dmr_appliance.home import store as store_mod
 from dmr_appliance.home.store import Store
 
@@ -48,7 +47,7 @@ def test_serve_execs_gunicorn_with_the_home_app(tmp_path, monkeypatch):
     config = tmp_path / "home.toml"
     config.write_text('bind = "127.0.0.1:9700"\nworkers = 3\n')
     seen = {}
-    monkeypatch.setattr(home_cli.serving, "exec_gunicorn",
+    monkeypatch.setattr(serving, "exec_gunicorn",
                         lambda argv, config_path: seen.update(argv=argv, path=config_path))
     assert cli.main(["home", "serve", "--config", str(config)]) == 0
     argv = seen["argv"]

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from dmr_appliance import ids
 from dmr_appliance.envelope import DEFAULT_MAX_MESSAGE_BYTES
@@ -56,8 +55,7 @@ def bind_address(value: Any) -> str | None:
 
 
 def https_url(value: Any) -> str | None:
-    parts = urlsplit(value)
-    return None if parts.scheme == "https" and parts.hostname else "must be an https:// URL"
+    return None if ids.is_https_url(value) else "must be an https:// URL"
 
 
 def networks(value: Any) -> str | None:

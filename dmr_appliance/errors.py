@@ -96,6 +96,14 @@ class AuthError(DmrError):
     title = "Forbidden"
 
 
+class InvalidRequest(DmrError):
+    """A request body or parameter that breaks the API's rules."""
+
+    code = "invalid-request"
+    status = 422
+    title = "Invalid request"
+
+
 class NotFound(DmrError):
     code = "not-found"
     status = 404

@@ -7,6 +7,7 @@ stay lowercase ASCII without separators that would need escaping.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 PARTICIPANT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 ROOM = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
@@ -32,3 +33,14 @@ def is_room(value: object) -> bool:
 
 def is_message_id(value: object) -> bool:
     return isinstance(value, str) and MESSAGE_ID.fullmatch(value) is not None
+
+
+def is_https_url(value: object) -> bool:
+    """An ``https://`` URL with a host (and no port 0): participant endpoints, home's URL."""
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port out of range, a bad IPv6 literal
+        return False

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from dmr_appliance.errors import TokenError
+from dmr_appliance.ids import is_https_url
 
 ACCESS_TYP = "dmr-at+jwt"
 CARD_TYP = "dmr-card+jwt"
@@ -247,7 +247,7 @@ def issue_card(
     now: int | None = None,
 ) -> str:
     """Home's signed statement that ``subject`` receives at ``endpoint``."""
-    if not _is_https_url(endpoint):
+    if not is_https_url(endpoint):
         raise ValueError(f"card endpoint must be an https URL, not {endpoint!r}")
     issued_at, expires_at = _validity(now, lifetime)
     claims = {
@@ -290,16 +290,6 @@ class Card:
 
 def _malformed(detail: str) -> TokenError:
     return TokenError(detail, code="token-malformed")
-
-
-def _is_https_url(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        parts = urlsplit(value)
-        return parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
-    except ValueError:  # e.g. a port out of range
-        return False
 
 
 def _json_object(segment: str, what: str) -> dict[str, Any]:
@@ -465,7 +455,7 @@ def verify_card(
     """The address card, if home signed it and it is current; otherwise ``TokenError``."""
     claims, kid = _verified(token, keys, CARD_TYP)
     _require_shape(claims, _CARD_CLAIMS)
-    if not _is_https_url(claims["endpoint"]):
+    if not is_https_url(claims["endpoint"]):
         raise _malformed("card endpoint is not an https URL")
     _check_issuer(claims, issuer)
     _check_times(claims, _now(now), leeway)

@@ -54,6 +54,14 @@ def require_files(*files: tuple[str, str, str]) -> None:
                            code="tls-file-missing")
 
 
+def group(sub: argparse._SubParsersAction, name: str,
+          help_text: str) -> argparse._SubParsersAction:
+    """A command group (``dmr NAME VERB ...``); add its verbs with ``leaf``."""
+    verbs = sub.add_parser(name, help=help_text).add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    return verbs
+
+
 def leaf(verbs: argparse._SubParsersAction, name: str, func: Callable[..., int],
          help_text: str) -> argparse.ArgumentParser:
     parser = verbs.add_parser(name, help=help_text, description=help_text,

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 
 from dmr_appliance.cli import _home_client
-from dmr_appliance.cli._home_client import leaf, show
+from dmr_appliance.cli._home_client import group, leaf, show
 
 COLUMNS = ("message_id", "status", "room", "from", "to", "reports", "last_reported_at")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("failures", help="failed messages reported by senders (admin)")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+    verbs = group(sub, "failures", "failed messages reported by senders (admin)")
     listing = leaf(verbs, "list", run_list, "list failure reports (open ones by default)")
     listing.add_argument("--status", choices=("open", "resolved", "all"), default="open")
     listing.add_argument("--room")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 
 from dmr_appliance.cli import _home_client
-from dmr_appliance.cli._home_client import leaf, show
+from dmr_appliance.cli._home_client import group, leaf, show
 
 COLUMNS = ("kid", "status", "created_at", "retired_at", "published_until")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("keys", help="list or rotate home's signing keys (admin)")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+    verbs = group(sub, "keys", "list or rotate home's signing keys (admin)")
     leaf(verbs, "list", run_list, "list signing keys")
     leaf(verbs, "rotate", run_rotate, "make a new active key; the old one retires")
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 
 from dmr_appliance.cli import _home_client
-from dmr_appliance.cli._home_client import leaf, show
+from dmr_appliance.cli._home_client import group, leaf, show
 
 COLUMNS = ("id", "status", "rooms", "endpoint", "updated_at")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("participants", help="manage participants (admin)")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+    verbs = group(sub, "participants", "manage participants (admin)")
     add = leaf(verbs, "add", run_add, "register a participant")
     add.add_argument("id")
     add.add_argument("--endpoint", required=True, help="https URL where it receives")

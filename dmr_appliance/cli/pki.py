@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dmr_appliance import pki
+from dmr_appliance.cli._home_client import table
 
 CRL_NOTE = (
     "nginx refuses every client certificate once the CRL has passed its nextUpdate time, "
@@ -142,13 +143,8 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = ("KIND", "NAME", "SERIAL", "EXPIRES", "STATUS")
-    table = [header]
-    table += [(r["kind"], r["name"], f"{r['serial']:x}", r["not_after"], r["status"]) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print("  ".join(cells).rstrip())
+    shown = [{**r, "serial": f"{r['serial']:x}", "expires": r["not_after"]} for r in rows]
+    print(table(shown, ("kind", "name", "serial", "expires", "status")))
     return 0
 
 

@@ -7,13 +7,11 @@ from pathlib import Path
 
 from dmr_appliance import pki
 from dmr_appliance.cli import _home_client
-from dmr_appliance.cli._home_client import leaf, show
+from dmr_appliance.cli._home_client import group, leaf, show
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    token = sub.add_parser("token", help="issue or revoke access tokens (admin)")
-    verbs = token.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+    verbs = group(sub, "token", "issue or revoke access tokens (admin)")
     issue = leaf(verbs, "issue", run_issue, "issue an access token for a participant")
     issue.add_argument("participant")
     bound = issue.add_mutually_exclusive_group(required=True)
@@ -22,9 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     issue.add_argument("--lifetime", type=int, help="seconds (up to tokens.access_max_ttl)")
     leaf(verbs, "revoke", run_revoke, "revoke an access token by its id").add_argument("jti")
 
-    card = sub.add_parser("card", help="address cards (admin)")
-    card_verbs = card.add_subparsers(dest="verb", metavar="VERB")
-    card_verbs.required = True
+    card_verbs = group(sub, "card", "address cards (admin)")
     leaf(card_verbs, "get", run_card, "get a participant's address card").add_argument("id")
 
 

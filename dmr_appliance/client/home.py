@@ -128,7 +128,11 @@ class HomeClient:
             return None
         if not resp.ok:
             raise _refusal(resp)
-        return resp.json()
+        try:
+            return resp.json()
+        except ValueError as exc:  # e.g. a proxy's HTML page: something in between is wrong
+            raise Unavailable(f"home at {self.base_url} answered {resp.status_code} without"
+                              " JSON", code="home-bad-answer") from exc
 
 
 def _refusal(resp: requests.Response) -> DmrError:

@@ -13,8 +13,7 @@ from typing import Any
 
 from dmr_appliance import ids
 from dmr_appliance.envelope import format_time, parse_time
-from dmr_appliance.errors import Conflict, EnvelopeError, NotFound
-from dmr_appliance.home.participants import invalid
+from dmr_appliance.errors import Conflict, EnvelopeError, InvalidRequest, NotFound
 from dmr_appliance.home.store import Store
 from dmr_appliance.home.timefmt import now, rfc3339
 
@@ -29,41 +28,42 @@ MAX_TEXT = 1000
 def validate(doc: Any) -> dict[str, Any]:
     """The report, checked and normalised (times in canonical RFC 3339)."""
     if not isinstance(doc, dict):
-        raise invalid("the body must be a JSON object")
+        raise InvalidRequest("the body must be a JSON object")
     unknown = sorted(set(doc) - FIELDS)
     missing = sorted(FIELDS - set(doc))
     if unknown or missing:
-        raise invalid(f"unknown field {unknown[0]!r}" if unknown else f"missing {missing[0]!r}")
+        raise InvalidRequest(f"unknown field {unknown[0]!r}" if unknown
+                             else f"missing {missing[0]!r}")
     if not ids.is_message_id(doc["message_id"]):
-        raise invalid("message_id must be a UUID or a ULID")
+        raise InvalidRequest("message_id must be a UUID or a ULID")
     if not ids.is_room(doc["room"]) or not ids.is_participant_id(doc["from"]):
-        raise invalid("room and from must be a room name and a participant id")
+        raise InvalidRequest("room and from must be a room name and a participant id")
     to = doc["to"]
     if not isinstance(to, list) or not 0 < len(to) <= MAX_RECIPIENTS \
             or not all(ids.is_participant_id(item) for item in to):
-        raise invalid(f"to must list 1-{MAX_RECIPIENTS} participant ids")
+        raise InvalidRequest(f"to must list 1-{MAX_RECIPIENTS} participant ids")
     attempts = doc["attempts"]
     if not isinstance(attempts, list) or not 0 < len(attempts) <= MAX_ATTEMPTS:
-        raise invalid(f"attempts must list 1-{MAX_ATTEMPTS} attempts")
+        raise InvalidRequest(f"attempts must list 1-{MAX_ATTEMPTS} attempts")
     if not isinstance(doc["envelope"], dict):
-        raise invalid("envelope must be the message envelope (an object, without cards)")
+        raise InvalidRequest("envelope must be the message envelope (an object, without cards)")
     return {**doc, "to": sorted(set(to)), "attempts": [_attempt(a) for a in attempts],
             "reported_at": _time(doc["reported_at"], "reported_at")}
 
 
 def _attempt(item: Any) -> dict[str, Any]:
     if not isinstance(item, dict) or set(item) - ATTEMPT_FIELDS:
-        raise invalid(f"an attempt is an object with {', '.join(sorted(ATTEMPT_FIELDS))}")
+        raise InvalidRequest(f"an attempt is an object with {', '.join(sorted(ATTEMPT_FIELDS))}")
     target, outcome = item.get("target"), item.get("outcome")
     if not isinstance(target, str) or not 0 < len(target) <= MAX_TEXT:
-        raise invalid("attempt target must be a non-empty string")
+        raise InvalidRequest("attempt target must be a non-empty string")
     if not isinstance(outcome, str) or not OUTCOME.fullmatch(outcome):
-        raise invalid("attempt outcome must be a lowercase slug, e.g. failed, rejected")
+        raise InvalidRequest("attempt outcome must be a lowercase slug, e.g. failed, rejected")
     status, detail = item.get("status"), item.get("detail")
     if status is not None and (type(status) is not int or not 100 <= status <= 599):
-        raise invalid("attempt status must be an HTTP status code")
+        raise InvalidRequest("attempt status must be an HTTP status code")
     if detail is not None and (not isinstance(detail, str) or len(detail) > MAX_TEXT):
-        raise invalid(f"attempt detail must be a string of at most {MAX_TEXT} characters")
+        raise InvalidRequest(f"attempt detail must be a string of at most {MAX_TEXT} characters")
     return {"target": target, "at": _time(item.get("at"), "attempt at"), "outcome": outcome,
             "status": status, "detail": detail}
 
@@ -72,7 +72,7 @@ def _time(value: Any, name: str) -> str:
     try:
         return format_time(parse_time(value))
     except (EnvelopeError, ValueError, TypeError):
-        raise invalid(f"{name} must be an RFC 3339 date-time") from None
+        raise InvalidRequest(f"{name} must be an RFC 3339 date-time") from None
 
 
 def report(store: Store, doc: dict[str, Any], reporter: str) -> tuple[dict[str, Any], bool]:

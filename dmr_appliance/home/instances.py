@@ -8,8 +8,7 @@ from typing import Any
 
 from dmr_appliance import ids
 from dmr_appliance.config import Heartbeats
-from dmr_appliance.errors import AuthError
-from dmr_appliance.home.participants import invalid
+from dmr_appliance.errors import AuthError, InvalidRequest
 from dmr_appliance.home.store import Store
 from dmr_appliance.home.timefmt import rfc3339
 
@@ -21,27 +20,27 @@ MAX_TEXT = 256
 def validate_beat(doc: Any, caller: str) -> dict[str, Any]:
     """The heartbeat body, checked; its instance must be the relay certificate's CN."""
     if not isinstance(doc, dict):
-        raise invalid("the body must be a JSON object")
+        raise InvalidRequest("the body must be a JSON object")
     unknown = sorted(set(doc) - {"instance", "address", "version", "sync_version", "counters"})
     if unknown:
-        raise invalid(f"unknown field {unknown[0]!r}")
+        raise InvalidRequest(f"unknown field {unknown[0]!r}")
     instance = doc.get("instance")
     if not ids.is_participant_id(instance):
-        raise invalid(f"instance must be {ids.PARTICIPANT_ID_RULE}")
+        raise InvalidRequest(f"instance must be {ids.PARTICIPANT_ID_RULE}")
     if instance != caller:
         raise AuthError(f"a relay certificate for {caller!r} cannot beat for {instance!r}",
                         code="instance-mismatch")
     for name in ("address", "version"):
         if not isinstance(doc.get(name), str) or not 0 < len(doc[name]) <= MAX_TEXT:
-            raise invalid(f"{name} must be a string of 1-{MAX_TEXT} characters")
+            raise InvalidRequest(f"{name} must be a string of 1-{MAX_TEXT} characters")
     sync_version = doc.get("sync_version")
     if not _is_count(sync_version):
-        raise invalid("sync_version must be an integer >= 0")
+        raise InvalidRequest("sync_version must be an integer >= 0")
     counters = doc.get("counters", {})
     if not isinstance(counters, dict) or len(counters) > MAX_COUNTERS:
-        raise invalid(f"counters must be an object of at most {MAX_COUNTERS} entries")
+        raise InvalidRequest(f"counters must be an object of at most {MAX_COUNTERS} entries")
     if not all(isinstance(k, str) and len(k) <= 64 and _is_count(v) for k, v in counters.items()):
-        raise invalid("counters maps names (<= 64 characters) to integers >= 0")
+        raise InvalidRequest("counters maps names (<= 64 characters) to integers >= 0")
     return {**doc, "counters": counters}
 
 
@@ -49,7 +48,8 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
-def record(store: Store, beat: dict[str, Any]) -> None:
+def record(store: Store, beat: dict[str, Any]) -> int:
+    """Store the beat; returns the current sync version (it tells a relay it is behind)."""
     stamp = time.time()
     with store.write() as conn:
         conn.execute(
@@ -60,6 +60,7 @@ def record(store: Store, beat: dict[str, Any]) -> None:
             " last_beat = excluded.last_beat",
             (beat["instance"], beat["address"], beat["version"], beat["sync_version"],
              json.dumps(beat["counters"], sort_keys=True), stamp, stamp))
+        return store.version(conn)
 
 
 def health(age: float, thresholds: Heartbeats) -> str:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from dmr_appliance import ids
-from dmr_appliance.errors import Conflict, DmrError, NotFound
+from dmr_appliance.errors import Conflict, InvalidRequest, NotFound
 from dmr_appliance.home.store import Store
 from dmr_appliance.home.timefmt import now, rfc3339
 
@@ -41,37 +40,25 @@ class Participant:
         }
 
 
-def invalid(detail: str, code: str = "invalid-request") -> DmrError:
-    return DmrError(detail, code=code, status=422, title="Invalid request")
-
-
 def validate_new(doc: Any) -> tuple[str, str, list[str]]:
     """(id, endpoint, rooms) of a create request, or a 422 naming the field."""
     if not isinstance(doc, dict):
-        raise invalid("the body must be a JSON object")
+        raise InvalidRequest("the body must be a JSON object")
     unknown = sorted(set(doc) - {"id", "endpoint", "rooms"})
     if unknown:
-        raise invalid(f"unknown field {unknown[0]!r}; allowed: id, endpoint, rooms")
+        raise InvalidRequest(f"unknown field {unknown[0]!r}; allowed: id, endpoint, rooms")
     pid, endpoint, rooms = doc.get("id"), doc.get("endpoint"), doc.get("rooms")
     if not ids.is_participant_id(pid):
-        raise invalid(f"id must be {ids.PARTICIPANT_ID_RULE}", "invalid-participant-id")
-    if not _is_https(endpoint):
-        raise invalid("endpoint must be an https:// URL with a host", "invalid-endpoint")
+        raise InvalidRequest(f"id must be {ids.PARTICIPANT_ID_RULE}", code="invalid-participant-id")
+    if not ids.is_https_url(endpoint) or len(endpoint) > MAX_ENDPOINT:
+        raise InvalidRequest("endpoint must be an https:// URL with a host",
+                             code="invalid-endpoint")
     if not isinstance(rooms, list) or not 1 <= len(rooms) <= MAX_ROOMS:
-        raise invalid(f"rooms must be a list of 1-{MAX_ROOMS} room names", "invalid-rooms")
+        raise InvalidRequest(f"rooms must be a list of 1-{MAX_ROOMS} room names",
+                             code="invalid-rooms")
     if not all(ids.is_room(room) for room in rooms):
-        raise invalid(f"each room must be {ids.PARTICIPANT_ID_RULE}", "invalid-rooms")
+        raise InvalidRequest(f"each room must be {ids.PARTICIPANT_ID_RULE}", code="invalid-rooms")
     return pid, endpoint, sorted(set(rooms))
-
-
-def _is_https(value: object) -> bool:
-    if not isinstance(value, str) or len(value) > MAX_ENDPOINT:
-        return False
-    try:
-        parts = urlsplit(value)
-        return parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
-    except ValueError:  # a port out of range, a bad IPv6 literal
-        return False
 
 
 def create(store: Store, pid: str, endpoint: str, rooms: list[str]) -> Participant:
@@ -152,16 +139,6 @@ def delete(store: Store, pid: str, *, refuse_for: int) -> None:
         conn.execute("INSERT OR REPLACE INTO removed_participants VALUES (?, ?)",
                      (pid, now() + refuse_for))
         store.bump(conn)
-
-
-def share_room(store: Store, a: str, b: str) -> list[str]:
-    """The rooms ``a`` and ``b`` are both in."""
-    with store.read() as conn:
-        rows = conn.execute(
-            "SELECT x.room FROM participant_rooms x JOIN participant_rooms y"
-            " ON x.room = y.room WHERE x.participant_id = ? AND y.participant_id = ?"
-            " ORDER BY x.room", (a, b))
-        return [row[0] for row in rows]
 
 
 def _find(conn: sqlite3.Connection, pid: str) -> Participant | None:

@@ -12,14 +12,17 @@ caller's write transaction, so relays see a change and its version atomically.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from dmr_appliance import logs
 from dmr_appliance.errors import Unavailable
 
 BUSY_TIMEOUT_MS = 10_000
+_log = logs.get_logger("dmr.home.store")
 
 # Forward migrations: MIGRATIONS[n] takes the schema from version n to n + 1. Append only.
 MIGRATIONS: tuple[str, ...] = (
@@ -139,14 +142,16 @@ class Store:
         try:
             conn.execute(begin)
         except sqlite3.OperationalError as exc:  # locked beyond busy_timeout, disk gone, ...
-            raise Unavailable(f"the home database is not usable: {exc}") from exc
+            raise _unavailable(exc) from exc
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
+            # Also when COMMIT itself failed: a transaction left open on this thread's
+            # connection would refuse every later request the thread serves.
             if conn.in_transaction:  # some errors have already rolled it back
                 conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def migrate(self) -> int:
         """Bring the schema to the newest version; returns it. Safe to race: the
@@ -176,12 +181,12 @@ class Store:
         conn.execute("UPDATE sync_state SET version = version + 1")
         return conn.execute("SELECT version FROM sync_state").fetchone()[0]
 
-    def check(self) -> None:
-        """Raise ``Unavailable`` unless the database answers a query (for /readyz)."""
+    def check(self) -> int:
+        """The sync version, or ``Unavailable`` if the database cannot answer (for /readyz)."""
         try:
-            self.version()
+            return self.version()
         except sqlite3.Error as exc:
-            raise Unavailable(f"the home database is not usable: {exc}") from exc
+            raise _unavailable(exc) from exc
 
     def close(self) -> None:
         """Close this thread's connection (other threads' close when they end)."""
@@ -189,6 +194,12 @@ class Store:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _unavailable(exc: sqlite3.Error) -> Unavailable:
+    # SQLite's own words (paths, lock states) go to the log only, never to the client.
+    logs.log_event(_log, "store-unavailable", logging.WARNING, detail=str(exc))
+    return Unavailable("the home database is unavailable; try again shortly")
 
 
 def _statements(script: str) -> list[str]:

@@ -122,7 +122,7 @@ class ChangeWatcher:
     def _poll(self, conn: sqlite3.Connection, seen: int | None) -> int:
         data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         if data_version != seen:
-            version = conn.execute("SELECT version FROM sync_state").fetchone()[0]
+            version = self.store.version(conn)
             if version != self._version:
                 with self._changed:
                     self._version = version

@@ -74,6 +74,13 @@ def test_environment_errors_name_the_variable() -> None:
         config.load(RelayConfig, environ={"DMR_HOME_URL": "http://home"})
 
 
+@pytest.mark.parametrize("url", ["https://[::1/v1/home", "https://home:0/v1", "https://home:99999/v1"])
+def test_a_malformed_home_url_is_a_config_error(url: str) -> None:
+    # urlsplit raises on a bad IPv6 literal: that must be the usual one-line error.
+    with pytest.raises(ConfigError, match=r"DMR_HOME_URL.*https://"):
+        config.load(RelayConfig, environ={"DMR_HOME_URL": url})
+
+
 def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         config.load(HomeConfig, tmp_path / "absent.toml", environ={})

@@ -79,6 +79,13 @@ def test_no_card_for_a_suspended_target(home):
     assert home.participant("alice").get("/v1/cards/bob").status_code == 409
 
 
+def test_a_participant_learns_nothing_of_participants_outside_its_rooms(home):
+    home.admin.post("/v1/participants/carol/suspend")
+    for pid in ("carol", "nobody"):  # suspended, unknown: both just "no shared room"
+        resp = home.participant("alice").get(f"/v1/cards/{pid}")
+        assert resp.status_code == 403 and resp.json["type"] == "urn:dmr:problem:no-shared-room"
+
+
 def test_rotation_keeps_old_tokens_verifiable(home, pki):
     old = home.participant("alice").post("/v1/tokens").json["access_token"]
     v = home.store.version()

@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from dmr_appliance import cli, serving
+from dmr_appliance.errors import Unavailable
 from dmr_appliance.home import store as store_mod
 from dmr_appliance.home.store import Store
 
@@ -41,6 +42,29 @@ def test_failed_transaction_rolls_back_and_keeps_the_version(tmp_path):
         store.bump(conn)
         conn.execute("INSERT INTO participant_rooms VALUES ('ghost', 'r')")  # foreign key
     assert store.version() == before
+
+
+def test_a_failed_commit_leaves_no_transaction_open(tmp_path):
+    # Otherwise the thread's connection would refuse every later request with 503.
+    store = Store(tmp_path / "home.db")
+    before = store.version()
+    with pytest.raises(sqlite3.IntegrityError), store.write() as conn:
+        conn.execute("PRAGMA defer_foreign_keys = ON")  # the violation surfaces at COMMIT
+        store.bump(conn)
+        conn.execute("INSERT INTO participant_rooms VALUES ('ghost', 'r')")
+    assert store.version() == before
+
+
+def test_an_unusable_database_is_a_503_without_sqlite_details(tmp_path, monkeypatch):
+    store = Store(tmp_path / "home.db")
+
+    def broken(self):
+        raise sqlite3.OperationalError("unable to open database file /secret/path")
+
+    monkeypatch.setattr(Store, "version", broken)
+    with pytest.raises(Unavailable) as caught:
+        store.check()
+    assert caught.value.status == 503 and "/secret/path" not in caught.value.detail
 
 
 def test_serve_execs_gunicorn_with_the_home_app(tmp_path, monkeypatch):

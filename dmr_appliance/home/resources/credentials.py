@@ -8,10 +8,10 @@ from typing import Any
 import falcon
 
 from dmr_appliance import web
-from dmr_appliance.errors import AuthError, Conflict
+from dmr_appliance.errors import AuthError, Conflict, InvalidRequest
 from dmr_appliance.home import credentials, participants
 from dmr_appliance.home.access import ADMIN, PARTICIPANT, allow
-from dmr_appliance.home.participants import Participant, invalid
+from dmr_appliance.home.participants import Participant
 from dmr_appliance.home.services import Services
 
 THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, unpadded
@@ -42,7 +42,7 @@ class Tokens:
             return {}
         body = web.json_body(req, self.home.config.limits.max_request_bytes)
         if not isinstance(body, dict) or set(body) - TOKEN_FIELDS:
-            raise invalid(f"the body is an object with {', '.join(sorted(TOKEN_FIELDS))}")
+            raise InvalidRequest(f"the body is an object with {', '.join(sorted(TOKEN_FIELDS))}")
         return body
 
     def _for_participant(self, req: falcon.Request, body: dict) -> tuple[Participant, str, int]:
@@ -57,8 +57,8 @@ class Tokens:
         pid, thumbprint = body.get("participant"), body.get("cert_thumbprint")
         if not isinstance(pid, str) or not isinstance(thumbprint, str) \
                 or not THUMBPRINT.fullmatch(thumbprint):
-            raise invalid("an admin names the participant and its certificate's x5t#S256"
-                          " thumbprint (cert_thumbprint)")
+            raise InvalidRequest("an admin names the participant and its certificate's"
+                                 " x5t#S256 thumbprint (cert_thumbprint)")
         return (_active(self.home, pid), thumbprint, self.home.config.tokens.access_max_ttl)
 
 
@@ -68,25 +68,34 @@ class Cards:
         self.home = home
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, pid: str) -> None:
-        target = _active(self.home, pid)
-        rooms = list(target.rooms)
         if req.context.caller.kind == PARTICIPANT:
-            # Only the rooms both share: a card tells nothing about the target's other rooms.
-            rooms = participants.share_room(self.home.store, req.context.caller.name, pid)
+            # Only the rooms both share: a card tells nothing about the target's other rooms,
+            # and a participant learns nothing (not even existence) of one outside its rooms.
+            target = participants.find(self.home.store, pid)
+            mine = req.context.participant.rooms  # loaded by the access hook
+            rooms = sorted(set(target.rooms) & set(mine)) if target else []
             if not rooms:
                 raise AuthError(f"you share no room with {pid!r}", code="no-shared-room")
+            _require_active(target)
+        else:
+            target = _active(self.home, pid)
+            rooms = list(target.rooms)
         resp.media = self.home.issuer.card(target, rooms, self.home.config.tokens.card_ttl)
 
 
 def _active(home: Services, pid: str) -> Participant:
-    target = participants.get(home.store, pid)
+    return _require_active(participants.get(home.store, pid))
+
+
+def _require_active(target: Participant) -> Participant:
     if target.status != "active":
-        raise Conflict(f"participant {pid!r} is {target.status}", code="participant-not-active")
+        raise Conflict(f"participant {target.id!r} is {target.status}",
+                       code="participant-not-active")
     return target
 
 
 def _lifetime(body: dict, *, default: int, ceiling: int) -> int:
     lifetime = body.get("lifetime", default)
     if type(lifetime) is not int or not 1 <= lifetime <= ceiling:
-        raise invalid(f"lifetime must be 1-{ceiling} seconds")
+        raise InvalidRequest(f"lifetime must be 1-{ceiling} seconds")
     return lifetime

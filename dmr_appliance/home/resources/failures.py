@@ -5,10 +5,9 @@ from __future__ import annotations
 import falcon
 
 from dmr_appliance import web
-from dmr_appliance.errors import AuthError
+from dmr_appliance.errors import AuthError, InvalidRequest
 from dmr_appliance.home import failures
 from dmr_appliance.home.access import ADMIN, PARTICIPANT, allow
-from dmr_appliance.home.participants import invalid
 from dmr_appliance.home.services import Services
 
 STATUSES = ("open", "resolved")
@@ -34,7 +33,7 @@ class Failures:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         status = req.get_param("status")
         if status is not None and status not in STATUSES:
-            raise invalid(f"status must be one of {', '.join(STATUSES)}")
+            raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
         found = failures.listing(self.home.store, status=status, room=req.get_param("room"),
                                  sender=req.get_param("from"), limit=limit)
@@ -49,7 +48,7 @@ class Failures:
         body = self._body(req)
         note = body.get("note") if isinstance(body, dict) else None
         if not isinstance(note, str) or not 0 < len(note) <= MAX_NOTE or set(body) - {"note"}:
-            raise invalid(f"the body is {{\"note\": text of 1-{MAX_NOTE} characters}}")
+            raise InvalidRequest(f"the body is {{\"note\": text of 1-{MAX_NOTE} characters}}")
         caller = req.context.caller
         resp.media = failures.resolve(self.home.store, mid, note, f"{caller.kind}:{caller.name}")
 

@@ -18,9 +18,8 @@ class Heartbeats:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = web.json_body(req, self.home.config.limits.max_request_bytes)
         beat = instances.validate_beat(body, req.context.caller.name)
-        instances.record(self.home.store, beat)
-        # The current version tells a relay at once that it is behind.
-        resp.media = {"instance": beat["instance"], "sync_version": self.home.store.version()}
+        sync_version = instances.record(self.home.store, beat)
+        resp.media = {"instance": beat["instance"], "sync_version": sync_version}
 
 
 @falcon.before(allow(ADMIN))

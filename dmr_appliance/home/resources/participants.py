@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from dmr_appliance import web
+from dmr_appliance.errors import InvalidRequest
 from dmr_appliance.home import participants
 from dmr_appliance.home.access import ADMIN, allow
 from dmr_appliance.home.services import Services, token_horizon
@@ -18,7 +19,7 @@ class Participants:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         status = req.get_param("status")
         if status is not None and status not in participants.STATUSES:
-            raise participants.invalid(f"status must be one of {', '.join(participants.STATUSES)}")
+            raise InvalidRequest(f"status must be one of {', '.join(participants.STATUSES)}")
         found = participants.listing(self.home.store, status=status, room=req.get_param("room"))
         resp.media = {"participants": [p.to_json() for p in found]}
 

@@ -26,9 +26,9 @@ class Health:
         resp.media = {"status": "ok"}
 
     def on_get_ready(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.home.store.check()
+        version = self.home.store.check()
         self.home.keyring.active()
-        resp.media = {"status": "ready", "sync_version": self.home.store.version()}
+        resp.media = {"status": "ready", "sync_version": version}
 
 
 class Metrics:

@@ -23,23 +23,23 @@ class Sync:
         wait = req.get_param_as_int("wait", min_value=0, max_value=3600) or 0
         deadline = time.monotonic() + min(wait, self.home.config.sync.max_wait)
         known = _known_version(req.get_header("If-None-Match"))
-        doc = self._document()
+        store, watcher = self.home.store, self.home.watcher
         # Wait only while the caller already holds the current document (and the worker
         # is not stopping: then the relay gets its 304 now and polls again elsewhere).
-        watcher = self.home.watcher
-        while (doc["version"] == known and not watcher.closing
+        # Only the version is read until there is something new to send.
+        version = store.version()
+        while (version == known and not watcher.closing
                and (left := deadline - time.monotonic()) > 0):
             watcher.wait_beyond(known, left)
-            doc = self._document()
-        resp.etag = f'"{doc["version"]}"'
+            version = store.version()
         resp.cache_control = ["no-cache"]
-        if doc["version"] == known:
+        if version == known:
+            resp.etag = f'"{known}"'
             resp.status = falcon.HTTP_304
-        else:
-            resp.media = doc
-
-    def _document(self) -> dict:
-        return sync.document(self.home.store, self.home.keyring, self.home.config)
+            return
+        doc = sync.document(store, self.home.keyring, self.home.config)
+        resp.etag = f'"{doc["version"]}"'
+        resp.media = doc
 
 
 def _known_version(header: str | None) -> int | None:

@@ -133,7 +133,7 @@ class Nginx:
         self.stop()
         raise NginxError(f"nginx did not write {self.pid_file} within {timeout:.0f} s")
 
-    def reload(self, timeout: float = 10.0) -> None:
+    def reload(self) -> None:
         """Re-read the config (checked first: a bad file leaves the running one alone)."""
         if not self.running():
             raise NginxError("nginx is not running")

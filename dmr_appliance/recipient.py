@@ -63,6 +63,10 @@ class RecipientServer(ThreadingHTTPServer):
         self.status = status
         self.delay = delay
         self.dedup = SeenIds(seen_path if seen_path is not None else ":memory:")
+        # Held while a delivery's id is marked seen and its record written, and by
+        # server_close: a stop (SIGTERM) never leaves an id seen but its delivery unrecorded,
+        # which would make the retried copy a "duplicate" of a delivery nobody processed.
+        self.processing = threading.Lock()
         self.log_path = log_path
         self._log_lock = threading.Lock()
 
@@ -79,7 +83,8 @@ class RecipientServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        self.dedup.close()
+        with self.processing:  # later deliveries fail on the closed store, unmarked
+            self.dedup.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that hung up mid-request is not this server's error
@@ -105,21 +110,23 @@ class RecipientHandler(BaseHTTPRequestHandler):
             self._answer(413, {"error": "too large"})
             return
         message = _json(self.rfile.read(length))
-        if self.server.delay:
-            time.sleep(self.server.delay)
+        delay = self.server.delay  # read once: it may change while this one waits
+        if delay:
+            time.sleep(delay)
         status = self.server.status
         message_id = self.headers.get("X-DMR-Message-Id") or str(message.get("id", ""))
-        # Scoped by path: one server may stand for several recipients of the same message.
-        duplicate = 200 <= status < 300 and not self.server.dedup.first_time(
-            message_id, message.get("expires_at"), scope=self.path)
-        self.server.record({
-            "ts": time.time(), "id": message_id, "room": self.headers.get("X-DMR-Room"),
-            "from": self.headers.get("X-DMR-From"), "to": message.get("to"),
-            "path": self.path, "relay": _peer_name(self.connection),
-            "request_id": self.headers.get("X-Request-Id"), "status": status,
-            "duplicate": duplicate, "created_at": message.get("created_at"),
-            "expires_at": message.get("expires_at"),
-        })
+        with self.server.processing:
+            # Scoped by path: one server may stand for several recipients of one message.
+            duplicate = 200 <= status < 300 and not self.server.dedup.first_time(
+                message_id, message.get("expires_at"), scope=self.path)
+            self.server.record({
+                "ts": time.time(), "id": message_id, "room": self.headers.get("X-DMR-Room"),
+                "from": self.headers.get("X-DMR-From"), "to": message.get("to"),
+                "path": self.path, "relay": _peer_name(self.connection),
+                "request_id": self.headers.get("X-Request-Id"), "status": status,
+                "duplicate": duplicate, "created_at": message.get("created_at"),
+                "expires_at": message.get("expires_at"),
+            })
         self._answer(status, {"id": message_id, "duplicate": duplicate})
 
     def _answer(self, status: int, doc: dict[str, Any]) -> None:

@@ -310,9 +310,21 @@ class Stack:
     # --- running --------------------------------------------------------------------------
 
     def start(self, timeout: float = 60.0) -> Stack:
-        """Start every service and wait until each is ready; on failure stop what started."""
-        self._reap_leftovers()
-        self.prepare()
+        """Start every service and wait until each is ready; on failure stop what started.
+
+        An ``OSError`` (a state directory it cannot write, a command it cannot run) is
+        raised as a ``StackError``, which the CLI prints as one line.
+        """
+        try:
+            self._reap_leftovers()
+            self.prepare()
+            self._start_services(timeout)
+            self._save_pids()
+        except OSError as exc:
+            raise StackError(f"could not start the stack: {exc}") from exc
+        return self
+
+    def _start_services(self, timeout: float) -> None:
         try:
             self._start_home(timeout)
             self._start_router()
@@ -324,8 +336,6 @@ class Stack:
         except BaseException:
             self.stop()
             raise
-        self._save_pids()
-        return self
 
     def _dmr(self, *args: str) -> list[str]:
         return [self.python, "-m", "dmr_appliance", *args]
@@ -342,8 +352,9 @@ class Stack:
         service = self._service("home", self._dmr("home", "serve", "--config",
                                                    str(self.config_dir / "home.toml")),
                                 signal.SIGINT)
-        base = f"https://{HOST}:{self.ports['home']}"
-        self._wait(service, lambda: self.session().get(base + "/readyz", timeout=2).ok, timeout)
+        url = f"https://{HOST}:{self.ports['home']}/readyz"
+        with self.session() as session:
+            self._wait(service, lambda: session.get(url, timeout=2).ok, timeout)
 
     def _start_router(self) -> None:
         self.log(f"starting the router (nginx) on {self.router_url}")
@@ -363,10 +374,8 @@ class Stack:
 
     def wait_relay(self, name: str, timeout: float = 60.0) -> None:
         url = self.relay_url(name) + "/readyz"
-        self._wait(self.services[name], lambda: self.session().get(url, timeout=2).ok, timeout)
-
-    def stop_relay(self, name: str) -> None:
-        self.services[name].stop()
+        with self.session() as session:
+            self._wait(self.services[name], lambda: session.get(url, timeout=2).ok, timeout)
 
     def kill_relay(self, name: str) -> None:
         """SIGKILL a relay's whole process group: the crash the router must fail over."""
@@ -427,7 +436,7 @@ class Stack:
             self._router_log = None
         if "home" in self.services:
             self.services["home"].stop()
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # none written (or no state dir): nothing to do
             (self.state_dir / "stack.json").unlink()
 
     def process_groups(self) -> list[int]:

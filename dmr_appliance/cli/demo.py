@@ -18,7 +18,7 @@ from pathlib import Path
 from dmr_appliance import logs
 from dmr_appliance.cli._lifecycle import Stopped, relay_count, supervised
 from dmr_appliance.demo import Demo, Report, summary
-from dmr_appliance.stack import Stack, StackError
+from dmr_appliance.stack import Stack
 
 DEFAULT_STATE_DIR = Path(".dmr-demo")
 
@@ -77,10 +77,7 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
     stack = Stack(state_dir, relays=args.relays, port=0, log=_say)
     try:
         with supervised(stack):
-            try:
-                stack.start()
-            except OSError as exc:
-                raise StackError(f"could not start the stack: {exc}") from exc
+            stack.start()
             stack.log = _quiet  # from here the progress bar tells of the relay's restart
             report = _scenario(stack, args)
             print(summary(report), flush=True)

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from dmr_appliance import logs
+from dmr_appliance import logs, pki
 from dmr_appliance.client.outcome import RecipientOutcome, SendResult
 from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.config import PKI
-from dmr_appliance.errors import DmrError
+from dmr_appliance.errors import DmrError, PkiError
 from dmr_appliance.progress import ProgressBar
 
 DEFAULT_ROUTER = "https://127.0.0.1:8443"
@@ -202,14 +202,17 @@ def _open(path: Path) -> IO[bytes]:
 
 
 def make_sender(args: argparse.Namespace) -> Sender:
-    pki_dir = args.pki or (args.state_dir / "pki" if args.state_dir else PKI)
+    layout = pki.paths(args.pki or (args.state_dir / "pki" if args.state_dir else PKI))
     cert, key = args.cert, args.key
     if cert is None:
         if not args.participant:
             raise UsageError("say who sends: --as NAME (or $DMR_PARTICIPANT), or --cert/--key")
-        cert = pki_dir / "participant" / f"{args.participant}.pem"
+        try:
+            cert = layout.cert("participant", args.participant)
+        except PkiError as exc:
+            raise UsageError(f"--as {args.participant!r}: {exc.detail}") from None
     key = key or cert.with_suffix(".key")
-    ca = args.ca or pki_dir / "ca.pem"
+    ca = args.ca or layout.ca
     for path in (cert, key, ca):
         if not path.is_file():
             raise UsageError(f"{path} does not exist (see --as, --cert, --key, --ca, --pki)")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from dmr_appliance.cli._lifecycle import Stopped, relay_count, supervised
-from dmr_appliance.stack import PARTICIPANTS, Stack, StackError
+from dmr_appliance.stack import PARTICIPANTS, Stack
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,10 +40,7 @@ def run(args: argparse.Namespace) -> int:
                   log=lambda line: print(f"dmr up: {line}", flush=True))
     try:
         with supervised(stack):
-            try:
-                stack.start()
-            except OSError as exc:
-                raise StackError(f"could not start the stack: {exc}") from exc
+            stack.start()
             print(instructions(stack), flush=True)
             return _watch(stack)
     except (KeyboardInterrupt, Stopped):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from dmr_appliance import logs
 from dmr_appliance.client.home import HomeClient
+from dmr_appliance.client.retry import FAILED, classify
 from dmr_appliance.envelope import parse_time
 from dmr_appliance.errors import DmrError
 
@@ -27,7 +28,7 @@ _log = logs.get_logger("dmr.sender")
 
 def transient(exc: DmrError) -> bool:
     """Home unreachable or failing (try again later), as opposed to a refusal."""
-    return exc.status >= 500 or exc.status in (408, 429)
+    return classify(exc.status) == FAILED
 
 
 @dataclass(frozen=True)

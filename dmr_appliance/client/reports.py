@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dmr_appliance import logs
 from dmr_appliance.client.credentials import transient
@@ -103,9 +103,12 @@ class Reporter:
     def _spool(self, doc: dict[str, Any]) -> bool:
         if self.spool is None:
             return False
+        line = json.dumps(doc, separators=(",", ":")).encode() + b"\n"
         try:
-            with self._locked(), self.spool.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
+            with self._locked(), self.spool.open("a+b") as fh:
+                if _torn(fh):  # an append a crash cut short: this report starts a new line
+                    line = b"\n" + line
+                fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
@@ -132,9 +135,18 @@ def _read(path: Path) -> list[dict[str, Any]]:
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             docs.append(json.loads(line))
-        except ValueError:  # a torn last line from a crash mid-append: skip it, loudly
-            logs.log_event(_log, "send.spool-bad-line", logging.ERROR, path=str(path))
+        except ValueError:  # a torn line from a crash mid-append: skip it, loudly, in full
+            logs.log_event(_log, "send.spool-bad-line", logging.ERROR, path=str(path),
+                           line=line)
     return docs
+
+
+def _torn(fh: BinaryIO) -> bool:
+    """True when the file does not end with a newline (its last append was cut short)."""
+    if fh.seek(0, os.SEEK_END) == 0:
+        return False
+    fh.seek(-1, os.SEEK_END)
+    return fh.read(1) != b"\n"
 
 
 def _rewrite(path: Path, docs: list[dict[str, Any]]) -> None:

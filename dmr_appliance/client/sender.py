@@ -227,10 +227,11 @@ class _Delivery:
         cards = self._cards()
         if not self.pending:
             return Answer(None), []  # every recipient refused by home: nothing to send
+        carried = list(cards)
         at, started = datetime.now(UTC), time.monotonic()
         target, answer = self._post(router, cards)
-        self._record(target, at, answer, list(cards), time.monotonic() - started)
-        return answer, list(cards)
+        self._record(target, at, answer, carried, time.monotonic() - started)
+        return answer, carried
 
     def _post(self, router: str, cards: dict[str, str]) -> tuple[str, Answer]:
         """(where the try ended, its answer): home when no card or token could be had."""

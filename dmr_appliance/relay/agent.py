@@ -30,7 +30,7 @@ import urllib3
 from dmr_appliance import __version__, logs
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.relay.counters import Counters
-from dmr_appliance.relay.delivery import tls_context
+from dmr_appliance.relay.delivery import describe, tls_context
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot, SyncDocumentError
 
 POLL_MARGIN = 10.0  # seconds of read timeout beyond the wait asked of home
@@ -94,7 +94,7 @@ class Agent:
             except Exception as exc:
                 failures += 1
                 delay = min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1)  # noqa: S311
-                logs.log_event(_log, "sync-failed", logging.WARNING, error=_short(exc),
+                logs.log_event(_log, "sync-failed", logging.WARNING, error=describe(exc),
                                attempt=failures, retry_in=round(delay, 1))
                 self.stopping.wait(delay)
 
@@ -123,7 +123,7 @@ class Agent:
             try:
                 self.heartbeat()
             except Exception as exc:
-                logs.log_event(_log, "heartbeat-failed", logging.WARNING, error=_short(exc))
+                logs.log_event(_log, "heartbeat-failed", logging.WARNING, error=describe(exc))
             self.stopping.wait(interval)
 
     # --- process -------------------------------------------------------------------------
@@ -157,10 +157,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 # --- lifecycle, driven by gunicorn's master hooks (relay/gunicorn_conf.py) ---------------

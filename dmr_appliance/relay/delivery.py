@@ -165,7 +165,7 @@ class Deliverer:
                                 self._headers(message, request_id))
             outcome = classify(status)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            outcome, error = FAILED, _describe(exc)
+            outcome, error = FAILED, describe(exc)
         ms = round((time.perf_counter() - started) * 1000, 1)
         logs.log_event(_log, "delivery", message_id=message.id, room=message.room,
                        sender=message.sender, to=recipient.id, status=status, ms=ms,
@@ -200,7 +200,7 @@ class Deliverer:
         return int(response.status)
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """A short, stable description of a transport error (no addresses of our own)."""
     reason = getattr(exc, "reason", None) or exc
     return f"{type(exc).__name__}: {reason}"[:300]

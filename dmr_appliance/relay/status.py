@@ -7,7 +7,6 @@ from importlib import resources
 import falcon
 
 from dmr_appliance import __version__
-from dmr_appliance.errors import Unavailable
 from dmr_appliance.relay.counters import Counters
 from dmr_appliance.relay.trust import TrustState
 
@@ -28,10 +27,7 @@ class Ready:
         self.trust = trust
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        snapshot = self.trust.snapshot
-        if snapshot is None:
-            raise Unavailable("no sync document from home yet", code="not-ready",
-                              title="Not ready")
+        snapshot = self.trust.current()  # 503 not-ready, as POST /v1/messages answers
         resp.media = {"status": "ready", "sync_version": snapshot.version}
 
 

@@ -96,12 +96,17 @@ class ScriptedRecipient(RecipientServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._script: list[int] = []
         self._script_lock = threading.Lock()
-        self.connected = threading.Event()  # set when a relay first connects
+        self.request_read = threading.Event()  # set when a delivery's body has been read
         super().__init__(*args, **kwargs)
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        self.connected.set()
-        super().finish_request(request, client_address)
+    @property
+    def delay(self) -> float:  # read by the handler once per request, after the body
+        self.request_read.set()
+        return self._delay
+
+    @delay.setter
+    def delay(self, value: float) -> None:
+        self._delay = value
 
     @property
     def status(self) -> int:  # read by the handler once per request

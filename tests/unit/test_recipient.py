@@ -4,11 +4,12 @@ as a duplicate."""
 from __future__ import annotations
 
 import json
+import threading
 
 import urllib3
 
 from dmr_appliance.relay.delivery import tls_context
-from tests.support.recipient import received, recipient_process
+from tests.support.recipient import received, recipient_process, recipient_thread
 from tests.support.relay_kit import relay_config
 
 
@@ -23,3 +24,34 @@ def test_recipient_process_records_and_deduplicates(pki, tmp_path):
     assert [json.loads(a.data)["duplicate"] for a in answers] == [False, True]
     assert [(r["id"], r["duplicate"], r["relay"]) for r in received(log)] == [
         ("m-1", False, "relay-1"), ("m-1", True, "relay-1")]
+
+
+def test_a_stop_waits_for_the_delivery_being_marked_and_recorded(pki, tmp_path):
+    """Else a SIGTERM between the two would leave the id seen but nothing recorded, and the
+    relay's retry would be answered as a duplicate of a delivery nobody processed."""
+    log = tmp_path / "got.jsonl"
+    http = urllib3.PoolManager(ssl_context=tls_context(relay_config(pki, tmp_path).tls))
+    recording, go_on = threading.Event(), threading.Event()
+    with recipient_thread(pki, log) as server:
+        write = server.record
+
+        def slow_record(entry: dict) -> None:
+            recording.set()
+            go_on.wait(5)
+            write(entry)
+
+        server.record = slow_record  # type: ignore[method-assign]
+        body = json.dumps({"id": "m-1", "expires_at": "2999-01-01T00:00:00Z"}).encode()
+        post = threading.Thread(target=http.request, args=(
+            "POST", f"https://127.0.0.1:{server.port}/inbox/bob"), kwargs={"body": body})
+        post.start()
+        assert recording.wait(5)
+        closing = threading.Thread(target=server.server_close)
+        closing.start()
+        closing.join(0.3)
+        assert closing.is_alive()  # the marked delivery is not recorded yet: close waits
+        go_on.set()
+        closing.join(5)
+        post.join(5)
+        assert not closing.is_alive()
+    assert [(r["id"], r["duplicate"]) for r in received(log)] == [("m-1", False)]

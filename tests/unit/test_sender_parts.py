@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from dmr_appliance.cli import main
 from dmr_appliance.client.answers import read_answer
 from dmr_appliance.client.dedup import SeenIds
 from dmr_appliance.client.home import HomeClient
@@ -140,6 +141,16 @@ def test_a_report_home_cannot_take_is_spooled_and_kept(unreachable_home, tmp_pat
     assert reporter.pending() == 1
 
 
+def test_a_report_spooled_after_a_torn_line_is_kept_whole(unreachable_home, tmp_path, caplog):
+    spool = tmp_path / "spool.jsonl"
+    spool.write_text('{"message_id": "torn')  # a crash cut the last append short
+    reporter = Reporter(unreachable_home, spool=spool, policy=RetryPolicy(attempts=1))
+    assert reporter.report(report_doc())[1]  # spooled
+    assert reporter.pending() == 1  # the new report, not merged into the torn line
+    (bad,) = [r for r in caplog.records if r.getMessage() == "send.spool-bad-line"]
+    assert bad.dmr_fields["line"] == '{"message_id": "torn'
+
+
 def test_without_a_spool_the_report_goes_to_the_log(unreachable_home, caplog):
     fast = RetryPolicy(attempts=1)
     reported, spooled, _ = Reporter(unreachable_home, policy=fast).report(report_doc())
@@ -196,3 +207,17 @@ def test_concurrent_copies_are_processed_once():
     for t in threads:
         t.join()
     assert sorted(wins) == [False] * 15 + [True]
+
+
+# -- dmr send: who sends ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "said"), [
+    ("alice", "pki/participant/alice.pem does not exist"),
+    ("../alice", "--as '../alice': invalid name"),
+])
+def test_dmr_send_finds_the_participant_in_the_pki_layout(tmp_path, capsys, name, said):
+    code = main(["send", "--pki", str(tmp_path / "pki"), "--as", name, "--room", "ops",
+                 "--to", "bob", "--data", "1"])
+    assert code == 2
+    assert said in capsys.readouterr().err

@@ -325,6 +325,14 @@ def require(identity: ClientIdentity | None, *kinds: str) -> ClientIdentity:
 
 def json_body(req: falcon.Request, max_bytes: int) -> Any:
     """The request's JSON body, refused when not JSON, too large or malformed."""
+    too_large = DmrError(f"the body is larger than {max_bytes} bytes", code="too-large",
+                         status=413, title="Content too large")
+    return _parse_json(read_body(req, max_bytes, too_large=too_large))
+
+
+def read_body(req: falcon.Request, max_bytes: int, *, too_large: DmrError) -> bytes:
+    """The raw body of a JSON request, at most ``max_bytes``; ``too_large`` is raised
+    beyond that (each app names its own limit's problem type)."""
     media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
     if media_type != falcon.MEDIA_JSON:
         raise DmrError(
@@ -333,12 +341,6 @@ def json_body(req: falcon.Request, max_bytes: int) -> Any:
             status=415,
             title="Unsupported media type",
         )
-    too_large = DmrError(
-        f"the body is larger than {max_bytes} bytes",
-        code="too-large",
-        status=413,
-        title="Content too large",
-    )
     if req.content_length is not None and req.content_length > max_bytes:
         raise too_large
     # A chunked body has no Content-Length, and Falcon's bounded_stream would then read
@@ -348,7 +350,7 @@ def json_body(req: falcon.Request, max_bytes: int) -> Any:
     raw = stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise too_large
-    return _parse_json(raw)
+    return raw
 
 
 def _parse_json(raw: bytes) -> Any:

@@ -319,3 +319,24 @@ def test_health_metrics_and_openapi(relay):
 def test_only_post_is_allowed(relay):
     resp = relay.client.simulate_get("/v1/messages")
     problem(resp, 405, "method-not-allowed")
+
+
+def test_relay_body_without_content_length_is_read_and_capped() -> None:
+    """A chunked body (no Content-Length) is read, not taken for empty, and still capped."""
+    import falcon.testing
+
+    from dmr_appliance.envelope import Limits
+    from dmr_appliance.errors import EnvelopeError
+    from dmr_appliance.relay.messages import read_body
+
+    def chunked(body: str) -> falcon.Request:
+        req = falcon.testing.create_req(method="POST", body=body,
+                                        headers={"Content-Type": "application/json"})
+        del req.env["CONTENT_LENGTH"]
+        return req
+
+    limits = Limits(max_message_bytes=64)
+    assert read_body(chunked('{"id": 1}'), limits) == b'{"id": 1}'
+    with pytest.raises(EnvelopeError) as caught:
+        read_body(chunked("[" + "1," * 100 + "1]"), limits)
+    assert caught.value.code == "envelope-too-large" and caught.value.status == 413

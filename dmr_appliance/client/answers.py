@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import requests
 
-from dmr_appliance.client.retry import FAILED, REJECTED, classify, parse_retry_after
+from dmr_appliance.client.retry import parse_retry_after
 from dmr_appliance.errors import PROBLEM_BASE
+from dmr_appliance.outcomes import FAILED, REJECTED, classify
 
 _RECIPIENT_FIELD = re.compile(r"to\[(\d+)\]")
 # Refusals that name one recipient (``field: to[i]``): only that recipient is refused.

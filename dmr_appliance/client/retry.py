@@ -12,17 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
-
-
-def classify(status: int | None) -> str:
-    """A recipient's (or a whole request's) outcome by HTTP status; None is no answer."""
-    if status is not None and 200 <= status < 300:
-        return DELIVERED
-    if status is not None and 400 <= status < 500 and status not in (408, 429):
-        return REJECTED
-    return FAILED
-
 
 @dataclass(frozen=True)
 class RetryPolicy:

@@ -23,10 +23,8 @@ import urllib3
 from dmr_appliance import envelope, logs
 from dmr_appliance.config import RelayConfig, Tls
 from dmr_appliance.errors import Unavailable
+from dmr_appliance.outcomes import FAILED, classify
 
-DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
-# 408 and 429 are the recipient asking to be tried again later, not refusing.
-RETRYABLE_4XX = frozenset({408, 429})
 # Admitted deliveries (running + queued) per delivery thread before the relay says 503.
 QUEUE_FACTOR = 4
 # A recipient's answer is read only this far; one that talks more loses its connection.
@@ -58,12 +56,6 @@ class Outcome:
         return doc
 
 
-def classify(status: int) -> str:
-    if 200 <= status < 300:
-        return DELIVERED
-    if 400 <= status < 500 and status not in RETRYABLE_4XX:
-        return REJECTED
-    return FAILED
 
 
 def tls_context(tls: Tls) -> ssl.SSLContext:
@@ -134,7 +126,9 @@ class Deliverer:
 
     def _admit(self, count: int) -> None:
         with self._lock:
-            if self._admitted + count > self.capacity:
+            # An idle relay takes any message, even one with more recipients than its
+            # capacity: otherwise such a message would be refused with 503 forever.
+            if self._admitted and self._admitted + count > self.capacity:
                 raise Unavailable(
                     f"delivery queue full ({self._admitted} of {self.capacity} in flight)",
                     code="overloaded", title="Relay overloaded",

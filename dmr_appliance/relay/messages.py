@@ -17,8 +17,9 @@ from cryptography import x509
 
 from dmr_appliance import envelope, web
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError, TokenError
+from dmr_appliance.outcomes import DELIVERED, FAILED, REJECTED
 from dmr_appliance.relay.counters import Counters
-from dmr_appliance.relay.delivery import DELIVERED, FAILED, REJECTED, Deliverer, Outcome, Recipient
+from dmr_appliance.relay.delivery import Deliverer, Outcome, Recipient
 from dmr_appliance.relay.trust import Snapshot, TrustState
 from dmr_appliance.tokens import AccessToken
 

@@ -29,9 +29,10 @@ import pytest
 
 from dmr_appliance import nginx
 from dmr_appliance.client.outcome import SendResult
-from dmr_appliance.client.retry import REJECTED, RetryPolicy
+from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.errors import DmrError
+from dmr_appliance.outcomes import REJECTED
 from dmr_appliance.stack import Stack
 from tests.support.processes import free_port
 from tests.support.recipient import received

@@ -12,15 +12,9 @@ import pytest
 from dmr_appliance import config, envelope
 from dmr_appliance import pki as pki_mod
 from dmr_appliance.errors import Unavailable
+from dmr_appliance.outcomes import DELIVERED, FAILED, REJECTED, classify
 from dmr_appliance.recipient import RecipientServer
-from dmr_appliance.relay.delivery import (
-    DELIVERED,
-    FAILED,
-    REJECTED,
-    Deliverer,
-    Recipient,
-    classify,
-)
+from dmr_appliance.relay.delivery import Deliverer, Recipient
 from tests.support.processes import free_port
 from tests.support.recipient import received, recipient_thread
 from tests.support.relay_kit import Home, message, relay_config
@@ -126,17 +120,32 @@ def test_fan_out_is_concurrent(pki, deliverer, home, log):
 def test_a_full_queue_refuses_before_sending_anything(pki, cfg, home, log):
     deliverer = Deliverer(Deliverer.from_config(cfg).pool, threads=2,
                           timeout=Deliverer.from_config(cfg).timeout, capacity=2)
-    with recipient_thread(pki, log) as server:
+    with recipient_thread(pki, log, delay=1.0) as server:
         recipients = [Recipient(i, f"https://127.0.0.1:{server.port}/") for i in ("a", "b", "c")]
+        busy = threading.Thread(target=deliverer.deliver,
+                                args=(envelope_for(home, ["a", "b"]), recipients[:2], "r"))
+        busy.start()
+        deadline = time.monotonic() + 5
+        while deliverer.in_flight < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         with pytest.raises(Unavailable) as err:
-            deliverer.deliver(envelope_for(home, ["a", "b", "c"]), recipients, "r")
+            deliverer.deliver(envelope_for(home, ["c"]), recipients[2:], "r")
         assert (err.value.code, err.value.status) == ("overloaded", 503)
-        assert deliverer.in_flight == 0
-        assert received(log) == []
-        # Within capacity it delivers, and gives its slots back afterwards.
-        deliverer.deliver(envelope_for(home, ["a", "b"]), recipients[:2], "r")
+        busy.join(5)
+        # The refused message was never sent; the slots come back once delivered.
         assert deliverer.in_flight == 0
         assert len(received(log)) == 2
+
+
+def test_an_idle_relay_takes_a_message_larger_than_its_capacity(pki, cfg, home, log):
+    deliverer = Deliverer(Deliverer.from_config(cfg).pool, threads=2,
+                          timeout=Deliverer.from_config(cfg).timeout, capacity=2)
+    with recipient_thread(pki, log) as server:
+        ids = ["a", "b", "c"]
+        recipients = [Recipient(i, f"https://127.0.0.1:{server.port}/{i}") for i in ids]
+        outcomes = deliverer.deliver(envelope_for(home, ids), recipients, "r")
+    assert [o.outcome for o in outcomes] == [DELIVERED] * 3
+    assert deliverer.in_flight == 0
 
 
 def test_connections_are_kept_alive(pki, deliverer, home, log):

@@ -9,14 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dmr_appliance.client.retry import (
-    DELIVERED,
-    FAILED,
-    REJECTED,
-    RetryPolicy,
-    classify,
-    parse_retry_after,
-)
+from dmr_appliance.client.retry import RetryPolicy, parse_retry_after
+from dmr_appliance.outcomes import DELIVERED, FAILED, REJECTED, classify
 
 
 @pytest.mark.parametrize(

@@ -361,7 +361,7 @@ def test_json_access_log(variant):
     for key in ("ts", "request_id", "remote_addr", "client", "method", "uri", "status", "bytes",
                 "request_time", "upstream_addr", "upstream_status", "upstream_response_time"):
         assert key in doc
-    assert "$request_id" in line and "$ssl_client_s_dn" in line
+    assert "$dmr_request_id" in line and "$ssl_client_s_dn" in line
     (target,) = http.values("access_log")
     if cfg.access_log == "stdout":
         assert target == ["/dev/stdout", "dmr_json"]

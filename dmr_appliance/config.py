@@ -92,6 +92,17 @@ def request_rate(value: Any) -> str | None:
     return None
 
 
+def optional_bind(value: Any) -> str | None:
+    return None if value == "" else bind_address(value)
+
+
+def socket_path(value: Any) -> str | None:
+    # sun_path holds 108 bytes on Linux, the terminating NUL included.
+    if not value.is_absolute() or len(str(value).encode()) > 100:
+        return "must be an absolute path of at most 100 bytes (a unix socket)"
+    return None
+
+
 LOOPBACK = ["127.0.0.1/32", "::1/128"]
 
 
@@ -135,18 +146,43 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """The nginx in front of an app: it terminates TLS (client certificate and CRL checked)
+    on ``bind`` and passes requests to gunicorn on a unix socket only it can reach."""
+
+    socket: Path = setting(Path("/run/dmr-home/gunicorn.sock"), socket_path,
+                           "unix socket gunicorn listens on (only the gate connects)")
+    prefix: Path = setting(Path("/run/dmr-home-gate"), help="the gate's nginx prefix: pid "
+                           "file, temp files, rendered nginx.conf")
+    access_log: str = setting("stdout", help="JSON access log path, 'stdout', 'stderr' or 'off'")
+    error_log: str = setting("stderr", help="error log path, or 'stderr'")
+    worker_processes: str = setting("1", help="nginx workers (auto: one per core)")
+    worker_connections: int = setting(1024, positive, "connections per worker")
+    health_bind: str = setting("", optional_bind, "HOST:PORT serving only /healthz and "
+                               "/readyz over plain HTTP (Kubernetes probes); empty: none")
+
+
+@dataclass(frozen=True)
+class RelayGate(Gate):
+    socket: Path = setting(Path("/run/dmr-relay/gunicorn.sock"), socket_path,
+                           "unix socket gunicorn listens on (only the gate connects)")
+    prefix: Path = setting(Path("/run/dmr-relay-gate"), help="the gate's nginx prefix: pid "
+                           "file, temp files, rendered nginx.conf")
+
+
+@dataclass(frozen=True)
 class HomeConfig:
     instance: str = setting("home", instance_name, "name in logs and metrics")
-    bind: str = setting("127.0.0.1:8700", bind_address, "HOST:PORT gunicorn listens on (TLS)")
+    bind: str = setting("127.0.0.1:8700", bind_address,
+                        "HOST:PORT the gate listens on (TLS, client certificate required)")
     workers: int = setting(2, positive, "gunicorn worker processes")
     threads: int = setting(64, positive, "threads per worker (each long poll holds one)")
     issuer: str = setting("dmr-home", help="iss of every token and card")
     database: Path = setting(Path("/var/lib/dmr-home/home.db"), help="SQLite store")
     keys_dir: Path = setting(Path("/var/lib/dmr-home/keys"), help="Ed25519 signing keys")
-    trusted_proxies: list[str] = setting(LOOPBACK, networks,
-                                         "peers whose client-certificate header is believed")
     log_level: str = setting("info", level_name)
     tls: Tls = field(default_factory=Tls)
+    gate: Gate = field(default_factory=Gate)
     tokens: Tokens = field(default_factory=Tokens)
     sync: HomeSync = field(default_factory=HomeSync)
     heartbeats: Heartbeats = field(default_factory=Heartbeats)
@@ -178,7 +214,8 @@ class RelaySync:
 @dataclass(frozen=True)
 class RelayConfig:
     instance: str = setting("relay-1", instance_name, "this relay's instance id")
-    bind: str = setting("127.0.0.1:8801", bind_address, "HOST:PORT gunicorn listens on (TLS)")
+    bind: str = setting("127.0.0.1:8801", bind_address,
+                        "HOST:PORT the gate listens on (TLS, client certificate required)")
     advertise: str = setting("", help="address reported in heartbeats (default: bind)")
     workers: int = setting(2, positive, "gunicorn worker processes")
     threads: int = setting(16, positive, "threads per worker")
@@ -186,10 +223,9 @@ class RelayConfig:
                             "home API base URL, through the router")
     issuer: str = setting("dmr-home", help="expected iss of tokens and cards")
     state_dir: Path = setting(Path("/var/lib/dmr-relay"), help="last good sync document")
-    trusted_proxies: list[str] = setting(LOOPBACK, networks,
-                                         "peers whose client-certificate header is believed")
     log_level: str = setting("info", level_name)
     tls: RelayTls = field(default_factory=RelayTls)
+    gate: RelayGate = field(default_factory=RelayGate)
     tokens: Tokens = field(default_factory=Tokens)
     delivery: Delivery = field(default_factory=Delivery)
     sync: RelaySync = field(default_factory=RelaySync)
@@ -198,8 +234,10 @@ class RelayConfig:
 
 @dataclass(frozen=True)
 class RouterTls(Tls):
-    cert: Path = setting(PKI / "server" / "router.pem", help="router's server certificate")
-    key: Path = setting(PKI / "server" / "router.key", help="its private key (0600)")
+    cert: Path = setting(PKI / "router" / "router.pem",
+                         help="router certificate (kind router): served to clients, and the "
+                         "mark relays and home require before believing its header")
+    key: Path = setting(PKI / "router" / "router.key", help="its private key (0600)")
 
 
 @dataclass(frozen=True)
@@ -317,7 +355,8 @@ def convert(value: Any, kind: Any, *, source: str, key: str, f: dataclasses.Fiel
     check = f.metadata.get("check")
     problem = check(value) if check else None
     if problem:
-        raise ConfigError(f"{source}: '{key}' = {value!r}: {problem}")
+        shown = str(value) if isinstance(value, Path) else value
+        raise ConfigError(f"{source}: '{key}' = {shown!r}: {problem}")
     return value
 
 

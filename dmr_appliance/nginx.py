@@ -48,12 +48,13 @@ def _globals() -> str:
     return "user root root;" if os.geteuid() == 0 else ""
 
 
-def _argv(conf: Path, prefix: Path, *extra: str, foreground: bool = False) -> list[str]:
+def argv(conf: Path, prefix: Path, *extra: str, foreground: bool = False) -> list[str]:
+    """nginx's command line for ``conf`` with its own prefix and errors on stderr."""
     directives = _globals() + (" daemon off;" if foreground else "")
-    argv = [binary(), "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr"]
+    cmd = [binary(), "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr"]
     if directives.strip():
-        argv += ["-g", directives.strip()]
-    return [*argv, *extra]
+        cmd += ["-g", directives.strip()]
+    return [*cmd, *extra]
 
 
 def prepare_prefix(prefix: Path) -> None:
@@ -67,7 +68,7 @@ def test_config(conf: Path | str, prefix: Path | str | None = None) -> str:
     prefix = Path(prefix).resolve() if prefix is not None else conf.parent
     prepare_prefix(prefix)
     result = subprocess.run(
-        _argv(conf, prefix, "-t", "-q"),
+        argv(conf, prefix, "-t", "-q"),
         capture_output=True,
         text=True,
         timeout=30,
@@ -76,6 +77,23 @@ def test_config(conf: Path | str, prefix: Path | str | None = None) -> str:
     if result.returncode != 0:
         raise NginxError(f"nginx -t failed for {conf}:\n{result.stderr.strip()}")
     return result.stderr
+
+
+SIGNALS = {"reload": signal.SIGHUP, "stop": signal.SIGQUIT, "reopen": signal.SIGUSR1}
+
+
+def signal_pid_file(pid_file: Path | str, action: str) -> int:
+    """Send ``action`` (reload, stop, reopen) to the master named in ``pid_file``."""
+    try:
+        pid = int(Path(pid_file).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        raise NginxError(f"no running nginx: {pid_file} names no process; start it first") \
+            from None
+    try:
+        os.kill(pid, SIGNALS[action])
+    except ProcessLookupError:
+        raise NginxError(f"no running nginx: pid {pid} from {pid_file} is gone") from None
+    return pid
 
 
 class Nginx:
@@ -115,7 +133,7 @@ class Nginx:
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
         self.process = subprocess.Popen(  # fixed argv, no shell
-            _argv(self.conf, self.prefix, foreground=True),
+            argv(self.conf, self.prefix, foreground=True),
             stdin=subprocess.DEVNULL,
             stdout=self.output,
             stderr=subprocess.STDOUT if self.output is not None else None,

@@ -4,7 +4,8 @@ Everything lives in one state directory (default ``./.dmr``)::
 
     pki/                 the deployment CA and every certificate (dmr pki layout)
     config/              home.toml, relay-N.toml, router.toml, nginx.conf
-    home/ relay-N/       each service's state (SQLite, keys, last sync document)
+    home/ relay-N/       each app's state (SQLite, keys, last sync document), its gunicorn
+                         socket and gate/ (the nginx in front of it: TLS, CRL, identity)
     router/              nginx's prefix: pid file, temp files
     recipient/           deliveries.jsonl: what the demo recipient received
     logs/<name>.log      each process's stdout (JSON lines), stderr too
@@ -12,10 +13,13 @@ Everything lives in one state directory (default ``./.dmr``)::
     stack.json           the running processes (to clean up after a crash)
 
 Each service is a child process in its own process group (gunicorn's workers and nginx's
-with it), started in dependency order and waited for: home (``/readyz``), the router
-(its pid file), the relays (``/readyz``: they hold a sync document fetched from home
-through the router), the recipient. ``stop`` ends every group, in reverse order, and
-checks that none is left. The PKI is kept between runs; ports are chosen afresh.
+with it), started in dependency order and waited for: home and its gate (``/readyz``
+through the gate), the router (its pid file), the relays and their gates (``/readyz``:
+they hold a sync document fetched from home through the router), the recipient. ``stop``
+ends every group, in reverse order, and checks that none is left. The PKI is kept
+between runs; ports are chosen afresh. While the stack runs, a new ``pki/crl.pem``
+(``dmr pki revoke``) is noticed within half a second and the router and every gate
+reload it, as the CRL path unit does on a VM.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -162,6 +167,7 @@ class Stack:
         self.log = log or (lambda message: None)
         self.services: dict[str, Service] = {}
         self.router: nginx.Nginx | None = None
+        self._crl_watch: CrlWatch | None = None
         self._router_log: Any = None
         self.ports: dict[str, int] = {}
 
@@ -244,7 +250,7 @@ class Stack:
         if pki.init_ca(self.pki_dir, common_name="dmr local stack CA"):
             self.log(f"created a deployment CA in {self.pki_dir}")
         wanted: list[tuple[str, str, dict[str, Any]]] = [
-            ("server", "router", LOCAL_SANS), ("server", "home", LOCAL_SANS),
+            ("router", "router", LOCAL_SANS), ("server", "home", LOCAL_SANS),
             ("server", RECIPIENT, LOCAL_SANS), ("admin", ADMIN, {}),
             *(("relay", name, LOCAL_SANS) for name in self.relay_names),
             *(("participant", name, {}) for name in PARTICIPANTS),
@@ -265,12 +271,17 @@ class Stack:
         cert, key = self.cert(kind, name)
         return cls(ca=self.ca, cert=cert, key=key, crl=pki.paths(self.pki_dir).crl)
 
+    def _gate(self, cls: type, name: str) -> Any:
+        state = self.state_dir / name
+        return cls(socket=state / "gunicorn.sock", prefix=state / "gate",
+                   error_log=str(self.logs_dir / f"{name}-gate-error.log"))
+
     def home_config(self) -> config.HomeConfig:
         return dataclasses.replace(
             config.HomeConfig(),
             bind=f"{HOST}:{self.ports['home']}", workers=1, threads=32,
             database=self.state_dir / "home" / "home.db", keys_dir=self.state_dir / "home" / "keys",
-            tls=self._tls(config.Tls, "server", "home"),
+            tls=self._tls(config.Tls, "server", "home"), gate=self._gate(config.Gate, "home"),
         )
 
     def relay_config(self, name: str) -> config.RelayConfig:
@@ -279,6 +290,7 @@ class Stack:
             instance=name, bind=f"{HOST}:{self.ports[name]}", workers=1, threads=16,
             home_url=self.home_url, state_dir=self.state_dir / name,
             tls=self._tls(config.RelayTls, "relay", name),
+            gate=self._gate(config.RelayGate, name),
         )
 
     def router_config(self) -> config.RouterConfig:
@@ -290,7 +302,7 @@ class Stack:
             home=f"{HOST}:{self.ports['home']}", prefix=prefix, pid_file=prefix / "nginx.pid",
             access_log="stdout", error_log=str(self.logs_dir / "router-error.log"),
             worker_processes="1", log_level="warning",
-            tls=self._tls(config.RouterTls, "server", "router"),
+            tls=self._tls(config.RouterTls, "router", "router"),
         )
 
     def _write_configs(self) -> None:
@@ -333,6 +345,7 @@ class Stack:
             for name in self.relay_names:
                 self.wait_relay(name, timeout)
             self._start_recipient(timeout)
+            self._crl_watch = CrlWatch(pki.paths(self.pki_dir).crl, self.reload_crl)
         except BaseException:
             self.stop()
             raise
@@ -346,12 +359,23 @@ class Stack:
         service.start()
         return service
 
-    def _start_home(self, timeout: float) -> None:
-        self.log(f"starting home on {HOST}:{self.ports['home']}")
+    def _start_app(self, kind: str, name: str) -> Service:
+        """gunicorn on its unix socket, and the gate in front of it (once: it outlives a
+        crash of gunicorn, answering 503 meanwhile so that the router tries elsewhere)."""
+        conf = str(self.config_dir / f"{name}.toml")
         # gunicorn: SIGINT is its quick shutdown (SIGTERM would wait for long polls).
-        service = self._service("home", self._dmr("home", "serve", "--config",
-                                                   str(self.config_dir / "home.toml")),
-                                signal.SIGINT)
+        service = self._service(name, self._dmr(kind, "serve", "--config", conf), signal.SIGINT)
+        gate = f"{name}-gate"
+        if gate not in self.services or not self.services[gate].running():
+            self._service(gate, self._dmr(kind, "gate", "--config", conf), signal.SIGTERM)
+        return service
+
+    def gates(self) -> list[Service]:
+        return [s for name, s in self.services.items() if name.endswith("-gate")]
+
+    def _start_home(self, timeout: float) -> None:
+        self.log(f"starting home on {HOST}:{self.ports['home']} (behind its gate)")
+        service = self._start_app("home", "home")
         url = f"https://{HOST}:{self.ports['home']}/readyz"
         with self.session() as session:
             self._wait(service, lambda: session.get(url, timeout=2).ok, timeout)
@@ -366,9 +390,8 @@ class Stack:
 
     def start_relay(self, name: str, *, wait: bool = True, timeout: float = 60.0) -> None:
         """(Re)start relay ``name``; with ``wait``, until it is ready."""
-        self.log(f"starting {name} on {HOST}:{self.ports[name]}")
-        self._service(name, self._dmr("relay", "serve", "--config",
-                                      str(self.config_dir / f"{name}.toml")), signal.SIGINT)
+        self.log(f"starting {name} on {HOST}:{self.ports[name]} (behind its gate)")
+        self._start_app("relay", name)
         if wait:
             self.wait_relay(name, timeout)
 
@@ -378,8 +401,19 @@ class Stack:
             self._wait(self.services[name], lambda: session.get(url, timeout=2).ok, timeout)
 
     def kill_relay(self, name: str) -> None:
-        """SIGKILL a relay's whole process group: the crash the router must fail over."""
+        """SIGKILL a relay's gunicorn (master and workers): the crash the router must fail
+        over. Its gate stays and answers 503 (nothing attempted) until it is back."""
         self.services[name].kill()
+
+    def reload_crl(self) -> None:
+        """Make the router and every gate re-read the CRL (nginx reads it at each reload)."""
+        if self.router is not None and self.router.running():
+            self.router.reload()
+        for gate in self.gates():
+            if gate.running() and gate.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(gate.pid, signal.SIGHUP)
+        self.log("CRL changed: router and gates reloaded")
 
     def stop_service(self, name: str) -> None:
         """Stop one service (home, relay-N, recipient); ``start_service`` restarts it."""
@@ -426,7 +460,11 @@ class Stack:
 
     def stop(self) -> None:
         """Stop everything, newest first; afterwards no process of the stack is left."""
-        for name in ("recipient", *reversed(self.relay_names)):
+        if self._crl_watch is not None:
+            self._crl_watch.stop()
+            self._crl_watch = None
+        relays = [n for r in reversed(self.relay_names) for n in (r, f"{r}-gate")]
+        for name in ("recipient", *relays):
             if name in self.services:
                 self.services[name].stop()
         if self.router is not None:
@@ -434,8 +472,9 @@ class Stack:
         if self._router_log is not None:
             self._router_log.close()
             self._router_log = None
-        if "home" in self.services:
-            self.services["home"].stop()
+        for name in ("home", "home-gate"):
+            if name in self.services:
+                self.services[name].stop()
         with contextlib.suppress(OSError):  # none written (or no state dir): nothing to do
             (self.state_dir / "stack.json").unlink()
 
@@ -476,6 +515,38 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class CrlWatch:
+    """Calls ``on_change`` when the CRL file changes (checked every ``interval`` s)."""
+
+    def __init__(self, path: Path, on_change: Callable[[], None], interval: float = 0.5) -> None:
+        self.path = path
+        self.on_change = on_change
+        self.interval = interval
+        self._stop = threading.Event()
+        self._seen = self._stamp()
+        self._thread = threading.Thread(target=self._run, name="crl-watch", daemon=True)
+        self._thread.start()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            stamp = self._stamp()
+            if stamp != self._seen:
+                self._seen = stamp
+                with contextlib.suppress(DmrError, OSError):  # a bad CRL: nginx keeps the old
+                    self.on_change()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def _accepts(host: str, port: int) -> bool:

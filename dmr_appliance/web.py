@@ -10,25 +10,28 @@ from __future__ import annotations
 
 import functools
 import http
-import ipaddress
 import json
 import logging
 import re
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import falcon
 from cryptography import x509
 
 from dmr_appliance import logs, pki
-from dmr_appliance.errors import PROBLEM_BASE, AuthError, ConfigError, DmrError, PkiError
+from dmr_appliance.errors import PROBLEM_BASE, AuthError, DmrError, PkiError
+from dmr_appliance.revocation import Revocations
 
-CLIENT_CERT_HEADER = "X-DMR-Client-Cert"
+CLIENT_CERT_HEADER = "X-DMR-Client-Cert"  # forwarded by a router: whom it vouches for
+PEER_CERT_HEADER = "X-DMR-Peer-Cert"  # set by the gate: who proved a key at the handshake
+PEER_ADDR_HEADER = "X-DMR-Peer-Addr"  # set by the gate: that peer's address
+ROUTER_KIND = "router"
 REQUEST_ID_HEADER = "X-Request-Id"
 PROBLEM_JSON = "application/problem+json"
 
@@ -113,9 +116,9 @@ def status_code(status: Any) -> int:
 
 
 def _peer(req: falcon.Request) -> str | None:
-    # Not req.remote_addr: Falcon reports 127.0.0.1 when REMOTE_ADDR is missing, which
-    # would make an unknown peer look like the trusted loopback proxy.
-    return req.env.get("REMOTE_ADDR") or None
+    # gunicorn listens on a unix socket only the gate reaches: the gate names the peer.
+    # Not req.remote_addr: Falcon reports 127.0.0.1 when REMOTE_ADDR is missing.
+    return req.get_header(PEER_ADDR_HEADER) or req.env.get("REMOTE_ADDR") or None
 
 
 # --- problem+json ----------------------------------------------------------------------
@@ -223,54 +226,60 @@ class ClientIdentity:
     certificate: x509.Certificate = field(repr=False, compare=False)
 
 
-class TrustedProxies:
-    """The peers allowed to vouch for a client certificate (networks or single addresses)."""
+class Identifier:
+    """``identify(req)``: the caller, as both apps learn it (see ``client_identity``)."""
 
-    def __init__(self, networks: Iterable[str]) -> None:
-        self.networks = tuple(_network(n) for n in networks)
+    def __init__(self, ca_cert: x509.Certificate, revoked: Revocations | None = None) -> None:
+        self.ca_cert = ca_cert
+        self.revoked = revoked
 
-    def __contains__(self, addr: object) -> bool:
-        if not isinstance(addr, str) or not addr:
-            return False
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
-        return any(ip in net for net in self.networks)
+    @classmethod
+    def from_files(cls, ca: Path, crl: Path | None) -> Identifier:
+        """From the deployment CA's certificate and its CRL (re-read when it changes)."""
+        ca_cert = pki.load_certificate(Path(ca).read_bytes())
+        return cls(ca_cert, Revocations(crl, ca_cert))
 
-    def __repr__(self) -> str:
-        return f"TrustedProxies({[str(n) for n in self.networks]!r})"
+    def __call__(self, req: falcon.Request) -> ClientIdentity | None:
+        return client_identity(req, ca_cert=self.ca_cert, revoked=self.revoked)
 
-
-def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    try:
-        return ipaddress.ip_network(text.strip(), strict=False)
-    except ValueError as exc:
-        raise ConfigError(
-            f"trusted proxy {text!r} is not an IP address or network (e.g. 10.0.0.0/8, ::1)",
-            key="trusted_proxies",
-        ) from exc
+    def certificate(self, pem: str) -> ClientIdentity:
+        """A certificate handed over in a request body, checked as a peer's would be."""
+        return _accepted(urllib.parse.quote(pem, safe=""), self.ca_cert, self.revoked)
 
 
 def client_identity(
-    req: falcon.Request, *, trusted: TrustedProxies, ca_cert: x509.Certificate
+    req: falcon.Request, *, ca_cert: x509.Certificate, revoked: Revocations | None = None
 ) -> ClientIdentity | None:
-    """The caller's identity from the router's client-certificate header, if any.
+    """The caller: the gate's peer, or whom a router peer vouches for.
 
-    The header counts only from a trusted proxy; from anyone else it is ignored. A
-    trusted proxy sending a certificate we cannot accept is an error, never "anonymous".
+    The gate in front of the app always sets ``X-DMR-Peer-Cert`` to the certificate the
+    peer proved at the TLS handshake. Only a peer of kind ``router`` may name someone
+    else, in ``X-DMR-Client-Cert``; from any other peer that header is ignored and the
+    caller is exactly the peer. A certificate we cannot accept is an error, never
+    "anonymous". No peer header at all (only a request that did not come through the
+    gate, e.g. a probe on the health port) has no identity.
     """
-    value = req.get_header(CLIENT_CERT_HEADER)
-    if not value:
+    peer_value = req.get_header(PEER_CERT_HEADER)
+    if not peer_value:
         return None
-    peer = _peer(req)
-    if peer not in trusted:
-        logs.log_event(_error_log, "client-cert-ignored", logging.WARNING, remote_addr=peer)
-        return None
+    peer = _accepted(peer_value, ca_cert, revoked)
+    forwarded = req.get_header(CLIENT_CERT_HEADER)
+    if peer.kind != ROUTER_KIND:
+        if forwarded:
+            logs.log_event(_error_log, "client-cert-ignored", logging.WARNING,
+                           peer_kind=peer.kind, peer=peer.name, remote_addr=_peer(req))
+        return peer
+    return _accepted(forwarded, ca_cert, revoked) if forwarded else peer
+
+
+def _accepted(value: str, ca_cert: x509.Certificate,
+              revoked: Revocations | None) -> ClientIdentity:
     identity = _identity_from_header(value, ca_cert)
     _check_validity(identity.certificate)
+    if revoked is not None and identity.certificate in revoked:
+        raise AuthError(f"the {identity.kind} certificate of {identity.name!r} is revoked "
+                        "(listed in the deployment's CRL)", code="client-cert-revoked",
+                        title="Client certificate revoked")
     return identity
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from dmr_appliance import pki as pki_mod
 
-SERVERS = ("router", "home", "recipient")
+SERVERS = ("router", "home", "recipient")  # server/router: a non-router holding a server cert
+ROUTERS = ("router", "router-2")
 RELAYS = ("relay-1", "relay-2")
 PARTICIPANTS = ("alice", "bob", "carol")
 ADMINS = ("admin",)
@@ -46,6 +47,8 @@ def build_pki(directory: Path) -> Pki:
     pki_mod.init_ca(directory)
     for name in SERVERS:
         pki_mod.issue(directory, "server", name, **LOCAL_SANS)
+    for name in ROUTERS:
+        pki_mod.issue(directory, "router", name, **LOCAL_SANS)
     for name in RELAYS:
         pki_mod.issue(directory, "relay", name, **LOCAL_SANS)
     for name in PARTICIPANTS:

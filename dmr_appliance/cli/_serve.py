@@ -1,5 +1,5 @@
-"""`dmr home serve` and `dmr relay serve`: check the config, then exec gunicorn in place
-(systemd then supervises gunicorn itself)."""
+"""`dmr home|relay serve` and `dmr home|relay gate`: check the config, then exec gunicorn
+or the gate's nginx in place (systemd then supervises that process itself)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,40 @@ def register_serve(sub: argparse._SubParsersAction, kind: str, *, help_text: str
     parser = sub.add_parser(kind, help=help_text)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
+    service = serving.APP_SERVICES[kind]
     serve = verbs.add_parser("serve", help=serve_help)
-    serve.add_argument("--config", default=str(config.ETC / f"{kind}.toml"),
-                       help=f"{kind}.toml (default: %(default)s)")
-    serve.set_defaults(func=run_serve, service=serving.SERVICES[kind])
+    _config_option(serve, kind)
+    serve.set_defaults(func=run_serve, service=service)
+    gate = verbs.add_parser(
+        "gate", help=f"run the gate (nginx: TLS, client certificates, CRL) in front of {kind}",
+        description=f"Render the gate's nginx.conf from {kind}.toml, check it with nginx -t, "
+        "then run nginx in the foreground (replaces this process). With --reload, render "
+        "and check again and signal the running gate to reload (a new CRL, new "
+        "certificates): requests in flight finish, none fails.")
+    _config_option(gate, kind)
+    gate.add_argument("--reload", action="store_true",
+                      help="reload the running gate instead of starting one")
+    gate.set_defaults(func=run_gate, service=service)
+
+
+def _config_option(parser: argparse.ArgumentParser, kind: str) -> None:
+    parser.add_argument("--config", default=str(config.ETC / f"{kind}.toml"),
+                        help=f"{kind}.toml (default: %(default)s)")
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    service: serving.Service = args.service
+    service: serving.AppService = args.service
     settings = config.load(service.settings, args.config)  # fail here, not in every worker
     serving.exec_gunicorn(serving.service_argv(service, settings), config_path=args.config)
     return 0  # not reached: gunicorn replaced this process
+
+
+def run_gate(args: argparse.Namespace) -> int:
+    service: serving.AppService = args.service
+    settings = config.load(service.settings, args.config)
+    if args.reload:
+        pid = serving.reload_gate(service, settings)
+        print(f"{service.kind} gate (pid {pid}): reloading with {serving.gate_conf(settings)}")
+        return 0
+    serving.exec_gate(service, settings)
+    return 0  # not reached: nginx replaced this process

@@ -8,15 +8,15 @@ from pathlib import Path
 from dmr_appliance import pki
 from dmr_appliance.cli import _home_client
 from dmr_appliance.cli._home_client import group, leaf, show
+from dmr_appliance.errors import PkiError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     verbs = group(sub, "token", "issue or revoke access tokens (admin)")
     issue = leaf(verbs, "issue", run_issue, "issue an access token for a participant")
     issue.add_argument("participant")
-    bound = issue.add_mutually_exclusive_group(required=True)
-    bound.add_argument("--for-cert", type=Path, help="the participant's certificate (PEM)")
-    bound.add_argument("--thumbprint", help="or its x5t#S256 thumbprint")
+    issue.add_argument("--for-cert", type=Path, required=True,
+                       help="the participant's certificate (PEM): the token is bound to it")
     issue.add_argument("--lifetime", type=int, help="seconds (up to tokens.access_max_ttl)")
     leaf(verbs, "revoke", run_revoke, "revoke an access token by its id").add_argument("jti")
 
@@ -25,12 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_issue(args: argparse.Namespace) -> int:
-    thumbprint = args.thumbprint
-    if args.for_cert is not None:
-        thumbprint = pki.cert_thumbprint(pki.load_certificate(args.for_cert.read_bytes()))
+    try:
+        pem = args.for_cert.read_text()
+    except (OSError, UnicodeError) as exc:
+        raise PkiError(f"--for-cert {args.for_cert}: cannot read it ({exc})") from exc
+    pki.load_certificate(pem)  # a file that is no certificate fails here, in one line
     home = _home_client.client_from_args(args)
-    return show(args, home.issue_token(participant=args.participant,
-                                       cert_thumbprint=thumbprint, lifetime=args.lifetime))
+    return show(args, home.issue_token(participant=args.participant, certificate=pem,
+                                       lifetime=args.lifetime))
 
 
 def run_revoke(args: argparse.Namespace) -> int:

@@ -54,11 +54,11 @@ class HomeClient:
 
     # -- tokens, cards, keys -----------------------------------------------------------
 
-    def issue_token(self, *, participant: str | None = None, cert_thumbprint: str | None = None,
+    def issue_token(self, *, participant: str | None = None, certificate: str | None = None,
                     lifetime: int | None = None) -> dict[str, Any]:
-        """A participant asks with no arguments; an admin names participant and thumbprint."""
-        body = _params(participant=participant, cert_thumbprint=cert_thumbprint,
-                       lifetime=lifetime)
+        """A participant asks with no arguments; an admin names the participant and sends
+        its certificate (PEM), which home checks against the CA and CRL."""
+        body = _params(participant=participant, certificate=certificate, lifetime=lifetime)
         return self._call("POST", "tokens", json=body or None)
 
     def revoke_token(self, jti: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Who may call what: the client kinds a responder admits, as a Falcon ``before`` hook.
 
-The caller's identity is the certificate the router vouches for (``web.client_identity``,
+The caller's identity is the gate's peer, or whom a router peer vouches for
+(``web.client_identity``,
 read lazily so open routes like /healthz never parse it). A participant must also be
 registered and active: a suspended or revoked one gets nothing.
 """
@@ -12,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import falcon
-from cryptography import x509
 
 from dmr_appliance import web
 from dmr_appliance.errors import AuthError
@@ -25,13 +25,12 @@ ANY_KIND = (ADMIN, RELAY, PARTICIPANT)
 class Identify:
     """Middleware: gives each request ``context.identify()``, the caller or None."""
 
-    def __init__(self, trusted: web.TrustedProxies, ca_cert: x509.Certificate) -> None:
-        self.trusted = trusted
-        self.ca_cert = ca_cert
+    def __init__(self, identify: web.Identifier) -> None:
+        self.identify = identify
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.identify = functools.partial(
-            web.client_identity, req, trusted=self.trusted, ca_cert=self.ca_cert)
+        req.context.identify = functools.partial(self.identify, req)
+        req.context.identifier = self.identify
 
 
 def allow(*kinds: str) -> Callable[..., None]:

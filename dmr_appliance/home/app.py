@@ -8,7 +8,7 @@ import os
 import falcon
 
 from dmr_appliance import config as config_mod
-from dmr_appliance import logs, pki, web
+from dmr_appliance import logs, web
 from dmr_appliance.config import HomeConfig
 from dmr_appliance.home.access import Identify
 from dmr_appliance.home.resources import (
@@ -27,11 +27,10 @@ from dmr_appliance.home.store import Store
 
 def create_app(config: HomeConfig, store: Store) -> falcon.App:
     home = Services.build(config, store)
-    ca_cert = pki.load_certificate(config.tls.ca.read_bytes())
     app = falcon.App(middleware=[
         web.RequestContext(),
         home.metrics,
-        Identify(web.TrustedProxies(config.trusted_proxies), ca_cert),
+        Identify(web.Identifier.from_files(config.tls.ca, config.tls.crl)),
     ])
     web.install_error_handlers(app)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import falcon
 
-from dmr_appliance import config, envelope, logs, pki, web
+from dmr_appliance import config, envelope, logs, web
 from dmr_appliance.relay import counters, status
 from dmr_appliance.relay.delivery import Deliverer
 from dmr_appliance.relay.messages import Messages
@@ -26,8 +26,7 @@ def create_app(
     limits = envelope.Limits(max_message_bytes=cfg.limits.max_message_bytes)
     app.add_route("/v1/messages", Messages(
         trust, deliverer, count,
-        trusted=web.TrustedProxies(cfg.trusted_proxies),
-        ca_cert=pki.load_certificate(cfg.tls.ca.read_bytes()),
+        identify=web.Identifier.from_files(cfg.tls.ca, cfg.tls.crl),
         limits=limits,
     ))
     app.add_route("/healthz", status.Health())

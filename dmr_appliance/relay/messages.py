@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections import Counter
 
 import falcon
-from cryptography import x509
 
 from dmr_appliance import envelope, web
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError, TokenError
@@ -31,24 +30,19 @@ class Messages:
         deliverer: Deliverer,
         counters: Counters,
         *,
-        trusted: web.TrustedProxies,
-        ca_cert: x509.Certificate,
+        identify: web.Identifier,
         limits: envelope.Limits,
     ) -> None:
         self.trust = trust
         self.deliverer = deliverer
         self.counters = counters
-        self.trusted = trusted
-        self.ca_cert = ca_cert
+        self.identify = identify
         self.limits = limits
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         snapshot = self.trust.current()  # 503 while not ready: nothing attempted
         try:
-            identity = web.require(
-                web.client_identity(req, trusted=self.trusted, ca_cert=self.ca_cert),
-                "participant",
-            )
+            identity = web.require(self.identify(req), "participant")
             token = self.trust.access_token(bearer_token(req), snapshot, identity.thumbprint)
             message = envelope.parse_envelope(read_body(req, self.limits), self.limits)
             check_sender(message, token, snapshot)

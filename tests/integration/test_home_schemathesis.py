@@ -46,8 +46,8 @@ def test_live_app_conforms_to_its_openapi(home, pki, tmp_path, kind, name, paths
     argv = [
         str(ST), "run", f"{home.url}/openapi.json",
         "--url", home.url,
-        "--request-cert", str(pki.cert("server", "router")),
-        "--request-cert-key", str(pki.key("server", "router")),
+        "--request-cert", str(pki.cert("router", "router")),
+        "--request-cert-key", str(pki.key("router", "router")),
         "--tls-verify", str(pki.ca),
         "--header", f"{CLIENT_CERT_HEADER}: {header}",
         "--checks", CHECKS,

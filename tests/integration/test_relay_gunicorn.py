@@ -36,8 +36,8 @@ class RelayProcess:
                                 "--config", str(tmp / "relay.toml")], log_path=tmp / "relay.log")
         self.url = f"https://127.0.0.1:{self.port}"
         # What nginx does: present the router's certificate, vouch for the participant.
-        self.session = mtls_session(pki.ca, pki.cert("server", "router"),
-                                    pki.key("server", "router"))
+        self.session = mtls_session(pki.ca, pki.cert("router", "router"),
+                                    pki.key("router", "router"))
 
     def __enter__(self) -> RelayProcess:
         self.process.start()

@@ -65,8 +65,8 @@ def deployment(pki, tmp_path_factory):
         listen=router_port, relays=[f"127.0.0.1:{relay_port}"], home=f"127.0.0.1:{free_port()}",
         prefix=prefix, pid_file=prefix / "nginx.pid", access_log=str(prefix / "access.log"),
         error_log=str(prefix / "error.log"), worker_processes="1",
-        tls=config.RouterTls(ca=pki.ca, crl=pki.crl, cert=pki.cert("server", "router"),
-                             key=pki.key("server", "router")))
+        tls=config.RouterTls(ca=pki.ca, crl=pki.crl, cert=pki.cert("router", "router"),
+                             key=pki.key("router", "router")))
     render.write(router_cfg, prefix / "nginx.conf")
     router = nginx.Nginx(prefix / "nginx.conf", prefix=prefix, pid_file=router_cfg.pid_file)
     try:

@@ -24,7 +24,7 @@ pytestmark = [
 def test_prepare_makes_pki_and_configs_that_load(tmp_path):
     stack = Stack(tmp_path / "state", relays=3)
     stack.prepare()
-    for kind, name in [("server", "router"), ("server", "home"), ("admin", "admin"),
+    for kind, name in [("router", "router"), ("server", "home"), ("admin", "admin"),
                        ("relay", "relay-3"), ("participant", "alice")]:
         cert, key = stack.cert(kind, name)
         issued = pki.load_certificate(cert.read_bytes())

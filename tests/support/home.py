@@ -77,7 +77,7 @@ def wait_ready(home: RunningHome, pki, timeout: float = 30.0) -> RunningHome:
 
 def router_session(pki, headers: dict[str, str] | None = None):
     """What the router presents to home: its own certificate, home verified by the CA."""
-    return mtls_session(pki.ca, pki.cert("server", "router"), pki.key("server", "router"),
+    return mtls_session(pki.ca, pki.cert("router", "router"), pki.key("router", "router"),
                         headers)
 
 

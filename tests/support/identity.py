@@ -1,4 +1,9 @@
-"""The client-certificate header as the nginx router sets it."""
+"""The identity headers as the gate in front of an app sets them (falcon.testing side).
+
+The gate always sets ``X-DMR-Peer-Cert`` to the certificate its TLS peer proved; a router
+peer forwards its own client's in ``X-DMR-Client-Cert``. ``cert_headers`` speaks as a
+caller reached through the router; ``direct_headers`` as a peer that connected itself.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import urllib.parse
 from pathlib import Path
 
 CLIENT_CERT_HEADER = "X-DMR-Client-Cert"
+PEER_CERT_HEADER = "X-DMR-Peer-Cert"
+ROUTER = ("router", "router")
 
 
 def escaped_cert(pem: str | bytes | Path) -> str:
@@ -18,25 +25,27 @@ def escaped_cert(pem: str | bytes | Path) -> str:
 
 
 def cert_headers(pki, kind: str | None, name: str | None = None) -> dict[str, str]:
-    """Headers making the caller ``kind``/``name`` of the test PKI (none for kind None)."""
+    """Headers of caller ``kind``/``name`` reached through the router (none for kind None)."""
     if kind is None:
         return {}
-    return {CLIENT_CERT_HEADER: escaped_cert(pki.cert(kind, name))}
+    return {**direct_headers(pki, *ROUTER), CLIENT_CERT_HEADER: escaped_cert(pki.cert(kind, name))}
+
+
+def direct_headers(pki, kind: str, name: str) -> dict[str, str]:
+    """Headers of a peer ``kind``/``name`` that connected to the gate itself."""
+    return {PEER_CERT_HEADER: escaped_cert(pki.cert(kind, name))}
 
 
 class Caller:
-    """A falcon.testing client speaking as one certificate, from the trusted router address."""
+    """A falcon.testing client speaking as one certificate, through the router."""
 
-    def __init__(self, client, pki, kind: str | None = None, name: str | None = None,
-                 remote_addr: str = "127.0.0.1") -> None:
+    def __init__(self, client, pki, kind: str | None = None, name: str | None = None) -> None:
         self.client = client
         self.headers = cert_headers(pki, kind, name)
-        self.remote_addr = remote_addr
 
     def request(self, method: str, path: str, *, headers: dict | None = None, **kwargs):
         merged = {**self.headers, **(headers or {})}
-        return self.client.simulate_request(method, path, headers=merged,
-                                            remote_addr=self.remote_addr, **kwargs)
+        return self.client.simulate_request(method, path, headers=merged, **kwargs)
 
     def get(self, path: str, **kwargs):
         return self.request("GET", path, **kwargs)

@@ -37,11 +37,11 @@ def test_file_values_and_tables(tmp_path: Path) -> None:
 def test_environment_overrides_file(tmp_path: Path) -> None:
     path = write(tmp_path, 'bind = "127.0.0.1:9000"\n')
     env = {"DMR_BIND": "127.0.0.1:9001", "DMR_TOKENS_LEEWAY": "5",
-           "DMR_TRUSTED_PROXIES": "10.0.0.0/8, ::1"}
+           "DMR_GATE_SOCKET": "/run/h/g.sock"}
     home = config.load(HomeConfig, path, environ=env)
     assert home.bind == "127.0.0.1:9001"
     assert home.tokens.leeway == 5
-    assert home.trusted_proxies == ["10.0.0.0/8", "::1"]
+    assert home.gate.socket == Path("/run/h/g.sock")
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,10 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ("workers = 0\n", "'workers' = 0: must be greater than 0"),
         ("workers = true\n", "'workers' must be an integer"),
         ('bind = "localhost"\n', "must be HOST:PORT"),
-        ('trusted_proxies = ["nowhere"]\n', "'nowhere' is not an IP address"),
+        ('[gate]\nsocket = "relative.sock"\n', "'gate.socket' = 'relative.sock': must be an "
+         "absolute path"),
+        ('[gate]\nhealth_bind = "nowhere"\n', "'gate.health_bind' = 'nowhere': must be HOST:PORT"),
+        ('trusted_proxies = ["127.0.0.1"]\n', "unknown key 'trusted_proxies'"),
         ('tokens = 3\n', "'tokens' must be a table"),
         ('log_level = "loud"\n', "must be one of debug, info"),
         ("workers = \n", "not valid TOML"),

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jwt
 import pytest
 
+from dmr_appliance import pki as pki_mod
 from tests.support.home import home_under_test
+from tests.support.identity import CLIENT_CERT_HEADER, direct_headers, escaped_cert
 
 OPENAPI = json.loads((Path(__file__).parents[2] / "dmr_appliance/openapi/home.json").read_text())
 KINDS = {"admin": "admin", "relay": "relay-1", "participant": "alice"}
@@ -79,10 +82,29 @@ def test_unregistered_participant_gets_nothing(tmp_path, pki):
     assert resp.status_code == 403 and "not registered" in resp.json["detail"]
 
 
-def test_header_from_untrusted_peer_is_ignored(tmp_path, pki):
+def test_a_forged_header_from_a_non_router_peer_grants_nothing(tmp_path, pki):
+    # The trust-boundary reproduction: alice's own certificate at the gate, the admin's in
+    # the header. Home sees alice, who may not list participants.
     home = home_under_test(tmp_path, pki)
-    admin = home.admin
-    admin.remote_addr = "192.0.2.7"
-    resp = admin.get("/v1/participants")
+    home.add("alice", ["ops"])
+    forged = {**direct_headers(pki, "participant", "alice"),
+              CLIENT_CERT_HEADER: escaped_cert(pki.cert("admin", "admin"))}
+    resp = home.caller(None).get("/v1/participants", headers=forged)
+    assert resp.status_code == 403
+    assert resp.json["type"] == "urn:dmr:problem:forbidden"
+    # alice asks for a token bound to bob's certificate: she gets one for herself, or none.
+    forged[CLIENT_CERT_HEADER] = escaped_cert(pki.cert("participant", "bob"))
+    resp = home.caller(None).post("/v1/tokens", headers=forged)
+    assert resp.status_code == 201
+    claims = jwt.decode(resp.json["access_token"], options={"verify_signature": False})
+    assert claims["sub"] == "alice"
+    assert claims["cnf"]["x5t#S256"] == pki_mod.cert_thumbprint(
+        pki_mod.load_certificate(pki.cert("participant", "alice").read_bytes()))
+
+
+def test_no_identity_without_the_gate_header(tmp_path, pki):
+    home = home_under_test(tmp_path, pki)
+    resp = home.caller(None).get(
+        "/v1/participants", headers={CLIENT_CERT_HEADER: escaped_cert(pki.cert("admin", "admin"))})
     assert resp.status_code == 403
     assert resp.json["type"] == "urn:dmr:problem:no-client-identity"

@@ -53,14 +53,28 @@ def test_participant_cannot_get_a_token_for_someone_else(home):
 
 def test_admin_issues_for_a_named_certificate(home, pki):
     tp = thumbprint(pki, "participant", "bob")
-    resp = home.admin.post("/v1/tokens", json={"participant": "bob", "cert_thumbprint": tp,
+    pem = pki.pem("participant", "bob")
+    resp = home.admin.post("/v1/tokens", json={"participant": "bob", "certificate": pem,
                                                "lifetime": 60})
     assert resp.status_code == 201, resp.text
     assert verify(home, resp.json["access_token"], tp).subject == "bob"
     too_long = home.config.tokens.access_max_ttl + 1
-    resp = home.admin.post("/v1/tokens", json={"participant": "bob", "cert_thumbprint": tp,
+    resp = home.admin.post("/v1/tokens", json={"participant": "bob", "certificate": pem,
                                                "lifetime": too_long})
     assert resp.status_code == 422
+
+
+def test_admin_token_needs_the_participants_own_certificate(home, pki):
+    for body, code in [
+        ({"participant": "bob", "cert_thumbprint": thumbprint(pki, "participant", "bob")},
+         "invalid-request"),
+        ({"participant": "bob", "certificate": pki.pem("participant", "alice")},
+         "invalid-request"),
+        ({"participant": "bob", "certificate": pki.pem("relay", "relay-1")}, "invalid-request"),
+        ({"participant": "bob", "certificate": "not a certificate"}, "client-cert-invalid"),
+    ]:
+        resp = home.admin.post("/v1/tokens", json=body)
+        assert resp.json["type"] == f"urn:dmr:problem:{code}", (body, resp.json)
 
 
 def test_cards_only_for_shared_rooms(home):

@@ -76,5 +76,5 @@ def test_serve_execs_gunicorn_with_the_home_app(tmp_path, monkeypatch):
     assert cli.main(["home", "serve", "--config", str(config)]) == 0
     argv = seen["argv"]
     assert argv[-1] == "dmr_appliance.home.wsgi:app" and seen["path"] == str(config)
-    assert argv[argv.index("--bind") + 1] == "127.0.0.1:9700"
+    assert argv[argv.index("--bind") + 1] == "unix:/run/dmr-home/gunicorn.sock"
     assert argv[argv.index("--workers") + 1] == "3"

@@ -19,7 +19,13 @@ from dmr_appliance.relay.app import create_app
 from dmr_appliance.relay.counters import Counters
 from dmr_appliance.relay.delivery import Deliverer
 from dmr_appliance.relay.trust import TrustState
-from tests.support.identity import cert_headers
+from tests.support.identity import (
+    CLIENT_CERT_HEADER,
+    PEER_CERT_HEADER,
+    cert_headers,
+    direct_headers,
+    escaped_cert,
+)
 from tests.support.recipient import received, recipient_thread
 from tests.support.relay_kit import ISSUER, Home, message, relay_config, thumbprint
 
@@ -44,7 +50,7 @@ class Relay:
         return self.home.token(name, self.pki.cert("participant", name), **kwargs)
 
     def post(self, doc, *, token: str | None = None, caller=("participant", "alice"),
-             remote_addr: str = "127.0.0.1", headers: dict | None = None, body=None):
+             headers: dict | None = None, body=None):
         hdrs = {"Content-Type": "application/json", **cert_headers(self.pki, *caller)}
         if token is None:
             token = self.token(caller[1] if caller[0] == "participant" else "alice")
@@ -52,8 +58,7 @@ class Relay:
             hdrs["Authorization"] = f"Bearer {token}"
         hdrs.update(headers or {})
         raw = body if body is not None else json.dumps(doc).encode()
-        return self.client.simulate_post("/v1/messages", body=raw, headers=hdrs,
-                                         remote_addr=remote_addr)
+        return self.client.simulate_post("/v1/messages", body=raw, headers=hdrs)
 
     def publish(self, **changes) -> None:
         """Home publishes a new sync document; the agent saves it."""
@@ -164,8 +169,24 @@ def test_not_ready_without_a_sync_document(relay):
 # --- identity -------------------------------------------------------------------------------
 
 
-def test_a_forged_header_from_an_untrusted_address_is_ignored(relay):
-    resp = relay.post(message([relay.card("bob")]), remote_addr="10.9.8.7")
+def test_a_forged_header_from_a_non_router_peer_is_ignored(relay):
+    # A relay's certificate at the gate, alice's in the header: the relay sees a relay.
+    forged = {**direct_headers(relay.pki, "relay", "relay-2"),
+              CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant", "alice"))}
+    resp = relay.post(message([relay.card("bob")]), headers=forged)
+    problem(resp, 403, "forbidden")
+    # bob's own certificate with alice's in the header: bob, whose token alice lacks.
+    forged = {**direct_headers(relay.pki, "participant", "bob"),
+              CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant", "alice"))}
+    resp = relay.post(message([relay.card("bob")]), headers=forged)
+    problem(resp, 401, "token-cnf-mismatch")
+    assert nothing_delivered(relay)
+
+
+def test_without_the_gate_header_there_is_no_identity(relay):
+    resp = relay.post(message([relay.card("bob")]), headers={
+        PEER_CERT_HEADER: "", CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant",
+                                                                              "alice"))})
     problem(resp, 403, "no-client-identity")
     assert nothing_delivered(relay)
 

@@ -20,12 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from dmr_appliance import logs, web
 from dmr_appliance import pki as pki_mod
-from dmr_appliance.errors import AuthError, ConfigError, DmrError, EnvelopeError
-
-TRUSTED = web.TrustedProxies(["127.0.0.1/32", "::1"])
-ROUTER = "127.0.0.1"
-STRANGER = "203.0.113.7"
-
+from dmr_appliance.errors import AuthError, DmrError, EnvelopeError
+from dmr_appliance.revocation import Revocations
 
 # --- the app under test --------------------------------------------------------------
 
@@ -55,11 +51,11 @@ class FalconMedia:
 
 
 class WhoAmI:
-    def __init__(self, ca_cert: x509.Certificate) -> None:
-        self.ca_cert = ca_cert
+    def __init__(self, identify: web.Identifier) -> None:
+        self.identify = identify
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        identity = web.client_identity(req, trusted=TRUSTED, ca_cert=self.ca_cert)
+        identity = self.identify(req)
         resp.media = identity and {
             "kind": identity.kind,
             "name": identity.name,
@@ -67,19 +63,18 @@ class WhoAmI:
         }
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
-        identity = web.client_identity(req, trusted=TRUSTED, ca_cert=self.ca_cert)
-        web.require(identity, "admin")
+        web.require(self.identify(req), "admin")
         resp.status = falcon.HTTP_204
 
 
-def make_app(ca_cert: x509.Certificate) -> falcon.App:
+def make_app(identify: web.Identifier) -> falcon.App:
     app = falcon.App(middleware=[web.RequestContext()])
     web.install_error_handlers(app)
     app.add_route("/echo", Echo())
     app.add_route("/refuse", Refuse())
     app.add_route("/boom", Boom())
     app.add_route("/media", FalconMedia())
-    app.add_route("/whoami", WhoAmI(ca_cert))
+    app.add_route("/whoami", WhoAmI(identify))
     return app
 
 
@@ -109,7 +104,7 @@ def load(path: Path) -> x509.Certificate:
 
 @pytest.fixture
 def client(pki) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(make_app(load(pki.ca)))
+    return falcon.testing.TestClient(make_app(web.Identifier.from_files(pki.ca, pki.crl)))
 
 
 def escaped(pem: str | bytes) -> str:
@@ -266,13 +261,21 @@ def test_json_body_without_content_length_is_still_capped() -> None:
 
 
 # --- client identity -------------------------------------------------------------------
+# The gate sets X-DMR-Peer-Cert to whoever proved a key at the handshake; only a router
+# peer may name someone else in X-DMR-Client-Cert.
 
 
-def test_identity_from_trusted_router(client, pki) -> None:
+def peer(pem: str) -> dict[str, str]:
+    return {web.PEER_CERT_HEADER: escaped(pem)}
+
+
+def via_router(pki, pem: str) -> dict[str, str]:
+    return {**peer(pki.pem("router", "router")), web.CLIENT_CERT_HEADER: escaped(pem)}
+
+
+def test_identity_forwarded_by_a_router_peer(client, pki) -> None:
     pem = pki.pem("participant", "alice")
-    result = client.simulate_get(
-        "/whoami", headers={web.CLIENT_CERT_HEADER: escaped(pem)}, remote_addr=ROUTER
-    )
+    result = client.simulate_get("/whoami", headers=via_router(pki, pem))
     assert result.status_code == 200
     assert result.json == {
         "kind": "participant",
@@ -281,49 +284,49 @@ def test_identity_from_trusted_router(client, pki) -> None:
     }
 
 
-def test_identity_from_ipv6_loopback_and_mapped_ipv4(client, pki) -> None:
-    header = {web.CLIENT_CERT_HEADER: escaped(pki.pem("relay", "relay-1"))}
-    for addr in ("::1", "::ffff:127.0.0.1"):
-        result = client.simulate_get("/whoami", headers=header, remote_addr=addr)
-        assert result.json["kind"] == "relay", addr
+def test_a_peer_without_a_forwarded_header_is_itself(client, pki) -> None:
+    for kind, name in [("relay", "relay-1"), ("admin", "admin"), ("participant", "bob"),
+                       ("router", "router")]:
+        result = client.simulate_get("/whoami", headers=peer(pki.pem(kind, name)))
+        assert (result.json["kind"], result.json["name"]) == (kind, name)
 
 
-def test_forged_header_from_untrusted_peer_is_ignored(client, pki, captured) -> None:
-    header = {web.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
-    result = client.simulate_get("/whoami", headers=header, remote_addr=STRANGER)
-    assert result.status_code == 200
-    assert result.json is None
+@pytest.mark.parametrize(("kind", "name"), [("participant", "alice"), ("relay", "relay-1"),
+                                            ("admin", "admin"), ("server", "router"),
+                                            ("server", "home")])
+def test_forged_header_from_a_non_router_peer_is_ignored(client, pki, captured, kind,
+                                                         name) -> None:
+    # The reproduction of the trust-boundary issue: alice (or a relay, or a server
+    # certificate named "router") claims to be the admin. She stays herself.
+    headers = {**peer(pki.pem(kind, name)),
+               web.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
+    result = client.simulate_get("/whoami", headers=headers)
+    assert (result.json["kind"], result.json["name"]) == (kind, name)
     [warning] = captured.lines("client-cert-ignored")
-    assert warning["remote_addr"] == STRANGER
-    # ...and it grants nothing: the admin-only route refuses the caller.
-    result = client.simulate_delete("/whoami", headers=header, remote_addr=STRANGER)
-    assert_problem(result, 403, "no-client-identity")
+    assert (warning["peer_kind"], warning["peer"]) == (kind, name)
+    result = client.simulate_delete("/whoami", headers=headers)
+    if kind != "admin":
+        assert_problem(result, 403, "forbidden")
 
 
-def test_header_ignored_when_peer_address_is_unknown(pki) -> None:
-    req = falcon.testing.create_req(
-        headers={web.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
-    )
-    req.env.pop("REMOTE_ADDR", None)
-    assert req.remote_addr == "127.0.0.1"  # Falcon's fallback, which web must not trust
-    assert web.client_identity(req, trusted=TRUSTED, ca_cert=load(pki.ca)) is None
+def test_forwarded_header_without_a_peer_is_no_identity(client, pki) -> None:
+    # Only the gate sets the peer header: without it nothing is believed.
+    header = {web.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
+    assert client.simulate_get("/whoami", headers=header).json is None
+    assert_problem(client.simulate_delete("/whoami", headers=header), 403,
+                   "no-client-identity")
 
 
 def test_no_header_means_no_identity(client) -> None:
-    result = client.simulate_get("/whoami", remote_addr=ROUTER)
-    assert result.json is None
-    result = client.simulate_get(
-        "/whoami", headers={web.CLIENT_CERT_HEADER: ""}, remote_addr=ROUTER
-    )
-    assert result.json is None
+    assert client.simulate_get("/whoami").json is None
+    assert client.simulate_get("/whoami", headers={web.PEER_CERT_HEADER: ""}).json is None
 
 
 def test_require_checks_the_kind(client, pki) -> None:
-    admin = {web.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
-    alice = {web.CLIENT_CERT_HEADER: escaped(pki.pem("participant", "alice"))}
-    assert client.simulate_delete("/whoami", headers=admin, remote_addr=ROUTER).status_code == 204
-    result = client.simulate_delete("/whoami", headers=alice, remote_addr=ROUTER)
-    assert_problem(result, 403, "forbidden")
+    admin = via_router(pki, pki.pem("admin", "admin"))
+    alice = via_router(pki, pki.pem("participant", "alice"))
+    assert client.simulate_delete("/whoami", headers=admin).status_code == 204
+    assert_problem(client.simulate_delete("/whoami", headers=alice), 403, "forbidden")
 
 
 def test_require_returns_the_identity(pki) -> None:
@@ -339,9 +342,12 @@ def test_require_returns_the_identity(pki) -> None:
 def test_certificate_of_another_ca_is_refused(client, pki, tmp_path) -> None:
     other = _other_pki(tmp_path)
     pem = pki_mod.paths(other).cert("participant", "alice").read_text()
-    header = {web.CLIENT_CERT_HEADER: escaped(pem)}
-    result = client.simulate_get("/whoami", headers=header, remote_addr=ROUTER)
-    assert_problem(result, 403, "client-cert-invalid")
+    assert_problem(client.simulate_get("/whoami", headers=via_router(pki, pem)), 403,
+                   "client-cert-invalid")
+    # A router certificate of another CA vouches for nobody either.
+    router = pki_mod.paths(other).cert("router", "router").read_text()
+    headers = {**peer(router), web.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
+    assert_problem(client.simulate_get("/whoami", headers=headers), 403, "client-cert-invalid")
 
 
 def _other_pki(tmp_path: Path) -> Path:
@@ -349,20 +355,18 @@ def _other_pki(tmp_path: Path) -> Path:
     directory = tmp_path / "other-pki"
     pki_mod.init_ca(directory)
     pki_mod.issue(directory, "participant", "alice")
+    pki_mod.issue(directory, "router", "router")
     return directory
 
 
 def test_cached_verdict_is_not_reused_for_another_ca(pki, tmp_path) -> None:
     other = _other_pki(tmp_path)
-    req = falcon.testing.create_req(
-        headers={web.CLIENT_CERT_HEADER: escaped(pki.pem("participant", "bob"))},
-        remote_addr=ROUTER,
-    )
+    req = falcon.testing.create_req(headers=via_router(pki, pki.pem("participant", "bob")))
     ours, theirs = load(pki.ca), load(pki_mod.paths(other).ca)
-    first = web.client_identity(req, trusted=TRUSTED, ca_cert=ours)
-    assert web.client_identity(req, trusted=TRUSTED, ca_cert=ours) is first  # cache hit
+    first = web.client_identity(req, ca_cert=ours)
+    assert web.client_identity(req, ca_cert=ours) is first  # cache hit
     with pytest.raises(AuthError):
-        web.client_identity(req, trusted=TRUSTED, ca_cert=theirs)
+        web.client_identity(req, ca_cert=theirs)
 
 
 @pytest.mark.parametrize(
@@ -374,11 +378,11 @@ def test_cached_verdict_is_not_reused_for_another_ca(pki, tmp_path) -> None:
         "\u00e9t\u00e9",
     ],
 )
-def test_garbage_header_from_router_is_refused(client, value) -> None:
-    result = client.simulate_get(
-        "/whoami", headers={web.CLIENT_CERT_HEADER: value}, remote_addr=ROUTER
-    )
-    assert_problem(result, 403, "client-cert-invalid")
+def test_garbage_header_from_router_is_refused(client, pki, value) -> None:
+    headers = {**peer(pki.pem("router", "router")), web.CLIENT_CERT_HEADER: value}
+    assert_problem(client.simulate_get("/whoami", headers=headers), 403, "client-cert-invalid")
+    assert_problem(client.simulate_get("/whoami", headers={web.PEER_CERT_HEADER: value}), 403,
+                   "client-cert-invalid")
 
 
 def _sign_leaf(pki_dir: Path, subject: list[x509.NameAttribute], days: tuple[int, int]) -> str:
@@ -408,6 +412,7 @@ def _sign_leaf(pki_dir: Path, subject: list[x509.NameAttribute], days: tuple[int
         ([(None, "alice")], (-1, 10)),  # no kind
         ([("wizard", "alice")], (-1, 10)),  # unknown kind
         ([("participant", None)], (-1, 10)),  # no name
+        ([("router", "router")], (-10, -1)),  # an expired router vouches for nobody
     ],
 )
 def test_unacceptable_certificate_from_our_ca_is_refused(client, pki, subject, days) -> None:
@@ -418,26 +423,46 @@ def test_unacceptable_certificate_from_our_ca_is_refused(client, pki, subject, d
     if cn:
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
     pem = _sign_leaf(pki.dir, attrs, days)
-    result = client.simulate_get(
-        "/whoami", headers={web.CLIENT_CERT_HEADER: escaped(pem)}, remote_addr=ROUTER
-    )
-    assert_problem(result, 403, "client-cert-invalid")
+    assert_problem(client.simulate_get("/whoami", headers=via_router(pki, pem)), 403,
+                   "client-cert-invalid")
+    assert_problem(client.simulate_get("/whoami", headers=peer(pem)), 403,
+                   "client-cert-invalid")
 
 
-# --- trusted proxies -------------------------------------------------------------------
+# --- revocation (the deployment's CRL) ------------------------------------------------------
 
 
-def test_trusted_proxies_membership() -> None:
-    trusted = web.TrustedProxies(["127.0.0.1/32", "::1", "10.0.0.0/8", " 192.168.1.5 "])
-    for addr in ("127.0.0.1", "::1", "10.200.3.4", "192.168.1.5", "::ffff:10.0.0.1"):
-        assert addr in trusted, addr
-    for addr in ("127.0.0.2", "11.0.0.1", "::2", "192.168.1.6", "", "not-an-ip", None):
-        assert addr not in trusted, addr
+def test_revoked_certificates_are_refused_as_peer_and_as_forwarded(fresh_pki) -> None:
+    client = falcon.testing.TestClient(
+        make_app(web.Identifier(load(fresh_pki.ca),
+                                Revocations(fresh_pki.crl, load(fresh_pki.ca), interval=0))))
+    alice = via_router(fresh_pki, fresh_pki.pem("participant", "alice"))
+    assert client.simulate_get("/whoami", headers=alice).json["name"] == "alice"
+    pki_mod.revoke(fresh_pki.dir, "participant", "alice")
+    assert_problem(client.simulate_get("/whoami", headers=alice), 403, "client-cert-revoked")
+    assert_problem(client.simulate_get("/whoami", headers=peer(fresh_pki.pem("participant",
+                                                                             "alice"))),
+                   403, "client-cert-revoked")
+    # A revoked router vouches for nobody.
+    pki_mod.revoke(fresh_pki.dir, "router", "router")
+    bob = via_router(fresh_pki, fresh_pki.pem("participant", "bob"))
+    assert_problem(client.simulate_get("/whoami", headers=bob), 403, "client-cert-revoked")
 
 
-def test_trusted_proxies_refuse_bad_entries() -> None:
-    with pytest.raises(ConfigError, match=r"10\.0\.0\.300"):
-        web.TrustedProxies(["10.0.0.300"])
+def test_a_crl_not_signed_by_the_ca_is_ignored_and_the_last_good_one_stays(fresh_pki,
+                                                                           tmp_path,
+                                                                           captured) -> None:
+    pki_mod.revoke(fresh_pki.dir, "participant", "alice")
+    revoked = Revocations(fresh_pki.crl, load(fresh_pki.ca), interval=0)
+    alice = load(fresh_pki.cert("participant", "alice"))
+    assert alice in revoked
+    other = _other_pki(tmp_path)
+    fresh_pki.crl.write_bytes(pki_mod.paths(other).crl.read_bytes())
+    assert alice in revoked
+    assert captured.lines("crl-invalid")
+    fresh_pki.crl.write_text("not a CRL")
+    assert alice in revoked
+    assert load(fresh_pki.cert("participant", "bob")) not in revoked
 
 
 def test_dmr_error_headers_reach_the_response() -> None:

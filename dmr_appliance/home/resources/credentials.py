@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import falcon
@@ -14,8 +13,8 @@ from dmr_appliance.home.access import ADMIN, PARTICIPANT, allow
 from dmr_appliance.home.participants import Participant
 from dmr_appliance.home.services import Services
 
-THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, unpadded
-TOKEN_FIELDS = {"participant", "cert_thumbprint", "lifetime"}
+MAX_PEM = 8192  # a P-256 certificate in PEM is under 1 KiB
+TOKEN_FIELDS = {"participant", "certificate", "lifetime"}
 
 
 class Tokens:
@@ -26,7 +25,7 @@ class Tokens:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self._body(req)
         if req.context.caller.kind == ADMIN:
-            who, thumbprint, ceiling = self._for_admin(body)
+            who, thumbprint, ceiling = self._for_admin(req, body)
         else:
             who, thumbprint, ceiling = self._for_participant(req, body)
         lifetime = _lifetime(body, default=self.home.config.tokens.access_ttl, ceiling=ceiling)
@@ -47,19 +46,23 @@ class Tokens:
 
     def _for_participant(self, req: falcon.Request, body: dict) -> tuple[Participant, str, int]:
         caller = req.context.caller
-        if body.get("participant", caller.name) != caller.name or "cert_thumbprint" in body:
+        if body.get("participant", caller.name) != caller.name or "certificate" in body:
             raise AuthError("a participant obtains tokens only for itself and the certificate"
                             " it presents", code="forbidden")
         # Bound to the very certificate presented: a stolen token is useless without its key.
         return req.context.participant, caller.thumbprint, self.home.config.tokens.access_ttl
 
-    def _for_admin(self, body: dict) -> tuple[Participant, str, int]:
-        pid, thumbprint = body.get("participant"), body.get("cert_thumbprint")
-        if not isinstance(pid, str) or not isinstance(thumbprint, str) \
-                or not THUMBPRINT.fullmatch(thumbprint):
-            raise InvalidRequest("an admin names the participant and its certificate's"
-                                 " x5t#S256 thumbprint (cert_thumbprint)")
-        return (_active(self.home, pid), thumbprint, self.home.config.tokens.access_max_ttl)
+    def _for_admin(self, req: falcon.Request, body: dict) -> tuple[Participant, str, int]:
+        pid, pem = body.get("participant"), body.get("certificate")
+        if not isinstance(pid, str) or not isinstance(pem, str) or len(pem) > MAX_PEM:
+            raise InvalidRequest("an admin names the participant and sends its certificate "
+                                 "(PEM), which home checks against the CA and its CRL")
+        # Checked like a presented one: this CA, valid now, not revoked, and really pid's.
+        cert = req.context.identifier.certificate(pem)
+        if cert.kind != PARTICIPANT or cert.name != pid:
+            raise InvalidRequest(f"the certificate is {cert.kind} {cert.name!r}, not "
+                                 f"participant {pid!r}", field="certificate")
+        return (_active(self.home, pid), cert.thumbprint, self.home.config.tokens.access_max_ttl)
 
 
 @falcon.before(allow(PARTICIPANT, ADMIN))

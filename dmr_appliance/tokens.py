@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from dmr_appliance.errors import TokenError
-from dmr_appliance.ids import is_https_url
+from dmr_appliance.ids import endpoint_problem, is_endpoint_url
 
 ACCESS_TYP = "dmr-at+jwt"
 CARD_TYP = "dmr-card+jwt"
@@ -247,8 +247,9 @@ def issue_card(
     now: int | None = None,
 ) -> str:
     """Home's signed statement that ``subject`` receives at ``endpoint``."""
-    if not is_https_url(endpoint):
-        raise ValueError(f"card endpoint must be an https URL, not {endpoint!r}")
+    problem = endpoint_problem(endpoint)
+    if problem:
+        raise ValueError(f"card endpoint {endpoint!r} refused: {problem}")
     issued_at, expires_at = _validity(now, lifetime)
     claims = {
         "iss": issuer,
@@ -455,8 +456,8 @@ def verify_card(
     """The address card, if home signed it and it is current; otherwise ``TokenError``."""
     claims, kid = _verified(token, keys, CARD_TYP)
     _require_shape(claims, _CARD_CLAIMS)
-    if not is_https_url(claims["endpoint"]):
-        raise _malformed("card endpoint is not an https URL")
+    if not is_endpoint_url(claims["endpoint"]):
+        raise _malformed("card endpoint is not a valid https endpoint URL")
     _check_issuer(claims, issuer)
     _check_times(claims, _now(now), leeway)
     return Card(

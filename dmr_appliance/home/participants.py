@@ -17,7 +17,6 @@ from dmr_appliance.home.timefmt import now, rfc3339
 
 STATUSES = ("active", "suspended", "revoked")
 MAX_ROOMS = 256
-MAX_ENDPOINT = 2048
 
 
 @dataclass(frozen=True)
@@ -50,15 +49,21 @@ def validate_new(doc: Any) -> tuple[str, str, list[str]]:
     pid, endpoint, rooms = doc.get("id"), doc.get("endpoint"), doc.get("rooms")
     if not ids.is_participant_id(pid):
         raise InvalidRequest(f"id must be {ids.PARTICIPANT_ID_RULE}", code="invalid-participant-id")
-    if not ids.is_https_url(endpoint) or len(endpoint) > MAX_ENDPOINT:
-        raise InvalidRequest("endpoint must be an https:// URL with a host",
-                             code="invalid-endpoint")
+    check_endpoint(endpoint)
     if not isinstance(rooms, list) or not 1 <= len(rooms) <= MAX_ROOMS:
         raise InvalidRequest(f"rooms must be a list of 1-{MAX_ROOMS} room names",
                              code="invalid-rooms")
     if not all(ids.is_room(room) for room in rooms):
         raise InvalidRequest(f"each room must be {ids.PARTICIPANT_ID_RULE}", code="invalid-rooms")
     return pid, endpoint, sorted(set(rooms))
+
+
+def check_endpoint(endpoint: Any) -> None:
+    """A 422 ``invalid-endpoint`` naming what is wrong, unless ``ids.ENDPOINT_RULE`` holds."""
+    problem = ids.endpoint_problem(endpoint)
+    if problem:
+        raise InvalidRequest(problem, code="invalid-endpoint", field="endpoint",
+                             rule=ids.ENDPOINT_RULE)
 
 
 def create(store: Store, pid: str, endpoint: str, rooms: list[str]) -> Participant:

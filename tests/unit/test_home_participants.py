@@ -42,6 +42,30 @@ def test_create_refuses_invalid(home, body):
     assert resp.headers["content-type"] == "application/problem+json"
 
 
+@pytest.mark.parametrize(("endpoint", "reason"), [
+    ("https://bob.example/in#top", "the endpoint has a fragment (#...)"),
+    ("https://user:pass@bob.example/", "the endpoint has userinfo (user:pass@)"),
+    ("https://bob.example/in box", "the endpoint contains whitespace (U+0020)"),
+    ("https://bob.example/in\r\nX: 1", "the endpoint contains whitespace (U+000D)"),
+    ("https://bob.example/\x00", "the endpoint contains a control character (U+0000)"),
+    ("https://Bob.example/", "the endpoint's host must be lowercase"),
+    ("https://bob.example/a/../b", "the endpoint's path has a '.' or '..' segment"),
+    ("https://bob.example/%2f", "the endpoint's path must use uppercase hex (%2F, not %2f)"),
+    ("https://bob.example:08443/", "the endpoint's port must be 1-65535 without leading zeros"),
+    ("http://bob.example/", "the endpoint must start with https:// (lowercase)"),
+    (None, "the endpoint must be a string (an https:// URL)"),
+])
+def test_create_refuses_a_bad_endpoint_saying_why(home, endpoint, reason):
+    before = version(home)
+    resp = home.admin.post("/v1/participants",
+                           json={"id": "bob", "endpoint": endpoint, "rooms": ["r"]})
+    assert resp.status_code == 422, resp.text
+    assert resp.json["type"] == "urn:dmr:problem:invalid-endpoint"
+    assert (resp.json["field"], resp.json["detail"]) == ("endpoint", reason)
+    assert home.admin.get("/v1/participants/bob").status_code == 404
+    assert version(home) == before
+
+
 def test_duplicate_is_a_conflict(home):
     home.add("alice", ["r"])
     resp = home.admin.post("/v1/participants",

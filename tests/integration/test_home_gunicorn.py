@@ -1,6 +1,6 @@
-"""Home under real gunicorn with TLS and client certificates, talked to as the router would.
+"""Home under real gunicorn behind its gate, talked to as the router would.
 
-The tests connect to gunicorn directly, presenting the router's certificate, and set the
+The tests connect to the gate directly, presenting the router's certificate, and set the
 client-certificate header themselves exactly as nginx does ($ssl_client_escaped_cert).
 """
 
@@ -15,14 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.support.apps import unix_get
 from tests.support.home import router_session, running_home, start_home, wait_ready
-from tests.support.identity import cert_headers
+from tests.support.identity import forwarded
 
 pytestmark = pytest.mark.slow
 
 
 def as_(pki, kind, name):
-    return router_session(pki, cert_headers(pki, kind, name))
+    return router_session(pki, forwarded(pki, kind, name))
 
 
 def add(session, url, pid, rooms=("lobby",)):
@@ -32,16 +33,21 @@ def add(session, url, pid, rooms=("lobby",)):
 
 def test_tls_requires_a_client_certificate(tmp_path, pki):
     with running_home(tmp_path / "home", pki, workers=1, threads=4) as home:
-        with pytest.raises(requests.exceptions.SSLError):
-            requests.get(f"{home.url}/healthz", verify=str(pki.ca), timeout=5)
+        # The gate completes the handshake, then answers nothing but the problem.
+        resp = requests.get(f"{home.url}/healthz", verify=str(pki.ca), timeout=5)
+        assert resp.status_code == 400
+        assert resp.headers["Content-Type"] == "application/problem+json"
+        assert resp.json()["type"] == "urn:dmr:problem:client-certificate-required"
         assert as_(pki, "admin", "admin").get(f"{home.url}/v1/participants",
                                               timeout=5).status_code == 200
 
 
-def waiters_by_pid(session, url) -> dict[str, int]:
+def waiters_by_pid(home) -> dict[str, int]:
     found = {}
-    for _ in range(20):  # each connection lands on one worker: sample with new ones
-        text = session.get(f"{url}/metrics", headers={"Connection": "close"}, timeout=5).text
+    # Each connection lands on one worker: sample with new ones, on gunicorn's own socket
+    # (through the gate they would reuse its kept-alive connections to one worker).
+    for _ in range(20):
+        text = unix_get(home.config.gate.socket, "/metrics")[1]
         for pid, count in re.findall(r'dmr_home_sync_waiters\{pid="(\d+)"\} (\d+)', text):
             found[pid] = int(count)
     return found
@@ -68,7 +74,7 @@ def test_revocation_wakes_polls_in_every_worker_within_a_second(tmp_path, pki):
             for thread in threads[-4:]:
                 thread.start()
             time.sleep(0.3)
-            waiting = waiters_by_pid(admin, home.url)
+            waiting = waiters_by_pid(home)
             if len([n for n in waiting.values() if n]) == 2 \
                     and sum(waiting.values()) == len(threads):
                 break

@@ -11,7 +11,7 @@ import pytest
 
 from dmr_appliance.config import HomeSync
 from tests.support.home import router_session, running_home
-from tests.support.identity import CLIENT_CERT_HEADER, cert_headers
+from tests.support.identity import CLIENT_CERT_HEADER, forwarded
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def home(tmp_path_factory, pki):
     # A short max_wait: a generated If-None-Match may match and make /v1/sync wait.
     with running_home(tmp_path_factory.mktemp("home"), pki, workers=2, threads=16,
                       sync=HomeSync(max_wait=1)) as home:
-        admin = router_session(pki, cert_headers(pki, "admin", "admin"))
+        admin = router_session(pki, forwarded(pki, "admin", "admin"))
         for pid in ("alice", "bob"):
             admin.post(f"{home.url}/v1/participants", timeout=10, json={
                 "id": pid, "endpoint": f"https://{pid}.example/in", "rooms": ["lobby"]})
@@ -42,7 +42,7 @@ RUNS = [("admin", "admin", ".*"), ("relay", "relay-1", "^/v1/(sync|heartbeats)$"
 
 @pytest.mark.parametrize(("kind", "name", "paths"), RUNS, ids=[r[0] for r in RUNS])
 def test_live_app_conforms_to_its_openapi(home, pki, tmp_path, kind, name, paths):
-    header = cert_headers(pki, kind, name)[CLIENT_CERT_HEADER]
+    header = forwarded(pki, kind, name)[CLIENT_CERT_HEADER]
     argv = [
         str(ST), "run", f"{home.url}/openapi.json",
         "--url", home.url,

@@ -1,8 +1,8 @@
 """The sync agent against a real home under gunicorn: it saves home's document, its long
 poll wakes on a change, and home accepts its heartbeats with the instance's counters.
 
-No router here: the test stands in for it by adding the client-certificate header nginx
-would set for the relay (home believes it from loopback, a trusted proxy)."""
+No router here: the agent connects to home's gate itself, with its relay certificate,
+which is exactly what home then sees it as."""
 
 from __future__ import annotations
 
@@ -11,39 +11,25 @@ import threading
 import time
 
 import pytest
-import urllib3
 
 from dmr_appliance.relay.agent import Agent
 from dmr_appliance.relay.counters import Counters
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot
 from tests.support.home import router_session, running_home
-from tests.support.identity import cert_headers
+from tests.support.identity import forwarded
 from tests.support.relay_kit import relay_config
 
 pytestmark = pytest.mark.slow
 
 
-@dataclasses.dataclass
-class ViaRouter:
-    """The agent's HTTP client, plus the header the router adds."""
-
-    http: urllib3.PoolManager
-    header: dict
-
-    def request(self, method: str, url: str, headers: dict | None = None, **kwargs):
-        return self.http.request(method, url, headers={**(headers or {}), **self.header},
-                                 **kwargs)
-
-
 def test_agent_syncs_and_beats_against_home(pki, tmp_path):
     with running_home(tmp_path / "home", pki, workers=1) as home:
-        admin = router_session(pki, cert_headers(pki, "admin", "admin"))
+        admin = router_session(pki, forwarded(pki, "admin", "admin"))
         cfg = relay_config(pki, tmp_path / "relay", home_url=f"{home.url}/v1")
         cfg = dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, poll_wait=5))
         counters = Counters()
         counters.add(messages=3, delivered=2, failed=1)
         agent = Agent(cfg, counters)
-        agent.http = ViaRouter(agent.http, cert_headers(pki, "relay", "relay-1"))
 
         assert agent.poll_once() is True
         saved = Snapshot.parse((tmp_path / "relay" / SYNC_FILE).read_bytes())

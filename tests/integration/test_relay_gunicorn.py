@@ -4,7 +4,6 @@ every worker without a restart and without failing a request."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import Counter
@@ -16,9 +15,10 @@ import requests
 from dmr_appliance.relay.agent import write_atomic
 from dmr_appliance.stack import write_toml
 from tests.support import relay_kit
+from tests.support.apps import App
 from tests.support.https import mtls_session
-from tests.support.identity import cert_headers
-from tests.support.processes import Process, free_port
+from tests.support.identity import forwarded
+from tests.support.processes import free_port
 from tests.support.recipient import received, recipient_thread
 
 pytestmark = pytest.mark.slow
@@ -32,8 +32,7 @@ class RelayProcess:
             # home is down: nothing listens there; the agent keeps trying in the background.
             home_url=f"https://127.0.0.1:{free_port()}/v1/home")
         write_toml(tmp / "relay.toml", cfg)
-        self.process = Process([sys.executable, "-m", "dmr_appliance", "relay", "serve",
-                                "--config", str(tmp / "relay.toml")], log_path=tmp / "relay.log")
+        self.process = App("relay", tmp / "relay.toml", tmp)
         self.url = f"https://127.0.0.1:{self.port}"
         # What nginx does: present the router's certificate, vouch for the participant.
         self.session = mtls_session(pki.ca, pki.cert("router", "router"),
@@ -53,7 +52,7 @@ class RelayProcess:
 
     def send(self, doc: dict, token: str, pki) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}", "Connection": "close",
-                   **cert_headers(pki, "participant", "alice")}
+                   **forwarded(pki, "participant", "alice")}
         return self.session.post(self.url + "/v1/messages", json=doc, headers=headers,
                                  timeout=10)
 

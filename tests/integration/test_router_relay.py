@@ -9,7 +9,6 @@ client sent reached it, a stolen token could be used with someone else's certifi
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import urllib.parse
 from pathlib import Path
@@ -20,7 +19,8 @@ import requests
 from dmr_appliance import config, nginx, recipient, render
 from dmr_appliance.stack import write_toml
 from tests.support import relay_kit
-from tests.support.processes import Process, free_port
+from tests.support.apps import App
+from tests.support.processes import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -55,8 +55,7 @@ def deployment(pki, tmp_path_factory):
         pki, state, bind=f"127.0.0.1:{relay_port}", workers=1, threads=4,
         home_url=f"https://127.0.0.1:{router_port}/v1/home")
     write_toml(tmp / "relay.toml", relay_cfg)
-    relay = Process([sys.executable, "-m", "dmr_appliance", "relay", "serve", "--config",
-                     str(tmp / "relay.toml")], log_path=tmp / "relay.log").start()
+    relay = App("relay", tmp / "relay.toml", tmp).start()
     admin = session(pki.ca, pki.cert("admin", "admin"), pki.key("admin", "admin"))
     # The router.
     prefix = tmp / "router"

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dmr_appliance import serving
 from dmr_appliance.config import HomeConfig, Tls
+from tests.support.apps import App, home_gate
 from tests.support.https import mtls_session
-from tests.support.processes import Process, free_port, http_ok
+from tests.support.processes import free_port, http_ok
 
 
 def home_config(state: Path, pki, **overrides) -> HomeConfig:
@@ -18,7 +18,8 @@ def home_config(state: Path, pki, **overrides) -> HomeConfig:
     tls = Tls(ca=pki.ca, cert=pki.cert("server", "home"), key=pki.key("server", "home"),
               crl=pki.crl)
     return dataclasses.replace(HomeConfig(), database=state / "home.db",
-                               keys_dir=state / "keys", tls=tls, **overrides)
+                               keys_dir=state / "keys", tls=tls, gate=home_gate(state),
+                               **overrides)
 
 
 def write_toml(config: HomeConfig, path: Path) -> Path:
@@ -29,6 +30,8 @@ def write_toml(config: HomeConfig, path: Path) -> Path:
         f'database = "{config.database}"', f'keys_dir = "{config.keys_dir}"',
         f'log_level = "{config.log_level}"', "[tls]",
         *(f'{name} = "{getattr(config.tls, name)}"' for name in ("ca", "cert", "key", "crl")),
+        "[gate]",
+        *(f'{name} = "{getattr(config.gate, name)}"' for name in ("socket", "prefix", "error_log")),
         "[sync]", f"max_wait = {config.sync.max_wait}",
         "[heartbeats]", f"stale_after = {config.heartbeats.stale_after}",
         f"down_after = {config.heartbeats.down_after}",
@@ -42,13 +45,13 @@ class RunningHome:
     url: str
     config: HomeConfig
     config_path: Path
-    process: Process
+    process: App
 
 
 @contextmanager
 def running_home(state: Path, pki, *, workers: int = 2, threads: int = 16,
                  **overrides) -> Iterator[RunningHome]:
-    """Home under real gunicorn (TLS, client certificate required) until the block ends."""
+    """Home under real gunicorn behind its gate (TLS, client certificate required)."""
     state.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = home_config(state, pki, bind=f"127.0.0.1:{port}", workers=workers,
@@ -63,8 +66,8 @@ def running_home(state: Path, pki, *, workers: int = 2, threads: int = 16,
 
 
 def start_home(config: HomeConfig, config_path: Path, log_path: Path) -> RunningHome:
-    argv = serving.service_argv(serving.SERVICES["home"], config)
-    process = Process(argv, env={"DMR_CONFIG": str(config_path)}, log_path=log_path).start()
+    """gunicorn and the gate; their logs beside ``log_path`` (NAME.log, NAME-gate.log)."""
+    process = App("home", config_path, log_path.parent, name=log_path.stem).start()
     url = f"https://{config.bind}"
     return RunningHome(url, config, config_path, process)
 
@@ -76,7 +79,8 @@ def wait_ready(home: RunningHome, pki, timeout: float = 30.0) -> RunningHome:
 
 
 def router_session(pki, headers: dict[str, str] | None = None):
-    """What the router presents to home: its own certificate, home verified by the CA."""
+    """What the router presents to home's gate: its router certificate (the only kind
+    whose forwarded X-DMR-Client-Cert home believes), home verified by the CA."""
     return mtls_session(pki.ca, pki.cert("router", "router"), pki.key("router", "router"),
                         headers)
 

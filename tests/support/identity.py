@@ -55,3 +55,8 @@ class Caller:
 
     def delete(self, path: str, **kwargs):
         return self.request("DELETE", path, **kwargs)
+
+
+def forwarded(pki, kind: str, name: str) -> dict[str, str]:
+    """What a router adds over real TLS: the client it vouches for (the gate sets the peer)."""
+    return {CLIENT_CERT_HEADER: escaped_cert(pki.cert(kind, name))}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dmr_appliance import config, envelope, pki, tokens
+from tests.support.apps import relay_gate
 
 ISSUER = "dmr-home"
 
@@ -62,5 +63,5 @@ def relay_config(pki_: Any, state_dir: Path, **overrides: Any) -> config.RelayCo
                           key=pki_.key("relay", "relay-1"), crl=pki_.crl)
     delivery = config.Delivery(connect_timeout=2.0, read_timeout=5.0, pool_size=8)
     base: dict[str, Any] = {"state_dir": state_dir, "tls": tls, "delivery": delivery,
-                            "issuer": ISSUER}
+                            "issuer": ISSUER, "gate": relay_gate(state_dir)}
     return config.RelayConfig(**{**base, **overrides})

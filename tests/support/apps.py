@@ -1,0 +1,114 @@
+"""An app as it is deployed, for integration tests: gunicorn on its unix socket
+(`dmr KIND serve`) and the gate in front of it (`dmr KIND gate`), both real processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dmr_appliance import config
+from tests.support.processes import Process
+
+
+def gate_settings(cls: type, state: Path, **overrides: Any) -> Any:
+    """Gate settings keeping the socket, nginx prefix and error log under ``state``."""
+    return cls(**{"socket": state / "gunicorn.sock", "prefix": state / "gate",
+                  "error_log": str(state / "gate-error.log"), **overrides})
+
+
+def home_gate(state: Path, **overrides: Any) -> config.Gate:
+    return gate_settings(config.Gate, state, **overrides)
+
+
+def relay_gate(state: Path, **overrides: Any) -> config.RelayGate:
+    return gate_settings(config.RelayGate, state, **overrides)
+
+
+class App:
+    """gunicorn and its gate for one ``kind`` (home or relay) and one config file.
+
+    ``stop``, ``kill``, ``signal`` and ``logs`` are gunicorn's (the app); the gate is
+    started once and stopped with the app, as systemd's BindsTo does.
+    """
+
+    def __init__(self, kind: str, config_path: Path, log_dir: Path, name: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        name = name or kind
+        argv = [sys.executable, "-m", "dmr_appliance", kind]
+        self.server = Process([*argv, "serve", "--config", str(config_path)], env=env,
+                              log_path=log_dir / f"{name}.log")
+        self.gate = Process([*argv, "gate", "--config", str(config_path)], env=env,
+                            log_path=log_dir / f"{name}-gate.log")
+
+    @property
+    def proc(self):
+        return self.server.proc
+
+    def start(self) -> App:
+        self.server.start()
+        if self.gate.proc is None or self.gate.proc.poll() is not None:
+            self.gate.start()
+        return self
+
+    def restart_server(self) -> App:
+        """Start gunicorn again behind the gate that stayed up."""
+        self.server.start()
+        return self
+
+    def wait_ready(self, probe: Callable[[], bool], timeout: float = 30.0) -> App:
+        self.server.wait_ready(probe, timeout)
+        return self
+
+    def signal(self, signum: int) -> None:
+        self.server.signal(signum)
+
+    def kill(self) -> None:
+        self.server.kill()
+
+    def stop(self, timeout: float = 15.0) -> str:
+        logs = self.server.stop(timeout)
+        self.gate.stop(timeout)
+        return logs
+
+    def stop_all(self) -> None:
+        self.server.stop()
+        self.gate.signal(signal.SIGTERM)
+        self.gate.stop()
+
+    def logs(self) -> str:
+        return self.server.logs() + self.gate.logs()
+
+
+def with_gate(settings: Any, state: Path) -> Any:
+    """``settings`` (HomeConfig or RelayConfig) with its gate's files under ``state``."""
+    cls = config.RelayGate if isinstance(settings, config.RelayConfig) else config.Gate
+    return dataclasses.replace(settings, gate=gate_settings(cls, state))
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=10)
+        self.path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def unix_get(sock: Path, path: str) -> tuple[int, str]:
+    """GET ``path`` from gunicorn itself on its socket, a new connection each time (so the
+    kernel hands it to any worker): for looking inside, never as a client would."""
+    conn = _UnixConnection(sock)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()

@@ -1,4 +1,4 @@
-"""``dmr pki``: the deployment CA, certificates per kind, revocation and the CRL."""
+"""``dmr pki``: the deployment CA, certificates per kind, renewal, revocation and the CRL."""
 
 from __future__ import annotations
 
@@ -10,9 +10,19 @@ from pathlib import Path
 from dmr_appliance import pki
 from dmr_appliance.cli._home_client import table
 
+# Where every TLS endpoint reads the CRL (the dmr_pki Ansible role installs it there).
+HOST_CRL = pki.DEFAULT_DIR / "crl.pem"
 CRL_NOTE = (
     "nginx refuses every client certificate once the CRL has passed its nextUpdate time, "
-    "so run 'dmr pki crl' well before that (e.g. weekly from a timer) and reload nginx."
+    "so run 'dmr pki crl' well before that (e.g. weekly from a timer) and publish it."
+)
+KIND_HELP = (
+    "router: the router (relays and home believe forwarded client certificates only "
+    "from this kind); server: home and recipients; relay; participant; admin"
+)
+RENEW_NOTE = (
+    "Kind, name and SANs are kept, the key is new. The old certificate is not revoked "
+    "(hosts use it until the new one is deployed); 'dmr pki list' shows it superseded."
 )
 
 
@@ -32,31 +42,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="replace an existing CA: every certificate issued before stops verifying",
     )
 
-    issue = _leaf(sub, "issue", _issue, "issue a key and certificate")
-    _kind_and_name(issue)
-    issue.add_argument(
-        "--dns",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="DNS subject alternative name (server, relay; repeatable; default: --name)",
-    )
-    issue.add_argument(
-        "--ip",
-        action="append",
-        default=[],
-        metavar="ADDR",
-        help="IP subject alternative name (server, relay; repeatable)",
-    )
-    issue.add_argument("--days", type=_positive_int, default=825, help="validity (default 825)")
-    issue.add_argument("--force", action="store_true", help="replace an existing key and cert")
+    _add_issue(sub)
+    _add_renew(sub)
 
     revoke = _leaf(sub, "revoke", _revoke, "revoke every certificate of a name and rewrite the CRL")
     _kind_and_name(revoke)
     revoke.add_argument("--reason", choices=list(pki.REASONS), default="unspecified")
 
     crl = _leaf(sub, "crl", _crl, "sign a fresh CRL", epilog=CRL_NOTE)
-    crl.add_argument("--days", type=_positive_int, default=30, help="validity (default 30)")
+    crl.add_argument(
+        "--days",
+        type=_positive_int,
+        default=pki.CRL_DAYS,
+        help=f"validity (default {pki.CRL_DAYS})",
+    )
 
     listing = _leaf(sub, "list", _list, "list issued certificates")
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
@@ -80,18 +79,76 @@ def _leaf(
     return parser
 
 
+def _add_issue(sub: argparse._SubParsersAction) -> None:
+    issue = _leaf(sub, "issue", _issue, "issue a key and certificate")
+    _kind_and_name(issue)
+    issue.add_argument(
+        "--dns",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="DNS subject alternative name (server, router, relay; repeatable; default: --name)",
+    )
+    issue.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="IP subject alternative name (server, router, relay; repeatable)",
+    )
+    issue.add_argument(
+        "--days",
+        type=_positive_int,
+        default=pki.LEAF_DAYS,
+        help=f"validity (default {pki.LEAF_DAYS})",
+    )
+    issue.add_argument("--force", action="store_true", help="replace an existing key and cert")
+
+
+def _add_renew(sub: argparse._SubParsersAction) -> None:
+    renew = _leaf(
+        sub, "renew", _renew, "re-issue the certificates that expire soon", epilog=RENEW_NOTE
+    )
+    renew.add_argument(
+        "--within",
+        type=_non_negative_int,
+        default=pki.RENEW_WITHIN_DAYS,
+        metavar="DAYS",
+        help=f"renew what expires within DAYS (default {pki.RENEW_WITHIN_DAYS})",
+    )
+    renew.add_argument(
+        "--days",
+        type=_positive_int,
+        default=pki.LEAF_DAYS,
+        help=f"validity of the new certificates (default {pki.LEAF_DAYS})",
+    )
+    renew.add_argument(
+        "--kind", action="append", choices=pki.KINDS, help="only this kind (repeatable)"
+    )
+    renew.add_argument("--name", action="append", help="only this name (repeatable)")
+    renew.add_argument("--dry-run", action="store_true", help="say what would be renewed")
+
+
 def _kind_and_name(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", required=True, choices=pki.KINDS)
+    parser.add_argument("--kind", required=True, choices=pki.KINDS, help=KIND_HELP)
     parser.add_argument("--name", required=True, help="subject CN; a participant's id")
 
 
 def _positive_int(text: str) -> int:
+    return _days(text, minimum=1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _days(text, minimum=0)
+
+
+def _days(text: str, *, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum}")
     return value
 
 
@@ -128,14 +185,62 @@ def _revoke(args: argparse.Namespace) -> int:
         print(f"revoked {args.kind} '{args.name}' (serial {serials}); CRL rewritten")
     else:
         print(f"{args.kind} '{args.name}' was already revoked; CRL rewritten")
-    print(f"reload nginx to apply {pki.paths(args.dir).crl}")
+    _print_publish_hint(args.dir)
     return 0
 
 
 def _crl(args: argparse.Namespace) -> int:
     path = pki.write_crl(args.dir, days=args.days)
-    print(f"wrote {path}, valid for {args.days} days; reload nginx to apply it")
+    print(f"wrote {path}, valid for {args.days} days")
+    _print_publish_hint(args.dir)
     return 0
+
+
+def _print_publish_hint(directory: Path) -> None:
+    # A revocation protects nothing until the CRL reaches every TLS endpoint.
+    crl = pki.paths(directory).crl
+    next_update = pki.crl_next_update(directory).strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(
+        f"publish: copy {crl} to {HOST_CRL} on every router, relay and home host "
+        "(Ansible: role dmr_pki, --tags pki); they reload it within seconds, no restart; "
+        "the local stack (dmr up) picks it up by itself"
+    )
+    print(
+        f"the CRL's next update is {next_update}: once it has passed, nginx refuses every "
+        "client; 'dmr pki crl' renews it (then publish again)"
+    )
+
+
+def _renew(args: argparse.Namespace) -> int:
+    results = pki.renew(
+        args.dir,
+        within_days=args.within,
+        days=args.days,
+        kinds=args.kind,
+        names=args.name,
+        dry_run=args.dry_run,
+    )
+    for result in results:
+        print(_renewal_line(result))
+    counts = {a: sum(r.action == a for r in results) for a in ("renewed", "due", "valid")}
+    skipped = len(results) - sum(counts.values())
+    done = f"{counts['due']} would be renewed" if args.dry_run else f"{counts['renewed']} renewed"
+    print(f"{done}, {counts['valid']} still valid, {skipped} skipped")
+    if counts["renewed"]:
+        print("deploy the renewed keys and certificates to their hosts")
+    return 0
+
+
+def _renewal_line(result: pki.Renewal) -> str:
+    who = f"{result.kind} '{result.name}'"
+    until = result.not_after.strftime("%Y-%m-%dT%H:%M:%SZ") if result.not_after else "?"
+    if result.action == "renewed":
+        return f"{who}: renewed, serial {result.serial:x} valid until {until}"
+    if result.action == "due":
+        return f"{who}: would be renewed (expires {until})"
+    if result.action == "valid":
+        return f"{who}: still valid until {until}"
+    return f"{who}: skipped ({result.detail})"
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -160,6 +265,7 @@ def _rows(records: list[pki.Record]) -> list[dict]:
             "not_after": r.not_after,
             "revoked_at": r.revoked_at,
             "reason": r.reason,
+            "superseded_by": r.superseded_by,
             "status": r.status(current_serial=current[(r.kind, r.name)]),
         }
         for r in records

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from dmr_appliance import pki
 from dmr_appliance.cli import main
@@ -35,6 +37,7 @@ ALL = [
 # openssl's purpose names: what each kind must (and must not) be accepted for.
 PURPOSES = {
     "server": ({"sslserver", "sslclient"}, set()),  # the router is a client of upstreams
+    "router": ({"sslserver", "sslclient"}, set()),
     "relay": ({"sslserver", "sslclient"}, set()),
     "participant": ({"sslclient"}, {"sslserver"}),
     "admin": ({"sslclient"}, {"sslserver"}),
@@ -121,7 +124,7 @@ def test_client_certificates_carry_no_sans(pki_fixture, fresh_pki):
     cert = load(pki_fixture.cert("participant", "alice"))
     with pytest.raises(x509.ExtensionNotFound):
         cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    with pytest.raises(PkiError, match="server and relay"):
+    with pytest.raises(PkiError, match="server, router, relay certificates"):
         pki.issue(fresh_pki.dir, "participant", "dave", dns=["dave.example"])
 
 
@@ -153,10 +156,262 @@ def test_validity_follows_days(fresh_pki):
     assert not_before < now
 
 
+def test_default_validity_is_a_year(fresh_pki):
+    issued = pki.issue(fresh_pki.dir, "admin", "ops")
+    expected = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
+    assert abs(pki.cert_not_after(load(issued.cert)) - expected) < dt.timedelta(minutes=1)
+    record = next(r for r in pki.records(fresh_pki.dir) if r.name == "ops")
+    assert record.not_after == pki.cert_not_after(load(issued.cert)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_leaf_never_outlives_the_ca(tmp_path):
     pki.init_ca(tmp_path, days=5)
     issued = pki.issue(tmp_path, "participant", "alice", days=825)
     assert pki.cert_not_after(load(issued.cert)) <= pki.cert_not_after(load(tmp_path / "ca.pem"))
+
+
+# --- the router kind -------------------------------------------------------------------------
+
+
+def test_router_certificate(fresh_pki):
+    issued = pki.issue(
+        fresh_pki.dir, "router", "edge", dns=["router.example", "localhost"], ips=["127.0.0.1"]
+    )
+    assert issued.cert == fresh_pki.dir / "router" / "edge.pem"
+    cert = load(issued.cert)
+    assert pki.certificate_kind(cert) == "router"
+    assert pki.certificate_name(cert) == "edge"
+    assert (
+        cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == "router"
+    )
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["router.example", "localhost"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    for purpose in PURPOSES["router"][0]:
+        result = openssl_verify(fresh_pki.ca, issued.cert, crl=fresh_pki.crl, purpose=purpose)
+        assert result.returncode == 0, result.stderr
+
+
+def test_router_without_sans_gets_its_name(fresh_pki):
+    cert = load(pki.issue(fresh_pki.dir, "router", "router.example").cert)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["router.example"]
+
+
+def test_a_server_certificate_is_not_a_router(pki_fixture):
+    # The session PKI's "router" name is a server certificate: the name proves nothing.
+    assert pki.certificate_kind(load(pki_fixture.cert("server", "router"))) == "server"
+
+
+def forge(directory: Path, units: list[str]) -> x509.Certificate:
+    """A certificate signed by the deployment CA whose subject has exactly these OUs."""
+    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    ca = load(directory / "ca.pem")
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, u) for u in units]
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, "edge")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+@pytest.mark.parametrize(
+    "units",
+    [
+        ["router", "server"],
+        ["server", "router"],
+        ["router", "router"],
+        ["Router"],
+        ["ROUTER"],
+        ["router "],
+        ["routers"],
+        ["router,server"],
+        ["x-router"],
+        [],
+    ],
+)
+def test_only_one_exact_ou_states_a_kind(fresh_pki, units):
+    forged = forge(fresh_pki.dir, units)
+    assert pki.verify_issued_by(forged, load(fresh_pki.ca))  # signed, yet no kind
+    assert pki.certificate_kind(forged) is None
+
+
+@pytest.mark.parametrize("kind", pki.KINDS)
+def test_every_kind_is_read_back_exactly(fresh_pki, kind):
+    assert pki.certificate_kind(forge(fresh_pki.dir, [kind])) == kind
+
+
+# --- renewal ---------------------------------------------------------------------------------
+
+DAY = dt.timedelta(days=1)
+TODAY = dt.datetime.now(dt.UTC)
+
+
+def renewal_pki(directory: Path) -> Path:
+    """Certificates with staggered lifetimes, one revoked."""
+    pki.init_ca(directory)
+    pki.issue(directory, "router", "edge", dns=["router.example"], ips=["10.0.0.1"], days=20)
+    pki.issue(directory, "server", "home", dns=["home.example"])
+    pki.issue(directory, "relay", "relay-1", dns=["relay-1.example"], days=100)
+    pki.issue(directory, "participant", "alice", days=10)
+    pki.issue(directory, "participant", "bob", days=5)
+    pki.revoke(directory, "participant", "bob")
+    return directory
+
+
+def actions(results: list[pki.Renewal]) -> dict[tuple[str, str], str]:
+    return {(r.kind, r.name): r.action for r in results}
+
+
+def key_matches_cert(key_path: Path, cert_path: Path) -> bool:
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return key.public_key().public_bytes(*raw) == load(cert_path).public_key().public_bytes(*raw)
+
+
+def test_renew_renews_exactly_what_expires_within_the_window(tmp_path):
+    d = renewal_pki(tmp_path / "pki")
+    p = pki.paths(d)
+    before = {
+        (k, n): p.cert(k, n).read_bytes() for k, n in [("router", "edge"), ("server", "home")]
+    }
+    old_key = p.key("router", "edge").read_bytes()
+
+    results = pki.renew(d, within_days=30)
+    assert actions(results) == {
+        ("router", "edge"): "renewed",
+        ("server", "home"): "valid",
+        ("relay", "relay-1"): "valid",
+        ("participant", "alice"): "renewed",
+        ("participant", "bob"): "skipped",
+    }
+    assert next(r for r in results if r.name == "bob").detail == "revoked"
+    assert p.cert("server", "home").read_bytes() == before[("server", "home")]
+
+    edge = load(p.cert("router", "edge"))
+    result = next(r for r in results if r.name == "edge")
+    assert result.renewed and result.serial == edge.serial_number
+    assert result.old_serial == pki.load_certificate(before[("router", "edge")]).serial_number
+    assert pki.certificate_kind(edge) == "router" and pki.certificate_name(edge) == "edge"
+    san = edge.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["router.example"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.0.0.1")]
+    assert abs(pki.cert_not_after(edge) - (TODAY + 365 * DAY)) < dt.timedelta(minutes=5)
+    assert p.key("router", "edge").read_bytes() != old_key
+    assert key_matches_cert(p.key("router", "edge"), p.cert("router", "edge"))
+    assert key_matches_cert(p.key("participant", "alice"), p.cert("participant", "alice"))
+    assert stat.S_IMODE(p.key("router", "edge").stat().st_mode) == 0o600
+    assert stat.S_IMODE(p.cert("router", "edge").stat().st_mode) == 0o644
+    assert not list(d.rglob(".*.p*.*")), "temporary files left behind"
+    check = openssl_verify(p.ca, p.cert("router", "edge"), crl=p.crl, purpose="sslserver")
+    assert check.returncode == 0, check.stderr
+
+    again = pki.renew(d, within_days=30)
+    assert not [r for r in again if r.renewed]
+    assert p.cert("router", "edge").read_bytes() == edge.public_bytes(serialization.Encoding.PEM)
+
+
+def test_renew_with_a_future_clock(tmp_path):
+    d = renewal_pki(tmp_path / "pki")
+    later = TODAY + 80 * DAY
+    first = pki.renew(d, within_days=30, now=later)
+    # Already expired by then (edge, alice) counts as due; relay-1 expires day 100 < 110.
+    assert actions(first) == {
+        ("router", "edge"): "renewed",
+        ("server", "home"): "valid",
+        ("relay", "relay-1"): "renewed",
+        ("participant", "alice"): "renewed",
+        ("participant", "bob"): "skipped",
+    }
+    relay = load(pki.paths(d).cert("relay", "relay-1"))
+    assert abs(pki.cert_not_before(relay) - later) < dt.timedelta(minutes=10)
+    assert abs(pki.cert_not_after(relay) - (later + 365 * DAY)) < dt.timedelta(minutes=1)
+    assert not [r for r in pki.renew(d, within_days=30, now=later) if r.renewed]
+
+    much_later = TODAY + 340 * DAY  # home (day 365) is now inside the window, the rest not
+    renewed = [(r.kind, r.name) for r in pki.renew(d, now=much_later) if r.renewed]
+    assert renewed == [("server", "home")]
+
+
+def test_renew_filters_by_kind_and_name(tmp_path):
+    d = renewal_pki(tmp_path / "pki")
+    assert actions(pki.renew(d, kinds=["router"], dry_run=True)) == {("router", "edge"): "due"}
+    only_alice = pki.renew(d, names=["alice"])
+    assert actions(only_alice) == {("participant", "alice"): "renewed"}
+    with pytest.raises(PkiError, match="unknown kind"):
+        pki.renew(d, kinds=["robot"])
+
+
+def test_renew_dry_run_changes_nothing(tmp_path):
+    d = renewal_pki(tmp_path / "pki")
+    snapshot = {f: f.read_bytes() for f in d.rglob("*") if f.is_file()}
+    results = pki.renew(d, dry_run=True)
+    assert actions(results)[("router", "edge")] == "due"
+    assert {f: f.read_bytes() for f in d.rglob("*") if f.is_file()} == snapshot
+
+
+def test_renew_keeps_the_index_consistent(tmp_path):
+    d = renewal_pki(tmp_path / "pki")
+    old = load(pki.paths(d).cert("router", "edge")).serial_number
+    new = next(r for r in pki.renew(d) if r.name == "edge").serial
+    edge = [r for r in pki.records(d) if r.name == "edge"]
+    assert [r.serial for r in edge] == [old, new]
+    assert edge[0].superseded_by == new and edge[0].status() == "superseded"
+    assert edge[1].superseded_by is None and edge[1].status() == "valid"
+    # The superseded certificate is not revoked (hosts use it until they get the new one),
+    # but a revocation of the name covers both.
+    crl = load_crl(pki.paths(d).crl)
+    assert crl.get_revoked_certificate_by_serial_number(old) is None
+    pki.revoke(d, "router", "edge")
+    crl = load_crl(pki.paths(d).crl)
+    assert all(crl.get_revoked_certificate_by_serial_number(s) for s in (old, new))
+    assert actions(pki.renew(d))[("router", "edge")] == "skipped"
+
+
+def test_renew_skips_what_it_cannot_renew(tmp_path, pki_fixture):
+    d = renewal_pki(tmp_path / "pki")
+    pki.paths(d).cert("participant", "alice").unlink()
+    pki.paths(d).cert("server", "home").write_text("garbage")
+    # A certificate copied in from elsewhere is not ours to re-issue.
+    pki.paths(d).cert("router", "edge").write_bytes(
+        pki_fixture.cert("server", "router").read_bytes()
+    )
+    results = {r.name: r for r in pki.renew(d)}
+    assert results["alice"].action == "skipped" and "no certificate" in results["alice"].detail
+    assert results["edge"].action == "skipped" and "not in index.json" in results["edge"].detail
+    assert results["home"].action == "skipped" and "not a PEM certificate" in results["home"].detail
+    assert results["relay-1"].action == "valid"
+
+
+def test_renew_will_not_loop_on_a_ca_that_expires_in_the_window(tmp_path):
+    pki.init_ca(tmp_path, days=20)
+    pki.issue(tmp_path, "participant", "alice")  # capped at the CA's 20 days
+    (result,) = pki.renew(tmp_path)
+    assert result.action == "skipped" and "replace the CA" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"within_days": 30, "days": 30}, "must exceed within"),
+        ({"within_days": -1}, "at least 0"),
+        ({"days": 0}, "at least 1"),
+        ({"now": dt.datetime(2030, 1, 1)}, "timezone-aware"),
+    ],
+)
+def test_renew_refusals(tmp_path, kwargs, message):
+    pki.init_ca(tmp_path)
+    with pytest.raises(PkiError, match=message):
+        pki.renew(tmp_path, **kwargs)
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -215,7 +470,8 @@ def test_issue_needs_a_ca(tmp_path):
 def test_index_records_every_certificate(pki_fixture):
     index = json.loads((pki_fixture.dir / "index.json").read_text())
     entries = {(e["kind"], e["name"]): e for e in index["certificates"]}
-    assert set(entries) == set(ALL)
+    assert set(ALL) <= set(entries)  # conftest may issue more (router certificates)
+    assert all(pki_fixture.cert(kind, name).exists() for kind, name in entries)
     alice = entries[("participant", "alice")]
     assert alice["serial"] == load(pki_fixture.cert("participant", "alice")).serial_number
     assert alice["revoked_at"] is None and alice["reason"] is None

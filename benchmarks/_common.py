@@ -282,6 +282,6 @@ def enroll(stack: Stack, room: str, sender: str = "alice", to: str = "bob") -> C
     for pid in (sender, to):
         admin.create_participant(pid, stack.endpoint(pid), [room])
     cert, key = stack.cert("participant", sender)
-    token = admin.issue_token(participant=sender, cert_thumbprint=thumbprint(cert))
+    token = admin.issue_token(participant=sender, certificate=cert.read_text())
     card = admin.get_card(to)
     return Credentials(cert, key, token["access_token"], card["card"], room)

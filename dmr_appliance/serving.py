@@ -91,8 +91,7 @@ def gate_conf(settings: AppConfig) -> Path:
 
 
 def prepare_gate(service: AppService, settings: AppConfig) -> Path:
-    """Render the gate's nginx.conf and check it with ``nginx -t``; the socket's folder too."""
-    settings.gate.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Render the gate's nginx.conf and check it with ``nginx -t``."""
     conf = render.write_gate(service.kind, settings, gate_conf(settings))
     nginx.test_config(conf, settings.gate.prefix)
     return conf
@@ -100,6 +99,7 @@ def prepare_gate(service: AppService, settings: AppConfig) -> Path:
 
 def exec_gate(service: AppService, settings: AppConfig) -> None:
     """Render, check, then replace this process with the gate's nginx in the foreground."""
+    _clear_stale(settings.gate.prefix)
     conf = prepare_gate(service, settings)
     argv = nginx.argv(conf, settings.gate.prefix, foreground=True)
     os.execv(argv[0], argv)  # noqa: S606  (fixed argv, no shell)
@@ -112,3 +112,22 @@ def reload_gate(service: AppService, settings: AppConfig) -> int:
     """
     prepare_gate(service, settings)
     return nginx.signal_pid_file(settings.gate.prefix / "nginx.pid", "reload")
+
+
+def _clear_stale(prefix: Path) -> None:
+    """Refuse to start a second gate on one prefix; remove what a killed one left.
+
+    nginx unlinks its unix socket only when it exits cleanly: after a SIGKILL the file
+    would make the next bind fail. Under systemd the prefix is a fresh RuntimeDirectory.
+    """
+    pid_file = prefix / "nginx.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        pass
+    else:
+        if state != "Z":  # a zombie is gone, only not yet reaped by its parent
+            raise nginx.NginxError(f"a gate is already running on {prefix} (pid {pid})")
+    for stale in (pid_file, prefix / "unavailable.sock"):
+        stale.unlink(missing_ok=True)

@@ -378,7 +378,8 @@ class Stack:
         service = self._start_app("home", "home")
         url = f"https://{HOST}:{self.ports['home']}/readyz"
         with self.session() as session:
-            self._wait(service, lambda: session.get(url, timeout=2).ok, timeout)
+            self._wait([service, self.services["home-gate"]],
+                       lambda: session.get(url, timeout=2).ok, timeout)
 
     def _start_router(self) -> None:
         self.log(f"starting the router (nginx) on {self.router_url}")
@@ -398,7 +399,8 @@ class Stack:
     def wait_relay(self, name: str, timeout: float = 60.0) -> None:
         url = self.relay_url(name) + "/readyz"
         with self.session() as session:
-            self._wait(self.services[name], lambda: session.get(url, timeout=2).ok, timeout)
+            self._wait([self.services[name], self.services[f"{name}-gate"]],
+                       lambda: session.get(url, timeout=2).ok, timeout)
 
     def kill_relay(self, name: str) -> None:
         """SIGKILL a relay's gunicorn (master and workers): the crash the router must fail
@@ -438,18 +440,23 @@ class Stack:
             "--seen", str(self.state_dir / "recipient" / "seen.sqlite")), signal.SIGTERM)
         self._wait(service, lambda: _accepts(HOST, port), timeout)
 
-    def _wait(self, service: Service, ready: Callable[[], bool], timeout: float) -> None:
+    def _wait(self, service: Service | list[Service], ready: Callable[[], bool],
+              timeout: float) -> None:
+        """Until ``ready()``; a StackError with its log if one of ``service`` exits first."""
+        services = service if isinstance(service, list) else [service]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not service.running():
-                raise StackError(f"{service.name} exited at start (see {service.log_path}):\n"
-                                 f"{service.log_tail()}")
+            for each in services:
+                if not each.running():
+                    raise StackError(f"{each.name} exited at start (see {each.log_path}):\n"
+                                     f"{each.log_tail()}")
             with contextlib.suppress(requests.RequestException, OSError):
                 if ready():
                     return
             time.sleep(0.1)
-        raise StackError(f"{service.name} not ready after {timeout:.0f} s "
-                         f"(see {service.log_path}):\n{service.log_tail()}")
+        first = services[0]
+        raise StackError(f"{first.name} not ready after {timeout:.0f} s "
+                         f"(see {first.log_path}):\n{first.log_tail()}")
 
     def dead(self) -> list[str]:
         """Names of services that should run but have exited."""

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from dmr_appliance import cli
+from dmr_appliance import cli, pki
 from dmr_appliance.stack import Stack
 
 pytestmark = pytest.mark.slow
@@ -56,9 +56,13 @@ def test_participants_lifecycle(dmr):
 def test_tokens_cards_and_keys(dmr, stack):
     dmr("participants", "add", "carol", "--endpoint", "https://carol.example/in",
         "--room", "dev")
-    issued = json.loads(dmr("token", "issue", "carol", "--for-cert",
-                            str(stack.cert("participant", "alice")[0]), "--lifetime", "120",
-                            "--json"))
+    # A token is bound to the participant's own certificate, checked against CA and CRL.
+    refused = dmr("token", "issue", "carol", "--for-cert",
+                  str(stack.cert("participant", "alice")[0]), code=1)
+    assert refused.strip() == "dmr: the certificate is participant 'alice', not participant 'carol'"
+    carol = pki.issue(stack.pki_dir, "participant", "carol", force=True).cert
+    issued = json.loads(dmr("token", "issue", "carol", "--for-cert", str(carol),
+                            "--lifetime", "120", "--json"))
     assert issued["subject"] == "carol" and issued["expires_in"] == 120
     assert "revoked_at" in dmr("token", "revoke", issued["jti"])
     card = json.loads(dmr("card", "get", "carol", "--json"))

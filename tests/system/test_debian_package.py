@@ -5,7 +5,8 @@ both in a signed apt repository with packaging/build-repo.sh, and, in a fresh co
 with systemd as PID 1 (tests/system/image.sh), walks an operator's path: add the
 repository and its key, `apt install dmr-appliance` (dependencies from Debian's mirror),
 see the services wait for their certificates, configure (PKI, config files, nginx),
-start both services, send a message through nginx to a recipient, print the units'
+start both services and their gates, send a message through nginx to a recipient, see a
+new CRL in force at every gate within seconds (the dmr-crl path unit), print the units'
 `systemd-analyze security` exposure, upgrade (an edited conffile kept, services
 restarted), remove, purge, and check that only what Debian policy allows is left.
 
@@ -40,7 +41,9 @@ REPO_IN_CONTAINER = "/srv/dmr-repo"
 KEYRING_IN_CONTAINER = "/usr/share/keyrings/dmr-appliance-archive-keyring.gpg"
 PKI = "/etc/dmr-appliance/pki"
 ROUTER = "https://localhost:8443"
-UNITS = ("dmr-home.service", "dmr-relay.service")
+APPS = ("dmr-home.service", "dmr-relay.service")
+GATES = ("dmr-home-gate.service", "dmr-relay-gate.service")
+UNITS = APPS + GATES
 EDIT = "workers = 1  # edited by the system test"  # an admin's change to a conffile
 # TESTBED.md: what runs systemd as PID 1 here without --privileged.
 SYSTEMD_FLAGS = [
@@ -91,7 +94,8 @@ class Container:
     def journal(self) -> str:
         proc = subprocess.run(
             [self.docker, "exec", self.name, "journalctl", "--no-pager", "-n", "60",
-             "-u", "dmr-home", "-u", "dmr-relay", "-u", "nginx", "-u", "dmr-test-recipient"],
+             "-u", "dmr-home", "-u", "dmr-relay", "-u", "dmr-home-gate", "-u", "dmr-relay-gate",
+             "-u", "dmr-crl", "-u", "nginx", "-u", "dmr-test-recipient"],
             capture_output=True, text=True, timeout=30)
         return proc.stdout[-6000:]
 
@@ -192,14 +196,16 @@ def test_install_configure_deliver_upgrade_purge(
         assert container.out(f"systemctl is-active {unit}", check=False) == "inactive"
         assert container.out(f"systemctl show -p ConditionResult --value {unit}") == "no"
         assert container.out(f"systemctl show -p NRestarts --value {unit}") == "0"
-    failed = container.out("systemctl is-failed dmr-home dmr-relay", check=False)
-    assert failed == "inactive\ninactive"
-    steps.say("bare install: both services enabled, skipped by their conditions, none failed")
+    failed = container.out(f"systemctl is-failed {' '.join(UNITS)}", check=False)
+    assert failed == "\n".join(["inactive"] * len(UNITS))
+    assert container.out("systemctl is-enabled dmr-crl.path") == "enabled"
+    steps.say("bare install: services and gates enabled, skipped by their conditions, none failed")
 
     # --- configure, start, deliver -----------------------------------------------------------
     configure(container)
-    container.sh("systemctl start dmr-home dmr-relay")
+    container.sh("systemctl start dmr-home dmr-relay")  # each Wants= its gate
     wait_active(container, UNITS)
+    container.sh("systemctl start dmr-crl.path")
     container.sh("systemctl restart nginx")
     start_recipient(container)
     copy_in(container, HERE / "deliver.py", "/root/deliver.py")
@@ -210,12 +216,23 @@ def test_install_configure_deliver_upgrade_purge(
     assert message_id in received, f"the recipient did not record {message_id}: {received}"
     steps.say("the recipient got it")
 
-    # The services run as dmr, with their state where the units say.
-    for unit, state_dir in zip(UNITS, ("/var/lib/dmr-home", "/var/lib/dmr-relay"), strict=True):
+    # The services and gates run as dmr, with their state where the units say; gunicorn
+    # listens on its socket only, the gate (nginx) on the TLS port.
+    for unit, state_dir in zip(APPS, ("/var/lib/dmr-home", "/var/lib/dmr-relay"), strict=True):
         pid = container.out(f"systemctl show -p MainPID --value {unit}")
         assert container.out(f"ps -o user= -p {pid}") == "dmr"
         assert container.out(f"stat -c '%U %a' {state_dir}") == "dmr 700"
+    for unit in GATES:
+        pid = container.out(f"systemctl show -p MainPID --value {unit}")
+        assert container.out(f"ps -o user=,comm= -p {pid}").split() == ["dmr", "nginx"]
+    for kind in ("home", "relay"):
+        assert container.out(f"stat -c '%U %a %F' /run/dmr-{kind}/gunicorn.sock") == \
+            "dmr 700 socket"
+        assert container.out(f"stat -c '%U %a' /run/dmr-{kind}") == "dmr 700"
     assert container.out("ls /var/lib/dmr-home") != ""
+
+    # --- a forged identity at the gate, and a new CRL in force within seconds ----------------
+    check_trust_boundary(container, steps)
 
     # --- hardening ---------------------------------------------------------------------------
     report = container.out(f"systemd-analyze security --no-pager {' '.join(UNITS)}")
@@ -310,6 +327,7 @@ def allowed_leftovers() -> list[re.Pattern[str]]:
         r"/var/lib/dmr-test-recipient(/.*)?",  # the test's recipient
         r"/var/log/nginx/dmr-(access|error)\.log",  # nginx's logs of the router config
         r"/root/deliver\.py",
+        r"/root/forged\.hdr",
         r"/var/log/journal(/.*)?",  # the journal keeps the services' past log lines
     )]
 
@@ -333,7 +351,7 @@ def configure(container: Container) -> None:
     container.sh(" && ".join([
         "dmr pki init",
         f"dmr pki issue --kind server --name home {local}",
-        f"dmr pki issue --kind server --name router {local}",
+        f"dmr pki issue --kind router --name router {local}",
         f"dmr pki issue --kind server --name recipient {local}",
         f"dmr pki issue --kind relay --name relay-1 {local}",
         "dmr pki issue --kind participant --name alice",
@@ -365,14 +383,42 @@ def start_recipient(container: Container) -> None:
 
 
 def wait_active(container: Container, units: tuple[str, ...], within: float = 30) -> None:
-    """Active, and answering on its TLS port (gunicorn has loaded the app)."""
-    ports = {"dmr-home.service": 8700, "dmr-relay.service": 8801}
+    """Active, and listening: a gate on its TLS port, gunicorn on its unix socket."""
+    ready = {"dmr-home-gate.service": "(exec 3<>/dev/tcp/127.0.0.1/8700)",
+             "dmr-relay-gate.service": "(exec 3<>/dev/tcp/127.0.0.1/8801)",
+             "dmr-home.service": "test -S /run/dmr-home/gunicorn.sock",
+             "dmr-relay.service": "test -S /run/dmr-relay/gunicorn.sock"}
     for unit in units:
         container.sh(
             f"for i in $(seq 1 {int(within * 5)}); do "
             f"systemctl is-active -q {unit}"
-            f" && (exec 3<>/dev/tcp/127.0.0.1/{ports[unit]}) 2>/dev/null && exit 0;"
+            f" && {ready[unit]} 2>/dev/null && exit 0;"
             f" sleep 0.2; done; systemctl status --no-pager {unit}; exit 1")
+
+
+def check_trust_boundary(container: Container, steps: Steps) -> None:
+    """alice at home's gate with the admin's certificate in the header stays alice; then
+    bob's certificate is revoked and every gate refuses it within seconds, no restart."""
+    curl = f"curl -s --cacert {PKI}/ca.pem"
+    alice = f"--cert {PKI}/participant/alice.pem --key {PKI}/participant/alice.key"
+    bob = f"--cert {PKI}/participant/bob.pem --key {PKI}/participant/bob.key"
+    # The admin's certificate (public) as a header file for curl -H @FILE.
+    script = ("import urllib.parse; print('X-DMR-Client-Cert: ' + urllib.parse.quote("
+              f"open('{PKI}/admin/admin.pem').read(), safe=''))")
+    container.sh(f"python3 -c {shlex.quote(script)} > /root/forged.hdr")
+    forged = "-H @/root/forged.hdr"
+    answer = container.out(f"{curl} {alice} {forged} https://localhost:8700/v1/participants")
+    assert '"urn:dmr:problem:forbidden"' in answer, answer
+    starts = {unit: started_at(container, unit) for unit in UNITS}
+    container.sh("dmr pki revoke --kind participant --name bob")
+    started = time.monotonic()
+    for port in (8700, 8801, 8443):
+        container.sh(f"for i in $(seq 1 50); do {curl} {bob} https://localhost:{port}/healthz"
+                     " | grep -q client-certificate-invalid && exit 0; sleep 0.1; done; exit 1")
+    elapsed = time.monotonic() - started
+    assert {unit: started_at(container, unit) for unit in UNITS} == starts, "restarted"
+    steps.say(f"forged admin header at home's gate: refused as alice; bob revoked: refused by"
+              f" home's and the relay's gate and the router after {elapsed:.1f} s, no restart")
 
 
 def started_at(container: Container, unit: str) -> int:

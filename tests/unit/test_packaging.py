@@ -16,6 +16,7 @@ from dmr_appliance.cli import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 DEBIAN = ROOT / "packaging" / "debian"
 UNITS = {"dmr-home": ("home", config.HomeConfig), "dmr-relay": ("relay", config.RelayConfig)}
+GATES = {f"{name}-gate": value for name, value in UNITS.items()}
 # Debian 12's package for each install_requires name (pybuild maps some, not all).
 DEBIAN_NAMES = {"falcon": "python3-falcon", "gunicorn": "python3-gunicorn", "pyjwt": "python3-jwt",
                 "cryptography": "python3-cryptography", "requests": "python3-requests",
@@ -51,6 +52,43 @@ def test_unit_runs_the_serve_command_with_the_packaged_conffile(name: str) -> No
     assert argv[3:] == ["--config", f"/etc/dmr-appliance/{kind}.toml"]
     args = build_parser().parse_args(argv[1:])  # the CLI really has this command
     assert callable(args.func)
+
+
+@pytest.mark.parametrize("name", sorted(GATES))
+def test_gate_unit_runs_the_gate_command_and_reloads_with_it(name: str) -> None:
+    kind, cls = GATES[name]
+    values = unit(name)
+    argv = shlex.split(values["ExecStart"][0])
+    assert argv == ["/usr/bin/dmr", kind, "gate", "--config", f"/etc/dmr-appliance/{kind}.toml"]
+    assert shlex.split(values["ExecReload"][0]) == [*argv[:3], "--reload", *argv[3:]]
+    for line in (argv, shlex.split(values["ExecReload"][0])):
+        assert callable(build_parser().parse_args(line[1:]).func)
+    assert values["PartOf"] == [f"{kind_unit(kind)}.service"]
+    assert values["KillSignal"] == ["SIGQUIT"]  # nginx's graceful stop
+    defaults = config.load(cls).gate
+    assert values["RuntimeDirectory"] == [defaults.prefix.name], "the prefix is its runtime dir"
+    assert unit(kind_unit(kind))["RuntimeDirectory"] == [defaults.socket.parent.name]
+    assert f"{name}.service" in unit(kind_unit(kind))["Wants"][0].split()
+    for key, expected in HARDENING.items():
+        if key not in ("UMask",):
+            assert values.get(key) == [expected], f"{name}: {key}"
+    assert values["UMask"] == ["0077"]
+
+
+def kind_unit(kind: str) -> str:
+    return f"dmr-{kind}"
+
+
+def test_crl_path_unit_reloads_every_tls_endpoint() -> None:
+    path = (DEBIAN / "dmr-appliance.dmr-crl.path").read_text()
+    assert f"PathChanged={config.Tls().crl}" in path
+    service = (DEBIAN / "dmr-appliance.dmr-crl.service").read_text()
+    reload = re.search(r"^ExecStart=(.*)$", service, re.M).group(1).split()
+    assert reload[:2] == ["/bin/systemctl", "try-reload-or-restart"]
+    assert set(reload[2:]) == {"dmr-home-gate.service", "dmr-relay-gate.service", "nginx.service"}
+    rules = (DEBIAN / "rules").read_text()
+    for name in ("dmr-home", "dmr-home-gate", "dmr-relay", "dmr-relay-gate", "dmr-crl"):
+        assert f"dh_installsystemd --name={name}\n" in rules
 
 
 @pytest.mark.parametrize("name", sorted(UNITS))
@@ -90,7 +128,7 @@ def test_control_depends_on_a_debian_package_for_every_requirement() -> None:
     for requirement in requirements:
         assert DEBIAN_NAMES[requirement] in names, requirement
     assert {"${python3:Depends}", "${misc:Depends}", "adduser", "openssl"} <= names
-    assert re.search(r"^Recommends: nginx$", binary, re.M)
+    assert "nginx-light | nginx-core | nginx-full | nginx-extras" in depends  # the gates
     assert re.search(r"^Architecture: all$", binary, re.M)
 
 

@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from dmr_appliance import tls_profile
 from dmr_appliance.client.dedup import SeenIds
 
 MAX_BODY = 4 * 1024 * 1024
@@ -52,7 +53,7 @@ class RecipientServer(ThreadingHTTPServer):
         seen_path: Path | None = None,
     ) -> None:
         super().__init__(address, RecipientHandler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context = tls_profile.apply(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
         context.load_cert_chain(str(cert), str(key))
         if ca is not None:
             context.load_verify_locations(cafile=str(ca))

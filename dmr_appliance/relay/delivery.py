@@ -20,7 +20,7 @@ from typing import Any
 
 import urllib3
 
-from dmr_appliance import envelope, logs
+from dmr_appliance import envelope, logs, tls_profile
 from dmr_appliance.config import RelayConfig, Tls
 from dmr_appliance.errors import Unavailable
 from dmr_appliance.outcomes import FAILED, classify
@@ -59,9 +59,10 @@ class Outcome:
 
 
 def tls_context(tls: Tls) -> ssl.SSLContext:
-    """Client side of relay -> recipient: our certificate, their CA, TLS 1.2 at least."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    """Client side of relay -> recipient (and home): our certificate, their CA, the
+    deployment's TLS profile."""
+    context = tls_profile.apply(
+        ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca)))
     # urllib3 matches the host name itself when the context does not; 1.26 has to, as it
     # sends no server_hostname for an IP address, which check_hostname would refuse.
     context.check_hostname = False

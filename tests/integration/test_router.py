@@ -9,8 +9,11 @@ router are in test_router_relay.py.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import os
+import socket
+import ssl
 import time
 import urllib.parse
 from pathlib import Path
@@ -223,8 +226,9 @@ def test_wrong_method_is_405_with_allow(router, upstream):
     resp = alice.delete(r.url + "/home/", timeout=10)
     assert_problem(resp, 405, "method-not-allowed")
     assert resp.headers["Allow"] == "GET, HEAD"
-    assert_problem(alice.request("TRACE", r.url + "/v1/home/participants", timeout=10), 405,
-                   "method-not-allowed")
+    resp = alice.request("TRACE", r.url + "/v1/home/participants", timeout=10)
+    assert_problem(resp, 405, "method-not-allowed")
+    assert resp.headers["Allow"] == "GET, HEAD, POST, PUT, PATCH, DELETE"
     assert_problem(alice.get(r.url + "/elsewhere", timeout=10), 404, "not-found")
     assert relay.seen == [] and home.seen == []
 
@@ -240,6 +244,233 @@ def test_ip_allow_lists_per_location_family(router, upstream):
     # The home API has its own list (loopback by default).
     assert alice.get(r.url + "/v1/home/participants", timeout=10).status_code == 200
     assert relay.seen == [] and [s.path for s in home.seen] == ["/v1/participants"]
+
+
+# --- one error contract at the door: raw requests over TLS -----------------------------------
+
+
+@dataclasses.dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+def raw_request(url: str, pki, data: bytes, kind: str = "participant",
+                name: str = "alice") -> Answer:
+    """Send ``data`` as it is over TLS (with ``kind``/``name``'s certificate) and read the
+    whole answer: nginx closes the connection after most of these, so the body is read
+    by its Content-Length, or up to the close."""
+    host, port = urllib.parse.urlsplit(url).netloc.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(pki.cert(kind, name), pki.key(kind, name))
+    with socket.create_connection((host, int(port)), timeout=10) as plain, \
+            context.wrap_socket(plain, server_hostname="localhost") as tls:
+        tls.sendall(data)
+        resp = http.client.HTTPResponse(tls)
+        resp.begin()
+        body = resp.read()
+        return Answer(resp.status, resp.headers, body)
+
+
+def assert_raw_problem(answer: Answer, status: int, code: str) -> dict:
+    assert answer.status == status, answer
+    assert answer.headers["Content-Type"] == PROBLEM
+    assert not answer.body.lstrip().startswith(b"<"), answer.body  # never an HTML page
+    doc = json.loads(answer.body)
+    assert doc["type"] == f"urn:dmr:problem:{code}"
+    assert doc["status"] == status
+    assert answer.headers["X-Request-Id"] and doc["request_id"] == answer.headers["X-Request-Id"]
+    return doc
+
+
+def head(request_line: str, *fields: str, body: bytes = b"") -> bytes:
+    lines = [request_line, "Host: localhost", *fields, "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def gunicorn_parses(method: str, path: str, headers: dict[str, str]) -> int:
+    """What an upstream saw, as nginx sends it on (request line, then header fields),
+    through gunicorn's own parser with its default limits: the number of fields, or
+    gunicorn's exception (which it would answer with an HTML page)."""
+    from gunicorn.config import Config
+    from gunicorn.http.parser import RequestParser
+
+    raw = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = next(RequestParser(Config(), iter([raw.encode("latin-1") + b"\r\n"]),
+                                 ("127.0.0.1", 1)))
+    return len(request.headers)
+
+
+def test_a_uri_over_the_limit_is_414_problem(router, upstream, pki):
+    relay = upstream("relay-1")
+    r = router([relay.address])
+    for line in (f"GET /{'a' * 5000} HTTP/1.1", f"POST /v1/messages?{'a' * 5000} HTTP/1.1"):
+        doc = assert_raw_problem(raw_request(r.url, pki, head(line)), 414, "uri-too-long")
+        assert "4094 bytes" in doc["detail"]
+    assert relay.seen == []
+
+
+def test_the_longest_request_line_nginx_takes_is_one_gunicorn_takes(router, upstream, pki):
+    relay = upstream("relay-1")
+    r = router([relay.address])
+
+    def line(total: int) -> str:  # a request line of `total` bytes with its CRLF
+        start, end = "POST /v1/messages?", " HTTP/1.1"
+        return start + "q" * (total - len(start) - len(end) - 2) + end
+
+    # nginx counts the line against one large buffer (4k): 4096 bytes with CRLF pass...
+    resp = raw_request(r.url, pki, head(line(4096), "Content-Length: 2", body=b"{}"))
+    assert resp.status == 200 and json.loads(resp.body)["upstream"] == "relay-1"
+    (seen,) = relay.seen
+    forwarded = f"{seen.method} {seen.path} HTTP/1.1"
+    assert len(forwarded) == 4094  # ...and nginx passes it on as it came: gunicorn's limit
+    assert gunicorn_parses(seen.method, seen.path, seen.headers) < 100
+    # ...4097 do not.
+    assert_raw_problem(raw_request(r.url, pki, head(line(4097))), 414, "uri-too-long")
+    assert len(relay.seen) == 1
+
+
+def test_headers_over_the_limits_are_431_problem(router, upstream, pki):
+    relay = upstream("relay-1")
+    r = router([relay.address])
+    one_big = head("POST /v1/messages HTTP/1.1", "X-Big: " + "b" * 5000)
+    doc = assert_raw_problem(raw_request(r.url, pki, one_big), 431, "headers-too-large")
+    assert "4094 bytes" in doc["detail"]
+    # Each line fits a buffer, all of them do not (1k + 4 x 4k).
+    many_big = head("POST /v1/messages HTTP/1.1", *(f"X-Big-{i}: {'b' * 3990}" for i in range(5)))
+    assert_raw_problem(raw_request(r.url, pki, many_big), 431, "headers-too-large")
+    assert relay.seen == []
+    # A header line of 4096 bytes with its CRLF still passes (half gunicorn's 8190).
+    field = "X-Big: " + "b" * (4096 - len("X-Big: ") - 2)
+    ok = raw_request(r.url, pki, head("POST /v1/messages HTTP/1.1", field, "Content-Length: 0"))
+    assert ok.status == 200
+
+
+def test_many_small_headers_never_reach_the_upstream(router, upstream, pki):
+    # nginx has no limit on the number of header fields; gunicorn answers more than 100
+    # with an HTML 400 (and Python's http.server, this fake upstream, with an HTML 431).
+    # The router passes on only the client headers it lists: the count upstream is fixed.
+    relay = upstream("relay-1")
+    r = router([relay.address])
+    fillers = [f"X-Filler-{i:03}: x" for i in range(120)]
+    request = head("POST /v1/messages HTTP/1.1", "Authorization: Bearer t0ken",
+                   "Content-Type: application/json", *fillers, "Content-Length: 2", body=b"{}")
+    resp = raw_request(r.url, pki, request)
+    assert resp.status == 200 and resp.headers["Content-Type"] == "application/json"
+    assert json.loads(resp.body)["upstream"] == "relay-1"
+    (seen,) = relay.seen
+    assert not [name for name in seen.headers if name.startswith("x-filler")]
+    assert seen.headers["authorization"] == "Bearer t0ken"
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.headers["x-request-id"] == resp.headers["X-Request-Id"]
+    assert len(seen.headers) < 20
+    assert gunicorn_parses(seen.method, seen.path, seen.headers) == len(seen.headers)
+    # Straight to the upstream, the same request gets an HTML page: what the router prevents.
+    direct = raw_request(f"https://{relay.address}", pki, request)
+    assert direct.status == 431 and direct.headers["Content-Type"].startswith("text/html")
+
+
+def test_only_the_listed_client_headers_go_on(router, upstream, pki):
+    home = upstream("home", "server", "home")
+    r = router([dead_address()], home.address)
+    sent = {"Accept": "application/json", "If-None-Match": '"7"', "If-Match": '"6"',
+            "User-Agent": "dmr-test", "Authorization": "Bearer t",
+            "X-DMR-Peer-Cert": "forged", "Forwarded": "for=192.0.2.1", "Cookie": "a=b"}
+    resp = r.session("admin", "admin").get(r.url + "/v1/home/sync", headers=sent, timeout=10)
+    assert resp.status_code == 200
+    (seen,) = home.seen
+    for name in ("Accept", "If-None-Match", "If-Match", "User-Agent", "Authorization"):
+        assert seen.headers[name.lower()] == sent[name]
+    for name in ("x-dmr-peer-cert", "forwarded", "cookie"):
+        assert name not in seen.headers
+    assert seen.headers["x-forwarded-for"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("encoding", ["gzip, chunked", "foo"])
+def test_an_unknown_transfer_encoding_is_501_problem(router, upstream, pki, encoding):
+    relay = upstream("relay-1")
+    r = router([relay.address])
+    request = head("POST /v1/messages HTTP/1.1", f"Transfer-Encoding: {encoding}",
+                   body=b"2\r\n{}\r\n0\r\n\r\n")
+    assert_raw_problem(raw_request(r.url, pki, request), 501, "transfer-encoding-not-implemented")
+    # chunked itself is fine: nginx reads the body and passes it on with a Content-Length.
+    chunked = head("POST /v1/messages HTTP/1.1", "Transfer-Encoding: chunked",
+                   body=b"2\r\n{}\r\n0\r\n\r\n")
+    assert raw_request(r.url, pki, chunked).status == 200
+    (seen,) = relay.seen
+    assert seen.body == b"{}" and seen.headers["content-length"] == "2"
+    assert "transfer-encoding" not in seen.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/v1/messages", "POST"),
+        ("/v1/messages?x=1", "POST"),
+        ("/v1/home/sync", "GET, HEAD"),
+        ("/v1/home/participants", "GET, HEAD, POST, PUT, PATCH, DELETE"),
+        ("/home/", "GET, HEAD"),
+        ("/.well-known/jwks.json", "GET, HEAD"),
+        ("/elsewhere", "POST, GET, HEAD, PUT, PATCH, DELETE"),
+    ],
+)
+def test_trace_is_405_problem_with_the_routes_allow(router, upstream, pki, path, allow):
+    # nginx refuses TRACE itself, before any location runs: Allow comes from the path.
+    relay = upstream("relay-1")
+    home = upstream("home", "server", "home")
+    r = router([relay.address], home.address)
+    answer = raw_request(r.url, pki, head(f"TRACE {path} HTTP/1.1"))
+    assert_raw_problem(answer, 405, "method-not-allowed")
+    assert answer.headers["Allow"] == allow
+    assert relay.seen == [] and home.seen == []
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status", "code"),
+    [
+        ("G@T / HTTP/1.1", 400, "bad-request"),  # not a method
+        ("GET / HTTP/1.1 extra", 400, "bad-request"),
+        ("GET /v1/messages HTTP/x.y", 400, "bad-request"),
+        ("GET / HTTP/2.0", 505, "http-version-not-supported"),
+    ],
+)
+def test_a_malformed_request_line_is_a_problem(router, upstream, pki, request_line, status, code):
+    relay = upstream("relay-1")
+    r = router([relay.address])
+    assert_raw_problem(raw_request(r.url, pki, head(request_line)), status, code)
+    assert relay.seen == []
+
+
+def test_malformed_headers_are_400_problem(router, upstream, pki):
+    relay = upstream("relay-1")
+    r = router([relay.address])
+    no_host = b"POST /v1/messages HTTP/1.1\r\nConnection: close\r\n\r\n"
+    both = head("POST /v1/messages HTTP/1.1", "Content-Length: 2", "Transfer-Encoding: chunked",
+                body=b"2\r\n{}\r\n0\r\n\r\n")
+    te_on_10 = head("POST /v1/messages HTTP/1.0", "Transfer-Encoding: chunked",
+                    body=b"0\r\n\r\n")
+    twice = head("POST /v1/messages HTTP/1.1", "Content-Length: 2", "Content-Length: 2",
+                 body=b"{}")
+    for request in (no_host, both, te_on_10, twice):
+        assert_raw_problem(raw_request(r.url, pki, request), 400, "bad-request")
+    assert relay.seen == []
+
+
+def test_http_0_9_gets_the_problem_body_without_a_head(router, upstream, pki):
+    # HTTP/0.9 has no status line and no headers: nginx answers with the body alone.
+    r = router([upstream("relay-1").address])
+    host, port = urllib.parse.urlsplit(r.url).netloc.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(pki.cert("participant", "alice"), pki.key("participant", "alice"))
+    with socket.create_connection((host, int(port)), timeout=10) as plain, \
+            context.wrap_socket(plain, server_hostname="localhost") as tls:
+        tls.sendall(b"GET /elsewhere\r\n")
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    doc = json.loads(data)
+    assert doc["type"] == "urn:dmr:problem:not-found" and doc["status"] == 404
 
 
 # --- routes to home -------------------------------------------------------------------------------

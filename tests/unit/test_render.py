@@ -414,3 +414,169 @@ def test_cli_render_writes_and_checks(pki, tmp_path, capsys):
     assert parse(out.read_text()).one("http").values("client_max_body_size") == [["5000"]]
     assert main(["render", "nginx", "--config", str(toml)]) == 0
     assert capsys.readouterr().out == out.read_text()
+
+
+# --- one error contract at the door ------------------------------------------------------------
+
+# Every status nginx can answer by itself here, and the status the client sees.
+NGINX_OWN = {400: 400, 403: 403, 404: 404, 405: 405, 408: 408, 413: 413, 414: 414, 429: 429,
+             494: 431, 495: 400, 496: 400, 497: 400, 500: 500, 501: 501, 502: 502, 503: 503,
+             504: 504, 505: 505}
+
+
+def problem_doc(location: Block) -> tuple[int, dict]:
+    ((code, body),) = location.values("return")
+    return int(code), json.loads(body.replace("\\n", ""))
+
+
+def test_every_problem_has_an_error_page_and_a_location(variant):
+    _, _, root = variant
+    server = root.one("http").one("server")
+    pages = {int(args[0]): args for args in server.values("error_page")}
+    assert {status: int(args[1].lstrip("=")) for status, args in pages.items()} == NGINX_OWN
+    problem_locations = {loc.args[-1] for loc in server.all("location")
+                         if loc.args[-1].startswith("/_dmr/problem/")}
+    assert problem_locations == {f"/_dmr/problem/{status}" for status in NGINX_OWN}
+    for status, args in pages.items():
+        assert args[2] == f"/_dmr/problem/{status}"
+        loc = server.location(args[2])
+        code, doc = problem_doc(loc)
+        assert code == doc["status"] == NGINX_OWN[status]
+        headers = {a[0]: a[1:] for a in loc.values("add_header")}
+        assert headers["X-Request-Id"] == ["$dmr_request_id", "always"]
+        assert headers["Cache-Control"] == ["no-store", "always"]
+        assert ("Allow" in headers) == (status == 405)
+        assert ("Retry-After" in headers) == (status == 429)
+    assert headers_of(server, 405)["Allow"] == ["$dmr_allow", "always"]
+    types = {status: problem_doc(server.location(f"/_dmr/problem/{status}"))[1]["type"]
+             for status in NGINX_OWN}
+    assert types[494] == "urn:dmr:problem:headers-too-large"
+    assert types[414] == "urn:dmr:problem:uri-too-long"
+    assert types[501] == "urn:dmr:problem:transfer-encoding-not-implemented"
+
+
+def headers_of(server: Block, status: int) -> dict[str, list[str]]:
+    return {a[0]: a[1:] for a in server.location(f"/_dmr/problem/{status}").values("add_header")}
+
+
+def test_request_limits_are_tighter_than_gunicorns(variant):
+    # nginx takes a request line, and each header line, only if it fits in one large buffer
+    # (with its CRLF); gunicorn's limits exclude the CRLF. They must bite before gunicorn's
+    # (whose answers are HTML pages) wherever the request goes.
+    from gunicorn.config import Config
+
+    gunicorn = Config()
+    _, _, root = variant
+    http = root.one("http")
+    (first,) = http.values("client_header_buffer_size")
+    ((number, size),) = http.values("large_client_header_buffers")
+
+    def size_of(value: str) -> int:
+        return int(value[:-1]) * 1024 if value.endswith("k") else int(value)
+
+    assert size_of(first[0]) <= size_of(size)
+    assert size_of(size) - 2 <= gunicorn.limit_request_line  # 4094
+    assert size_of(size) - 2 <= gunicorn.limit_request_field_size  # 8190
+    assert int(number) * size_of(size) <= 64 * 1024
+
+
+def test_only_listed_client_headers_are_passed_on(variant):
+    # nginx counts no header fields; gunicorn refuses more than 100 (limit_request_fields).
+    # Every proxied location passes a fixed set: the template's, never the client's.
+    from gunicorn.config import Config
+
+    _, _, root = variant
+    server = root.one("http").one("server")
+    for loc in server.all("location"):
+        if not loc.all("proxy_pass"):
+            continue
+        assert loc.values("proxy_pass_request_headers") == [["off"]], loc.args
+        names = [args[0].lower() for args in loc.values("proxy_set_header")]
+        assert len(names) == len(set(names))
+        for wanted in ("authorization", "content-type", "accept", "if-none-match"):
+            assert wanted in names, (loc.args, wanted)
+        for args in loc.values("proxy_set_header"):
+            if args[1].startswith("$http_"):
+                assert args[1] == "$http_" + args[0].lower().replace("-", "_")
+        # nginx adds at most Host, Connection, Content-Length / Transfer-Encoding itself.
+        assert len(names) + 4 < Config().limit_request_fields // 2
+
+
+def allow_map(root: Block) -> Block:
+    (found,) = [m for m in root.one("http").all("map") if m.args[1] == "$dmr_allow"]
+    return found
+
+
+def allow_for(mapping: Block, request_uri: str) -> str:
+    """What nginx's map gives: an exact key first, else the first regex that matches."""
+    exact = {c.name: c.args[0] for c in mapping.children
+             if c.name != "default" and not c.name.startswith("~")}
+    if request_uri in exact:
+        return exact[request_uri]
+    for c in mapping.children:
+        if c.name.startswith("~") and re.search(c.name[1:], request_uri):
+            return c.args[0]
+    return mapping.one("default").args[0]
+
+
+def test_allow_of_a_trace_is_the_allow_of_its_route(variant):
+    # TRACE is refused by nginx before any location runs: $dmr_allow then comes from a map on
+    # $request_uri, which must say what the location says (set $dmr_allow) for its paths.
+    _, _, root = variant
+    server = root.one("http").one("server")
+    mapping = allow_map(root)
+    every = set()
+    for loc in server.all("location"):
+        sets = [args[1] for args in loc.values("set") if args[0] == "$dmr_allow"]
+        if not sets:
+            continue
+        (allow,) = sets
+        every |= set(allow.split(", "))
+        exact = loc.args[0] == "="
+        path = loc.args[-1]
+        samples = ([path, path + "?a=1"] if exact
+                   else [path, path + "x/y", path + "x?q=/v1/messages"])
+        for uri in samples:
+            assert allow_for(mapping, uri) == allow, uri
+        if exact:  # /v1/messagesx is not /v1/messages
+            assert allow_for(mapping, path + "x") != allow
+    assert set(allow_for(mapping, "/elsewhere").split(", ")) == every
+    assert allow_for(mapping, "") == allow_for(mapping, "/elsewhere")
+
+
+def render_with_common(source: str, **context) -> str:
+    env = render.environment()
+    return env.from_string('{%- import "nginx/common.j2" as common -%}' + source).render(**context)
+
+
+def test_common_problems_are_the_base_a_template_extends():
+    # gate.conf.j2 takes the same list: one error contract for every nginx of the project.
+    source = (
+        "{%- set found = namespace() -%}"
+        "{{- common.problems(1234, found, extra) -}}"
+        "{{ found.problems | tojson }}"
+    )
+    base = json.loads(render_with_common(source, extra=[]))
+    by_status = {p[0]: p for p in base}
+    assert set(by_status) == set(NGINX_OWN) - {403, 404, 429}
+    assert all(by_status[s][1] == NGINX_OWN[s] for s in by_status)
+    assert "1234 bytes" in by_status[413][4]
+    assert [p[0] for p in base] == sorted(by_status)
+    own = [(400, 400, "bad-request", "Bad request", "Mine."), (404, 404, "not-found", "N", "N.")]
+    mixed = json.loads(render_with_common(source, extra=own))
+    assert [p for p in mixed if p[0] == 400] == [list(own[0])]
+    assert [p[0] for p in mixed] == sorted({*by_status, 404})
+
+
+def test_common_request_limits_and_allow_map_render_alone():
+    text = render_with_common(
+        "http {{ '{' }}{{ common.request_limits() }}{{ common.allow_map() }}"
+        "server {{ '{' }} location / {{ '{' }}{{ common.forward_headers(['X-DMR-Client-Cert']) }}"
+        "}}}"
+    )
+    http = parse(text).one("http")
+    assert http.values("large_client_header_buffers") == [["4", "4k"]]
+    assert http.values("client_header_buffer_size") == [["1k"]]
+    assert allow_map(parse(text)).one("default").args == ["GET, HEAD, POST, PUT, PATCH, DELETE"]
+    loc = http.one("server").location("/")
+    assert ["X-DMR-Client-Cert", "$http_x_dmr_client_cert"] in loc.values("proxy_set_header")

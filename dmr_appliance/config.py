@@ -154,7 +154,8 @@ class Gate:
                            "unix socket gunicorn listens on (only the gate connects)")
     prefix: Path = setting(Path("/run/dmr-home-gate"), help="the gate's nginx prefix: pid "
                            "file, temp files, rendered nginx.conf")
-    access_log: str = setting("stdout", help="JSON access log path, 'stdout', 'stderr' or 'off'")
+    access_log: str = setting("journal", help="JSON access log: 'journal' (journald's syslog "
+                              "socket), 'stdout', a path, or 'off'")
     error_log: str = setting("stderr", help="error log path, or 'stderr'")
     worker_processes: str = setting("1", help="nginx workers (auto: one per core)")
     worker_connections: int = setting(1024, positive, "connections per worker")
@@ -279,7 +280,7 @@ class RouterConfig:
     status_allow: list[str] = setting(LOOPBACK, networks, "who may see the status page")
     prefix: Path = setting(Path("/var/lib/dmr-router"), help="nginx prefix (temp files)")
     access_log: str = setting("/var/log/nginx/dmr-access.log",
-                              help="JSON access log path, or 'stderr'")
+                              help="JSON access log: a path, 'journal', 'stdout' or 'off'")
     error_log: str = setting("/var/log/nginx/dmr-error.log", help="error log path")
     pid_file: Path = setting(Path("/run/nginx-dmr.pid"))
     worker_processes: str = setting("auto")

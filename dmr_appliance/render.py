@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from dmr_appliance import tls_profile
 from dmr_appliance.config import HomeConfig, RelayConfig, RouterConfig
 from dmr_appliance.errors import ConfigError
 
@@ -32,12 +33,14 @@ _WORKERS = re.compile(r"auto|[1-9][0-9]{0,3}")
 
 
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("dmr_appliance", "templates"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # noqa: S701  (nginx config, not HTML)
         keep_trailing_newline=True,
     )
+    env.globals["tls_profile"] = tls_profile.TEMPLATE_VALUES
+    return env
 
 
 def render(config: RouterConfig) -> str:

@@ -273,7 +273,7 @@ class Stack:
 
     def _gate(self, cls: type, name: str) -> Any:
         state = self.state_dir / name
-        return cls(socket=state / "gunicorn.sock", prefix=state / "gate",
+        return cls(socket=state / "gunicorn.sock", prefix=state / "gate", access_log="stdout",
                    error_log=str(self.logs_dir / f"{name}-gate-error.log"))
 
     def home_config(self) -> config.HomeConfig:

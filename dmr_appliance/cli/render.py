@@ -1,4 +1,5 @@
-"""``dmr render nginx``: the router's nginx.conf from router.toml (the only way to make one)."""
+"""``dmr render nginx`` and ``dmr render gate KIND``: every nginx.conf of the project, from
+router.toml, home.toml or relay.toml (the only way to make one)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dmr_appliance import config, nginx, render
+from dmr_appliance import config, nginx, render, serving
 
 DEFAULT_CONFIG = config.ETC / "router.toml"
 
@@ -33,6 +34,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="then check the written file with 'nginx -t' (needs --output)")
     parser.set_defaults(func=_nginx, parser=parser)
 
+    gate = sub.add_parser(
+        "gate",
+        help="render the nginx.conf of the gate in front of home or a relay",
+        description="Render the complete nginx.conf of the gate (TLS, client certificates, "
+        "CRL) in front of home or a relay, from that app's own home.toml / relay.toml. "
+        "`dmr home gate` / `dmr relay gate` render it themselves at each start; this is "
+        "for looking at it, and for deployments that run nginx another way (Kubernetes).",
+    )
+    gate.add_argument("kind", choices=sorted(serving.APP_SERVICES), help="whose gate")
+    gate.add_argument("--config", type=Path, help="the app's settings (default "
+                      f"{config.ETC}/KIND.toml)")
+    gate.add_argument("--output", type=Path, metavar="FILE",
+                      help="write here (atomically) instead of stdout")
+    gate.add_argument("--test", action="store_true",
+                      help="then check the written file with 'nginx -t' (needs --output)")
+    gate.set_defaults(func=_gate, parser=gate)
+
 
 def _nginx(args: argparse.Namespace) -> int:
     if args.test and args.output is None:
@@ -44,6 +62,23 @@ def _nginx(args: argparse.Namespace) -> int:
     render.write(settings, args.output)
     if args.test:
         nginx.test_config(args.output, settings.prefix)
+        print(f"{args.output}: written; nginx -t passed")
+    else:
+        print(f"{args.output}: written")
+    return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    if args.test and args.output is None:
+        args.parser.error("--test needs --output FILE (nginx checks a file)")
+    service = serving.APP_SERVICES[args.kind]
+    settings = config.load(service.settings, args.config or config.ETC / f"{args.kind}.toml")
+    if args.output is None:
+        sys.stdout.write(render.render_gate(args.kind, settings))
+        return 0
+    render.write_gate(args.kind, settings, args.output)
+    if args.test:
+        nginx.test_config(args.output, settings.gate.prefix)
         print(f"{args.output}: written; nginx -t passed")
     else:
         print(f"{args.output}: written")

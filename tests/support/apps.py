@@ -19,6 +19,7 @@ from tests.support.processes import Process
 def gate_settings(cls: type, state: Path, **overrides: Any) -> Any:
     """Gate settings keeping the socket, nginx prefix and error log under ``state``."""
     return cls(**{"socket": state / "gunicorn.sock", "prefix": state / "gate",
+                  "access_log": str(state / "gate-access.log"),
                   "error_log": str(state / "gate-error.log"), **overrides})
 
 

@@ -91,7 +91,7 @@ def parse(text: str) -> Block:
 
 def router_config(pki, tmp_path: Path, **changes) -> config.RouterConfig:
     tls = config.RouterTls(
-        ca=pki.ca, crl=pki.crl, cert=pki.cert("server", "router"), key=pki.key("server", "router")
+        ca=pki.ca, crl=pki.crl, cert=pki.cert("router", "router"), key=pki.key("router", "router")
     )
     base = config.RouterConfig(
         listen=18443,

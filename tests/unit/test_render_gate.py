@@ -1,0 +1,150 @@
+"""The gate template (in front of home and each relay): its structure, the trust it sets
+up, and `nginx -t` on every rendering made here."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from dmr_appliance import config, nginx, render, tls_profile
+from dmr_appliance.cli import main
+from dmr_appliance.errors import ConfigError
+from tests.support.apps import gate_settings
+from tests.unit.test_render import needs_nginx, parse
+
+
+def app_config(kind: str, pki, tmp_path: Path, **gate_changes):
+    if kind == "relay":
+        tls = config.RelayTls(ca=pki.ca, crl=pki.crl, cert=pki.cert("relay", "relay-1"),
+                              key=pki.key("relay", "relay-1"))
+        base = config.RelayConfig(tls=tls, gate=gate_settings(config.RelayGate, tmp_path,
+                                                              **gate_changes))
+    else:
+        tls = config.Tls(ca=pki.ca, crl=pki.crl, cert=pki.cert("server", "home"),
+                         key=pki.key("server", "home"))
+        base = config.HomeConfig(tls=tls, gate=gate_settings(config.Gate, tmp_path,
+                                                             **gate_changes))
+    return base
+
+
+VARIANTS = {"defaults": {}, "health-port": {"health_bind": "127.0.0.1:18081"},
+            "journal": {"access_log": "journal", "error_log": "stderr"},
+            "stdout": {"access_log": "stdout", "worker_processes": "auto"}}
+
+
+@pytest.fixture(params=[(k, v) for k in ("home", "relay") for v in sorted(VARIANTS)],
+                ids=lambda p: f"{p[0]}-{p[1]}")
+def gate(request, pki, tmp_path):
+    kind, variant = request.param
+    cfg = app_config(kind, pki, tmp_path, **VARIANTS[variant])
+    text = render.render_gate(kind, cfg)
+    return kind, cfg, text, parse(text)
+
+
+def tls_server(tree):
+    [server] = [s for s in tree.one("http").all("server") if any("ssl" in a for a in
+                                                                 s.values("listen"))]
+    return server
+
+
+@needs_nginx
+def test_nginx_accepts_every_rendering(gate, tmp_path):
+    _, cfg, text, _ = gate
+    conf = tmp_path / "gate.conf"
+    conf.write_text(text)
+    nginx.test_config(conf, cfg.gate.prefix)
+
+
+def test_the_peer_certificate_is_always_set_by_the_gate(gate):
+    _, cfg, _, tree = gate
+    server = tls_server(tree)
+    headers = {args[0]: args[1] for args in server.values("proxy_set_header")}
+    assert headers["X-DMR-Peer-Cert"] == "$ssl_client_escaped_cert"
+    assert headers["X-DMR-Peer-Addr"] == "$remote_addr"
+    # The forwarded certificate passes as sent (the app believes it from a router only);
+    # nothing else but a fixed list reaches gunicorn.
+    assert headers["X-DMR-Client-Cert"] == "$http_x_dmr_client_cert"
+    assert server.values("proxy_pass_request_headers") == [["off"]]
+    assert server.values("ssl_verify_client") == [["on"]]
+    assert server.values("ssl_crl") == [[str(cfg.tls.crl)]]
+    assert server.values("ssl_client_certificate") == [[str(cfg.tls.ca)]]
+
+
+def test_gunicorn_behind_a_unix_socket_with_a_503_backup(gate):
+    _, cfg, _, tree = gate
+    [upstream] = tree.one("http").all("upstream")
+    servers = upstream.values("server")
+    assert servers[0] == [f"unix:{cfg.gate.socket}", "max_fails=0"]
+    assert servers[1] == [f"unix:{cfg.gate.prefix}/unavailable.sock", "backup"]
+    server = tls_server(tree)
+    # Only when nothing was sent (no non_idempotent): a POST that reached gunicorn is not
+    # passed to the backup.
+    assert server.values("proxy_next_upstream") == [["error"]]
+
+
+def test_the_tls_profile_is_the_one_of_tls_profile_py(gate):
+    server = tls_server(gate[3])
+    assert server.values("ssl_protocols") == [list(tls_profile.PROTOCOLS)]
+    assert server.values("ssl_ciphers") == [[":".join(tls_profile.CIPHERS)]]
+    assert server.values("ssl_ecdh_curve") == [[":".join(tls_profile.GROUPS)]]
+    assert all("CBC" not in c and "DHE-RSA" not in c.replace("ECDHE", "")
+               for c in tls_profile.CIPHERS)
+
+
+def test_every_nginx_error_is_problem_json(gate):
+    server = tls_server(gate[3])
+    pages = {args[0] for args in server.values("error_page")}
+    locations = {b.args[-1] for b in server.all("location")}
+    for status in ("400", "405", "408", "413", "414", "494", "495", "496", "497", "500",
+                   "501", "502", "503", "504", "505"):
+        assert status in pages and f"/_dmr/problem/{status}" in locations, status
+
+
+def test_the_health_port_serves_only_the_probes_without_identity(gate):
+    _, cfg, _, tree = gate
+    plain = [s for s in tree.one("http").all("server")
+             if s.values("listen") and s.values("listen")[0][0].startswith("127.0.0.1:1808")]
+    if not cfg.gate.health_bind:
+        assert plain == []
+        return
+    [health] = plain
+    headers = {args[0]: args[1] for args in health.values("proxy_set_header")}
+    assert headers["X-DMR-Peer-Cert"] == "" and headers["X-DMR-Client-Cert"] == ""
+    assert {b.args[-1] for b in health.all("location")} == {"/healthz", "/readyz", "/"}
+
+
+def test_logs_go_where_the_settings_say(gate):
+    _, cfg, _, tree = gate
+    [access] = tree.one("http").values("access_log")
+    if cfg.gate.access_log == "journal":
+        assert access[0].startswith("syslog:server=unix:/dev/log,tag=dmr_")
+    elif cfg.gate.access_log == "stdout":
+        assert access[0] == "/dev/stdout"
+    [error] = tree.values("error_log")
+    assert error[0] == ("stderr" if cfg.gate.error_log == "stderr" else cfg.gate.error_log)
+
+
+@pytest.mark.parametrize(("changes", "needle"), [
+    ({"worker_processes": "many"}, "'gate.worker_processes' = 'many'"),
+    ({"access_log": "/tmp/$evil"}, "'gate.access_log'"),
+    ({"prefix": Path('/tmp/a"b')}, "'gate.prefix'"),
+])
+def test_values_that_would_bend_the_config_are_refused(pki, tmp_path, changes, needle):
+    cfg = app_config("relay", pki, tmp_path, **changes)
+    with pytest.raises(ConfigError, match=needle.replace("$", r"\$")):
+        render.render_gate("relay", cfg)
+
+
+@needs_nginx
+def test_cli_render_gate_writes_and_checks(pki, tmp_path, capsys):
+    cfg = app_config("home", pki, tmp_path)
+    toml = tmp_path / "home.toml"
+    from dmr_appliance.stack import write_toml
+    write_toml(toml, dataclasses.replace(cfg))
+    out = tmp_path / "gate.conf"
+    assert main(["render", "gate", "home", "--config", str(toml), "--output", str(out),
+                 "--test"]) == 0
+    assert "nginx -t passed" in capsys.readouterr().out
+    assert "X-DMR-Peer-Cert" in out.read_text()

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from dmr_appliance import ids
 from dmr_appliance.errors import EnvelopeError
+from dmr_appliance.timefmt import format_time, parse_time
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 MAX_CARD_CHARS = 8192
@@ -49,9 +50,6 @@ FIELDS = frozenset(
 )
 REQUIRED = ("id", "room", "from", "to", "created_at", "expires_at", "content_type")
 
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
 # RFC 9110 token, the charset of header names and media type parts.
 _TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _HEADER_NAME = re.compile(_TCHAR)
@@ -109,30 +107,6 @@ class Envelope:
     payload: Any = None
     payload_b64: str | None = None
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-
-# ---------------------------------------------------------------------------- times
-
-
-def format_time(dt: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z``; microseconds only when there are any."""
-    if dt.tzinfo is None:
-        raise ValueError("format_time needs a timezone-aware datetime")
-    return dt.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
-
-
-def parse_time(text: str) -> datetime:
-    """Parse a strict RFC 3339 date-time (explicit offset or Z) into aware UTC.
-
-    Raises ValueError otherwise. Leap seconds (``:60``) are refused: Python cannot
-    represent them, and no sender needs one.
-    """
-    if not _RFC3339.fullmatch(text):
-        raise ValueError(f"not an RFC 3339 date-time with an offset: {text[:40]!r}")
-    try:
-        return datetime.fromisoformat(text.upper()).astimezone(UTC)
-    except OverflowError as exc:  # an offset pushes it past year 1 or 9999
-        raise ValueError(f"date-time out of range: {text!r}") from exc
 
 
 def _utc(now: datetime | None) -> datetime:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dmr_appliance.relay.agent import write_atomic
+from dmr_appliance.files import write_atomic
 from dmr_appliance.stack import write_toml
 from tests.support import relay_kit
 from tests.support.apps import App

@@ -13,8 +13,8 @@ import jwt
 import pytest
 
 from dmr_appliance import config, tokens
+from dmr_appliance.files import write_atomic
 from dmr_appliance.relay import trust as trust_mod
-from dmr_appliance.relay.agent import write_atomic
 from dmr_appliance.relay.app import create_app
 from dmr_appliance.relay.counters import Counters
 from dmr_appliance.relay.delivery import Deliverer

@@ -9,7 +9,7 @@ import jinja2
 from dmr_appliance.home import failures, instances, participants
 from dmr_appliance.home.access import ADMIN, allow
 from dmr_appliance.home.services import Services
-from dmr_appliance.home.timefmt import now, rfc3339
+from dmr_appliance.timefmt import now, rfc3339
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("dmr_appliance", "templates/home"),

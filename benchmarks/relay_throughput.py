@@ -41,7 +41,7 @@ from _common import (
 )
 
 from dmr_appliance import envelope
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.stack import Stack
 
 Request = tuple[bytes, dict[str, str]]  # body, headers
 

@@ -446,6 +446,24 @@ def defaults_toml(cls: type, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_toml(settings: Any) -> str:
+    """Every setting of a config dataclass as TOML, read back by ``load`` (the local stack
+    and the tests write their files with it)."""
+    lines: list[str] = []
+    tables: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if dataclasses.is_dataclass(value):
+            tables.append((f.name, value))
+        else:
+            lines.append(f"{f.name} = {toml_value(value)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]"]
+        lines += [f"{f.name} = {toml_value(getattr(table, f.name))}"
+                  for f in dataclasses.fields(table)]
+    return "\n".join(lines) + "\n"
+
+
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.stack import Stack
 
 
 def relay_count(text: str) -> int:

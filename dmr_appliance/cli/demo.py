@@ -17,8 +17,8 @@ from pathlib import Path
 
 from dmr_appliance import logs
 from dmr_appliance.cli._lifecycle import Stopped, relay_count, supervised
-from dmr_appliance.demo import Demo, Report, summary
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.demo import Demo, Report, summary
+from dmr_appliance.local.stack import Stack
 
 DEFAULT_STATE_DIR = Path(".dmr-demo")
 

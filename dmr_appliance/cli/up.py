@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from dmr_appliance.cli._lifecycle import Stopped, relay_count, supervised
-from dmr_appliance.stack import PARTICIPANTS, Stack
+from dmr_appliance.local.stack import PARTICIPANTS, Stack
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

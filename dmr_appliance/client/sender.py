@@ -28,6 +28,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from dmr_appliance import ids, logs, pki
+from dmr_appliance.client import mtls
 from dmr_appliance.client.answers import Answer, RecipientAnswer, no_answer, read_answer
 from dmr_appliance.client.credentials import CardCache, TokenSource, transient
 from dmr_appliance.client.home import HomeClient
@@ -365,12 +366,8 @@ def _recipients(to: Sequence[str]) -> list[str]:
 
 def _session(cert: Path | str, key: Path | str, ca: Path | str, connections: int
              ) -> requests.Session:
-    """Kept-alive mutual TLS to one router. ``trust_env`` off: a REQUESTS_CA_BUNDLE in the
-    environment would silently replace the deployment CA. No hidden retries: we count them."""
-    session = requests.Session()
-    session.trust_env = False
-    session.cert = (str(cert), str(key))
-    session.verify = str(ca)
+    """Kept-alive mutual TLS to one router. No hidden retries: we count them."""
+    session = mtls.session(ca, cert, key)
     session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=connections,
                                           max_retries=0))
     return session

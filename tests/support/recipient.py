@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dmr_appliance.recipient import RecipientServer
+from dmr_appliance.local.recipient import RecipientServer
 from tests.support.processes import Process
 
 

@@ -10,11 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dmr_appliance import nginx, render
+from dmr_appliance import render
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.errors import DmrError
-from dmr_appliance.recipient import RecipientServer
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.processes import NginxProcess
+from dmr_appliance.local.recipient import RecipientServer
+from dmr_appliance.local.stack import Stack
 from tests.support.processes import free_port
 
 
@@ -30,7 +31,7 @@ def ensure_participant(stack: Stack, pid: str, endpoint: str, rooms: list[str]) 
 @dataclasses.dataclass
 class ExtraRouter:
     url: str
-    nginx: nginx.Nginx
+    nginx: NginxProcess
     conf: Path
 
     def reload(self) -> None:
@@ -49,7 +50,7 @@ def extra_router(stack: Stack, directory: Path, **changes: Any) -> Iterator[Extr
     conf = directory / "nginx.conf"
     render.write(cfg, conf)
     with (directory / "nginx.out").open("ab") as out:
-        server = nginx.Nginx(conf, prefix=directory, pid_file=cfg.pid_file, output=out)
+        server = NginxProcess(conf, prefix=directory, pid_file=cfg.pid_file, output=out)
         server.start()
         try:
             yield ExtraRouter(f"https://127.0.0.1:{cfg.listen}", server, conf)

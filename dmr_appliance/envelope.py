@@ -76,7 +76,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class EnvelopeLimits:
     """What the relay accepts; one default per limit (config.py overrides them)."""
 
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
@@ -90,7 +90,7 @@ class Limits:
     max_content_type: int = 255
 
 
-DEFAULT_LIMITS = Limits()
+DEFAULT_LIMITS = EnvelopeLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +174,7 @@ def _float(text: str) -> float:
     return value
 
 
-def _decode(body: bytes, limits: Limits) -> Any:
+def _decode(body: bytes, limits: EnvelopeLimits) -> Any:
     if len(body) > limits.max_message_bytes:
         _fail(
             "envelope-too-large",
@@ -239,7 +239,7 @@ def _fields(doc: Any) -> None:
         )
 
 
-def _recipients(doc: dict[str, Any], limits: Limits) -> tuple[str, ...]:
+def _recipients(doc: dict[str, Any], limits: EnvelopeLimits) -> tuple[str, ...]:
     cards = doc["to"]
     if not isinstance(cards, list):
         _fail("envelope-bad-type", "'to' must be an array of address cards", field="to")
@@ -280,7 +280,7 @@ def _time(doc: dict[str, Any], name: str) -> datetime:
         )
 
 
-def _times(doc: dict[str, Any], limits: Limits, now: datetime) -> tuple[datetime, datetime]:
+def _times(doc: dict[str, Any], limits: EnvelopeLimits, now: datetime) -> tuple[datetime, datetime]:
     created, expires = _time(doc, "created_at"), _time(doc, "expires_at")
     if created - now > timedelta(seconds=limits.max_clock_skew):
         _fail(
@@ -310,7 +310,7 @@ def _times(doc: dict[str, Any], limits: Limits, now: datetime) -> tuple[datetime
     return created, expires
 
 
-def _content_type(doc: dict[str, Any], limits: Limits) -> str:
+def _content_type(doc: dict[str, Any], limits: EnvelopeLimits) -> str:
     value = _string(doc, "content_type")
     if len(value) > limits.max_content_type or not _CONTENT_TYPE.fullmatch(value):
         _fail(
@@ -322,7 +322,7 @@ def _content_type(doc: dict[str, Any], limits: Limits) -> str:
     return value
 
 
-def _headers(doc: dict[str, Any], limits: Limits) -> Mapping[str, str]:
+def _headers(doc: dict[str, Any], limits: EnvelopeLimits) -> Mapping[str, str]:
     headers = doc.get("headers", {})
     if not isinstance(headers, dict):
         _fail("envelope-bad-type", "'headers' must be an object of strings", field="headers")
@@ -372,7 +372,7 @@ def _payload_b64(doc: dict[str, Any]) -> str | None:
     return value
 
 
-def _validate(doc: Any, limits: Limits, now: datetime) -> Envelope:
+def _validate(doc: Any, limits: EnvelopeLimits, now: datetime) -> Envelope:
     _fields(doc)
     message_id = _matching(doc, "id", ids.is_message_id, "envelope-bad-id", "a UUID or a ULID")
     room = _matching(doc, "room", ids.is_room, "envelope-bad-room", ids.PARTICIPANT_ID_RULE)
@@ -399,7 +399,7 @@ def _validate(doc: Any, limits: Limits, now: datetime) -> Envelope:
 
 
 def parse_envelope(
-    body: bytes, limits: Limits = DEFAULT_LIMITS, *, now: datetime | None = None
+    body: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS, *, now: datetime | None = None
 ) -> Envelope:
     """Decode and validate a v1 envelope; raises only ``EnvelopeError``.
 

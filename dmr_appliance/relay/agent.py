@@ -30,7 +30,7 @@ import urllib3
 from dmr_appliance import __version__, files, logs
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.relay.counters import Counters
-from dmr_appliance.relay.delivery import describe, tls_context
+from dmr_appliance.relay.outbound import describe, tls_context
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot, SyncDocumentError
 
 POLL_MARGIN = 10.0  # seconds of read timeout beyond the wait asked of home

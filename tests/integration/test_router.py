@@ -208,7 +208,7 @@ def test_rate_limit_per_certificate_answers_429(router, upstream):
 
 def test_body_over_the_message_limit_is_413(router, upstream):
     relay = upstream("relay-1")
-    r = router([relay.address], limits=config.Limits(max_message_bytes=2000))
+    r = router([relay.address], limits=config.BodyLimits(max_message_bytes=2000))
     alice = r.session()
     assert post(alice, r.url, b"x" * 2000).status_code == 200
     doc = assert_problem(post(alice, r.url, b"x" * 2001), 413, "too-large")
@@ -570,10 +570,11 @@ def test_every_relay_down_is_502_problem(router):
 
 def test_reload_applies_a_new_rendering_and_stop_leaves_nothing(router, upstream):
     relay = upstream("relay-1")
-    r = router([relay.address], limits=config.Limits(max_message_bytes=100))
+    r = router([relay.address], limits=config.BodyLimits(max_message_bytes=100))
     alice = r.session()
     assert post(alice, r.url, b"x" * 150).status_code == 413
-    render.write(dataclasses.replace(r.cfg, limits=config.Limits(max_message_bytes=200)), r.conf)
+    bigger = config.BodyLimits(max_message_bytes=200)
+    render.write(dataclasses.replace(r.cfg, limits=bigger), r.conf)
     r.nginx.reload()
     deadline = time.monotonic() + 10
     while post(alice, r.url, b"x" * 150).status_code != 200:

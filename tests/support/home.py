@@ -106,9 +106,13 @@ class HomeUnderTest:
 
 
 def home_under_test(state: Path, pki, **overrides) -> HomeUnderTest:
+    from dmr_appliance import web
     from dmr_appliance.home.app import create_app
+    from dmr_appliance.home.deps import HomeDeps
     from dmr_appliance.home.store import Store
 
     config = home_config(state, pki, **overrides)
     store = Store(config.database)
-    return HomeUnderTest(create_app(config, store), config, store, pki)
+    app = create_app(HomeDeps.build(config, store),
+                     web.Identifier.from_files(config.tls.ca, config.tls.crl))
+    return HomeUnderTest(app, config, store, pki)

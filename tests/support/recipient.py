@@ -1,4 +1,4 @@
-"""A real HTTPS recipient for tests (``dmr_appliance.recipient``): in a thread of the test
+"""A real HTTPS recipient for tests (``dmr_appliance.local.recipient``): in a thread of the test
 process, or as its own process (``dmr recipient``) like the local stack runs it."""
 
 from __future__ import annotations

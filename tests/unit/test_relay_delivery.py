@@ -13,7 +13,7 @@ from dmr_appliance import config, envelope
 from dmr_appliance import pki as pki_mod
 from dmr_appliance.errors import Unavailable
 from dmr_appliance.local.recipient import RecipientServer
-from dmr_appliance.outcomes import DELIVERED, FAILED, REJECTED, classify
+from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED, classify
 from dmr_appliance.relay.delivery import Deliverer, Recipient
 from tests.support.processes import free_port
 from tests.support.recipient import received, recipient_thread

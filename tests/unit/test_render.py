@@ -117,7 +117,7 @@ VARIANTS = {
         "status_allow": ["192.0.2.7"],
     },
     "custom-limits": {
-        "limits": config.Limits(max_message_bytes=4096, max_request_bytes=1000),
+        "limits": config.BodyLimits(max_message_bytes=4096, max_request_bytes=1000),
         "rate_limit": config.RateLimit(rate="600r/m", burst=3, home_rate="1r/s", home_burst=1),
         "upstream": config.Upstreams(relay_tls_name="relays.dmr.internal", home_tls_name="home",
                                      connect_timeout=1, message_timeout=20, sync_timeout=90,

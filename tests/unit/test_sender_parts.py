@@ -14,13 +14,13 @@ from dmr_appliance.cli import main
 from dmr_appliance.client.answers import read_answer
 from dmr_appliance.client.dedup import SeenIds
 from dmr_appliance.client.home import HomeClient
-from dmr_appliance.client.outcome import Attempt, RecipientOutcome, SendResult
 from dmr_appliance.client.reports import Reporter
+from dmr_appliance.client.result import Attempt, RecipientOutcome, SendResult
 from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.client.sender import failure_report
 from dmr_appliance.envelope import build_envelope
 from dmr_appliance.home import failures
-from dmr_appliance.outcomes import DELIVERED, FAILED, REJECTED
+from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED
 from tests.support.processes import free_port
 
 PROBLEM = "urn:dmr:problem:"

@@ -17,6 +17,7 @@ from dmr_appliance.local.processes import NginxProcess
 from dmr_appliance.local.recipient import RecipientServer
 from dmr_appliance.local.stack import Stack
 from tests.support.processes import free_port
+from tests.support.recipient import serving
 
 
 def ensure_participant(stack: Stack, pid: str, endpoint: str, rooms: list[str]) -> None:
@@ -66,13 +67,8 @@ def recipient_in_thread(stack: Stack, log_path: Path, **kwargs: Any
     cert, key = stack.cert("server", "recipient")
     server = ScriptedRecipient(("127.0.0.1", 0), cert=cert, key=key, ca=stack.ca,
                                log_path=log_path, **kwargs)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def endpoint(server: RecipientServer, pid: str) -> str:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import urllib3
 
-from dmr_appliance import config, nginx, pki
-from dmr_appliance.stack import Stack
+from dmr_appliance import config, pki, serving
+from dmr_appliance.local.stack import Stack
 
 LOCAL_SANS = {"dns": ("localhost",), "ips": ("127.0.0.1",)}
 HOST = "127.0.0.1"
@@ -237,9 +237,9 @@ def group_rss(pgid: int) -> dict[int, int]:
 
 def require_nginx() -> None:
     """The stack's router is Debian's nginx; say so plainly if it is missing."""
-    if not Path(nginx.NGINX).exists():
+    if not Path(serving.NGINX).exists():
         sys.exit(f"this benchmark runs the real router and needs Debian's nginx at "
-                 f"{nginx.NGINX}: apt-get install -y nginx")
+                 f"{serving.NGINX}: apt-get install -y nginx")
 
 
 class BenchStack(Stack):

@@ -35,6 +35,7 @@ from _common import (
 )
 
 from dmr_appliance import config, envelope, logs, tokens
+from dmr_appliance.client import mtls
 from dmr_appliance.relay.delivery import Deliverer, Recipient
 
 ISSUER = "dmr-bench"
@@ -59,11 +60,7 @@ def message(endpoint: str) -> envelope.Envelope:
 
 
 def requests_session(p: Pki) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # else REQUESTS_CA_BUNDLE replaces `verify`
-    session.verify = str(p.ca)
-    session.cert = tuple(str(x) for x in p.pair("relay", "relay-1"))
-    return session
+    return mtls.session(p.ca, *p.pair("relay", "relay-1"))
 
 
 def per_call(p: Pki, count: int, rounds: int) -> None:

@@ -1,6 +1,6 @@
 """Throughput: messages through the real stack vs the same client posting to the recipient.
 
-The local stack (``dmr_appliance.stack``: home, 2 relays under gunicorn, Debian's nginx
+The local stack (``dmr_appliance.local.stack``: home, 2 relays under gunicorn, Debian's nginx
 as router, the demo recipient; all TLS with client certificates, on loopback) with the
 router's rate limits lifted. ``--threads`` client threads share ``--messages`` messages,
 each thread over its own kept-alive connection, in alternating rounds of:
@@ -41,7 +41,7 @@ from _common import (
 )
 
 from dmr_appliance import envelope
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.stack import Stack
 
 Request = tuple[bytes, dict[str, str]]  # body, headers
 

@@ -40,7 +40,7 @@ from _common import (
 
 from dmr_appliance import envelope
 from dmr_appliance.errors import PROBLEM_BASE
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.stack import Stack
 
 DEADLINE = 10.0  # seconds a change may take before the run is called failed
 SENDER = "alice"

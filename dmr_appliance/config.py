@@ -138,7 +138,7 @@ class Heartbeats:
 
 
 @dataclass(frozen=True)
-class Limits:
+class BodyLimits:
     max_message_bytes: int = setting(DEFAULT_MAX_MESSAGE_BYTES, positive,
                                      "largest message body, bytes")
     max_request_bytes: int = setting(262_144, positive,
@@ -187,7 +187,7 @@ class HomeConfig:
     tokens: Tokens = field(default_factory=Tokens)
     sync: HomeSync = field(default_factory=HomeSync)
     heartbeats: Heartbeats = field(default_factory=Heartbeats)
-    limits: Limits = field(default_factory=Limits)
+    limits: BodyLimits = field(default_factory=BodyLimits)
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,7 @@ class RelayConfig:
     tokens: Tokens = field(default_factory=Tokens)
     delivery: Delivery = field(default_factory=Delivery)
     sync: RelaySync = field(default_factory=RelaySync)
-    limits: Limits = field(default_factory=Limits)
+    limits: BodyLimits = field(default_factory=BodyLimits)
 
 
 @dataclass(frozen=True)
@@ -289,7 +289,7 @@ class RouterConfig:
     log_level: str = setting("info", level_name)
     tls: RouterTls = field(default_factory=RouterTls)
     rate_limit: RateLimit = field(default_factory=RateLimit)
-    limits: Limits = field(default_factory=Limits)
+    limits: BodyLimits = field(default_factory=BodyLimits)
     upstream: Upstreams = field(default_factory=Upstreams)
 
 
@@ -443,6 +443,24 @@ def defaults_toml(cls: type, title: str) -> str:
         if help_text:
             lines.append(f"# {help_text}")
         lines.append(f"# {name} = {toml_value(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def to_toml(settings: Any) -> str:
+    """Every setting of a config dataclass as TOML, read back by ``load`` (the local stack
+    and the tests write their files with it)."""
+    lines: list[str] = []
+    tables: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if dataclasses.is_dataclass(value):
+            tables.append((f.name, value))
+        else:
+            lines.append(f"{f.name} = {toml_value(value)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]"]
+        lines += [f"{f.name} = {toml_value(getattr(table, f.name))}"
+                  for f in dataclasses.fields(table)]
     return "\n".join(lines) + "\n"
 
 

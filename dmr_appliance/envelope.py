@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from dmr_appliance import ids
 from dmr_appliance.errors import EnvelopeError
+from dmr_appliance.timefmt import format_time, parse_time
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 MAX_CARD_CHARS = 8192
@@ -49,9 +50,6 @@ FIELDS = frozenset(
 )
 REQUIRED = ("id", "room", "from", "to", "created_at", "expires_at", "content_type")
 
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
 # RFC 9110 token, the charset of header names and media type parts.
 _TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _HEADER_NAME = re.compile(_TCHAR)
@@ -78,7 +76,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class EnvelopeLimits:
     """What the relay accepts; one default per limit (config.py overrides them)."""
 
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
@@ -92,7 +90,7 @@ class Limits:
     max_content_type: int = 255
 
 
-DEFAULT_LIMITS = Limits()
+DEFAULT_LIMITS = EnvelopeLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,30 +107,6 @@ class Envelope:
     payload: Any = None
     payload_b64: str | None = None
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-
-# ---------------------------------------------------------------------------- times
-
-
-def format_time(dt: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z``; microseconds only when there are any."""
-    if dt.tzinfo is None:
-        raise ValueError("format_time needs a timezone-aware datetime")
-    return dt.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
-
-
-def parse_time(text: str) -> datetime:
-    """Parse a strict RFC 3339 date-time (explicit offset or Z) into aware UTC.
-
-    Raises ValueError otherwise. Leap seconds (``:60``) are refused: Python cannot
-    represent them, and no sender needs one.
-    """
-    if not _RFC3339.fullmatch(text):
-        raise ValueError(f"not an RFC 3339 date-time with an offset: {text[:40]!r}")
-    try:
-        return datetime.fromisoformat(text.upper()).astimezone(UTC)
-    except OverflowError as exc:  # an offset pushes it past year 1 or 9999
-        raise ValueError(f"date-time out of range: {text!r}") from exc
 
 
 def _utc(now: datetime | None) -> datetime:
@@ -200,7 +174,7 @@ def _float(text: str) -> float:
     return value
 
 
-def _decode(body: bytes, limits: Limits) -> Any:
+def _decode(body: bytes, limits: EnvelopeLimits) -> Any:
     if len(body) > limits.max_message_bytes:
         _fail(
             "envelope-too-large",
@@ -265,7 +239,7 @@ def _fields(doc: Any) -> None:
         )
 
 
-def _recipients(doc: dict[str, Any], limits: Limits) -> tuple[str, ...]:
+def _recipients(doc: dict[str, Any], limits: EnvelopeLimits) -> tuple[str, ...]:
     cards = doc["to"]
     if not isinstance(cards, list):
         _fail("envelope-bad-type", "'to' must be an array of address cards", field="to")
@@ -306,7 +280,7 @@ def _time(doc: dict[str, Any], name: str) -> datetime:
         )
 
 
-def _times(doc: dict[str, Any], limits: Limits, now: datetime) -> tuple[datetime, datetime]:
+def _times(doc: dict[str, Any], limits: EnvelopeLimits, now: datetime) -> tuple[datetime, datetime]:
     created, expires = _time(doc, "created_at"), _time(doc, "expires_at")
     if created - now > timedelta(seconds=limits.max_clock_skew):
         _fail(
@@ -336,7 +310,7 @@ def _times(doc: dict[str, Any], limits: Limits, now: datetime) -> tuple[datetime
     return created, expires
 
 
-def _content_type(doc: dict[str, Any], limits: Limits) -> str:
+def _content_type(doc: dict[str, Any], limits: EnvelopeLimits) -> str:
     value = _string(doc, "content_type")
     if len(value) > limits.max_content_type or not _CONTENT_TYPE.fullmatch(value):
         _fail(
@@ -348,7 +322,7 @@ def _content_type(doc: dict[str, Any], limits: Limits) -> str:
     return value
 
 
-def _headers(doc: dict[str, Any], limits: Limits) -> Mapping[str, str]:
+def _headers(doc: dict[str, Any], limits: EnvelopeLimits) -> Mapping[str, str]:
     headers = doc.get("headers", {})
     if not isinstance(headers, dict):
         _fail("envelope-bad-type", "'headers' must be an object of strings", field="headers")
@@ -398,7 +372,7 @@ def _payload_b64(doc: dict[str, Any]) -> str | None:
     return value
 
 
-def _validate(doc: Any, limits: Limits, now: datetime) -> Envelope:
+def _validate(doc: Any, limits: EnvelopeLimits, now: datetime) -> Envelope:
     _fields(doc)
     message_id = _matching(doc, "id", ids.is_message_id, "envelope-bad-id", "a UUID or a ULID")
     room = _matching(doc, "room", ids.is_room, "envelope-bad-room", ids.PARTICIPANT_ID_RULE)
@@ -425,7 +399,7 @@ def _validate(doc: Any, limits: Limits, now: datetime) -> Envelope:
 
 
 def parse_envelope(
-    body: bytes, limits: Limits = DEFAULT_LIMITS, *, now: datetime | None = None
+    body: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS, *, now: datetime | None = None
 ) -> Envelope:
     """Decode and validate a v1 envelope; raises only ``EnvelopeError``.
 

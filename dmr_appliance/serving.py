@@ -10,11 +10,15 @@ and the gate's command lines (systemd units, the local stack and the tests use i
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dmr_appliance import config, nginx, render
+from dmr_appliance import config, render
+from dmr_appliance.errors import DmrError
 
 # gunicorn's settings file: JSON logs for gunicorn's own messages, plus per-app hooks.
 GUNICORN_CONF = "python:dmr_appliance.gunicorn_conf"
@@ -93,7 +97,7 @@ def gate_conf(settings: AppConfig) -> Path:
 def prepare_gate(service: AppService, settings: AppConfig) -> Path:
     """Render the gate's nginx.conf and check it with ``nginx -t``."""
     conf = render.write_gate(service.kind, settings, gate_conf(settings))
-    nginx.test_config(conf, settings.gate.prefix)
+    test_config(conf, settings.gate.prefix)
     return conf
 
 
@@ -101,7 +105,7 @@ def exec_gate(service: AppService, settings: AppConfig) -> None:
     """Render, check, then replace this process with the gate's nginx in the foreground."""
     _clear_stale(settings.gate.prefix)
     conf = prepare_gate(service, settings)
-    argv = nginx.argv(conf, settings.gate.prefix, foreground=True)
+    argv = nginx_argv(conf, settings.gate.prefix, foreground=True)
     os.execv(argv[0], argv)  # noqa: S606  (fixed argv, no shell)
 
 
@@ -111,7 +115,7 @@ def reload_gate(service: AppService, settings: AppConfig) -> int:
     A config nginx refuses raises before the signal: the running gate keeps serving.
     """
     prepare_gate(service, settings)
-    return nginx.signal_pid_file(settings.gate.prefix / "nginx.pid", "reload")
+    return signal_pid_file(settings.gate.prefix / "nginx.pid", "reload")
 
 
 def _clear_stale(prefix: Path) -> None:
@@ -128,6 +132,83 @@ def _clear_stale(prefix: Path) -> None:
         pass
     else:
         if state != "Z":  # a zombie is gone, only not yet reaped by its parent
-            raise nginx.NginxError(f"a gate is already running on {prefix} (pid {pid})")
+            raise NginxError(f"a gate is already running on {prefix} (pid {pid})")
     for stale in (pid_file, prefix / "unavailable.sock"):
         stale.unlink(missing_ok=True)
+
+
+# --- nginx's command line (the gates, the router; the local stack runs it too) -------
+
+NGINX = "/usr/sbin/nginx"
+
+
+class NginxError(DmrError):
+    code = "nginx-error"
+    status = 500
+    title = "nginx failed"
+
+
+def binary() -> str:
+    """Debian's nginx, or the one on PATH; NginxError with the fix if there is none."""
+    if os.access(NGINX, os.X_OK):
+        return NGINX
+    found = shutil.which("nginx")
+    if found:
+        return found
+    raise NginxError("nginx is not installed; install it with 'apt-get install nginx-light' "
+                     "(or nginx) and try again")
+
+
+def _globals() -> str:
+    # As root without a `user` directive, workers would become "nobody", which cannot
+    # reach a private (0700) state directory for temp files: keep root's identity then.
+    # As an ordinary user, nginx simply runs as that user (the `user` directive is ignored).
+    return "user root root;" if os.geteuid() == 0 else ""
+
+
+def nginx_argv(conf: Path, prefix: Path, *extra: str, foreground: bool = False) -> list[str]:
+    """nginx's command line for ``conf`` with its own prefix and errors on stderr."""
+    directives = _globals() + (" daemon off;" if foreground else "")
+    cmd = [binary(), "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr"]
+    if directives.strip():
+        cmd += ["-g", directives.strip()]
+    return [*cmd, *extra]
+
+
+def prepare_prefix(prefix: Path) -> None:
+    """Create the prefix and its logs/ directory (nginx creates its temp paths itself)."""
+    (Path(prefix) / "logs").mkdir(parents=True, exist_ok=True)
+
+
+def test_config(conf: Path | str, prefix: Path | str | None = None) -> str:
+    """``nginx -t`` on ``conf``; returns nginx's report, raises NginxError if it fails."""
+    conf = Path(conf).resolve()
+    prefix = Path(prefix).resolve() if prefix is not None else conf.parent
+    prepare_prefix(prefix)
+    result = subprocess.run(
+        nginx_argv(conf, prefix, "-t", "-q"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise NginxError(f"nginx -t failed for {conf}:\n{result.stderr.strip()}")
+    return result.stderr
+
+
+SIGNALS = {"reload": signal.SIGHUP, "stop": signal.SIGQUIT, "reopen": signal.SIGUSR1}
+
+
+def signal_pid_file(pid_file: Path | str, action: str) -> int:
+    """Send ``action`` (reload, stop, reopen) to the master named in ``pid_file``."""
+    try:
+        pid = int(Path(pid_file).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        raise NginxError(f"no running nginx: {pid_file} names no process; start it first") \
+            from None
+    try:
+        os.kill(pid, SIGNALS[action])
+    except ProcessLookupError:
+        raise NginxError(f"no running nginx: pid {pid} from {pid_file} is gone") from None
+    return pid

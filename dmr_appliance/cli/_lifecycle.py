@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from dmr_appliance.stack import Stack
+from dmr_appliance.cli import _numbers
+from dmr_appliance.local.stack import Stack
 
-
-def relay_count(text: str) -> int:
-    """argparse type for --relays."""
-    value = int(text) if text.isdigit() else 0
-    if not 1 <= value <= 16:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of relays from 1 to 16")
-    return value
+# argparse type for --relays
+relay_count = _numbers.whole(1, 16)
 
 
 class Stopped(Exception):

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from dmr_appliance import logs
+from dmr_appliance.cli import _numbers
 from dmr_appliance.cli._lifecycle import Stopped, relay_count, supervised
-from dmr_appliance.demo import Demo, Report, summary
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.demo import Demo, Report, summary
+from dmr_appliance.local.stack import Stack
 
 DEFAULT_STATE_DIR = Path(".dmr-demo")
 
@@ -33,10 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "id against the recipient's log, the sender's refusals and home's failure list. "
         "Exit 0 only when none is unaccounted.",
     )
-    parser.add_argument("--messages", type=_positive, default=200,
+    parser.add_argument("--messages", type=_numbers.whole(1), default=200,
                         help="messages in the batch (default %(default)s)")
     parser.add_argument("--relays", type=relay_count, default=2, help="relay instances (default 2)")
-    parser.add_argument("--threads", type=_positive, default=8,
+    parser.add_argument("--threads", type=_numbers.whole(1), default=8,
                         help="sending threads (default %(default)s)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -50,12 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="leave the stack running after the demo until Ctrl-C")
     parser.set_defaults(func=run)
 
-
-def _positive(text: str) -> int:
-    value = int(text) if text.isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of 1 or more")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

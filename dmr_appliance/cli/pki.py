@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dmr_appliance import pki
+from dmr_appliance.cli import _numbers
 from dmr_appliance.cli._home_client import table
 
 # Where every TLS endpoint reads the CRL (the dmr_pki Ansible role installs it there).
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     crl = _leaf(sub, "crl", _crl, "sign a fresh CRL", epilog=CRL_NOTE)
     crl.add_argument(
         "--days",
-        type=_positive_int,
+        type=_numbers.whole(1),
         default=pki.CRL_DAYS,
         help=f"validity (default {pki.CRL_DAYS})",
     )
@@ -98,7 +99,7 @@ def _add_issue(sub: argparse._SubParsersAction) -> None:
     )
     issue.add_argument(
         "--days",
-        type=_positive_int,
+        type=_numbers.whole(1),
         default=pki.LEAF_DAYS,
         help=f"validity (default {pki.LEAF_DAYS})",
     )
@@ -111,14 +112,14 @@ def _add_renew(sub: argparse._SubParsersAction) -> None:
     )
     renew.add_argument(
         "--within",
-        type=_non_negative_int,
+        type=_numbers.whole(0),
         default=pki.RENEW_WITHIN_DAYS,
         metavar="DAYS",
         help=f"renew what expires within DAYS (default {pki.RENEW_WITHIN_DAYS})",
     )
     renew.add_argument(
         "--days",
-        type=_positive_int,
+        type=_numbers.whole(1),
         default=pki.LEAF_DAYS,
         help=f"validity of the new certificates (default {pki.LEAF_DAYS})",
     )
@@ -134,22 +135,7 @@ def _kind_and_name(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", required=True, help="subject CN; a participant's id")
 
 
-def _positive_int(text: str) -> int:
-    return _days(text, minimum=1)
 
-
-def _non_negative_int(text: str) -> int:
-    return _days(text, minimum=0)
-
-
-def _days(text: str, *, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum}")
-    return value
 
 
 def _init(args: argparse.Namespace) -> int:

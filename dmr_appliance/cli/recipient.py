@@ -6,8 +6,8 @@ import argparse
 import signal
 from pathlib import Path
 
-from dmr_appliance import recipient
 from dmr_appliance.config import bind_address
+from dmr_appliance.local import recipient
 
 
 def register(sub: argparse._SubParsersAction) -> None:

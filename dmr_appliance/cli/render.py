@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dmr_appliance import config, nginx, render, serving
+from dmr_appliance import config, render, serving
 
 DEFAULT_CONFIG = config.ETC / "router.toml"
 
@@ -61,7 +61,7 @@ def _nginx(args: argparse.Namespace) -> int:
         return 0
     render.write(settings, args.output)
     if args.test:
-        nginx.test_config(args.output, settings.prefix)
+        serving.test_config(args.output, settings.prefix)
         print(f"{args.output}: written; nginx -t passed")
     else:
         print(f"{args.output}: written")
@@ -78,7 +78,7 @@ def _gate(args: argparse.Namespace) -> int:
         return 0
     render.write_gate(args.kind, settings, args.output)
     if args.test:
-        nginx.test_config(args.output, settings.gate.prefix)
+        serving.test_config(args.output, settings.gate.prefix)
         print(f"{args.output}: written; nginx -t passed")
     else:
         print(f"{args.output}: written")

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from dmr_appliance import logs, pki
-from dmr_appliance.client.outcome import RecipientOutcome, SendResult
+from dmr_appliance.cli import _numbers
+from dmr_appliance.client.result import RecipientOutcome, SendResult
 from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.config import PKI
@@ -60,19 +61,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
                       help="a header carried to the recipients; repeatable")
     what.add_argument("--id", help="message id (default: a fresh ULID)")
-    what.add_argument("--ttl", type=_positive_int, default=300,
+    what.add_argument("--ttl", type=_numbers.whole(1), default=300,
                       help="seconds until the message expires (default %(default)s)")
     how = parser.add_argument_group("delivery")
     how.add_argument("--router", action="append", default=[], metavar="URL",
                      help="router base URL, in order of preference; repeatable (default: "
                      "$DMR_ROUTERS, comma-separated, the --state-dir stack's, or "
                      f"{DEFAULT_ROUTER})")
-    how.add_argument("--attempts", type=_positive_int, default=3,
+    how.add_argument("--attempts", type=_numbers.whole(1), default=3,
                      help="tries per router (default %(default)s)")
-    how.add_argument("--timeout", type=_positive_float, default=30.0,
+    how.add_argument("--timeout", type=_numbers.positive, default=30.0,
                      help="seconds to wait for a router's answer (default %(default)s)")
-    how.add_argument("--connect-timeout", type=_positive_float, default=3.05)
-    how.add_argument("--parallel", type=_positive_int, default=4,
+    how.add_argument("--connect-timeout", type=_numbers.positive, default=3.05)
+    how.add_argument("--parallel", type=_numbers.whole(1), default=4,
                      help="messages in flight at once with --batch (default %(default)s)")
     how.add_argument("--home", metavar="URL", help="home API base for tokens, cards and "
                      "failure reports (default: $DMR_HOME_URL, else the first router's /v1/home)")
@@ -97,20 +98,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
 
 
 # -- messages --------------------------------------------------------------------------------

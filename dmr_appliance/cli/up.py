@@ -8,8 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from dmr_appliance.cli import _numbers
 from dmr_appliance.cli._lifecycle import Stopped, relay_count, supervised
-from dmr_appliance.stack import PARTICIPANTS, Stack
+from dmr_appliance.local.stack import PARTICIPANTS, Stack
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,16 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--relays", type=relay_count, default=2, help="relay instances (default 2)")
     parser.add_argument("--state-dir", type=Path, default=Path(".dmr"),
                         help="PKI, config, state and logs (default ./.dmr)")
-    parser.add_argument("--port", type=_port, default=8443,
+    parser.add_argument("--port", type=_numbers.whole(0, 65535), default=8443,
                         help="router's HTTPS port on 127.0.0.1 (default 8443; 0: any free)")
     parser.set_defaults(func=run)
 
-
-def _port(text: str) -> int:
-    value = int(text) if text.isdigit() else -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a TCP port, 0-65535 (0: any free)")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

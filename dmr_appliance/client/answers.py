@@ -17,7 +17,7 @@ import requests
 
 from dmr_appliance.client.retry import parse_retry_after
 from dmr_appliance.errors import PROBLEM_BASE
-from dmr_appliance.outcomes import FAILED, REJECTED, classify
+from dmr_appliance.outcome_rule import FAILED, REJECTED, classify
 
 _RECIPIENT_FIELD = re.compile(r"to\[(\d+)\]")
 # Refusals that name one recipient (``field: to[i]``): only that recipient is refused.

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dmr_appliance import logs
-from dmr_appliance.envelope import parse_time
+from dmr_appliance.timefmt import parse_time
 
 DEFAULT_HOLD = 7 * 86400.0  # seconds an id is kept when its expiry is unknown (the max TTL)
 DEFAULT_MAX_IDS = 1_000_000

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import requests
 
+from dmr_appliance.client import mtls
 from dmr_appliance.errors import PROBLEM_BASE, DmrError, Unavailable
 
 DEFAULT_TIMEOUT = 10.0
@@ -26,10 +27,9 @@ class HomeClient:
                  session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.session = session or requests.Session()
+        # Given a session, the caller made it (mtls.session with the same certificate).
+        self.session = session or mtls.session(ca, cert, key)
         self.session.headers.update(headers or {})
-        # Passed on every request: a session-level verify loses to REQUESTS_CA_BUNDLE.
-        self._tls = {"cert": (str(cert), str(key)), "verify": str(ca)}
 
     # -- participants (admin) ----------------------------------------------------------
 
@@ -118,7 +118,7 @@ class HomeClient:
         url = f"{self.base_url}/{path}"
         try:
             resp = self.session.request(method, url, timeout=timeout or self.timeout,
-                                        **self._tls, **kwargs)
+                                        **kwargs)
         except requests.RequestException as exc:
             raise Unavailable(f"home at {self.base_url} is unreachable: {exc}",
                               code="home-unreachable") from exc

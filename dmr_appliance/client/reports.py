@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dmr_appliance import logs
+from dmr_appliance import files, logs
 from dmr_appliance.client.credentials import transient
 from dmr_appliance.client.home import HomeClient
 from dmr_appliance.client.retry import RetryPolicy
@@ -150,9 +150,5 @@ def _torn(fh: BinaryIO) -> bool:
 
 
 def _rewrite(path: Path, docs: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(d, separators=(",", ":")) + "\n" for d in docs)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    files.write_atomic(path, b"".join(json.dumps(d, separators=(",", ":")).encode() + b"\n"
+                                      for d in docs))

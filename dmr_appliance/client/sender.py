@@ -28,15 +28,17 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from dmr_appliance import ids, logs, pki
+from dmr_appliance.client import mtls
 from dmr_appliance.client.answers import Answer, RecipientAnswer, no_answer, read_answer
 from dmr_appliance.client.credentials import CardCache, TokenSource, transient
 from dmr_appliance.client.home import HomeClient
-from dmr_appliance.client.outcome import Attempt, RecipientOutcome, SendResult
 from dmr_appliance.client.reports import Reporter
+from dmr_appliance.client.result import Attempt, RecipientOutcome, SendResult
 from dmr_appliance.client.retry import RetryPolicy
-from dmr_appliance.envelope import build_envelope, format_time, parse_time
+from dmr_appliance.envelope import build_envelope
 from dmr_appliance.errors import DmrError
-from dmr_appliance.outcomes import DELIVERED, FAILED, REJECTED
+from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED
+from dmr_appliance.timefmt import format_time, parse_time
 
 DEFAULT_TIMEOUT = (3.05, 30.0)  # connect, read: the read outlasts a relay's own deliveries
 HOME_TIMEOUT = 5.0
@@ -364,12 +366,8 @@ def _recipients(to: Sequence[str]) -> list[str]:
 
 def _session(cert: Path | str, key: Path | str, ca: Path | str, connections: int
              ) -> requests.Session:
-    """Kept-alive mutual TLS to one router. ``trust_env`` off: a REQUESTS_CA_BUNDLE in the
-    environment would silently replace the deployment CA. No hidden retries: we count them."""
-    session = requests.Session()
-    session.trust_env = False
-    session.cert = (str(cert), str(key))
-    session.verify = str(ca)
+    """Kept-alive mutual TLS to one router. No hidden retries: we count them."""
+    session = mtls.session(ca, cert, key)
     session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=connections,
                                           max_retries=0))
     return session

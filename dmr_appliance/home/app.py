@@ -4,6 +4,7 @@ reads the configuration (``DMR_CONFIG`` plus ``DMR_*`` variables) and builds the
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import falcon
 
@@ -11,27 +12,23 @@ from dmr_appliance import config as config_mod
 from dmr_appliance import logs, web
 from dmr_appliance.config import HomeConfig
 from dmr_appliance.home.access import Identify
+from dmr_appliance.home.deps import HomeDeps
 from dmr_appliance.home.resources import (
     credentials,
     failures,
+    health,
     instances,
     keys,
     participants,
-    service,
-    status,
+    status_page,
     sync,
 )
-from dmr_appliance.home.services import Services
 from dmr_appliance.home.store import Store
 
 
-def create_app(config: HomeConfig, store: Store) -> falcon.App:
-    home = Services.build(config, store)
-    app = falcon.App(middleware=[
-        web.RequestContext(),
-        home.metrics,
-        Identify(web.Identifier.from_files(config.tls.ca, config.tls.crl)),
-    ])
+def create_app(home: HomeDeps, identifier: web.Identifier) -> falcon.App:
+    """The app around its built dependencies: nothing is read or written here."""
+    app = falcon.App(middleware=[web.RequestContext(), home.metrics, Identify(identifier)])
     web.install_error_handlers(app)
 
     people = participants.Participants(home)
@@ -61,16 +58,19 @@ def create_app(config: HomeConfig, store: Store) -> falcon.App:
     app.add_route("/v1/failures/{mid}", reports, suffix="item")
     app.add_route("/v1/failures/{mid}/resolve", reports, suffix="resolve")
 
-    health = service.Health(home)
-    app.add_route("/healthz", health)
-    app.add_route("/readyz", health, suffix="ready")
-    app.add_route("/metrics", service.Metrics(home))
-    app.add_route("/openapi.json", service.OpenApi(home))
-    app.add_route("/", status.StatusPage(home))
+    alive = health.Health(home)
+    app.add_route("/healthz", alive)
+    app.add_route("/readyz", alive, suffix="ready")
+    app.add_route("/metrics", health.Metrics(home))
+    app.add_route("/openapi.json", health.OpenApi(home))
+    app.add_route("/", status_page.StatusPage(home))
     return app
 
 
-def get_app() -> falcon.App:
-    config = config_mod.load(HomeConfig, os.environ.get("DMR_CONFIG"))
+def get_app(environ: Mapping[str, str] = os.environ) -> falcon.App:
+    """The app as gunicorn runs it: config from ``DMR_CONFIG`` and ``DMR_*`` variables;
+    the store opened, the signing key made if there is none, the CA and CRL read."""
+    config = config_mod.load(HomeConfig, environ.get("DMR_CONFIG"), environ)
     logs.configure(config.log_level, instance=config.instance)
-    return create_app(config, Store(config.database))
+    home = HomeDeps.build(config, Store(config.database))
+    return create_app(home, web.Identifier.from_files(config.tls.ca, config.tls.crl))

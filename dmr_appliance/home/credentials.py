@@ -16,7 +16,7 @@ from dmr_appliance.errors import NotFound
 from dmr_appliance.home.keyring import KeyRing
 from dmr_appliance.home.participants import Participant
 from dmr_appliance.home.store import Store
-from dmr_appliance.home.timefmt import now, rfc3339
+from dmr_appliance.timefmt import now, rfc3339
 
 
 @dataclass(frozen=True)

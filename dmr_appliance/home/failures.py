@@ -12,10 +12,9 @@ import sqlite3
 from typing import Any
 
 from dmr_appliance import ids
-from dmr_appliance.envelope import format_time, parse_time
 from dmr_appliance.errors import Conflict, EnvelopeError, InvalidRequest, NotFound
 from dmr_appliance.home.store import Store
-from dmr_appliance.home.timefmt import now, rfc3339
+from dmr_appliance.timefmt import format_time, now, parse_time, rfc3339
 
 FIELDS = {"message_id", "room", "from", "to", "attempts", "envelope", "reported_at"}
 ATTEMPT_FIELDS = {"target", "at", "outcome", "status", "detail"}

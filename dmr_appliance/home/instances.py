@@ -10,7 +10,7 @@ from dmr_appliance import ids
 from dmr_appliance.config import Heartbeats
 from dmr_appliance.errors import AuthError, InvalidRequest
 from dmr_appliance.home.store import Store
-from dmr_appliance.home.timefmt import rfc3339
+from dmr_appliance.timefmt import rfc3339
 
 HEALTH = ("healthy", "stale", "down")
 MAX_COUNTERS = 64

@@ -15,7 +15,7 @@ from typing import Any
 
 from dmr_appliance.errors import Unavailable
 from dmr_appliance.home.store import Store
-from dmr_appliance.home.timefmt import now, rfc3339
+from dmr_appliance.timefmt import now, rfc3339
 from dmr_appliance.tokens import KeySet, SigningKey
 
 # The active key first, then retired ones, most recently retired first.

@@ -13,7 +13,7 @@ from typing import Any
 from dmr_appliance import ids
 from dmr_appliance.errors import Conflict, InvalidRequest, NotFound
 from dmr_appliance.home.store import Store
-from dmr_appliance.home.timefmt import now, rfc3339
+from dmr_appliance.timefmt import now, rfc3339
 
 STATUSES = ("active", "suspended", "revoked")
 MAX_ROOMS = 256

@@ -22,7 +22,7 @@ from dmr_appliance.config import HomeConfig
 from dmr_appliance.home import credentials
 from dmr_appliance.home.keyring import KeyRing
 from dmr_appliance.home.store import Store
-from dmr_appliance.home.timefmt import now, rfc3339
+from dmr_appliance.timefmt import now, rfc3339
 
 _log = logs.get_logger("dmr.home.sync")
 

@@ -27,10 +27,10 @@ from typing import Any
 
 import urllib3
 
-from dmr_appliance import __version__, logs
+from dmr_appliance import __version__, files, logs
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.relay.counters import Counters
-from dmr_appliance.relay.delivery import describe, tls_context
+from dmr_appliance.relay.outbound import describe, tls_context
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot, SyncDocumentError
 
 POLL_MARGIN = 10.0  # seconds of read timeout beyond the wait asked of home
@@ -79,7 +79,8 @@ class Agent:
         self.etag = response.headers.get("ETag")
         if snapshot.version == self.version:
             return False
-        write_atomic(self.path, response.data)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        files.write_atomic(self.path, response.data)
         logs.log_event(_log, "sync-document-saved", version=snapshot.version,
                        previous=self.version)
         self.version = snapshot.version
@@ -146,17 +147,6 @@ def saved_version(path: Path) -> int | None:
         return Snapshot.parse(path.read_bytes()).version
     except (OSError, SyncDocumentError):
         return None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a part of either."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 # --- lifecycle, driven by gunicorn's master hooks (relay/gunicorn_conf.py) ---------------

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import falcon
 
 from dmr_appliance import config, envelope, logs, web
-from dmr_appliance.relay import counters, status
+from dmr_appliance.relay import counters, health
 from dmr_appliance.relay.delivery import Deliverer
 from dmr_appliance.relay.messages import Messages
 from dmr_appliance.relay.trust import TrustState
@@ -23,16 +23,16 @@ def create_app(
     count = shared_counters or counters.Counters()
     app = falcon.App(middleware=[web.RequestContext()])
     web.install_error_handlers(app)
-    limits = envelope.Limits(max_message_bytes=cfg.limits.max_message_bytes)
+    limits = envelope.EnvelopeLimits(max_message_bytes=cfg.limits.max_message_bytes)
     app.add_route("/v1/messages", Messages(
         trust, deliverer, count,
         identify=web.Identifier.from_files(cfg.tls.ca, cfg.tls.crl),
         limits=limits,
     ))
-    app.add_route("/healthz", status.Health())
-    app.add_route("/readyz", status.Ready(trust))
-    app.add_route("/metrics", status.Metrics(trust, count, cfg.instance))
-    app.add_route("/openapi.json", status.OpenApi())
+    app.add_route("/healthz", health.Health())
+    app.add_route("/readyz", health.Ready(trust))
+    app.add_route("/metrics", health.Metrics(trust, count, cfg.instance))
+    app.add_route("/openapi.json", health.OpenApi())
     return app
 
 

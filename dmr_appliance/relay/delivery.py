@@ -9,7 +9,6 @@ is what lets the router try another relay. The sender retries, so urllib3 does n
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -20,10 +19,11 @@ from typing import Any
 
 import urllib3
 
-from dmr_appliance import envelope, logs, tls_profile
-from dmr_appliance.config import RelayConfig, Tls
+from dmr_appliance import envelope, logs
+from dmr_appliance.config import RelayConfig
 from dmr_appliance.errors import Unavailable
-from dmr_appliance.outcomes import FAILED, classify
+from dmr_appliance.outcome_rule import FAILED, classify
+from dmr_appliance.relay.outbound import describe, tls_context
 
 # Admitted deliveries (running + queued) per delivery thread before the relay says 503.
 QUEUE_FACTOR = 4
@@ -41,7 +41,7 @@ class Recipient:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DeliveryOutcome:
     recipient: str
     outcome: str  # delivered | rejected | failed
     status: int | None  # the recipient's HTTP status; None when it never answered
@@ -55,19 +55,6 @@ class Outcome:
             doc["error"] = self.error
         return doc
 
-
-
-
-def tls_context(tls: Tls) -> ssl.SSLContext:
-    """Client side of relay -> recipient (and home): our certificate, their CA, the
-    deployment's TLS profile."""
-    context = tls_profile.apply(
-        ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca)))
-    # urllib3 matches the host name itself when the context does not; 1.26 has to, as it
-    # sends no server_hostname for an IP address, which check_hostname would refuse.
-    context.check_hostname = False
-    context.load_cert_chain(str(tls.cert), str(tls.key))
-    return context
 
 
 class Deliverer:
@@ -108,7 +95,7 @@ class Deliverer:
 
     def deliver(
         self, message: envelope.Envelope, recipients: Sequence[Recipient], request_id: str
-    ) -> list[Outcome]:
+    ) -> list[DeliveryOutcome]:
         """Every recipient's outcome, in order; ``Unavailable`` (503) if none was attempted."""
         self._admit(len(recipients))
         futures = []
@@ -136,22 +123,22 @@ class Deliverer:
                 )
             self._admitted += count
 
-    def _release(self, _future: Future[Outcome]) -> None:
+    def _release(self, _future: Future[DeliveryOutcome]) -> None:
         with self._lock:
             self._admitted -= 1
 
     # --- one recipient -----------------------------------------------------------------
 
     @staticmethod
-    def _result(future: Future[Outcome], recipient: Recipient) -> Outcome:
+    def _result(future: Future[DeliveryOutcome], recipient: Recipient) -> DeliveryOutcome:
         try:
             return future.result()
         except Exception as exc:  # a bug in _deliver_one must not lose the other outcomes
-            return Outcome(recipient.id, FAILED, None, 0.0, f"internal error: {exc!r}")
+            return DeliveryOutcome(recipient.id, FAILED, None, 0.0, f"internal error: {exc!r}")
 
     def _deliver_one(
         self, message: envelope.Envelope, recipient: Recipient, request_id: str
-    ) -> Outcome:
+    ) -> DeliveryOutcome:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
@@ -165,7 +152,7 @@ class Deliverer:
         logs.log_event(_log, "delivery", message_id=message.id, room=message.room,
                        sender=message.sender, to=recipient.id, status=status, ms=ms,
                        outcome=outcome, error=error, request_id=request_id)
-        return Outcome(recipient.id, outcome, status, ms, error)
+        return DeliveryOutcome(recipient.id, outcome, status, ms, error)
 
     @staticmethod
     def _body(message: envelope.Envelope, recipient: Recipient) -> bytes:
@@ -193,9 +180,3 @@ class Deliverer:
         finally:
             response.release_conn()
         return int(response.status)
-
-
-def describe(exc: BaseException) -> str:
-    """A short, stable description of a transport error (no addresses of our own)."""
-    reason = getattr(exc, "reason", None) or exc
-    return f"{type(exc).__name__}: {reason}"[:300]

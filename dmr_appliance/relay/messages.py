@@ -16,9 +16,9 @@ import falcon
 
 from dmr_appliance import envelope, web
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError, TokenError
-from dmr_appliance.outcomes import DELIVERED, FAILED, REJECTED
+from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED
 from dmr_appliance.relay.counters import Counters
-from dmr_appliance.relay.delivery import Deliverer, Outcome, Recipient
+from dmr_appliance.relay.delivery import Deliverer, DeliveryOutcome, Recipient
 from dmr_appliance.relay.trust import Snapshot, TrustState
 from dmr_appliance.tokens import AccessToken
 
@@ -31,7 +31,7 @@ class Messages:
         counters: Counters,
         *,
         identify: web.Identifier,
-        limits: envelope.Limits,
+        limits: envelope.EnvelopeLimits,
     ) -> None:
         self.trust = trust
         self.deliverer = deliverer
@@ -90,7 +90,7 @@ def bearer_token(req: falcon.Request) -> str:
     return token.strip()
 
 
-def read_body(req: falcon.Request, limits: envelope.Limits) -> bytes:
+def read_body(req: falcon.Request, limits: envelope.EnvelopeLimits) -> bytes:
     """The raw body, refused past the limit before it is parsed."""
     limit = limits.max_message_bytes
     too_large = EnvelopeError(f"the body is larger than {limit} bytes", limit=limit,
@@ -105,7 +105,8 @@ def card_refused(exc: TokenError, index: int) -> DmrError:
 
 
 def answer(
-    resp: falcon.Response, message: envelope.Envelope, outcomes: list[Outcome], tally: Counter
+    resp: falcon.Response, message: envelope.Envelope, outcomes: list[DeliveryOutcome],
+    tally: Counter,
 ) -> None:
     doc = {"id": message.id, "outcomes": [o.to_json() for o in outcomes]}
     if tally[FAILED]:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance import nginx
+from dmr_appliance import serving
 
 pytestmark = pytest.mark.slow
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-NEEDS_NGINX = pytest.mark.skipif(not Path(nginx.NGINX).exists(), reason="needs Debian's nginx")
+NEEDS_NGINX = pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")
 
 # script -> labels of the figure lines it must print
 FIGURES = {

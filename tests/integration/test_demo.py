@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance import nginx
+from dmr_appliance import serving
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(nginx.NGINX).exists(), reason="needs Debian's nginx")]
+              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
 
 
 def processes_mentioning(text: str) -> list[str]:

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance import nginx
-from dmr_appliance.client.outcome import SendResult
+from dmr_appliance import serving
+from dmr_appliance.client.result import SendResult
 from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.errors import DmrError
-from dmr_appliance.outcomes import REJECTED
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.stack import Stack
+from dmr_appliance.outcome_rule import REJECTED
 from tests.support.processes import free_port
 from tests.support.recipient import received
 from tests.support.stack_kit import (
@@ -45,7 +45,7 @@ from tests.support.stack_kit import (
 )
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(nginx.NGINX).exists(), reason="needs Debian's nginx")]
+              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
 
 ROOM = "ops"
 POLICY = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.3)

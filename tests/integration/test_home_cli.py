@@ -8,7 +8,7 @@ import json
 import pytest
 
 from dmr_appliance import cli, pki
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.stack import Stack
 
 pytestmark = pytest.mark.slow
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance import nginx
-from dmr_appliance.stack import Stack
+from dmr_appliance import serving
+from dmr_appliance.local.stack import Stack
 from tests.support.recipient import received
 from tests.support.stack_kit import ensure_participant, sender
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(nginx.NGINX).exists(), reason="needs Debian's nginx")]
+              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
 
 ROOM = "outage"
 

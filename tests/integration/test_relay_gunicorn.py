@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from dmr_appliance.relay.agent import write_atomic
-from dmr_appliance.stack import write_toml
+from dmr_appliance import config
+from dmr_appliance.files import write_atomic
 from tests.support import relay_kit
 from tests.support.apps import App
 from tests.support.https import mtls_session
@@ -31,7 +31,7 @@ class RelayProcess:
             pki, state, bind=f"127.0.0.1:{self.port}", workers=2, threads=4,
             # home is down: nothing listens there; the agent keeps trying in the background.
             home_url=f"https://127.0.0.1:{free_port()}/v1/home")
-        write_toml(tmp / "relay.toml", cfg)
+        (tmp / "relay.toml").write_text(config.to_toml(cfg))
         self.process = App("relay", tmp / "relay.toml", tmp)
         self.url = f"https://127.0.0.1:{self.port}"
         # What nginx does: present the router's certificate, vouch for the participant.

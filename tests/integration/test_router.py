@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from dmr_appliance import config, nginx, render
+from dmr_appliance import config, render, serving
 from dmr_appliance import pki as pki_mod
+from dmr_appliance.local.processes import NginxProcess
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.processes import free_port
 
-pytestmark = pytest.mark.skipif(not Path(nginx.NGINX).exists(), reason="needs Debian's nginx")
+pytestmark = pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")
 
 PROBLEM = "application/problem+json"
 
@@ -49,7 +50,7 @@ class Router:
         self.conf = tmp_path / "nginx.conf"
         render.write(cfg, self.conf)
         self.log = (tmp_path / "nginx.out").open("ab")
-        self.nginx = nginx.Nginx(self.conf, prefix=cfg.prefix, pid_file=cfg.pid_file,
+        self.nginx = NginxProcess(self.conf, prefix=cfg.prefix, pid_file=cfg.pid_file,
                                  output=self.log)
         self.url = f"https://127.0.0.1:{cfg.listen}"
 
@@ -207,7 +208,7 @@ def test_rate_limit_per_certificate_answers_429(router, upstream):
 
 def test_body_over_the_message_limit_is_413(router, upstream):
     relay = upstream("relay-1")
-    r = router([relay.address], limits=config.Limits(max_message_bytes=2000))
+    r = router([relay.address], limits=config.BodyLimits(max_message_bytes=2000))
     alice = r.session()
     assert post(alice, r.url, b"x" * 2000).status_code == 200
     doc = assert_problem(post(alice, r.url, b"x" * 2001), 413, "too-large")
@@ -569,10 +570,11 @@ def test_every_relay_down_is_502_problem(router):
 
 def test_reload_applies_a_new_rendering_and_stop_leaves_nothing(router, upstream):
     relay = upstream("relay-1")
-    r = router([relay.address], limits=config.Limits(max_message_bytes=100))
+    r = router([relay.address], limits=config.BodyLimits(max_message_bytes=100))
     alice = r.session()
     assert post(alice, r.url, b"x" * 150).status_code == 413
-    render.write(dataclasses.replace(r.cfg, limits=config.Limits(max_message_bytes=200)), r.conf)
+    bigger = config.BodyLimits(max_message_bytes=200)
+    render.write(dataclasses.replace(r.cfg, limits=bigger), r.conf)
     r.nginx.reload()
     deadline = time.monotonic() + 10
     while post(alice, r.url, b"x" * 150).status_code != 200:
@@ -590,7 +592,7 @@ def test_a_bad_config_is_refused_before_start_and_reload(router, upstream, tmp_p
     r = router([relay.address])
     good = r.conf.read_text()
     r.conf.write_text(good.replace("ssl_verify_client on;", "ssl_verify_client sometimes;"))
-    with pytest.raises(nginx.NginxError, match='invalid value "sometimes"'):
+    with pytest.raises(serving.NginxError, match='invalid value "sometimes"'):
         r.nginx.reload()
     assert post(r.session(), r.url).status_code == 200  # still serving the good config
     assert r.nginx.running()

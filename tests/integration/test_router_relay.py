@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from dmr_appliance import config, nginx, recipient, render
-from dmr_appliance.stack import write_toml
+from dmr_appliance import config, render, serving
+from dmr_appliance.local import recipient
+from dmr_appliance.local.processes import NginxProcess
 from tests.support import relay_kit
 from tests.support.apps import App
 from tests.support.processes import free_port
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(nginx.NGINX).exists(), reason="needs Debian's nginx"),
+    pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx"),
 ]
 
 
@@ -54,7 +55,7 @@ def deployment(pki, tmp_path_factory):
     relay_cfg = relay_kit.relay_config(
         pki, state, bind=f"127.0.0.1:{relay_port}", workers=1, threads=4,
         home_url=f"https://127.0.0.1:{router_port}/v1/home")
-    write_toml(tmp / "relay.toml", relay_cfg)
+    (tmp / "relay.toml").write_text(config.to_toml(relay_cfg))
     relay = App("relay", tmp / "relay.toml", tmp).start()
     admin = session(pki.ca, pki.cert("admin", "admin"), pki.key("admin", "admin"))
     # The router.
@@ -67,7 +68,7 @@ def deployment(pki, tmp_path_factory):
         tls=config.RouterTls(ca=pki.ca, crl=pki.crl, cert=pki.cert("router", "router"),
                              key=pki.key("router", "router")))
     render.write(router_cfg, prefix / "nginx.conf")
-    router = nginx.Nginx(prefix / "nginx.conf", prefix=prefix, pid_file=router_cfg.pid_file)
+    router = NginxProcess(prefix / "nginx.conf", prefix=prefix, pid_file=router_cfg.pid_file)
     try:
         relay.wait_ready(lambda: admin.get(f"https://127.0.0.1:{relay_port}/readyz",
                                            timeout=2).ok, timeout=60)

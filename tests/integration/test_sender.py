@@ -18,11 +18,11 @@ from pathlib import Path
 import jwt
 import pytest
 
-from dmr_appliance import nginx
+from dmr_appliance import serving
 from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.envelope import new_message_id
 from dmr_appliance.errors import DmrError
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.stack import Stack
 from tests.support.recipient import received
 from tests.support.stack_kit import (
     dead_router,
@@ -34,7 +34,7 @@ from tests.support.stack_kit import (
 )
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(nginx.NGINX).exists(), reason="needs Debian's nginx")]
+              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
 
 ROOM = "ops"
 FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2)

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance import config, nginx, pki
-from dmr_appliance.stack import Stack, group_alive
+from dmr_appliance import config, pki, serving
+from dmr_appliance.local.processes import group_alive
+from dmr_appliance.local.stack import Stack
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(nginx.NGINX).exists(), reason="needs Debian's nginx"),
+    pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx"),
 ]
 
 
@@ -36,7 +37,7 @@ def test_prepare_makes_pki_and_configs_that_load(tmp_path):
     assert relay.instance == "relay-3" and relay.home_url == stack.home_url
     router = config.load(config.RouterConfig, stack.config_dir / "router.toml")
     assert router.relays == [f"127.0.0.1:{stack.ports[n]}" for n in stack.relay_names]
-    nginx.test_config(stack.config_dir / "nginx.conf", router.prefix)
+    serving.test_config(stack.config_dir / "nginx.conf", router.prefix)
     assert len(set(stack.ports.values())) == len(stack.ports)
     # A second prepare keeps the PKI (same CA) and picks new ports.
     ca = stack.ca.read_bytes()

@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from dmr_appliance import envelope, pki
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.stack import Stack
 from tests.support.https import mtls_session
 from tests.support.stack_kit import ensure_participant
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dmr_appliance.config import HomeConfig, Tls
+from dmr_appliance.config import HomeConfig, Tls, to_toml
 from tests.support.apps import App, home_gate
 from tests.support.https import mtls_session
 from tests.support.processes import free_port, http_ok
@@ -23,21 +23,8 @@ def home_config(state: Path, pki, **overrides) -> HomeConfig:
 
 
 def write_toml(config: HomeConfig, path: Path) -> Path:
-    """The settings a test changes, as a home.toml (the rest keep their defaults)."""
-    lines = [
-        f'instance = "{config.instance}"', f'bind = "{config.bind}"',
-        f"workers = {config.workers}", f"threads = {config.threads}",
-        f'database = "{config.database}"', f'keys_dir = "{config.keys_dir}"',
-        f'log_level = "{config.log_level}"', "[tls]",
-        *(f'{name} = "{getattr(config.tls, name)}"' for name in ("ca", "cert", "key", "crl")),
-        "[gate]",
-        *(f'{name} = "{getattr(config.gate, name)}"' for name in ("socket", "prefix", "access_log",
-                                                                  "error_log")),
-        "[sync]", f"max_wait = {config.sync.max_wait}",
-        "[heartbeats]", f"stale_after = {config.heartbeats.stale_after}",
-        f"down_after = {config.heartbeats.down_after}",
-    ]
-    path.write_text("\n".join(lines) + "\n")
+    """``config`` as a home.toml, every setting written."""
+    path.write_text(to_toml(config))
     return path
 
 
@@ -119,9 +106,13 @@ class HomeUnderTest:
 
 
 def home_under_test(state: Path, pki, **overrides) -> HomeUnderTest:
+    from dmr_appliance import web
     from dmr_appliance.home.app import create_app
+    from dmr_appliance.home.deps import HomeDeps
     from dmr_appliance.home.store import Store
 
     config = home_config(state, pki, **overrides)
     store = Store(config.database)
-    return HomeUnderTest(create_app(config, store), config, store, pki)
+    app = create_app(HomeDeps.build(config, store),
+                     web.Identifier.from_files(config.tls.ca, config.tls.crl))
+    return HomeUnderTest(app, config, store, pki)

@@ -1,19 +1,5 @@
-"""requests sessions that speak mutual TLS with the deployment CA."""
+"""requests sessions that speak mutual TLS with the deployment CA (``client.mtls``)."""
 
-from __future__ import annotations
+from dmr_appliance.client.mtls import session as mtls_session
 
-from pathlib import Path
-
-import requests
-
-
-def mtls_session(ca: Path, cert: Path, key: Path, headers: dict[str, str] | None = None
-                 ) -> requests.Session:
-    """A session presenting ``cert``/``key`` and trusting only ``ca``."""
-    session = requests.Session()
-    # Otherwise REQUESTS_CA_BUNDLE (and proxy variables) would override verify.
-    session.trust_env = False
-    session.verify = str(ca)
-    session.cert = (str(cert), str(key))
-    session.headers.update(headers or {})
-    return session
+__all__ = ["mtls_session"]

@@ -1,4 +1,4 @@
-"""A real HTTPS recipient for tests (``dmr_appliance.recipient``): in a thread of the test
+"""A real HTTPS recipient for tests (``dmr_appliance.local.recipient``): in a thread of the test
 process, or as its own process (``dmr recipient``) like the local stack runs it."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dmr_appliance.recipient import RecipientServer
+from dmr_appliance.local.recipient import RecipientServer
 from tests.support.processes import Process
 
 
@@ -21,7 +21,14 @@ def recipient_thread(pki, log_path: Path, **kwargs: Any) -> Iterator[RecipientSe
     server = RecipientServer(("127.0.0.1", 0), cert=pki.cert("server", "recipient"),
                              key=pki.key("server", "recipient"), ca=pki.ca,
                              log_path=log_path, **kwargs)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    with serving(server, poll_interval=0.05):
+        yield server
+
+
+@contextmanager
+def serving(server: RecipientServer, poll_interval: float = 0.5) -> Iterator[RecipientServer]:
+    """``server`` answering in a thread of this process until the block ends."""
+    thread = threading.Thread(target=server.serve_forever, args=(poll_interval,), daemon=True)
     thread.start()
     try:
         yield server

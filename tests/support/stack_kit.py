@@ -10,12 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dmr_appliance import nginx, render
+from dmr_appliance import render
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.errors import DmrError
-from dmr_appliance.recipient import RecipientServer
-from dmr_appliance.stack import Stack
+from dmr_appliance.local.processes import NginxProcess
+from dmr_appliance.local.recipient import RecipientServer
+from dmr_appliance.local.stack import Stack
 from tests.support.processes import free_port
+from tests.support.recipient import serving
 
 
 def ensure_participant(stack: Stack, pid: str, endpoint: str, rooms: list[str]) -> None:
@@ -30,7 +32,7 @@ def ensure_participant(stack: Stack, pid: str, endpoint: str, rooms: list[str]) 
 @dataclasses.dataclass
 class ExtraRouter:
     url: str
-    nginx: nginx.Nginx
+    nginx: NginxProcess
     conf: Path
 
     def reload(self) -> None:
@@ -49,7 +51,7 @@ def extra_router(stack: Stack, directory: Path, **changes: Any) -> Iterator[Extr
     conf = directory / "nginx.conf"
     render.write(cfg, conf)
     with (directory / "nginx.out").open("ab") as out:
-        server = nginx.Nginx(conf, prefix=directory, pid_file=cfg.pid_file, output=out)
+        server = NginxProcess(conf, prefix=directory, pid_file=cfg.pid_file, output=out)
         server.start()
         try:
             yield ExtraRouter(f"https://127.0.0.1:{cfg.listen}", server, conf)
@@ -65,13 +67,8 @@ def recipient_in_thread(stack: Stack, log_path: Path, **kwargs: Any
     cert, key = stack.cert("server", "recipient")
     server = ScriptedRecipient(("127.0.0.1", 0), cert=cert, key=key, ca=stack.ca,
                                log_path=log_path, **kwargs)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def endpoint(server: RecipientServer, pid: str) -> str:

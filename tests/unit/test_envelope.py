@@ -13,7 +13,7 @@ from dmr_appliance import ids
 from dmr_appliance.envelope import (
     DEFAULT_MAX_MESSAGE_BYTES,
     Envelope,
-    Limits,
+    EnvelopeLimits,
     build_envelope,
     delivery_body,
     format_time,
@@ -49,9 +49,9 @@ def encode(doc: Any) -> bytes:
     return json.dumps(doc).encode()
 
 
-def refuse(body: bytes, limits: Limits | None = None) -> EnvelopeError:
+def refuse(body: bytes, limits: EnvelopeLimits | None = None) -> EnvelopeError:
     with pytest.raises(EnvelopeError) as info:
-        parse_envelope(body, limits or Limits(), now=NOW)
+        parse_envelope(body, limits or EnvelopeLimits(), now=NOW)
     return info.value
 
 
@@ -106,11 +106,11 @@ def test_null_payload_is_a_payload() -> None:
 
 
 def test_limits_are_inclusive() -> None:
-    limits = Limits(max_recipients=2, max_headers=1, max_ttl=300, max_clock_skew=60)
+    limits = EnvelopeLimits(max_recipients=2, max_headers=1, max_ttl=300, max_clock_skew=60)
     doc = valid_doc(created_at="2024-05-01T12:01:00Z", expires_at="2024-05-01T12:05:00Z")
     parse_envelope(encode(doc), limits, now=NOW)
     body = encode(valid_doc())
-    parse_envelope(body, Limits(max_message_bytes=len(body)), now=NOW)
+    parse_envelope(body, EnvelopeLimits(max_message_bytes=len(body)), now=NOW)
 
 
 def test_depth_limit_counts_the_envelope_and_ignores_brackets_in_strings() -> None:
@@ -122,7 +122,7 @@ def test_depth_limit_counts_the_envelope_and_ignores_brackets_in_strings() -> No
 
 
 def test_default_limits() -> None:
-    limits = Limits()
+    limits = EnvelopeLimits()
     assert limits.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES == 1_048_576
     assert (limits.max_recipients, limits.max_headers, limits.max_json_depth) == (100, 32, 32)
     assert (limits.max_ttl, limits.max_clock_skew) == (7 * 86400, 300)
@@ -352,7 +352,8 @@ CASES: list[Case] = [
 def test_each_rule_has_its_code(
     body: Callable[[], bytes], code: str, status: int, field: str | None
 ) -> None:
-    error = refuse(body(), Limits(max_message_bytes=100) if code.endswith("too-large") else None)
+    limits = EnvelopeLimits(max_message_bytes=100) if code.endswith("too-large") else None
+    error = refuse(body(), limits)
     assert (error.code, error.status) == (code, status)
     assert error.extra.get("field") == field
     problem = error.problem()
@@ -392,7 +393,7 @@ def test_every_code_is_covered() -> None:
 
 
 def test_size_is_checked_before_parsing() -> None:
-    error = refuse(b"[" * 2000, Limits(max_message_bytes=1000))
+    error = refuse(b"[" * 2000, EnvelopeLimits(max_message_bytes=1000))
     assert error.code == "envelope-too-large"
     assert error.extra["limit"] == 1000
 

@@ -17,7 +17,7 @@ from dmr_appliance.envelope import (
     FIELDS,
     REQUIRED,
     Envelope,
-    Limits,
+    EnvelopeLimits,
     build_envelope,
     delivery_body,
     format_time,
@@ -26,7 +26,7 @@ from dmr_appliance.envelope import (
 from dmr_appliance.errors import EnvelopeError
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-LIMITS = Limits()
+LIMITS = EnvelopeLimits()
 MANY = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_scalars = (

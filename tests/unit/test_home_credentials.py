@@ -9,7 +9,7 @@ import pytest
 from dmr_appliance import pki as pki_mod
 from dmr_appliance import tokens
 from dmr_appliance.errors import TokenError
-from dmr_appliance.home.services import token_horizon
+from dmr_appliance.home.deps import token_horizon
 from tests.support.home import home_under_test
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from dmr_appliance import tokens
 from dmr_appliance.errors import AuthError, TokenError, Unavailable
+from dmr_appliance.files import write_atomic
 from dmr_appliance.relay import trust
-from dmr_appliance.relay.agent import write_atomic
 from dmr_appliance.relay.trust import Snapshot, SyncDocumentError, TrustState, VerdictCache
 from tests.support.relay_kit import ISSUER, Home, thumbprint
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from dmr_appliance import config, nginx, render
+from dmr_appliance import config, render, serving
 from dmr_appliance.cli import main
 from dmr_appliance.errors import ConfigError
 
 needs_nginx = pytest.mark.skipif(
-    not (Path(nginx.NGINX).exists() or shutil.which("nginx")), reason="nginx not installed"
+    not (Path(serving.NGINX).exists() or shutil.which("nginx")), reason="nginx not installed"
 )
 
 PROXIED = ("/v1/messages", "/v1/home/", "/v1/home/sync", "/home/", "/.well-known/jwks.json")
@@ -117,7 +117,7 @@ VARIANTS = {
         "status_allow": ["192.0.2.7"],
     },
     "custom-limits": {
-        "limits": config.Limits(max_message_bytes=4096, max_request_bytes=1000),
+        "limits": config.BodyLimits(max_message_bytes=4096, max_request_bytes=1000),
         "rate_limit": config.RateLimit(rate="600r/m", burst=3, home_rate="1r/s", home_burst=1),
         "upstream": config.Upstreams(relay_tls_name="relays.dmr.internal", home_tls_name="home",
                                      connect_timeout=1, message_timeout=20, sync_timeout=90,
@@ -146,15 +146,15 @@ def test_nginx_accepts_every_rendering(variant, tmp_path):
     cfg, text, _ = variant
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)
-    nginx.test_config(conf, cfg.prefix)
+    serving.test_config(conf, cfg.prefix)
 
 
 @needs_nginx
 def test_nginx_t_failure_is_reported(tmp_path):
     conf = tmp_path / "nginx.conf"
     conf.write_text("events {}\nhttp { server { listen 1 ssl; no_such_directive on; } }\n")
-    with pytest.raises(nginx.NginxError, match="no_such_directive"):
-        nginx.test_config(conf, tmp_path)
+    with pytest.raises(serving.NginxError, match="no_such_directive"):
+        serving.test_config(conf, tmp_path)
 
 
 # --- structure --------------------------------------------------------------------------------

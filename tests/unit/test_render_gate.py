@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance import config, nginx, render, tls_profile
+from dmr_appliance import config, render, serving, tls_profile
 from dmr_appliance.cli import main
 from dmr_appliance.errors import ConfigError
 from tests.support.apps import gate_settings
@@ -54,7 +54,7 @@ def test_nginx_accepts_every_rendering(gate, tmp_path):
     _, cfg, text, _ = gate
     conf = tmp_path / "gate.conf"
     conf.write_text(text)
-    nginx.test_config(conf, cfg.gate.prefix)
+    serving.test_config(conf, cfg.gate.prefix)
 
 
 def test_the_peer_certificate_is_always_set_by_the_gate(gate):
@@ -141,8 +141,7 @@ def test_values_that_would_bend_the_config_are_refused(pki, tmp_path, changes, n
 def test_cli_render_gate_writes_and_checks(pki, tmp_path, capsys):
     cfg = app_config("home", pki, tmp_path)
     toml = tmp_path / "home.toml"
-    from dmr_appliance.stack import write_toml
-    write_toml(toml, dataclasses.replace(cfg))
+    toml.write_text(config.to_toml(dataclasses.replace(cfg)))
     out = tmp_path / "gate.conf"
     assert main(["render", "gate", "home", "--config", str(toml), "--output", str(out),
                  "--test"]) == 0

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dmr_appliance.client.retry import RetryPolicy, parse_retry_after
-from dmr_appliance.outcomes import DELIVERED, FAILED, REJECTED, classify
+from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED, classify
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dmr_appliance.cli import main
-from dmr_appliance.stack import Stack, StackError
+from dmr_appliance.local.stack import Stack, StackError
 
 
 def test_a_state_dir_it_cannot_make_is_a_stack_error(tmp_path):

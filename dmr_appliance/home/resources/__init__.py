@@ -1,1 +1,1 @@
-"""HTTP resources, one class per route family; each holds the shared ``Services``."""
+"""HTTP resources, one class per route family; each holds the shared ``HomeDeps``."""

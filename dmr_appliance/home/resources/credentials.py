@@ -10,15 +10,15 @@ from dmr_appliance import web
 from dmr_appliance.errors import AuthError, Conflict, InvalidRequest
 from dmr_appliance.home import credentials, participants
 from dmr_appliance.home.access import ADMIN, PARTICIPANT, allow
+from dmr_appliance.home.deps import HomeDeps
 from dmr_appliance.home.participants import Participant
-from dmr_appliance.home.services import Services
 
 MAX_PEM = 8192  # a P-256 certificate in PEM is under 1 KiB
 TOKEN_FIELDS = {"participant", "certificate", "lifetime"}
 
 
 class Tokens:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     @falcon.before(allow(PARTICIPANT, ADMIN))
@@ -67,7 +67,7 @@ class Tokens:
 
 @falcon.before(allow(PARTICIPANT, ADMIN))
 class Cards:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, pid: str) -> None:
@@ -86,7 +86,7 @@ class Cards:
         resp.media = self.home.issuer.card(target, rooms, self.home.config.tokens.card_ttl)
 
 
-def _active(home: Services, pid: str) -> Participant:
+def _active(home: HomeDeps, pid: str) -> Participant:
     return _require_active(participants.get(home.store, pid))
 
 

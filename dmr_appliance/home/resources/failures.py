@@ -8,14 +8,14 @@ from dmr_appliance import web
 from dmr_appliance.errors import AuthError, InvalidRequest
 from dmr_appliance.home import failures
 from dmr_appliance.home.access import ADMIN, PARTICIPANT, allow
-from dmr_appliance.home.services import Services
+from dmr_appliance.home.deps import HomeDeps
 
 STATUSES = ("open", "resolved")
 MAX_NOTE = 2000
 
 
 class Failures:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     @falcon.before(allow(PARTICIPANT, ADMIN))

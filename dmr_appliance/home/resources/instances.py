@@ -7,12 +7,12 @@ import falcon
 from dmr_appliance import web
 from dmr_appliance.home import instances
 from dmr_appliance.home.access import ADMIN, RELAY, allow
-from dmr_appliance.home.services import Services
+from dmr_appliance.home.deps import HomeDeps
 
 
 @falcon.before(allow(RELAY))
 class Heartbeats:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -24,7 +24,7 @@ class Heartbeats:
 
 @falcon.before(allow(ADMIN))
 class Instances:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import falcon
 
 from dmr_appliance.home.access import ADMIN, ANY_KIND, allow
-from dmr_appliance.home.services import Services
+from dmr_appliance.home.deps import HomeDeps
 
 
 @falcon.before(allow(ADMIN))
 class Keys:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -23,7 +23,7 @@ class Keys:
 
 @falcon.before(allow(*ANY_KIND))
 class Jwks:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

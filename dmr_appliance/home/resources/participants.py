@@ -8,12 +8,12 @@ from dmr_appliance import web
 from dmr_appliance.errors import InvalidRequest
 from dmr_appliance.home import participants
 from dmr_appliance.home.access import ADMIN, allow
-from dmr_appliance.home.services import Services, token_horizon
+from dmr_appliance.home.deps import HomeDeps, token_horizon
 
 
 @falcon.before(allow(ADMIN))
 class Participants:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -9,14 +9,14 @@ import falcon
 
 from dmr_appliance.home import sync
 from dmr_appliance.home.access import ADMIN, RELAY, allow
-from dmr_appliance.home.services import Services
+from dmr_appliance.home.deps import HomeDeps
 
 _ETAG = re.compile(r'\s*(?:W/)?"(\d{1,18})"')
 
 
 @falcon.before(allow(RELAY, ADMIN))
 class Sync:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -13,8 +13,8 @@ import jwt
 import pytest
 
 from dmr_appliance import config, tokens
+from dmr_appliance.files import write_atomic
 from dmr_appliance.relay import trust as trust_mod
-from dmr_appliance.relay.agent import write_atomic
 from dmr_appliance.relay.app import create_app
 from dmr_appliance.relay.counters import Counters
 from dmr_appliance.relay.delivery import Deliverer
@@ -70,7 +70,7 @@ class Relay:
 def relay(pki, tmp_path, monkeypatch):
     monkeypatch.setattr(trust_mod, "RELOAD_INTERVAL", 0.0)
     home = Home()
-    cfg = relay_config(pki, tmp_path, limits=config.Limits(max_message_bytes=MAX_BYTES))
+    cfg = relay_config(pki, tmp_path, limits=config.BodyLimits(max_message_bytes=MAX_BYTES))
     state = TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=5)
     write_atomic(state.path, home.document())
     counters = Counters()
@@ -346,7 +346,7 @@ def test_relay_body_without_content_length_is_read_and_capped() -> None:
     """A chunked body (no Content-Length) is read, not taken for empty, and still capped."""
     import falcon.testing
 
-    from dmr_appliance.envelope import Limits
+    from dmr_appliance.envelope import EnvelopeLimits
     from dmr_appliance.errors import EnvelopeError
     from dmr_appliance.relay.messages import read_body
 
@@ -356,7 +356,7 @@ def test_relay_body_without_content_length_is_read_and_capped() -> None:
         del req.env["CONTENT_LENGTH"]
         return req
 
-    limits = Limits(max_message_bytes=64)
+    limits = EnvelopeLimits(max_message_bytes=64)
     assert read_body(chunked('{"id": 1}'), limits) == b'{"id": 1}'
     with pytest.raises(EnvelopeError) as caught:
         read_body(chunked("[" + "1," * 100 + "1]"), limits)

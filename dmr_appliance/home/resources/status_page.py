@@ -8,8 +8,8 @@ import jinja2
 
 from dmr_appliance.home import failures, instances, participants
 from dmr_appliance.home.access import ADMIN, allow
-from dmr_appliance.home.services import Services
-from dmr_appliance.home.timefmt import now, rfc3339
+from dmr_appliance.home.deps import HomeDeps
+from dmr_appliance.timefmt import now, rfc3339
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("dmr_appliance", "templates/home"),
@@ -22,7 +22,7 @@ REFRESH_SECONDS = 10
 
 @falcon.before(allow(ADMIN))
 class StatusPage:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

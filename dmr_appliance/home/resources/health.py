@@ -12,14 +12,14 @@ from pathlib import Path
 import falcon
 
 from dmr_appliance.home import failures, instances, participants
+from dmr_appliance.home.deps import HomeDeps
 from dmr_appliance.home.metrics import CONTENT_TYPE, family
-from dmr_appliance.home.services import Services
 
 OPENAPI = Path(__file__).resolve().parent.parent.parent / "openapi" / "home.json"
 
 
 class Health:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -32,7 +32,7 @@ class Health:
 
 
 class Metrics:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.home = home
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -62,7 +62,7 @@ class Metrics:
 
 
 class OpenApi:
-    def __init__(self, home: Services) -> None:
+    def __init__(self, home: HomeDeps) -> None:
         self.document = OPENAPI.read_bytes()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

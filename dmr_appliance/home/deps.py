@@ -13,7 +13,7 @@ from dmr_appliance.home.sync import ChangeWatcher
 
 
 @dataclass(frozen=True)
-class Services:
+class HomeDeps:
     config: HomeConfig
     store: Store
     keyring: KeyRing
@@ -22,7 +22,7 @@ class Services:
     metrics: Metrics
 
     @classmethod
-    def build(cls, config: HomeConfig, store: Store) -> Services:
+    def build(cls, config: HomeConfig, store: Store) -> HomeDeps:
         keyring = KeyRing(store, config.keys_dir, retention=token_horizon(config))
         keyring.ensure_active()
         return cls(config, store, keyring, Issuer(keyring, config.issuer),

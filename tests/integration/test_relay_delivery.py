@@ -12,8 +12,8 @@ import pytest
 from dmr_appliance import config, envelope
 from dmr_appliance import pki as pki_mod
 from dmr_appliance.errors import Unavailable
-from dmr_appliance.outcomes import DELIVERED, FAILED, REJECTED, classify
-from dmr_appliance.recipient import RecipientServer
+from dmr_appliance.local.recipient import RecipientServer
+from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED
 from dmr_appliance.relay.delivery import Deliverer, Recipient
 from tests.support.processes import free_port
 from tests.support.recipient import received, recipient_thread
@@ -45,15 +45,6 @@ def log(tmp_path):
 def envelope_for(home: Home, ids: list[str]) -> envelope.Envelope:
     cards = [home.card(i, f"https://127.0.0.1:1/{i}") for i in ids]
     return envelope.parse_envelope(json.dumps(message(cards)).encode())
-
-
-@pytest.mark.parametrize(("status", "outcome"), [
-    (200, DELIVERED), (202, DELIVERED), (204, DELIVERED),
-    (400, REJECTED), (403, REJECTED), (404, REJECTED), (410, REJECTED), (422, REJECTED),
-    (408, FAILED), (429, FAILED), (500, FAILED), (502, FAILED), (503, FAILED), (301, FAILED),
-])
-def test_classify(status, outcome):
-    assert classify(status) == outcome
 
 
 def test_delivers_with_headers_body_and_the_relay_certificate(pki, deliverer, home, log):

@@ -8,7 +8,7 @@ import threading
 
 import urllib3
 
-from dmr_appliance.relay.delivery import tls_context
+from dmr_appliance.relay.outbound import tls_context
 from tests.support.recipient import received, recipient_process, recipient_thread
 from tests.support.relay_kit import relay_config
 

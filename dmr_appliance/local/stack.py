@@ -30,127 +30,30 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from dmr_appliance import config, nginx, pki, render
+from dmr_appliance import config, pki, render
+from dmr_appliance.client import mtls
 from dmr_appliance.client.home import HomeClient
 from dmr_appliance.errors import DmrError
+from dmr_appliance.local.processes import HOST, NginxProcess, ProcessGroup, free_port
 
 LOCAL_SANS: dict[str, Any] = {"dns": ("localhost",), "ips": ("127.0.0.1",)}
 PARTICIPANTS = ("alice", "bob")
 ADMIN = "admin"
 RECIPIENT = "recipient"
-HOST = "127.0.0.1"
 
 
 class StackError(DmrError):
     code = "stack-error"
     status = 500
     title = "Local stack failed"
-
-
-def free_port(host: str = HOST) -> int:
-    """A TCP port free right now on ``host`` (a small race, acceptable for a local stack)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _session(ca: Path, cert: Path, key: Path) -> requests.Session:
-    session = requests.Session()
-    # Without this, REQUESTS_CA_BUNDLE in the environment silently replaces `verify`.
-    session.trust_env = False
-    session.verify = str(ca)
-    session.cert = (str(cert), str(key))
-    return session
-
-
-class Service:
-    """One child process (and its process group) whose output goes to a log file."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path, *,
-                 stop_signal: int = signal.SIGTERM) -> None:
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
-        self.stop_signal = stop_signal
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # fixed argv, no shell
-                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True,
-            )
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None:
-            return
-        _end_group(self.process, self.stop_signal, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the whole group at once: a crash, not a shutdown."""
-        if self.process is not None:
-            _end_group(self.process, signal.SIGKILL, 5.0)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
-
-
-def _end_group(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
-    """Signal the group led by ``process``, wait, then SIGKILL whatever is left of it."""
-    pgid = process.pid
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(5.0)
-    deadline = time.monotonic() + 5.0
-    while group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def group_alive(pgid: int) -> bool:
-    """True while any process of the group exists (zombies excluded)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # fields: state ppid pgrp ...
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 class Stack:
@@ -165,8 +68,8 @@ class Stack:
         self.requested_port = port
         self.python = python
         self.log = log or (lambda message: None)
-        self.services: dict[str, Service] = {}
-        self.router: nginx.Nginx | None = None
+        self.services: dict[str, ProcessGroup] = {}
+        self.router: NginxProcess | None = None
         self._crl_watch: CrlWatch | None = None
         self._router_log: Any = None
         self.ports: dict[str, int] = {}
@@ -229,11 +132,11 @@ class Stack:
     def admin_client(self) -> HomeClient:
         cert, key = self.cert("admin", ADMIN)
         return HomeClient(self.home_url, cert=cert, key=key, ca=self.ca,
-                          session=_session(self.ca, cert, key))
+                          session=mtls.session(self.ca, cert, key))
 
     def session(self, kind: str = "admin", name: str = ADMIN) -> requests.Session:
         """A requests session with ``kind``/``name``'s certificate, trusting only the CA."""
-        return _session(self.ca, *self.cert(kind, name))
+        return mtls.session(self.ca, *self.cert(kind, name))
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -306,11 +209,11 @@ class Stack:
         )
 
     def _write_configs(self) -> None:
-        write_toml(self.config_dir / "home.toml", self.home_config())
+        (self.config_dir / "home.toml").write_text(config.to_toml(self.home_config()))
         for name in self.relay_names:
-            write_toml(self.config_dir / f"{name}.toml", self.relay_config(name))
+            (self.config_dir / f"{name}.toml").write_text(config.to_toml(self.relay_config(name)))
         router = self.router_config()
-        write_toml(self.config_dir / "router.toml", router)
+        (self.config_dir / "router.toml").write_text(config.to_toml(router))
         render.write(router, self.config_dir / "nginx.conf")
         cert, key = self.cert("admin", ADMIN)
         (self.state_dir / "env.sh").write_text(
@@ -353,13 +256,14 @@ class Stack:
     def _dmr(self, *args: str) -> list[str]:
         return [self.python, "-m", "dmr_appliance", *args]
 
-    def _service(self, name: str, argv: list[str], stop_signal: int) -> Service:
-        service = Service(name, argv, self.logs_dir / f"{name}.log", stop_signal=stop_signal)
+    def _service(self, name: str, argv: list[str], stop_signal: int) -> ProcessGroup:
+        service = ProcessGroup(name, argv, log_path=self.logs_dir / f"{name}.log",
+                               stop_signal=stop_signal)
         self.services[name] = service
         service.start()
         return service
 
-    def _start_app(self, kind: str, name: str) -> Service:
+    def _start_app(self, kind: str, name: str) -> ProcessGroup:
         """gunicorn on its unix socket, and the gate in front of it (once: it outlives a
         crash of gunicorn, answering 503 meanwhile so that the router tries elsewhere)."""
         conf = str(self.config_dir / f"{name}.toml")
@@ -370,7 +274,7 @@ class Stack:
             self._service(gate, self._dmr(kind, "gate", "--config", conf), signal.SIGTERM)
         return service
 
-    def gates(self) -> list[Service]:
+    def gates(self) -> list[ProcessGroup]:
         return [s for name, s in self.services.items() if name.endswith("-gate")]
 
     def _start_home(self, timeout: float) -> None:
@@ -385,8 +289,8 @@ class Stack:
         self.log(f"starting the router (nginx) on {self.router_url}")
         cfg = self.router_config()
         self._router_log = (self.logs_dir / "router.log").open("ab")
-        self.router = nginx.Nginx(self.config_dir / "nginx.conf", prefix=cfg.prefix,
-                                  pid_file=cfg.pid_file, output=self._router_log)
+        self.router = NginxProcess(self.config_dir / "nginx.conf", prefix=cfg.prefix,
+                                   pid_file=cfg.pid_file, output=self._router_log, name="router")
         self.router.start()
 
     def start_relay(self, name: str, *, wait: bool = True, timeout: float = 60.0) -> None:
@@ -414,7 +318,7 @@ class Stack:
         for gate in self.gates():
             if gate.running() and gate.pid:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(gate.pid, signal.SIGHUP)
+                    os.kill(gate.pid, signal.SIGHUP)  # the master only: it renews its workers
         self.log("CRL changed: router and gates reloaded")
 
     def stop_service(self, name: str) -> None:
@@ -440,23 +344,20 @@ class Stack:
             "--seen", str(self.state_dir / "recipient" / "seen.sqlite")), signal.SIGTERM)
         self._wait(service, lambda: _accepts(HOST, port), timeout)
 
-    def _wait(self, service: Service | list[Service], ready: Callable[[], bool],
+    def _wait(self, service: ProcessGroup | list[ProcessGroup], ready: Callable[[], bool],
               timeout: float) -> None:
         """Until ``ready()``; a StackError with its log if one of ``service`` exits first."""
         services = service if isinstance(service, list) else [service]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for each in services:
-                if not each.running():
-                    raise StackError(f"{each.name} exited at start (see {each.log_path}):\n"
-                                     f"{each.log_tail()}")
-            with contextlib.suppress(requests.RequestException, OSError):
-                if ready():
-                    return
-            time.sleep(0.1)
-        first = services[0]
-        raise StackError(f"{first.name} not ready after {timeout:.0f} s "
-                         f"(see {first.log_path}):\n{first.log_tail()}")
+
+        def all_up() -> bool:
+            for each in services[1:]:
+                each.wait_ready(lambda: True, timeout)  # raises at once if it has exited
+            return ready()
+
+        try:
+            services[0].wait_ready(all_up, timeout, retry_on=(requests.RequestException, OSError))
+        except (RuntimeError, TimeoutError) as exc:
+            raise StackError(str(exc)) from None
 
     def dead(self) -> list[str]:
         """Names of services that should run but have exited."""
@@ -559,24 +460,3 @@ class CrlWatch:
 def _accepts(host: str, port: int) -> bool:
     with socket.create_connection((host, port), timeout=1):
         return True
-
-
-def write_toml(path: Path, settings: Any) -> None:
-    """Every setting of a config dataclass as TOML (read back by config.load)."""
-    lines: list[str] = []
-    tables: list[tuple[str, Any]] = []
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if dataclasses.is_dataclass(value):
-            tables.append((f.name, value))
-        else:
-            lines.append(f"{f.name} = {config.toml_value(_plain(value))}")
-    for name, table in tables:
-        lines += ["", f"[{name}]"]
-        lines += [f"{f.name} = {config.toml_value(_plain(getattr(table, f.name)))}"
-                  for f in dataclasses.fields(table)]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _plain(value: Any) -> Any:
-    return str(value) if isinstance(value, Path) else value

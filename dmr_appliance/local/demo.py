@@ -31,12 +31,12 @@ from typing import IO, Any
 
 from dmr_appliance import pki
 from dmr_appliance.client.home import HomeClient
-from dmr_appliance.client.outcome import SendResult
+from dmr_appliance.client.result import SendResult
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.envelope import new_message_id
 from dmr_appliance.errors import DmrError
+from dmr_appliance.local.stack import Stack, StackError
 from dmr_appliance.progress import ProgressBar
-from dmr_appliance.stack import Stack, StackError
 
 ROOM = "demo"
 SENDER, RECEIVER, REVOKED = "alice", "bob", "mallory"

@@ -1,0 +1,76 @@
+"""dmr_home: home and its gate running as dmr from a home.toml written from variables,
+the gate the only TLS endpoint (client certificate required), gunicorn on its socket;
+check mode clean; a value the package refuses fails before the live file is touched,
+and the running service is left alone; a wrong type fails at the start."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[5] / "tests" / "molecule"))
+import helpers  # noqa: E402
+
+testinfra_hosts = ["ansible://all"]
+CONFIG = "/etc/dmr-appliance/home.toml"
+
+
+def main_pid(host, unit):
+    return host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+
+
+def test_services_active_and_enabled(host):
+    for unit in ("dmr-home", "dmr-home-gate", "dmr-crl.path"):
+        service = host.service(unit)
+        assert service.is_running and service.is_enabled, unit
+    assert not host.service("nginx").is_enabled, "Debian's nginx.service is for routers only"
+
+
+def test_processes_run_as_dmr(host):
+    for unit in ("dmr-home", "dmr-home-gate"):
+        pid = main_pid(host, unit)
+        assert host.run(f"ps -o user= -p {pid}").stdout.strip() == "dmr", unit
+
+
+def test_gate_listens_and_gunicorn_on_its_socket(host):
+    assert host.socket("tcp://0.0.0.0:8700").is_listening
+    sock = host.file("/run/dmr-home/gunicorn.sock")
+    assert sock.is_socket and sock.user == "dmr" and sock.mode == 0o700
+
+
+def test_gate_requires_a_client_certificate(host):
+    answer = host.run("curl -s --cacert /etc/dmr-appliance/pki/ca.pem https://localhost:8700/healthz")
+    assert "client-certificate-required" in answer.stdout, answer.stdout + answer.stderr
+
+
+def test_config_owner_mode_and_valid(host):
+    f = host.file(CONFIG)
+    assert (f.user, f.group, f.mode) == ("root", "dmr", 0o640)
+    assert 'bind = "0.0.0.0:8700"' in f.content_string
+    assert host.run(f"dmr config check home {CONFIG}").rc == 0
+
+
+def test_gate_config_passes_nginx_t(host):
+    result = host.run(f"dmr render gate home --config {CONFIG} --output /tmp/gate.conf --test")
+    assert result.rc == 0, result.stderr
+
+
+def test_key_owned_by_dmr(host):
+    f = host.file("/etc/dmr-appliance/pki/server/home.key")
+    assert (f.user, f.mode) == ("dmr", 0o600)
+
+
+def test_check_mode_reports_no_change():
+    helpers.assert_check_mode_clean()
+
+
+def test_bad_port_fails_before_the_live_file_is_touched(host):
+    before, pid = host.file(CONFIG).sha256sum, main_pid(host, "dmr-home")
+    proc = helpers.playbook("--tags", "dmr_home", extra_vars={"dmr_home_bind": "0.0.0.0:99999"})
+    helpers.assert_fails(proc, "failed to validate", "bind")
+    assert host.file(CONFIG).sha256sum == before
+    assert main_pid(host, "dmr-home") == pid, "the running service was touched"
+
+
+def test_wrong_type_fails_at_the_start():
+    proc = helpers.playbook("--tags", "dmr_home", extra_vars={"dmr_home_workers": "many"})
+    helpers.assert_fails(proc, "dmr_home_workers")
+    assert "Write home.toml" not in proc.stdout

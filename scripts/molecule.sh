@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The Ansible roles' test suite: lint, one Molecule scenario per role, and the whole site
+# on one fresh container from inventories/local. Run as root on the test machine:
+#
+#   bash scripts/molecule.sh [ROLE...]      e.g. bash scripts/molecule.sh dmr_router
+#
+# It makes (or reuses) .venv-ansible with ansible, molecule, molecule-plugins[docker],
+# pytest-testinfra, ansible-lint, yamllint and this project (the control node's `dmr pki`),
+# builds the Debian 12 systemd image once per machine (tests/system/image.sh) and the .deb
+# once per run (packaging/build-deb.sh --deb-only, into build/molecule/deb/, which every
+# scenario installs), then runs ansible-lint and yamllint, every scenario one after another
+# (docker driver: converge, idempotence, verify with testinfra: a check-mode pass with no
+# change, the bad-input cases; then destroy), and the site test. Logs: build/molecule/logs/.
+# Ends with one line "N passed, N failed"; exits non-zero if anything failed.
+# Needs the tools of scripts/setup.sh --system (docker.io, debootstrap, debhelper, lintian).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+VENV=$ROOT/.venv-ansible
+OUT=$ROOT/build/molecule
+LOGS=$OUT/logs
+passed=0 failed=0
+failures=()
+
+say() { printf 'molecule.sh: %s\n' "$*"; }
+elapsed() { echo $(( $(date +%s) - $1 ))s; }
+record() {  # record NAME RC SECONDS_START
+  if [ "$2" = 0 ]; then
+    passed=$((passed + 1)); say "PASS $1 ($(elapsed "$3"))"
+  else
+    failed=$((failed + 1)); failures+=("$1"); say "FAIL $1 ($(elapsed "$3")); log: $LOGS/$1.log"
+    tail -n 40 "$LOGS/$1.log" | sed 's/^/    /'
+  fi
+}
+finish() {
+  [ ${#failures[@]} -gt 0 ] && say "failed: ${failures[*]}"
+  echo "$passed passed, $failed failed"
+  [ "$failed" = 0 ]
+  exit $?
+}
+
+mkdir -p "$LOGS"
+started=$(date +%s)
+
+# --- tools ------------------------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  /usr/bin/python3 -m venv "$VENV" || { failed=1; failures+=(venv); finish; }
+fi
+"$VENV/bin/pip" install -q --disable-pip-version-check ansible molecule 'molecule-plugins[docker]' \
+  pytest-testinfra ansible-lint yamllint -e "$ROOT" >"$LOGS/venv.log" 2>&1 \
+  || { cat "$LOGS/venv.log"; failed=1; failures+=(venv); finish; }
+export PATH="$VENV/bin:$PATH"
+export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE=1 ANSIBLE_FORCE_COLOR=false PY_COLORS=0 NO_COLOR=1
+
+image=$(tests/system/image.sh 2>"$LOGS/image.log" | tail -n 1) \
+  || { cat "$LOGS/image.log"; failed=1; failures+=(image); finish; }
+export DMR_TEST_IMAGE=$image
+
+say "building the .deb (packaging/build-deb.sh --deb-only)"
+rm -rf "$OUT/deb"
+packaging/build-deb.sh --deb-only --out "$OUT/deb" >"$LOGS/deb.log" 2>&1 \
+  || { cat "$LOGS/deb.log"; failed=1; failures+=(deb); finish; }
+DMR_MOLECULE_DEB=$(ls "$OUT"/deb/dmr-appliance_*_all.deb | head -n 1)
+export DMR_MOLECULE_DEB
+say "tools ready in $(elapsed "$started"): $image, $(basename "$DMR_MOLECULE_DEB")"
+
+# --- lint -------------------------------------------------------------------------------------
+t=$(date +%s); ansible-lint >"$LOGS/ansible-lint.log" 2>&1; record ansible-lint $? "$t"
+t=$(date +%s); yamllint . >"$LOGS/yamllint.log" 2>&1; record yamllint $? "$t"
+
+# --- one scenario per role, one at a time -----------------------------------------------------
+roles=("$@")
+if [ ${#roles[@]} = 0 ]; then
+  # dependency order: the router's scenario converges the whole site
+  roles=(dmr_package dmr_pki dmr_home dmr_relay dmr_router)
+  run_site=1
+else
+  run_site=0
+fi
+for role in "${roles[@]}"; do
+  if [ "$role" = site ]; then run_site=1; continue; fi
+  t=$(date +%s)
+  (cd "roles/$role" && molecule test) >"$LOGS/$role.log" 2>&1
+  record "$role" $? "$t"
+done
+
+# --- the whole site from inventories/local on one fresh container ----------------------------
+if [ "$run_site" = 1 ]; then
+  t=$(date +%s)
+  pytest -p no:cacheprovider tests/molecule/site_local.py >"$LOGS/site.log" 2>&1
+  record site-local $? "$t"
+fi
+
+say "total $(elapsed "$started")"
+finish

@@ -16,11 +16,17 @@ from pathlib import Path
 
 SCENARIO = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", "."))
 INVENTORY = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", ".")) / "inventory"
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+RECAP = re.compile(
+    r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
+)
 
 
-def playbook(*args: str, playbook: str | Path | None = None,
-             extra_vars: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def playbook(
+    *args: str,
+    playbook: str | Path | None = None,
+    extra_vars: dict | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
     """ansible-playbook on the scenario's inventory (converge.yml unless named)."""
     argv = ["ansible-playbook", "-i", str(INVENTORY), str(playbook or SCENARIO / "converge.yml")]
     if extra_vars:
@@ -31,9 +37,15 @@ def playbook(*args: str, playbook: str | Path | None = None,
 
 
 def recap(proc: subprocess.CompletedProcess) -> dict[str, dict[str, int]]:
-    return {host: {"ok": int(ok), "changed": int(changed), "unreachable": int(unr),
-                   "failed": int(failed)}
-            for host, ok, changed, unr, failed in RECAP.findall(proc.stdout)}
+    return {
+        host: {
+            "ok": int(ok),
+            "changed": int(changed),
+            "unreachable": int(unr),
+            "failed": int(failed),
+        }
+        for host, ok, changed, unr, failed in RECAP.findall(proc.stdout)
+    }
 
 
 def assert_check_mode_clean() -> None:
@@ -42,8 +54,9 @@ def assert_check_mode_clean() -> None:
     counts = recap(proc)
     assert proc.returncode == 0 and counts, f"check mode failed:\n{tail(proc)}"
     for host, count in counts.items():
-        assert count["changed"] == 0 and count["failed"] == 0, \
+        assert count["changed"] == 0 and count["failed"] == 0, (
             f"check mode on {host}: {count}\n{tail(proc)}"
+        )
 
 
 def assert_fails(proc: subprocess.CompletedProcess, *needles: str) -> None:

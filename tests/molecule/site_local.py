@@ -27,18 +27,40 @@ DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 REPO = "/root/dmr-appliance"
 PKI = f"{REPO}/inventories/local/pki"  # the control node's CA: this same host
 SYSTEMD_FLAGS = [  # TESTBED.md: systemd as PID 1 without --privileged
-    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--cgroupns=host", "--stop-signal", "SIGRTMIN+3",
+    "--cap-add",
+    "ALL",
+    "--cap-drop",
+    "SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--cgroupns=host",
+    "--stop-signal",
+    "SIGRTMIN+3",
 ]
-RECAP = re.compile(r"^localhost\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+RECAP = re.compile(
+    r"^localhost\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
+)
 
 
-def sh(name: str, script: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([DOCKER, "exec", name, "bash", "-euo", "pipefail", "-c", script],
-                          capture_output=True, text=True, timeout=timeout)
+def sh(
+    name: str, script: str, timeout: float = 600, check: bool = True
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [DOCKER, "exec", name, "bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{script}\nexit {proc.returncode}\n{proc.stdout[-5000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{script}\nexit {proc.returncode}\n{proc.stdout[-5000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -48,8 +70,23 @@ def box() -> Iterator[str]:
     if not deb or not Path(deb).is_file():
         pytest.fail("DMR_MOLECULE_DEB must name the .deb (packaging/build-deb.sh --deb-only)")
     name = f"dmr-site-local-{uuid.uuid4().hex[:8]}"
-    subprocess.run([DOCKER, "run", "-d", "--name", name, "--hostname", "dmr-site", *SYSTEMD_FLAGS,
-                    IMAGE, "/lib/systemd/systemd"], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            DOCKER,
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--hostname",
+            "dmr-site",
+            *SYSTEMD_FLAGS,
+            IMAGE,
+            "/lib/systemd/systemd",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     try:
         for _ in range(60):
             state = sh(name, "timeout 20 systemctl is-system-running --wait || true", check=False)
@@ -57,18 +94,42 @@ def box() -> Iterator[str]:
                 break
             time.sleep(0.5)
         # The repository as a clone gives it (tracked and new files), and the package.
-        files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others",
-                                "--exclude-standard"], capture_output=True, check=True).stdout
+        files = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(ROOT),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
         paths = [p for p in files.decode().split("\0") if p and (ROOT / p).is_file()]
-        tar = subprocess.run(["tar", "-C", str(ROOT), "-cf", "-", *paths], capture_output=True,
-                             check=True).stdout
+        tar = subprocess.run(
+            ["tar", "-C", str(ROOT), "-cf", "-", *paths], capture_output=True, check=True
+        ).stdout
         sh(name, f"mkdir -p {REPO}")
-        subprocess.run([DOCKER, "exec", "-i", name, "tar", "-C", REPO, "-xf", "-"], input=tar,
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run([DOCKER, "cp", deb, f"{name}:/root/{Path(deb).name}"], check=True, timeout=120)
+        subprocess.run(
+            [DOCKER, "exec", "-i", name, "tar", "-C", REPO, "-xf", "-"],
+            input=tar,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [DOCKER, "cp", deb, f"{name}:/root/{Path(deb).name}"], check=True, timeout=120
+        )
         # The operator's tool: Debian 12's own ansible-core, from Debian's mirror.
-        sh(name, "apt-get -q update >/dev/null && DEBIAN_FRONTEND=noninteractive"
-                 " apt-get -q -y install --no-install-recommends ansible-core >/dev/null", timeout=600)
+        sh(
+            name,
+            "apt-get -q update >/dev/null && DEBIAN_FRONTEND=noninteractive"
+            " apt-get -q -y install --no-install-recommends ansible-core >/dev/null",
+            timeout=600,
+        )
         yield name
     finally:
         subprocess.run([DOCKER, "rm", "-f", "-v", name], capture_output=True, timeout=120)
@@ -76,8 +137,13 @@ def box() -> Iterator[str]:
 
 def site(box: str) -> tuple[int, str]:
     deb = Path(os.environ["DMR_MOLECULE_DEB"]).name
-    proc = sh(box, f"cd {REPO} && ANSIBLE_FORCE_COLOR=0 ansible-playbook -i inventories/local"
-                   f" playbooks/site.yml -e dmr_package_deb=/root/{deb}", check=False, timeout=900)
+    proc = sh(
+        box,
+        f"cd {REPO} && ANSIBLE_FORCE_COLOR=0 ansible-playbook -i inventories/local"
+        f" playbooks/site.yml -e dmr_package_deb=/root/{deb}",
+        check=False,
+        timeout=900,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -92,18 +158,27 @@ def test_site_converges_then_changes_nothing(box: str) -> None:
 
 def test_message_through_the_router_is_delivered(box: str) -> None:
     local = "--dns localhost --ip 127.0.0.1"
-    sh(box, " && ".join([
-        f"dmr pki issue --dir {PKI} --kind admin --name admin",
-        f"dmr pki issue --dir {PKI} --kind participant --name alice",
-        f"dmr pki issue --dir {PKI} --kind participant --name bob",
-        f"dmr pki issue --dir {PKI} --kind server --name recipient {local}",
-        "mkdir -p /var/lib/dmr-test-recipient",
-        "systemd-run --unit dmr-test-recipient --property Type=exec dmr recipient"
-        f" --bind 127.0.0.1:9443 --cert {PKI}/server/recipient.pem --key {PKI}/server/recipient.key"
-        f" --ca {PKI}/ca.pem --log /var/lib/dmr-test-recipient/received.jsonl",
-        "for i in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9443) 2>/dev/null && break; sleep 0.2; done",
-    ]))
-    sent = sh(box, f"python3 {REPO}/tests/system/deliver.py https://localhost:8443 {PKI}", timeout=120)
+    sh(
+        box,
+        " && ".join(
+            [
+                f"dmr pki issue --dir {PKI} --kind admin --name admin",
+                f"dmr pki issue --dir {PKI} --kind participant --name alice",
+                f"dmr pki issue --dir {PKI} --kind participant --name bob",
+                f"dmr pki issue --dir {PKI} --kind server --name recipient {local}",
+                "mkdir -p /var/lib/dmr-test-recipient",
+                "systemd-run --unit dmr-test-recipient --property Type=exec dmr recipient"
+                f" --bind 127.0.0.1:9443 --cert {PKI}/server/recipient.pem"
+                f" --key {PKI}/server/recipient.key"
+                f" --ca {PKI}/ca.pem --log /var/lib/dmr-test-recipient/received.jsonl",
+                "for i in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9443) 2>/dev/null"
+                " && break; sleep 0.2; done",
+            ]
+        ),
+    )
+    sent = sh(
+        box, f"python3 {REPO}/tests/system/deliver.py https://localhost:8443 {PKI}", timeout=120
+    )
     message_id = json.loads(sent.stdout.strip().splitlines()[-1])["message_id"]
     received = sh(box, "cat /var/lib/dmr-test-recipient/received.jsonl").stdout
     assert message_id in received

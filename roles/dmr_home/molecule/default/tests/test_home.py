@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[5] / "tests" / "molecule"))
-import helpers  # noqa: E402
+import helpers
 
 testinfra_hosts = ["ansible://all"]
 CONFIG = "/etc/dmr-appliance/home.toml"
@@ -37,7 +37,9 @@ def test_gate_listens_and_gunicorn_on_its_socket(host):
 
 
 def test_gate_requires_a_client_certificate(host):
-    answer = host.run("curl -s --cacert /etc/dmr-appliance/pki/ca.pem https://localhost:8700/healthz")
+    answer = host.run(
+        "curl -s --cacert /etc/dmr-appliance/pki/ca.pem https://localhost:8700/healthz"
+    )
     assert "client-certificate-required" in answer.stdout, answer.stdout + answer.stderr
 
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[5] / "tests" / "molecule"))
-import helpers  # noqa: E402
+import helpers
 
 testinfra_hosts = ["ansible://all"]
 

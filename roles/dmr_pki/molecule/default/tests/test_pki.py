@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[5] / "tests" / "molecule"))
-import helpers  # noqa: E402
+import helpers
 
 testinfra_hosts = ["ansible://all"]
 PKI = "/etc/dmr-appliance/pki"
@@ -42,7 +42,11 @@ def test_keys_owned_and_private(host):
 
 
 def test_certificates_state_their_kind_and_verify(host):
-    for kind, path in (("server", "server/home"), ("relay", "relay/pki-1"), ("router", "router/router")):
+    for kind, path in (
+        ("server", "server/home"),
+        ("relay", "relay/pki-1"),
+        ("router", "router/router"),
+    ):
         assert f"OU={kind}" in subject(host, f"{PKI}/{path}.pem")
         assert host.run(f"openssl verify -CAfile {PKI}/ca.pem {PKI}/{path}.pem").rc == 0
         key = host.run(f"openssl pkey -in {PKI}/{path}.key -pubout").stdout
@@ -72,8 +76,9 @@ def test_own_ca_with_a_certificate_of_the_wrong_kind_fails(tmp_path):
     shutil.copytree(CA_DIR, own)
     for ext in ("pem", "key"):  # a relay's pair where the router's should be
         shutil.copy(own / "relay" / f"pki-1.{ext}", own / "router" / f"pki-1.{ext}")
-    proc = helpers.playbook("--tags", "dmr_pki",
-                            extra_vars={"dmr_pki_manage_ca": False, "dmr_pki_ca_dir": str(own)})
+    proc = helpers.playbook(
+        "--tags", "dmr_pki", extra_vars={"dmr_pki_manage_ca": False, "dmr_pki_ca_dir": str(own)}
+    )
     helpers.assert_fails(proc, "router/pki-1.pem: expected OU=router")
     assert "Copy the keys" not in proc.stdout
 
@@ -90,10 +95,12 @@ def test_renewal_within_the_window_then_nothing(host):
         f = host.file(path)
         assert (f.user, f.mode) == (owner, mode), path
     again = helpers.playbook("--tags", "dmr_pki", extra_vars=window)
-    assert again.returncode == 0 and helpers.recap(again)["pki-1"]["changed"] == 0, \
-        helpers.tail(again)
-    listing = subprocess.run(["dmr", "pki", "list", "--dir", str(CA_DIR)],
-                             capture_output=True, text=True, check=True).stdout
+    assert again.returncode == 0 and helpers.recap(again)["pki-1"]["changed"] == 0, helpers.tail(
+        again
+    )
+    listing = subprocess.run(
+        ["dmr", "pki", "list", "--dir", str(CA_DIR)], capture_output=True, text=True, check=True
+    ).stdout
     assert "superseded" in listing
 
 
@@ -104,5 +111,7 @@ def test_wrong_type_fails_at_the_start():
 
 
 def test_extra_certificates_not_a_list_fails():
-    proc = helpers.playbook(extra_vars={"dmr_pki_extra_certificates": json.dumps({"kind": "admin"})})
+    proc = helpers.playbook(
+        extra_vars={"dmr_pki_extra_certificates": json.dumps({"kind": "admin"})}
+    )
     helpers.assert_fails(proc, "dmr_pki_extra_certificates")

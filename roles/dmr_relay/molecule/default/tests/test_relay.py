@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[5] / "tests" / "molecule"))
-import helpers  # noqa: E402
+import helpers
 
 testinfra_hosts = ["ansible://all"]
 CONFIG = "/etc/dmr-appliance/relay.toml"
@@ -15,7 +15,9 @@ PKI = "/etc/dmr-appliance/pki"
 
 
 def started_at(host, unit):
-    return host.run(f"systemctl show -p ExecMainStartTimestampMonotonic --value {unit}").stdout.strip()
+    return host.run(
+        f"systemctl show -p ExecMainStartTimestampMonotonic --value {unit}"
+    ).stdout.strip()
 
 
 def test_services_active_and_enabled(host):
@@ -57,17 +59,21 @@ def test_check_mode_reports_no_change():
 
 def test_renewed_certificate_restarts_the_relay(host):
     before = started_at(host, "dmr-relay")
-    proc = helpers.playbook("--tags", "dmr_pki",
-                            extra_vars={"dmr_pki_renew_days": 400, "dmr_pki_days": 800})
+    proc = helpers.playbook(
+        "--tags", "dmr_pki", extra_vars={"dmr_pki_renew_days": 400, "dmr_pki_days": 800}
+    )
     assert proc.returncode == 0, helpers.tail(proc)
     assert "Restart the services whose certificate changed" in proc.stdout
     assert started_at(host, "dmr-relay") != before
     assert host.service("dmr-relay-gate").is_running
     # nothing due any more: nothing restarts
     now = started_at(host, "dmr-relay")
-    proc = helpers.playbook("--tags", "dmr_pki",
-                            extra_vars={"dmr_pki_renew_days": 400, "dmr_pki_days": 800})
-    assert proc.returncode == 0 and helpers.recap(proc)["relay-1"]["changed"] == 0, helpers.tail(proc)
+    proc = helpers.playbook(
+        "--tags", "dmr_pki", extra_vars={"dmr_pki_renew_days": 400, "dmr_pki_days": 800}
+    )
+    assert proc.returncode == 0 and helpers.recap(proc)["relay-1"]["changed"] == 0, helpers.tail(
+        proc
+    )
     assert started_at(host, "dmr-relay") == now
 
 

@@ -4,12 +4,11 @@ message sent through it delivered to a recipient behind the relay; check mode cl
 a bad network in an allow list and a router template nginx refuses both fail without
 touching the live config, and nginx keeps serving."""
 
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[5] / "tests" / "molecule"))
-import helpers  # noqa: E402
+import helpers
 
 ROOT = Path(__file__).resolve().parents[5]
 testinfra_hosts = ["ansible://router", "ansible://relay-1", "ansible://home"]
@@ -68,12 +67,16 @@ def test_message_delivered_through_the_router():
     if not relay.service("dmr-test-recipient").is_running:
         started = relay.run(
             "mkdir -p /var/lib/dmr-test-recipient && systemd-run --unit dmr-test-recipient"
-            f" --property Type=exec dmr recipient --bind 127.0.0.1:9443 --cert {PKI}/server/recipient.pem"
+            " --property Type=exec dmr recipient --bind 127.0.0.1:9443"
+            f" --cert {PKI}/server/recipient.pem"
             f" --key {PKI}/server/recipient.key --ca {PKI}/ca.pem"
-            " --log /var/lib/dmr-test-recipient/received.jsonl")
+            " --log /var/lib/dmr-test-recipient/received.jsonl"
+        )
         assert started.rc == 0, started.stderr
-    listening = relay.run("bash -c 'for i in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9443)"
-                          " 2>/dev/null && exit 0; sleep 0.2; done; exit 1'")
+    listening = relay.run(
+        "bash -c 'for i in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9443)"
+        " 2>/dev/null && exit 0; sleep 0.2; done; exit 1'"
+    )
     assert listening.rc == 0, "the test recipient did not start"
     script = (ROOT / "tests/system/deliver.py").read_text()
     router.run(f"cat > /root/deliver.py <<'DMR_EOF'\n{script}\nDMR_EOF")
@@ -93,9 +96,14 @@ def test_check_mode_reports_no_change():
 def test_bad_network_in_allow_list_fails_before_the_live_file():
     router = hosts("router")
     before, conf, pid = router.file(TOML).sha256sum, router.file(CONF).sha256sum, router_pid(router)
-    proc = helpers.playbook("--tags", "dmr_router", "--limit", "router",
-                            playbook=ROOT / "playbooks/routers.yml",
-                            extra_vars={"dmr_router_allow": ["10.0.0.0/33"]})
+    proc = helpers.playbook(
+        "--tags",
+        "dmr_router",
+        "--limit",
+        "router",
+        playbook=ROOT / "playbooks/routers.yml",
+        extra_vars={"dmr_router_allow": ["10.0.0.0/33"]},
+    )
     helpers.assert_fails(proc, "failed to validate", "10.0.0.0/33")
     assert router.file(TOML).sha256sum == before and router.file(CONF).sha256sum == conf
     assert router_pid(router) == pid
@@ -108,8 +116,9 @@ def test_template_nginx_refuses_keeps_the_live_config_and_serving():
     router.run(f"sed -i '0,/^http {{/s//http {{\\n    dmr_no_such_directive on;/' {TEMPLATE}")
     try:
         assert "dmr_no_such_directive" in router.file(TEMPLATE).content_string
-        proc = helpers.playbook("--tags", "dmr_router", "--limit", "router",
-                                playbook=ROOT / "playbooks/routers.yml")
+        proc = helpers.playbook(
+            "--tags", "dmr_router", "--limit", "router", playbook=ROOT / "playbooks/routers.yml"
+        )
         helpers.assert_fails(proc, "failed to validate", "dmr_no_such_directive")
     finally:
         router.run(f"cp /root/router.conf.j2.orig {TEMPLATE}")

@@ -263,7 +263,9 @@ class Upstreams:
     sync_timeout: int = setting(75, lambda v: None if v > 60 else "must exceed 60 (longest "
                                 "long poll)", "seconds to wait on GET /v1/home/sync")
     keepalive: int = setting(32, positive, "idle kept-alive connections per worker and pool")
-    max_fails: int = setting(3, positive, "failed attempts before a relay is taken out")
+    max_fails: int = setting(3, lambda v: None if v >= 0 else "must be 0 or more",
+                             "failed attempts before a relay is taken out (0: never, for "
+                             "a Kubernetes Service, whose endpoints are the ready pods)")
     fail_timeout: int = setting(10, positive, "seconds it stays out (and the window counted)")
 
 
@@ -283,6 +285,8 @@ class RouterConfig:
                               help="JSON access log: a path, 'journal', 'stdout' or 'off'")
     error_log: str = setting("/var/log/nginx/dmr-error.log", help="error log path")
     pid_file: Path = setting(Path("/run/nginx-dmr.pid"))
+    health_bind: str = setting("", optional_bind, "HOST:PORT answering only GET /healthz "
+                               "over plain HTTP (Kubernetes probes); empty: none")
     worker_processes: str = setting("auto")
     worker_connections: int = setting(4096, positive,
                                       "connections per nginx worker (two descriptors each)")
@@ -303,6 +307,28 @@ def load(cls: type[T], path: Path | str | None = None,
         data = read_toml(Path(path))
     config = build(cls, data, source=str(path or "defaults"), prefix=())
     return apply_environment(config, os.environ if environ is None else environ)
+
+
+def load_layers(cls: type[T], paths: list[Path], environ: Mapping[str, str] | None = None) -> T:
+    """As ``load``, from several files: each later file's keys replace the earlier ones'
+    (table by table), e.g. a site's few settings over a shared profile."""
+    data: dict[str, Any] = {}
+    for path in paths:
+        data = merge(data, read_toml(Path(path)))
+    source = " + ".join(str(p) for p in paths) or "defaults"
+    config = build(cls, data, source=source, prefix=())
+    return apply_environment(config, os.environ if environ is None else environ)
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on ``base``: tables merge key by key, any other value replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -4,6 +4,8 @@ or the gate's nginx in place (systemd then supervises that process itself)."""
 from __future__ import annotations
 
 import argparse
+import http.client
+import socket
 
 from dmr_appliance import config, serving
 
@@ -27,6 +29,15 @@ def register_serve(sub: argparse._SubParsersAction, kind: str, *, help_text: str
     gate.add_argument("--reload", action="store_true",
                       help="reload the running gate instead of starting one")
     gate.set_defaults(func=run_gate, service=service)
+    probe = verbs.add_parser(
+        "probe", help=f"ask {kind}'s gunicorn for /healthz or /readyz on its unix socket",
+        description=f"GET PATH from {kind}'s gunicorn over its unix socket (bypassing the "
+        "gate), print the answer and exit 0 on 200, 1 otherwise: a liveness or readiness "
+        "check of the app itself (a Kubernetes exec probe, a systemd watchdog script).")
+    _config_option(probe, kind)
+    probe.add_argument("path", nargs="?", default="/healthz", choices=["/healthz", "/readyz"])
+    probe.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+    probe.set_defaults(func=run_probe, service=service)
 
 
 def _config_option(parser: argparse.ArgumentParser, kind: str) -> None:
@@ -50,3 +61,30 @@ def run_gate(args: argparse.Namespace) -> int:
         return 0
     serving.exec_gate(service, settings)
     return 0  # not reached: nginx replaced this process
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    settings = config.load(args.service.settings, args.config)
+    conn = _UnixConnection(str(settings.gate.socket), args.timeout)
+    try:
+        conn.request("GET", args.path)
+        resp = conn.getresponse()
+        body = resp.read(4096).decode("utf-8", "replace").strip()
+    except OSError as exc:
+        print(f"{args.service.kind} {args.path}: cannot reach {settings.gate.socket}: {exc}")
+        return 1
+    finally:
+        conn.close()
+    print(f"{args.service.kind} {args.path}: {resp.status} {body}")
+    return 0 if resp.status == 200 else 1

@@ -26,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render the router's complete nginx.conf from router.toml "
         "(and DMR_* variables). Without --output it goes to stdout.",
     )
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                        help=f"router settings (default {DEFAULT_CONFIG})")
+    parser.add_argument("--config", type=Path, action="append",
+                        help=f"router settings (default {DEFAULT_CONFIG}); repeat to "
+                        "layer files: a later file's keys replace an earlier one's")
     parser.add_argument("--output", type=Path, metavar="FILE",
                         help="write here (atomically) instead of stdout")
     parser.add_argument("--test", action="store_true",
@@ -55,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _nginx(args: argparse.Namespace) -> int:
     if args.test and args.output is None:
         args.parser.error("--test needs --output FILE (nginx checks a file)")
-    settings = config.load(config.RouterConfig, args.config)
+    settings = config.load_layers(config.RouterConfig, args.config or [DEFAULT_CONFIG])
     if args.output is None:
         sys.stdout.write(render.render(settings))
         return 0

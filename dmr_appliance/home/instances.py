@@ -18,7 +18,9 @@ MAX_TEXT = 256
 
 
 def validate_beat(doc: Any, caller: str) -> dict[str, Any]:
-    """The heartbeat body, checked; its instance must be the relay certificate's CN."""
+    """The heartbeat body, checked; its instance must be the relay certificate's CN, or a
+    member of that pool: ``CN.<member>`` (replicas sharing one certificate, e.g. the pods of
+    a Kubernetes Deployment, each beat under their own name)."""
     if not isinstance(doc, dict):
         raise InvalidRequest("the body must be a JSON object")
     unknown = sorted(set(doc) - {"instance", "address", "version", "sync_version", "counters"})
@@ -27,7 +29,7 @@ def validate_beat(doc: Any, caller: str) -> dict[str, Any]:
     instance = doc.get("instance")
     if not ids.is_participant_id(instance):
         raise InvalidRequest(f"instance must be {ids.PARTICIPANT_ID_RULE}")
-    if instance != caller:
+    if instance != caller and not instance.startswith(caller + "."):
         raise AuthError(f"a relay certificate for {caller!r} cannot beat for {instance!r}",
                         code="instance-mismatch")
     for name in ("address", "version"):

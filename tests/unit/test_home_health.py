@@ -57,6 +57,20 @@ def test_relay_beats_only_for_itself(home):
     assert resp.status_code == 403 and resp.json["type"] == "urn:dmr:problem:instance-mismatch"
 
 
+def test_pool_members_beat_under_the_pool_certificate(home):
+    for pod in ("relay-1.dmr-relay-7c9d-abcde", "relay-1.dmr-relay-7c9d-fghij"):
+        resp = home.relay("relay-1").post("/v1/heartbeats", json=beat(instance=pod))
+        assert resp.status_code == 200
+    listed = {i["instance"] for i in home.admin.get("/v1/instances").json["instances"]}
+    assert listed == {"relay-1.dmr-relay-7c9d-abcde", "relay-1.dmr-relay-7c9d-fghij"}
+
+
+@pytest.mark.parametrize("instance", ["relay-1x", "relay-12", "relay-1.", "relay-2.relay-1"])
+def test_a_pool_prefix_is_no_wildcard(home, instance):
+    resp = home.relay("relay-1").post("/v1/heartbeats", json=beat(instance=instance))
+    assert resp.status_code in (403, 422), instance
+
+
 @pytest.mark.parametrize("changes", [{"sync_version": -1}, {"counters": {"x": "1"}},
                                      {"address": ""}, {"extra": 1}])
 def test_invalid_heartbeats(home, changes):

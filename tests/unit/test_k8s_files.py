@@ -1,0 +1,73 @@
+"""The Kubernetes manifests' files that need no Kubernetes tool: the router's nginx.conf
+renderings committed beside their settings are exactly what `dmr render nginx` makes now,
+the apps' settings load and render their gates, the base pins the package's version, and
+no key or certificate is tracked in git (the secretGenerator reads a git-ignored folder)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import dmr_appliance
+from dmr_appliance import config, render
+
+ROOT = Path(__file__).parents[2]
+K8S = ROOT / "k8s"
+BASE_ROUTER = K8S / "base/router/router.toml"
+RENDERINGS = {
+    K8S / "base/router/nginx.conf": [BASE_ROUTER],
+    K8S / "overlays/example/nginx.conf": [BASE_ROUTER, K8S / "overlays/example/router.toml"],
+}
+# A PEM block with a real body (tests quote bare markers, and 4-character bodies, on purpose).
+SECRET_TEXT = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY|CERTIFICATE|X509 CRL)-----\r?\n[A-Za-z0-9+/=\r\n]{64,}")
+
+
+@pytest.mark.parametrize("conf", sorted(RENDERINGS), ids=lambda p: str(p.relative_to(K8S)))
+def test_committed_router_conf_is_a_fresh_rendering(conf):
+    settings = config.load_layers(config.RouterConfig, RENDERINGS[conf], environ={})
+    layers = " ".join(f"--config {p.relative_to(ROOT)}" for p in RENDERINGS[conf])
+    assert conf.read_text() == render.render(settings), (
+        f"{conf.relative_to(ROOT)} is stale: render it again with "
+        f"dmr render nginx {layers} --output {conf.relative_to(ROOT)}")
+
+
+@pytest.mark.parametrize("kind", ["home", "relay"])
+def test_app_settings_load_and_render_their_gate(kind):
+    settings = config.load(config.KINDS[kind], K8S / f"base/config/{kind}.toml", environ={})
+    assert settings.gate.health_bind == "0.0.0.0:8081"
+    text = render.render_gate(kind, settings)
+    assert "listen 0.0.0.0:8081;" in text and f"unix:{settings.gate.socket}" in text
+
+
+def test_layered_settings_replace_key_by_key(tmp_path):
+    over = tmp_path / "over.toml"
+    over.write_text('server_name = "a.example"\n[upstream]\nkeepalive = 7\n')
+    settings = config.load_layers(config.RouterConfig, [BASE_ROUTER, over], environ={})
+    assert settings.server_name == "a.example" and settings.upstream.keepalive == 7
+    assert settings.upstream.relay_tls_name == "dmr-relay"  # kept from the base table
+
+
+def test_base_image_is_the_package_version():
+    tags = set()
+    for path in (K8S / "base").glob("*.yaml"):
+        tags |= set(re.findall(r"image: (\S+)", path.read_text()))
+    assert tags == {f"dmr-appliance:{dmr_appliance.__version__}"}
+
+
+def test_no_key_or_certificate_is_tracked():
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                            check=True).stdout.split(b"\0")
+    tracked = [ROOT / name.decode() for name in listed if name]
+    found = [str(p.relative_to(ROOT)) for p in tracked
+             if p.is_file() and SECRET_TEXT.search(p.read_bytes())]
+    assert found == [], f"keys or certificates tracked in git: {found}"
+
+
+def test_the_secrets_folder_is_ignored():
+    probe = "k8s/base/pki/server/home.key"
+    answer = subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT, check=False)
+    assert answer.returncode == 0, f"{probe} would be tracked: add k8s/base/pki/ to .gitignore"

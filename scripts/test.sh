@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine (as root):
 #   ruff; pytest on today's PyPI releases (.venv); pytest on Debian 12's versions
-#   (.venv-debian12); then the system tests (Debian package in a systemd container), then the
-#   Ansible roles (scripts/molecule.sh: lint, one Molecule scenario per role, the local site).
+#   (.venv-debian12); then the system tests (Debian package in a systemd container), the
+#   Kubernetes manifests and image (scripts/k8s.sh), then the Ansible roles
+#   (scripts/molecule.sh: lint, one Molecule scenario per role, the local site).
 # Set DMR_SKIP_SYSTEM=1 to leave out the container tests on a machine without docker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,8 @@ echo "== pytest: Debian 12 versions (.venv-debian12)"
 if [ "$system" = 1 ]; then
   echo "== pytest: system tests (Debian package in a systemd container)"
   .venv/bin/python -m pytest -q -m system -p no:cacheprovider -s
+  echo "== Kubernetes: manifests validated offline, the image run as they say (scripts/k8s.sh)"
+  bash scripts/k8s.sh
   echo "== Ansible roles: lint, Molecule scenarios, the local site (scripts/molecule.sh)"
   bash scripts/molecule.sh
 fi

@@ -6,12 +6,16 @@ that changes a PKI uses ``fresh_pki`` (its own directory, same certificates).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from dmr_appliance import pki as pki_mod
+
+# tests/k8s needs the Kubernetes tools of .venv-k8s: scripts/k8s.sh runs it there.
+collect_ignore = [] if os.environ.get("DMR_K8S_TESTS") == "1" else ["k8s"]
 
 SERVERS = ("router", "home", "recipient")  # server/router: a non-router holding a server cert
 ROUTERS = ("router", "router-2")

@@ -3,7 +3,8 @@ registers two participants through the router as the admin, obtains alice's acce
 token and bob's address card from home, and sends one message from alice to bob
 through nginx. Prints one JSON line: the message id and the relay's answer.
 
-Usage: python3 deliver.py ROUTER_URL PKI_DIR  (exit 0 only when bob's endpoint got it)
+Usage: python3 deliver.py ROUTER_URL PKI_DIR [ENDPOINT]  (exit 0 only when bob's endpoint
+got it; ENDPOINT, both participants' endpoint, defaults to https://localhost:9443/inbox)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ ROOM = "lobby"
 READY_WITHIN = 45.0  # seconds for the relay's first sync document
 
 
-def main(router: str, pki: Path) -> int:
+def main(router: str, pki: Path, endpoint: str = RECIPIENT_ENDPOINT) -> int:
     ca = str(pki / "ca.pem")
 
     def as_(kind: str, name: str) -> requests.Session:
@@ -34,7 +35,7 @@ def main(router: str, pki: Path) -> int:
     admin, alice = as_("admin", "admin"), as_("participant", "alice")
     for pid in ("alice", "bob"):
         answer = admin.post(f"{router}/v1/home/participants", timeout=10,
-                            json={"id": pid, "endpoint": RECIPIENT_ENDPOINT, "rooms": [ROOM]})
+                            json={"id": pid, "endpoint": endpoint, "rooms": [ROOM]})
         if answer.status_code not in (200, 201, 409):
             return fail("create participant", answer)
 
@@ -69,4 +70,4 @@ def fail(step: str, answer: requests.Response) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], Path(sys.argv[2])))
+    sys.exit(main(sys.argv[1], Path(sys.argv[2]), *sys.argv[3:4]))

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The Kubernetes manifests' suite (tests/k8s): kustomize renders, strict schemas, checkov,
+# the project's own rules and their negative cases, then the image run as the manifests say.
+# Makes (or reuses) .venv-k8s from requirements/k8s.txt, builds the image from a fresh .deb
+# on the project's local Debian 12 image (tests/system/image.sh; no registry is reachable),
+# and runs pytest there. Needs the tools of scripts/setup.sh --system (docker, debootstrap).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+VENV=$ROOT/.venv-k8s
+say() { printf 'k8s.sh: %s\n' "$*"; }
+
+[ -x "$VENV/bin/python" ] || { say "creating $VENV"; /usr/bin/python3 -m venv "$VENV"; }
+"$VENV/bin/pip" install -q --disable-pip-version-check -r requirements/k8s.txt
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
+
+base=$(tests/system/image.sh | tail -n 1)
+image=$(packaging/build-image.sh --base "$base" --tag k8s-dmr-appliance | tail -n 1)
+say "image $image (on $base)"
+DMR_K8S_TESTS=1 DMR_K8S_IMAGE=$image \
+  "$VENV/bin/python" -m pytest -q -m k8s -p no:cacheprovider -rA tests/k8s "$@"

@@ -1,0 +1,183 @@
+"""The image run as the manifests say: home, two relays and the router started with docker
+from the rendered manifests (command, args, environment, config files, secrets, mounts,
+user, read-only root: all parsed from kustomize's output, see pods.py), plus a recipient;
+the probes answer as the manifests expect, and a message sent through the router
+container is delivered. The image is built from the Debian package (DMR_K8S_IMAGE names
+one scripts/k8s.sh built in this run; otherwise this test builds it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.k8s import pods
+from tests.k8s.conftest import BIN, ROOT, kustomize
+
+pytestmark = pytest.mark.k8s
+READY_WITHIN = 90.0
+RECIPIENT = "dmr-recipient"
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if os.environ.get("DMR_K8S_IMAGE"):
+        return os.environ["DMR_K8S_IMAGE"]
+    base = subprocess.run([str(ROOT / "tests/system/image.sh")], capture_output=True,
+                          text=True, check=True).stdout.strip().splitlines()[-1]
+    built = subprocess.run([str(ROOT / "packaging/build-image.sh"), "--base", base, "--tag",
+                            "k8s-dmr-appliance"], capture_output=True, text=True, check=True)
+    return built.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def site(k8s_tree, image, tmp_path_factory):
+    """The base with the image built here, rendered by kustomize (its `images:` entry)."""
+    name, tag = image.rsplit(":", 1)
+    run = k8s_tree / "run"
+    run.mkdir(exist_ok=True)
+    (run / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["../base"],
+        "images": [{"name": "dmr-appliance", "newName": name, "newTag": tag}]}))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    subprocess.run(["dmr", "pki", "issue", "--dir", str(k8s_tree / "base/pki"), "--kind",
+                    "server", "--name", "recipient", "--dns", RECIPIENT], env=env, check=True,
+                   capture_output=True)
+    docs = [d for d in yaml.safe_load_all(kustomize(k8s_tree, "run")[0]) if d]
+    network = f"k8s-net-{uuid.uuid4().hex[:8]}"
+    pods.docker("network", "create", network)
+    started: list[pods.Pod] = []
+    try:
+        yield Site(docs, image, network, k8s_tree / "base/pki", tmp_path_factory.mktemp("pods"),
+                   started)
+    finally:
+        pods.remove([c for pod in started for c in pod.containers])
+        pods.docker("network", "rm", network, check=False)
+
+
+class Site:
+    def __init__(self, docs, image, network, pki: Path, workdir: Path, started) -> None:
+        self.docs, self.image, self.network, self.pki = docs, image, network, pki
+        self.workdir, self.started = workdir, started
+
+    def workload(self, kind: str, name: str) -> dict:
+        return next(d for d in self.docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+    def services_of(self, workload: dict) -> list[str]:
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        return [s["metadata"]["name"] for s in self.docs if s["kind"] == "Service"
+                and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())]
+
+    def start(self, kind: str, name: str, pod_name: str) -> pods.Pod:
+        workload = self.workload(kind, name)
+        pod = pods.run_pod(workload, self.docs, name=pod_name, image=self.image,
+                           network=self.network, aliases=self.services_of(workload),
+                           workdir=self.workdir)
+        self.started.append(pod)
+        return pod
+
+
+def probe_ok(pod: pods.Pod, container: dict, probe: dict) -> bool:
+    if "exec" in probe:
+        answer = subprocess.run([pods.DOCKER, "exec", f"k8s-{pod.name}-{container['name']}",
+                                 *probe["exec"]["command"]], capture_output=True, check=False)
+        return answer.returncode == 0
+    port = probe["httpGet"]["port"]
+    if isinstance(port, str):
+        port = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+    try:
+        return requests.get(f"http://{pod.ip}:{port}{probe['httpGet']['path']}",
+                            timeout=3).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait_ready(pod: pods.Pod, workload: dict) -> dict[str, float]:
+    """Every container's readiness, then liveness, probe as the manifest states it; returns
+    the seconds each container took to become ready."""
+    started, took = time.monotonic(), {}
+    for c in workload["spec"]["template"]["spec"]["containers"]:
+        while not probe_ok(pod, c, c["readinessProbe"]):
+            assert time.monotonic() - started < READY_WITHIN, (
+                f"{pod.name}/{c['name']} not ready in {READY_WITHIN:.0f} s\n{pod.logs()}")
+            time.sleep(1)
+        took[c["name"]] = round(time.monotonic() - started, 1)
+        assert probe_ok(pod, c, c["livenessProbe"]), f"{pod.name}/{c['name']} not live"
+    return took
+
+
+def test_a_message_through_the_router_container(site):
+    recipient_out = site.workdir / "recipient"
+    recipient_out.mkdir(mode=0o777)
+    pods.docker("run", "-d", "--name", f"k8s-{RECIPIENT}", "--network", site.network,
+                "--network-alias", RECIPIENT, "--read-only", "--user", "0:0",
+                "-v", f"{site.pki}:/pki:ro", "-v", f"{recipient_out}:/out",
+                "--entrypoint", "dmr", site.image, "recipient", "--bind", "0.0.0.0:9443",
+                "--cert", "/pki/server/recipient.pem", "--key", "/pki/server/recipient.key",
+                "--ca", "/pki/ca.pem", "--log", "/out/deliveries.jsonl")
+    site.started.append(pods.Pod(RECIPIENT, containers=[f"k8s-{RECIPIENT}"]))
+
+    home = site.start("StatefulSet", "dmr-home", "dmr-home-0")
+    relays = [site.start("Deployment", "dmr-relay", f"dmr-relay-5f7c9d8b6-{s}")
+              for s in ("x2k4q", "p8w3z")]
+    router = site.start("Deployment", "dmr-router", "dmr-router-6d8f5c7b9-m4n7r")
+    ready = {pod.name: wait_ready(pod, site.workload(kind, name)) for pod, kind, name in [
+        (home, "StatefulSet", "dmr-home"), *[(r, "Deployment", "dmr-relay") for r in relays],
+        (router, "Deployment", "dmr-router")]}
+    print(f"ready after (s): {json.dumps(ready)}")
+
+    service = site.workload("Service", "dmr-router")["spec"]["ports"][0]
+    spec = site.workload("Deployment", "dmr-router")["spec"]["template"]["spec"]
+    port = next(p["containerPort"] for p in spec["containers"][0]["ports"]
+                if p["name"] == service["targetPort"])
+    sent = subprocess.run(
+        [pods.DOCKER, "run", "--rm", "--network", site.network, "--read-only", "--user", "0:0",
+         "-v", f"{site.pki}:/pki:ro", "-v", f"{ROOT / 'tests/system/deliver.py'}:/deliver.py:ro",
+         "--entrypoint", "python3", site.image, "/deliver.py", f"https://dmr-router:{port}",
+         "/pki", f"https://{RECIPIENT}:9443/inbox"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert sent.returncode == 0, f"{sent.stdout}\n{sent.stderr}\n{router.logs()}"
+    answer = json.loads(sent.stdout.strip().splitlines()[-1])
+    delivered = [json.loads(line) for line in
+                 (recipient_out / "deliveries.jsonl").read_text().splitlines()]
+    ids = [d.get("message_id") or d.get("id") for d in delivered]
+    assert ids.count(answer["message_id"]) == 1, delivered
+    print(f"delivered {answer['message_id']} through the router container: {answer['answer']}")
+    assert_instances(site, relays)
+
+
+def assert_instances(site, relays) -> None:
+    """Both relay pods beat at home under their own names (one pool certificate)."""
+    script = ("import requests,json;"
+              "s=requests.Session();s.verify='/pki/ca.pem';"
+              "s.cert=('/pki/admin/admin.pem','/pki/admin/admin.key');"
+              "print(json.dumps(s.get('https://dmr-router:8443/v1/home/instances',timeout=10).json()))")
+    deadline = time.monotonic() + 30
+    while True:
+        out = pods.docker("run", "--rm", "--network", site.network, "--user", "0:0", "-v",
+                          f"{site.pki}:/pki:ro", "--entrypoint", "python3", site.image, "-c",
+                          script)
+        names = {i["instance"] for i in json.loads(out)["instances"]}
+        if names >= {f"relay.{r.name}" for r in relays} or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert names >= {f"relay.{r.name}" for r in relays}, names
+    print(f"instances at home: {sorted(names)}")
+
+
+def test_the_image_holds_no_build_tools_or_apt_lists(image):
+    script = ("find /var/lib/apt/lists /var/cache/apt -mindepth 1; "
+              "for t in gcc cc make dpkg-buildpackage pip; do command -v $t; done; id -u")
+    out = pods.docker("run", "--rm", "--read-only", "--entrypoint", "sh", image, "-c", script,
+                      check=False)
+    assert out.splitlines() == ["10001"], out
+    labels = json.loads(pods.docker("inspect", "-f", "{{json .Config.Labels}}", image))
+    assert image.endswith(":" + labels["org.opencontainers.image.version"])

@@ -302,11 +302,7 @@ class RouterConfig:
 def load(cls: type[T], path: Path | str | None = None,
          environ: Mapping[str, str] | None = None) -> T:
     """Read ``cls`` from a TOML file (optional), then apply ``DMR_*`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        data = read_toml(Path(path))
-    config = build(cls, data, source=str(path or "defaults"), prefix=())
-    return apply_environment(config, os.environ if environ is None else environ)
+    return load_layers(cls, [] if path is None else [Path(path)], environ)
 
 
 def load_layers(cls: type[T], paths: list[Path], environ: Mapping[str, str] | None = None) -> T:

@@ -58,7 +58,9 @@ def render_gate(kind: str, config: AppConfig) -> str:
 def check(config: RouterConfig) -> None:
     """Refuse values that are valid TOML but would break or bend the nginx config."""
     _check_workers("router", "worker_processes", config.worker_processes)
-    _check_leaves("router", _leaves(config))
+    # An empty optional setting (health_bind) renders nothing; a required one is never empty.
+    _check_leaves("router", [(key, value) for key, value in _leaves(config)
+                             if not (key == "health_bind" and value == "")])
 
 
 def check_gate(kind: str, config: AppConfig) -> None:

@@ -580,3 +580,10 @@ def test_common_request_limits_and_allow_map_render_alone():
     assert allow_map(parse(text)).one("default").args == ["GET, HEAD, POST, PUT, PATCH, DELETE"]
     loc = http.one("server").location("/")
     assert ["X-DMR-Client-Cert", "$http_x_dmr_client_cert"] in loc.values("proxy_set_header")
+
+
+def test_router_health_listener_only_when_asked():
+    plain = render.render(config.RouterConfig())
+    assert "/healthz" not in plain
+    probed = render.render(config.RouterConfig(health_bind="0.0.0.0:8081"))
+    assert "listen 0.0.0.0:8081;" in probed and "location = /healthz" in probed

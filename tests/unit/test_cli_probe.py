@@ -18,11 +18,12 @@ class _Unix(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
 
-class _Answers(http.server.BaseHTTPRequestHandler):
-    status = {"/healthz": 200, "/readyz": 503}
+_STATUS = {"/healthz": 200, "/readyz": 503}
 
-    def do_GET(self) -> None:  # noqa: N802  (http.server's name)
-        code = self.status[self.path]
+
+class _Answers(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        code = _STATUS[self.path]
         body = b'{"status":"ok"}' if code == 200 else b'{"type":"urn:dmr:problem:not-ready"}'
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))

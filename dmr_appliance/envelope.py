@@ -443,26 +443,6 @@ def delivery_body(envelope: Envelope, recipients: Sequence[str]) -> bytes:
     return _dumps(_document(envelope, list(recipients)))
 
 
-# Stands in for ``to`` while a message is encoded once for all its recipients. Its JSON
-# starts with `["`, which no string value can hold unescaped: its one match is ``to``.
-_TO_MARK = "\u0000dmr-to\u0000"
-_TO_MARK_JSON = json.dumps([_TO_MARK]).encode()
-
-
-def delivery_parts(envelope: Envelope) -> tuple[bytes, bytes]:
-    """``delivery_body`` split around ``to``: the message is encoded once, and each
-    recipient's body is ``head + recipient_to(id) + tail`` (byte for byte the same)."""
-    head, mark, tail = _dumps(_document(envelope, [_TO_MARK])).partition(_TO_MARK_JSON)
-    if not mark:  # cannot happen (the document always holds the mark); fail loudly
-        raise AssertionError("delivery body without its recipient mark")
-    return head, tail
-
-
-def recipient_to(recipient: str) -> bytes:
-    """The ``to`` value of one recipient's delivery body."""
-    return json.dumps([recipient], ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def build_envelope(
     *,
     room: str,

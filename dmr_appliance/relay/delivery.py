@@ -23,6 +23,7 @@ from dmr_appliance import envelope, logs
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.errors import Unavailable
 from dmr_appliance.outcome_rule import FAILED, classify
+from dmr_appliance.relay import delivery_body
 from dmr_appliance.relay.outbound import describe, tls_context
 
 # Admitted deliveries (running + queued) per delivery thread before the relay says 503.
@@ -99,7 +100,7 @@ class Deliverer:
         """Every recipient's outcome, in order; ``Unavailable`` (503) if none was attempted."""
         self._admit(len(recipients))
         # Encoded once per message: each recipient's body differs only in ``to``.
-        parts = envelope.delivery_parts(message)
+        parts = delivery_body.parts(message)
         headers = self._headers(message, request_id)
         if len(recipients) == 1:  # on the request's own thread: no hop, no wait
             try:
@@ -138,21 +139,20 @@ class Deliverer:
     # --- one recipient -----------------------------------------------------------------
 
     def _guarded(self, message: envelope.Envelope, recipient: Recipient,
-                 parts: tuple[bytes, bytes], headers: dict[str, str]) -> DeliveryOutcome:
+                 parts: delivery_body.Parts, headers: dict[str, str]) -> DeliveryOutcome:
         try:
             return self._deliver_one(message, recipient, parts, headers)
         except Exception as exc:  # a bug in _deliver_one must not lose the other outcomes
             return DeliveryOutcome(recipient.id, FAILED, None, 0.0, f"internal error: {exc!r}")
 
     def _deliver_one(self, message: envelope.Envelope, recipient: Recipient,
-                     parts: tuple[bytes, bytes], headers: dict[str, str]) -> DeliveryOutcome:
+                     parts: delivery_body.Parts, headers: dict[str, str]) -> DeliveryOutcome:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
-        head, tail = parts
         try:
             status = self._post(recipient.endpoint,
-                                head + envelope.recipient_to(recipient.id) + tail, headers)
+                                delivery_body.for_recipient(parts, recipient.id), headers)
             outcome = classify(status)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             outcome, error = FAILED, describe(exc)

@@ -2,7 +2,8 @@
 
 One ``Deliverer`` per worker process: a urllib3 ``PoolManager`` (the relay's certificate
 as client certificate, recipients verified against the deployment CA, one TLS context
-built once) and a bounded thread pool shared by every request. A request that cannot
+built once) and a bounded thread pool shared by every request (a message to a single
+recipient is delivered on the request's own thread). A request that cannot
 get a slot for each of its recipients is refused before anything is sent (503), which
 is what lets the router try another relay. The sender retries, so urllib3 does not.
 """
@@ -98,10 +99,10 @@ class Deliverer:
         self, message: envelope.Envelope, recipients: Sequence[Recipient], request_id: str
     ) -> list[DeliveryOutcome]:
         """Every recipient's outcome, in order; ``Unavailable`` (503) if none was attempted."""
-        self._admit(len(recipients))
         # Encoded once per message: each recipient's body differs only in ``to``.
         parts = delivery_body.parts(message)
         headers = self._headers(message, request_id)
+        self._admit(len(recipients))
         if len(recipients) == 1:  # on the request's own thread: no hop, no wait
             try:
                 return [self._guarded(message, recipients[0], parts, headers)]

@@ -8,9 +8,12 @@ it without being passed down explicitly.
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -83,19 +86,28 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(
-    level: str = "info", *, instance: str | None = None, stream: IO[str] | None = None
+    level: str = "info",
+    *,
+    instance: str | None = None,
+    stream: IO[str] | None = None,
+    queued: bool = False,
 ) -> None:
-    """Send every log line to ``stream`` (stdout) as JSON; calling it again replaces it."""
+    """Send every log line to ``stream`` (stdout) as JSON; calling it again replaces it.
+
+    ``queued``: the caller's thread only puts the record on a queue; one listener thread
+    per process formats and writes it (a server's request threads then never wait on
+    the JSON encoding or the stream's lock).
+    """
     numeric = LEVELS.get(level.lower())
     if numeric is None:
         raise ConfigError(f"log level {level!r} is not one of {', '.join(LEVELS)}", key="log_level")
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, _DmrHandler)]:
+    for handler in [h for h in root.handlers if isinstance(h, _DmrHandler | _DmrQueueHandler)]:
         root.removeHandler(handler)
         handler.close()
-    handler = _DmrHandler(stream if stream is not None else sys.stdout)
-    handler.setFormatter(JsonFormatter(instance))
-    root.addHandler(handler)
+    writer = _DmrHandler(stream if stream is not None else sys.stdout)
+    writer.setFormatter(JsonFormatter(instance))
+    root.addHandler(_DmrQueueHandler(writer) if queued else writer)
     root.setLevel(numeric)
 
 
@@ -123,6 +135,31 @@ def log_event(
 
 class _DmrHandler(logging.StreamHandler):
     """Marks the handler configure() installed, so a second call replaces it."""
+
+
+class _DmrQueueHandler(logging.handlers.QueueHandler):
+    """Puts records on a queue that a listener thread writes through ``writer``."""
+
+    def __init__(self, writer: logging.Handler) -> None:
+        super().__init__(queue.SimpleQueue())
+        self._listener = logging.handlers.QueueListener(self.queue, writer)
+        self._listener.start()
+        atexit.register(self.close)  # what is queued is written before the process ends
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The listener's thread has no request context: bind the request id now. The
+        # record itself is formatted there (the stdlib's prepare would format it here).
+        request_id = current_request_id()
+        fields = getattr(record, _FIELDS_ATTR, None) or {}
+        if request_id is not None and "request_id" not in fields:
+            setattr(record, _FIELDS_ATTR, {"request_id": request_id, **fields})
+        return record
+
+    def close(self) -> None:
+        if self._listener._thread is not None:  # stop() joins; a second call must not
+            self._listener.stop()
+        self._listener.handlers[0].close()
+        super().close()
 
 
 def _timestamp(created: float) -> str:

@@ -17,7 +17,8 @@ for arg in "$@"; do
 done
 
 export DEBIAN_FRONTEND=noninteractive
-apt_pkgs=(python3 python3-venv python3-dev nginx openssl ca-certificates curl)
+# wrk: the load generator of benchmarks/relay_wrk.py (its smoke test runs in the suite).
+apt_pkgs=(python3 python3-venv python3-dev nginx openssl ca-certificates curl wrk)
 [ "$want_system" = 1 ] && apt_pkgs+=(docker.io debootstrap debhelper dh-python python3-all python3-setuptools
   lintian gnupg apt-utils pybuild-plugin-pyproject python3-build python3-wheel python3-falcon python3-gunicorn python3-jwt
   python3-cryptography python3-requests python3-urllib3 python3-jinja2 fakeroot build-essential)

@@ -39,6 +39,6 @@ def create_app(
 def get_app(environ: Mapping[str, str] = os.environ) -> falcon.App:
     """The app as gunicorn runs it: config from ``DMR_CONFIG`` and ``DMR_*`` variables."""
     cfg = config.load(config.RelayConfig, environ.get("DMR_CONFIG"), environ)
-    logs.configure(cfg.log_level, instance=cfg.instance)
+    logs.configure(cfg.log_level, instance=cfg.instance, queued=True)
     trust = TrustState.in_dir(cfg.state_dir, issuer=cfg.issuer, leeway=cfg.tokens.leeway)
     return create_app(cfg, trust, Deliverer.from_config(cfg), counters.shared())

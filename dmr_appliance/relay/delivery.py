@@ -2,7 +2,8 @@
 
 One ``Deliverer`` per worker process: a urllib3 ``PoolManager`` (the relay's certificate
 as client certificate, recipients verified against the deployment CA, one TLS context
-built once) and a bounded thread pool shared by every request. A request that cannot
+built once) and a bounded thread pool shared by every request (a message to a single
+recipient is delivered on the request's own thread). A request that cannot
 get a slot for each of its recipients is refused before anything is sent (503), which
 is what lets the router try another relay. The sender retries, so urllib3 does not.
 """
@@ -23,6 +24,7 @@ from dmr_appliance import envelope, logs
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.errors import Unavailable
 from dmr_appliance.outcome_rule import FAILED, classify
+from dmr_appliance.relay import delivery_body
 from dmr_appliance.relay.outbound import describe, tls_context
 
 # Admitted deliveries (running + queued) per delivery thread before the relay says 503.
@@ -97,14 +99,22 @@ class Deliverer:
         self, message: envelope.Envelope, recipients: Sequence[Recipient], request_id: str
     ) -> list[DeliveryOutcome]:
         """Every recipient's outcome, in order; ``Unavailable`` (503) if none was attempted."""
+        # Encoded once per message: each recipient's body differs only in ``to``.
+        parts = delivery_body.parts(message)
+        headers = self._headers(message, request_id)
         self._admit(len(recipients))
+        if len(recipients) == 1:  # on the request's own thread: no hop, no wait
+            try:
+                return [self._guarded(message, recipients[0], parts, headers)]
+            finally:
+                self._release(None)
         futures = []
         for recipient in recipients:
-            future = self._executor.submit(self._deliver_one, message, recipient, request_id)
+            future = self._executor.submit(self._guarded, message, recipient, parts, headers)
             future.add_done_callback(self._release)
             futures.append(future)
         wait_all(futures)
-        return [self._result(f, r) for f, r in zip(futures, recipients, strict=True)]
+        return [f.result() for f in futures]
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -123,40 +133,35 @@ class Deliverer:
                 )
             self._admitted += count
 
-    def _release(self, _future: Future[DeliveryOutcome]) -> None:
+    def _release(self, _future: Future[DeliveryOutcome] | None) -> None:
         with self._lock:
             self._admitted -= 1
 
     # --- one recipient -----------------------------------------------------------------
 
-    @staticmethod
-    def _result(future: Future[DeliveryOutcome], recipient: Recipient) -> DeliveryOutcome:
+    def _guarded(self, message: envelope.Envelope, recipient: Recipient,
+                 parts: delivery_body.Parts, headers: dict[str, str]) -> DeliveryOutcome:
         try:
-            return future.result()
+            return self._deliver_one(message, recipient, parts, headers)
         except Exception as exc:  # a bug in _deliver_one must not lose the other outcomes
             return DeliveryOutcome(recipient.id, FAILED, None, 0.0, f"internal error: {exc!r}")
 
-    def _deliver_one(
-        self, message: envelope.Envelope, recipient: Recipient, request_id: str
-    ) -> DeliveryOutcome:
+    def _deliver_one(self, message: envelope.Envelope, recipient: Recipient,
+                     parts: delivery_body.Parts, headers: dict[str, str]) -> DeliveryOutcome:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
         try:
-            status = self._post(recipient.endpoint, self._body(message, recipient),
-                                self._headers(message, request_id))
+            status = self._post(recipient.endpoint,
+                                delivery_body.for_recipient(parts, recipient.id), headers)
             outcome = classify(status)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             outcome, error = FAILED, describe(exc)
         ms = round((time.perf_counter() - started) * 1000, 1)
         logs.log_event(_log, "delivery", message_id=message.id, room=message.room,
                        sender=message.sender, to=recipient.id, status=status, ms=ms,
-                       outcome=outcome, error=error, request_id=request_id)
+                       outcome=outcome, error=error, request_id=headers["X-Request-Id"])
         return DeliveryOutcome(recipient.id, outcome, status, ms, error)
-
-    @staticmethod
-    def _body(message: envelope.Envelope, recipient: Recipient) -> bytes:
-        return envelope.delivery_body(message, [recipient.id])
 
     @staticmethod
     def _headers(message: envelope.Envelope, request_id: str) -> dict[str, str]:

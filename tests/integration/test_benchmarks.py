@@ -3,6 +3,7 @@ the figures belong to the benchmarks, and these machines are shared and noisy)."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.slow
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 NEEDS_NGINX = pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")
+NEEDS_WRK = pytest.mark.skipif(not Path("/usr/bin/wrk").exists(), reason="needs Debian's wrk")
 
 # script -> labels of the figure lines it must print
 FIGURES = {
@@ -24,15 +26,27 @@ FIGURES = {
                   "cold - cached"],
     "relay_throughput.py": ["direct to recipient (baseline)", "router -> relay -> recipient",
                             "router + relay add", "relay-1 total"],
+    "relay_wrk.py": ["relay/B", "relay/C", "relay CPU µs/message", "B at half the relay's max",
+                     "relay at half the relay's max", "fan-out to 1 recipients",
+                     "fan-out to 10 recipients", "fan-out to 50 recipients",
+                     "relay worker RSS after", "relay RSS growth"],
     "revocation.py": ["suspend: every relay's sync.json", "suspend: every message refused",
                       "reinstate: every message delivered", "no-op admin call (baseline)"],
 }
+RELAY_WRK_KEYS = [
+    f"{path}_{figure}" for path in ("B", "C", "relay")
+    for figure in ("rps", "errors", "p50_ms", "p99_ms", "p999_ms")
+] + ["relay_cpu_us", "C_cpu_us", "relay_over_B", "relay_over_C", "relay_cpu_over_C_cpu",
+     "half_rate_relay_p50_ms", "half_rate_relay_p99_ms", "half_rate_B_achieved",
+     "fanout_1_p50_ms", "fanout_10_p50_ms", "fanout_50_p50_ms",
+     "rss_start_mib", "rss_growth_pct"]
 
 
 @pytest.mark.parametrize("script", [
     "delivery.py", "verify.py",
     pytest.param("relay_throughput.py", marks=NEEDS_NGINX),
     pytest.param("revocation.py", marks=NEEDS_NGINX),
+    pytest.param("relay_wrk.py", marks=[NEEDS_NGINX, NEEDS_WRK]),
 ])
 def test_benchmark_runs_quick_and_prints_its_figures(script):
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"],
@@ -42,3 +56,7 @@ def test_benchmark_runs_quick_and_prints_its_figures(script):
     for label in FIGURES[script]:
         figure = [line for line in lines if line.strip().startswith(label)]
         assert figure and any(ch.isdigit() for ch in figure[0]), (label, done.stdout)
+    if script == "relay_wrk.py":  # the last line: one JSON object with every figure
+        doc = json.loads(lines[-1])
+        for key in RELAY_WRK_KEYS:
+            assert isinstance(doc.get(key), int | float), (key, lines[-1])

@@ -168,3 +168,39 @@ def test_configure_is_idempotent_and_filters_by_level(captured: Captured) -> Non
 def test_configure_refuses_unknown_level() -> None:
     with pytest.raises(ConfigError, match="verbose"):
         logs.configure("verbose")
+
+
+def test_queued_lines_are_the_same_lines_written_by_the_listener(captured: Captured) -> None:
+    import threading
+
+    logs.configure("debug", instance="relay-1", stream=captured.stream, queued=True)
+    [handler] = [h for h in logging.getLogger().handlers if isinstance(h, logs._DmrQueueHandler)]
+    log = logs.get_logger("t")
+    writers: set[str] = set()
+    captured.stream.write = _recording(captured.stream.write, writers)  # type: ignore[method-assign]
+    token = logs.set_request_id("abc123")
+    try:
+        logs.log_event(log, "inside", to="bob")
+        log.info("plain inside")
+        logs.log_event(log, "explicit", request_id="other")
+    finally:
+        logs.reset_request_id(token)
+    logs.log_event(log, "outside")
+    handler.close()  # drains the queue, then stops the listener
+    inside, plain, explicit, outside = captured.lines()
+    assert (inside["event"], inside["to"], inside["instance"]) == ("inside", "bob", "relay-1")
+    assert inside["request_id"] == plain["request_id"] == "abc123"
+    assert plain["msg"] == "plain inside"
+    assert explicit["request_id"] == "other"
+    assert "request_id" not in outside
+    assert writers and threading.current_thread().name not in writers  # not on this thread
+
+
+def _recording(write, names: set[str]):
+    import threading
+
+    def wrapper(text: str) -> int:
+        names.add(threading.current_thread().name)
+        return write(text)
+
+    return wrapper

@@ -1,0 +1,184 @@
+"""Relay throughput with wrk: the relay path against nginx pass-through (B) and a no-op app (C).
+
+wrk speaks plain HTTP on loopback to a local nginx (the adapter) that presents the
+participant's client certificate and bearer token and keeps TLS connections alive:
+
+  B      adapter -> nginx -> nginx -> recipient              (three TLS hops, like the relay's)
+  C      adapter -> router -> gate -> gunicorn: a no-op Falcon app, the relay's gunicorn argv
+  relay  adapter -> router -> relay gates -> relays -> recipient
+
+The recipient is nginx answering 200 over TLS with client certificates. Rounds of B, C
+and relay alternate in one run, so that a shared machine's noise falls on all three.
+CPU per message is the user + system time of the apps' gunicorn process groups over the
+rounds, divided by the messages they carried. Then: latency at half of the relay's
+measured maximum rate (constant rate, see _constant_rate.py), fan-out latency to 1, 10
+and 50 recipients, and relay RSS per process at start, after 10k and after 100k messages.
+The last line is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+from _common import header, note, parser, require_nginx, running_stack, scratch
+from _paths import Ports, bench_nginx, noop_service
+from _wrk import WRK, WrkRun, group_cpu, wrk, wrk_script
+
+from dmr_appliance import envelope
+from dmr_appliance.local.stack import HOST, Stack
+
+PAYLOAD = {"text": "x" * 900, "n": 42}  # ~1.2 KiB envelope with one card
+PATHS = ("B", "C", "relay")
+
+
+def enroll(stack: Stack, recipient_url: str, fanout: int) -> tuple[str, list[str]]:
+    """alice's token, and the cards of bob-1 .. bob-N, all served by the nginx recipient."""
+    admin = stack.admin_client()
+    admin.create_participant("alice", stack.endpoint("alice"), ["bench"])
+    cards = []
+    for i in range(1, fanout + 1):
+        admin.create_participant(f"bob-{i}", recipient_url, ["bench"])
+        cards.append(admin.get_card(f"bob-{i}")["card"])
+    cert, _ = stack.cert("participant", "alice")
+    token = admin.issue_token(participant="alice", certificate=cert.read_text())
+    return token["access_token"], cards
+
+
+def message(cards: list[str]) -> bytes:
+    doc = envelope.build_envelope(room="bench", sender="alice", cards=cards, payload=PAYLOAD,
+                                  ttl=3600)
+    return json.dumps(doc).encode()
+
+
+def rounds(urls: dict[str, str], script: Path, *, count: int, seconds: float,
+           connections: int, cpu_groups: dict[str, list[int]]) -> dict[str, dict]:
+    runs: dict[str, list[WrkRun]] = {p: [] for p in PATHS}
+    cpu = dict.fromkeys(PATHS, 0.0)
+    for _ in range(count):
+        for path in PATHS:
+            before = group_cpu(cpu_groups.get(path, []))
+            runs[path].append(wrk(urls[path], script, seconds=seconds, connections=connections))
+            cpu[path] += group_cpu(cpu_groups.get(path, [])) - before
+    return {p: summary(runs[p], cpu[p]) for p in PATHS}
+
+
+def summary(runs: list[WrkRun], cpu: float) -> dict:
+    n = sum(r.requests for r in runs)
+    return {"rps": round(n / sum(r.seconds for r in runs)), "requests": n,
+            "errors": sum(r.errors for r in runs),
+            # per round, wrk's percentiles; the median round's is printed
+            "p50_ms": _ms(statistics.median(r.p50 for r in runs)),
+            "p99_ms": _ms(statistics.median(r.p99 for r in runs)),
+            "p999_ms": _ms(statistics.median(r.p999 for r in runs)),
+            "cpu_us": round(cpu / n * 1e6) if n else None}
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def print_rounds(figures: dict[str, dict]) -> None:
+    print(f"{'path':6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7}"
+          f" {'CPU µs/req':>11}")
+    for path in PATHS:
+        f = figures[path]
+        cpu = "-" if path == "B" else f"{f['cpu_us']}"
+        print(f"{path:6} {f['rps']:8} {f['p50_ms']:8} {f['p99_ms']:8} {f['p999_ms']:9}"
+              f" {f['errors']:7} {cpu:>11}")
+    relay, b, c = figures["relay"], figures["B"], figures["C"]
+    note("relay/B", f"{relay['rps'] / b['rps']:.3f}")
+    note("relay/C", f"{relay['rps'] / c['rps']:.3f}")
+    note("relay CPU µs/message", f"{relay['cpu_us']} (C's CPU µs/request {c['cpu_us']}, "
+                                 f"ratio {relay['cpu_us'] / c['cpu_us']:.2f})")
+
+
+def fanout(url: str, tmp: Path, cards: list[str], seconds: float) -> dict[str, float]:
+    """p50 and p99 of one message at a time (one connection) to 1, 10 and 50 recipients."""
+    found: dict[str, float] = {}
+    for n in (1, 10, 50):
+        if n > len(cards):
+            break
+        script = wrk_script(tmp / f"fanout-{n}.lua", message(cards[:n]))
+        run = wrk(url, script, seconds=seconds, connections=1, threads=1)
+        found[f"fanout_{n}_p50_ms"], found[f"fanout_{n}_p99_ms"] = _ms(run.p50), _ms(run.p99)
+        note(f"fan-out to {n} recipients", f"p50 {_ms(run.p50)} ms  p99 {_ms(run.p99)} ms "
+                                           f"({run.requests} messages, {run.errors} errors)")
+    return found
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--seconds", type=float, help="per round and path (default 8, quick 1)")
+    cli.add_argument("--rounds", type=int, help="rounds of B, C, relay (default 3, quick 1)")
+    cli.add_argument("--connections", type=int, default=32)
+    cli.add_argument("--rss-messages", type=int, nargs=2, metavar=("FIRST", "SECOND"),
+                     help="RSS after this many messages (default 10000 100000, quick 500 1000)")
+    args = cli.parse_args()
+    require_nginx()
+    if not Path(WRK).exists():
+        sys.exit(f"this benchmark needs wrk at {WRK}: apt-get install -y wrk")
+    seconds = args.seconds or (1.0 if args.quick else 8.0)
+    count = args.rounds or (1 if args.quick else 3)
+    rss_at = args.rss_messages or ((500, 1000) if args.quick else (10_000, 100_000))
+    header("relay throughput with wrk: B (nginx) / C (no-op app) / relay, alternating",
+           seconds=seconds, rounds=count, connections=args.connections,
+           memory_gib=round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1))
+    with scratch("wrk") as tmp, running_stack(tmp / "stack", 2) as stack:
+        run(stack, tmp, args, seconds, count, rss_at)
+
+
+def run(stack: Stack, tmp: Path, args, seconds: float, count: int,
+        rss_at: tuple[int, int]) -> None:
+    from _constant_rate import at_half_rate
+    from _memory import RssWatch
+
+    ports = Ports()
+    token, cards = enroll(stack, f"https://{HOST}:{ports.recipient}/", 50)
+    relays = [stack.services[n].pid or 0 for n in stack.relay_names]
+    workers = stack.relay_config(stack.relay_names[0]).workers * len(relays)
+    threads = stack.relay_config(stack.relay_names[0]).threads
+    with noop_service(stack, tmp / "noop", workers, threads) as (c_router, c_group), \
+            bench_nginx(stack, tmp, ports, c_router, token):
+        urls = {"relay": f"http://{HOST}:{ports.relay}/v1/messages",
+                "C": f"http://{HOST}:{ports.noop}/v1/messages",
+                "B": f"http://{HOST}:{ports.passthrough}/v1/messages"}
+        script = wrk_script(tmp / "one.lua", message(cards[:1]))
+        memory = RssWatch(relays)
+        for path in PATHS:  # warm: connections, caches, first imports
+            memory.count(wrk(urls[path], script, seconds=1, connections=args.connections),
+                         path)
+        figures = rounds(urls, script, count=count, seconds=seconds,
+                         connections=args.connections, cpu_groups={"relay": relays,
+                                                                   "C": [c_group]})
+        memory.add(figures["relay"]["requests"])
+        print_rounds(figures)
+        extra = at_half_rate(urls["relay"], urls["B"], message(cards[:1]),
+                             figures["relay"]["rps"] / 2, seconds=max(seconds, 2.0))
+        memory.add(extra.pop("_relay_messages"))
+        extra |= fanout(urls["relay"], tmp, cards, seconds)
+        extra |= memory.until(rss_at, lambda: wrk(urls["relay"], script, seconds=seconds,
+                                                  connections=args.connections))
+    report(figures, extra)
+
+
+def report(figures: dict[str, dict], extra: dict) -> None:
+    relay, b, c = figures["relay"], figures["B"], figures["C"]
+    doc = {"date": __import__("datetime").datetime.now(
+        __import__("datetime").UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(), "load": [round(x, 2) for x in os.getloadavg()],
+        **{f"{p}_{k}": v for p in PATHS for k, v in figures[p].items()},
+        "relay_over_B": round(relay["rps"] / b["rps"], 3),
+        "relay_over_C": round(relay["rps"] / c["rps"], 3),
+        "relay_cpu_over_C_cpu": round(relay["cpu_us"] / c["cpu_us"], 2), **extra}
+    errors = relay["errors"] + b["errors"] + c["errors"]
+    print(json.dumps(doc, separators=(",", ":")))
+    if errors:
+        sys.exit(f"{errors} requests failed (see errors above); the figures are not valid")
+
+
+if __name__ == "__main__":
+    main()

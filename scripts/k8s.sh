@@ -11,8 +11,10 @@ VENV=$ROOT/.venv-k8s
 say() { printf 'k8s.sh: %s\n' "$*"; }
 
 [ -x "$VENV/bin/python" ] || { say "creating $VENV"; /usr/bin/python3 -m venv "$VENV"; }
-"$VENV/bin/pip" install -q --disable-pip-version-check -r requirements/k8s.txt
-"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
+mkdir -p build
+# One resolver run: the project's own dependencies and the tools' pins must agree.
+"$VENV/bin/pip" install -q --disable-pip-version-check -r requirements/k8s.txt -e . \
+  >build/k8s-venv.log 2>&1 || { cat build/k8s-venv.log; exit 1; }
 
 base=$(tests/system/image.sh | tail -n 1)
 image=$(packaging/build-image.sh --base "$base" --tag k8s-dmr-appliance | tail -n 1)

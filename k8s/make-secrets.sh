@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes the files the manifests' secretGenerator reads into k8s/base/pki/ (git-ignored):
+# Writes the files k8s/secrets/'s secretGenerator reads into k8s/secrets/pki/ (git-ignored):
 # the deployment CA and CRL, home's, the relays' and the router's certificates and keys,
 # and the admin's and participants' client certificates, which stay on this machine.
 #
@@ -8,10 +8,9 @@
 #   --router-name HOST  the router's public host name (repeatable; default dmr.example.org)
 #   --participant ID    also issue a participant certificate (repeatable)
 # Runs `dmr` from PATH (a virtualenv with this project, or the Debian package). Existing
-# keys are kept: run `dmr pki renew --dir k8s/base/pki` to renew, `dmr pki revoke` to revoke.
+# keys are kept: run `dmr pki renew --dir k8s/secrets/pki` to renew, `dmr pki revoke` to revoke.
 set -euo pipefail
-BASE=$(cd "$(dirname "$0")" && pwd)/base
-PKI=${DMR_K8S_PKI:-$BASE/pki}
+PKI=${DMR_K8S_PKI:-$(cd "$(dirname "$0")" && pwd)/secrets/pki}
 ns=dmr routers=() participants=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,4 +43,4 @@ issue relay relay "${relay_dns[@]}"
 issue router router "${router_public[@]}" "${router_dns[@]}"
 issue admin admin
 for id in "${participants[@]}"; do issue participant "$id"; done
-echo "make-secrets.sh: $PKI is ready for kubectl apply -k (the CA key ca.key stays here)"
+echo "make-secrets.sh: $PKI is ready: kubectl apply -k k8s/secrets (the CA key ca.key stays here)"

@@ -39,16 +39,17 @@ def image() -> str:
 
 @pytest.fixture(scope="module")
 def site(k8s_tree, image, tmp_path_factory):
-    """The base with the image built here, rendered by kustomize (its `images:` entry)."""
+    """The base and the Secrets with the image built here, rendered by kustomize (its
+    `images:` entry), as `kubectl apply -k k8s/secrets` and an overlay would apply them."""
     name, tag = image.rsplit(":", 1)
     run = k8s_tree / "run"
     run.mkdir(exist_ok=True)
     (run / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": ["../base"],
+        "resources": ["../base", "../secrets"],
         "images": [{"name": "dmr-appliance", "newName": name, "newTag": tag}]}))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    subprocess.run(["dmr", "pki", "issue", "--dir", str(k8s_tree / "base/pki"), "--kind",
+    subprocess.run(["dmr", "pki", "issue", "--dir", str(k8s_tree / "secrets/pki"), "--kind",
                     "server", "--name", "recipient", "--dns", RECIPIENT], env=env, check=True,
                    capture_output=True)
     docs = [d for d in yaml.safe_load_all(kustomize(k8s_tree, "run")[0]) if d]
@@ -56,7 +57,7 @@ def site(k8s_tree, image, tmp_path_factory):
     pods.docker("network", "create", network)
     started: list[pods.Pod] = []
     try:
-        yield Site(docs, image, network, k8s_tree / "base/pki", tmp_path_factory.mktemp("pods"),
+        yield Site(docs, image, network, k8s_tree / "secrets/pki", tmp_path_factory.mktemp("pods"),
                    started)
     finally:
         pods.remove([c for pod in started for c in pod.containers])

@@ -8,14 +8,14 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-from collections.abc import Callable
+from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from tests.k8s import rules
-from tests.k8s.conftest import BIN, TARGETS, kustomize
+from tests.k8s.conftest import BIN, ROOT, TARGETS, kustomize
 
 pytestmark = pytest.mark.k8s
 KUBERNETES = "1.30"  # the oldest minor release still supported upstream when this was written
@@ -29,12 +29,17 @@ SKIPS = {"base": BASE_SKIPS, "overlays/example": {}}
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_kustomize_renders_without_warning(k8s_tree, target):
-    out, err = kustomize(k8s_tree, target)
+def test_kustomize_renders_the_checkout_without_warning(target):
+    out, err = kustomize(ROOT / "k8s", target)  # a clean clone holds no pki/: none needed
     assert err == "" and out
 
 
-@pytest.mark.parametrize("target", TARGETS)
+def test_kustomize_renders_the_secrets_from_make_secrets(k8s_tree):
+    out, err = kustomize(k8s_tree, "secrets")
+    assert err == "" and out
+
+
+@pytest.mark.parametrize("target", [*TARGETS, "secrets"])
 def test_strict_schemas(rendered, target):
     errors = []
     for doc in rendered[target]:
@@ -78,13 +83,10 @@ def test_own_rules_hold(rendered, target):
 
 
 def test_the_overlay_changes_only_what_an_operator_changes(rendered):
-    def strip(docs):
-        out = []
-        for d in copy.deepcopy(docs):
-            d["metadata"]["name"] = d["metadata"]["name"].rsplit("-", 1)[0] \
-                if d["kind"] in ("ConfigMap", "Secret") and d["metadata"]["name"] != "dmr-crl" \
-                else d["metadata"]["name"]
-            out.append(d)
+    def strip(docs):  # generated ConfigMaps' names end in their content's hash
+        out = copy.deepcopy(docs)
+        for d in (d for d in out if d["kind"] == "ConfigMap"):
+            d["metadata"]["name"] = d["metadata"]["name"].rsplit("-", 1)[0]
         return {rules.ref(d): d for d in out}
     base, overlay = strip(rendered["base"]), strip(rendered["overlays/example"])
     added = sorted(set(overlay) - set(base))
@@ -97,91 +99,56 @@ def test_the_overlay_changes_only_what_an_operator_changes(rendered):
 
 # --- each rule catches its error: one break of a valid rendering each ------------------
 
-def _first(docs, kind, name=None):
-    return next(d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"]))
-
-
-def _relay(docs):
-    return _first(docs, "Deployment", "dmr-relay")
-
-
-def _break_selector(docs):
-    _relay(docs)["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] = "relay"
-
-
-def _break_service_port(docs):
-    _first(docs, "Service", "dmr-home")["spec"]["ports"][0]["targetPort"] = "http"
-
-
-def _break_numbered_target(docs):
-    _first(docs, "Service", "dmr-relay")["spec"]["ports"][0]["targetPort"] = 8443
-
-
-def _drop_probe(docs):
-    del _relay(docs)["spec"]["template"]["spec"]["containers"][1]["readinessProbe"]
-
-
-def _drop_limits(docs):
-    home = _first(docs, "StatefulSet")["spec"]["template"]["spec"]
-    del home["containers"][0]["resources"]["limits"]
-
-
-def _writable_root(docs):
-    _first(docs, "Deployment", "dmr-router")["spec"]["template"]["spec"]["containers"][0][
-        "securityContext"]["readOnlyRootFilesystem"] = False
-
-
-def _probe_on_unknown_port(docs):
-    _first(docs, "Deployment", "dmr-router")["spec"]["template"]["spec"]["containers"][0][
-        "livenessProbe"]["httpGet"]["port"] = "metrics"
-
-
-def _replicas_under_hpa(docs):
-    _relay(docs)["spec"]["replicas"] = 3
-
-
-def _hpa_to_nothing(docs):
-    _first(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"] = "dmr-relays"
-
-
-def _policy_wrong_port(docs):
-    _first(docs, "NetworkPolicy", "dmr-home")["spec"]["ingress"][0]["ports"][0]["port"] = 8443
-
-
-def _egress_wrong_port(docs):
-    _first(docs, "NetworkPolicy", "dmr-router")["spec"]["egress"][0]["ports"][0]["port"] = "http"
-
-
-def _pdb_both(docs):
-    _first(docs, "PodDisruptionBudget", "dmr-relay")["spec"]["maxUnavailable"] = 1
-
-
-def _pdb_neither(docs):
-    del _first(docs, "PodDisruptionBudget", "dmr-router")["spec"]["maxUnavailable"]
-
-
-BREAKS: dict[str, tuple[str, Callable]] = {
-    "selector-off-template": ("selector-matches-template", _break_selector),
-    "service-to-missing-port": ("service-targets-named-port", _break_service_port),
-    "service-to-a-number": ("service-targets-named-port", _break_numbered_target),
-    "no-readiness-probe": ("container-basics", _drop_probe),
-    "no-limits": ("container-basics", _drop_limits),
-    "writable-root": ("container-basics", _writable_root),
-    "probe-on-unknown-port": ("container-basics", _probe_on_unknown_port),
-    "replicas-under-hpa": ("hpa-owns-replicas", _replicas_under_hpa),
-    "hpa-to-nothing": ("hpa-owns-replicas", _hpa_to_nothing),
-    "policy-ingress-wrong-port": ("policy-ports-listen", _policy_wrong_port),
-    "policy-egress-wrong-port": ("policy-ports-listen", _egress_wrong_port),
-    "pdb-both-bounds": ("pdb-sets-one-bound", _pdb_both),
-    "pdb-no-bound": ("pdb-sets-one-bound", _pdb_neither),
+DROP = object()  # the value that deletes the key instead of setting it
+POD = ("spec", "template", "spec", "containers")
+# name: (the rule that must catch it, the object, the path in it, the value put there)
+BREAKS: dict[str, tuple[str, str, tuple, Any]] = {
+    "selector-off-template": ("selector-matches-template", "Deployment/dmr-relay",
+                              ("spec", "selector", "matchLabels", "app.kubernetes.io/name"),
+                              "relay"),
+    "service-to-missing-port": ("service-targets-named-port", "Service/dmr-home",
+                                ("spec", "ports", 0, "targetPort"), "http"),
+    "service-to-a-number": ("service-targets-named-port", "Service/dmr-relay",
+                            ("spec", "ports", 0, "targetPort"), 8443),
+    "no-readiness-probe": ("container-basics", "Deployment/dmr-relay",
+                           (*POD, 1, "readinessProbe"), DROP),
+    "no-limits": ("container-basics", "StatefulSet/dmr-home",
+                  (*POD, 0, "resources", "limits"), DROP),
+    "writable-root": ("container-basics", "Deployment/dmr-router",
+                      (*POD, 0, "securityContext", "readOnlyRootFilesystem"), False),
+    "probe-on-unknown-port": ("container-basics", "Deployment/dmr-router",
+                              (*POD, 0, "livenessProbe", "httpGet", "port"), "metrics"),
+    "replicas-under-hpa": ("hpa-owns-replicas", "Deployment/dmr-relay", ("spec", "replicas"), 3),
+    "hpa-to-nothing": ("hpa-owns-replicas", "HorizontalPodAutoscaler/dmr-relay",
+                       ("spec", "scaleTargetRef", "name"), "dmr-relays"),
+    "policy-ingress-wrong-port": ("policy-ports-listen", "NetworkPolicy/dmr-home",
+                                  ("spec", "ingress", 0, "ports", 0, "port"), 8443),
+    "policy-egress-wrong-port": ("policy-ports-listen", "NetworkPolicy/dmr-router",
+                                 ("spec", "egress", 0, "ports", 0, "port"), "http"),
+    "pdb-both-bounds": ("pdb-sets-one-bound", "PodDisruptionBudget/dmr-relay",
+                        ("spec", "maxUnavailable"), 1),
+    "pdb-no-bound": ("pdb-sets-one-bound", "PodDisruptionBudget/dmr-router",
+                     ("spec", "maxUnavailable"), DROP),
 }
+
+
+def broken(docs: list[dict], target: str, path: tuple, value: Any) -> list[dict]:
+    """A copy of ``docs`` with ``value`` at ``path`` in object ``target`` (or that key gone)."""
+    docs = copy.deepcopy(docs)
+    node = next(d for d in docs if rules.ref(d) == target)
+    for step in path[:-1]:
+        node = node[step]
+    if value is DROP:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return docs
 
 
 @pytest.mark.parametrize("name", sorted(BREAKS))
 def test_each_rule_catches_its_error(rendered, name):
-    rule, breaks = BREAKS[name]
-    docs = copy.deepcopy(rendered["overlays/example"])
-    breaks(docs)
+    rule, target, path, value = BREAKS[name]
+    docs = broken(rendered["overlays/example"], target, path, value)
     found = {r: p for r, p in rules.check(docs).items() if p}
     assert rule in found, f"{rule} missed {name}"
     # The selector break also orphans the Service and PDB: only selector rules may fire.
@@ -191,12 +158,17 @@ def test_each_rule_catches_its_error(rendered, name):
 
 
 def test_every_rule_has_a_negative_case():
-    assert {rule for rule, _ in BREAKS.values()} == set(rules.RULES)
+    assert {rule for rule, *_ in BREAKS.values()} == set(rules.RULES)
 
 
-def test_secrets_come_from_the_generated_folder(k8s_tree, rendered):
-    secrets = {d["metadata"]["name"] for d in rendered["base"] if d["kind"] == "Secret"}
-    assert "dmr-crl" in secrets and len(secrets) == 4
-    assert (k8s_tree / "base/pki/ca.key").exists()
-    secret_files = {k for d in rendered["base"] if d["kind"] == "Secret" for k in d["data"]}
-    assert "ca.key" not in secret_files  # the CA's key never enters the cluster
+def test_secrets_are_the_ones_the_pods_mount(rendered, k8s_tree):
+    secrets = {d["metadata"]["name"]: d for d in rendered["secrets"] if d["kind"] == "Secret"}
+    mounted = {v["secret"]["secretName"] for t in TARGETS for w in rules.workloads(rendered[t])
+               for v in w["spec"]["template"]["spec"].get("volumes", []) if "secret" in v}
+    assert mounted == set(secrets) == {"dmr-home-tls", "dmr-relay-tls", "dmr-router-tls",
+                                       "dmr-crl"}
+    assert {d["metadata"].get("namespace") for d in secrets.values()} == {"dmr"}
+    assert (k8s_tree / "secrets/pki/ca.key").exists()
+    keys = {k for d in secrets.values() for k in d["data"]}
+    assert "ca.key" not in keys  # the CA's key never enters the cluster
+    assert not any(d["kind"] == "Secret" for t in TARGETS for d in rendered[t])

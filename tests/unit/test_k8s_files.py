@@ -68,6 +68,6 @@ def test_no_key_or_certificate_is_tracked():
 
 
 def test_the_secrets_folder_is_ignored():
-    probe = "k8s/base/pki/server/home.key"
+    probe = "k8s/secrets/pki/server/home.key"
     answer = subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT, check=False)
-    assert answer.returncode == 0, f"{probe} would be tracked: add k8s/base/pki/ to .gitignore"
+    assert answer.returncode == 0, f"{probe} would be tracked: add k8s/secrets/pki/ to .gitignore"

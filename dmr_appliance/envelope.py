@@ -411,7 +411,8 @@ def parse_envelope(
 # ------------------------------------------------------------------------- encoding
 
 
-def _dumps(doc: dict[str, Any]) -> bytes:
+def compact_json(doc: Any) -> bytes:
+    """The compact UTF-8 JSON of every delivery body (and its parts)."""
     try:
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     except UnicodeEncodeError:
@@ -440,7 +441,7 @@ def _document(envelope: Envelope, to: list[str]) -> dict[str, Any]:
 def delivery_body(envelope: Envelope, recipients: Sequence[str]) -> bytes:
     """The compact UTF-8 JSON sent to each recipient: the envelope with ``to`` holding
     the recipients' participant ids instead of their address cards."""
-    return _dumps(_document(envelope, list(recipients)))
+    return compact_json(_document(envelope, list(recipients)))
 
 
 def build_envelope(

@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 
 from dmr_appliance import tls_profile
-from dmr_appliance.config import HomeConfig, RelayConfig, RouterConfig
+from dmr_appliance.config import HomeConfig, RelayConfig, RouterConfig, optional_bind
 from dmr_appliance.errors import ConfigError
 
 TEMPLATE = "nginx/router.conf.j2"
@@ -58,9 +58,7 @@ def render_gate(kind: str, config: AppConfig) -> str:
 def check(config: RouterConfig) -> None:
     """Refuse values that are valid TOML but would break or bend the nginx config."""
     _check_workers("router", "worker_processes", config.worker_processes)
-    # An empty optional setting (health_bind) renders nothing; a required one is never empty.
-    _check_leaves("router", [(key, value) for key, value in _leaves(config)
-                             if not (key == "health_bind" and value == "")])
+    _check_leaves("router", _leaves(config))
 
 
 def check_gate(kind: str, config: AppConfig) -> None:
@@ -68,7 +66,7 @@ def check_gate(kind: str, config: AppConfig) -> None:
     _check_workers(kind, "gate.worker_processes", config.gate.worker_processes)
     leaves = [("bind", config.bind), ("instance", config.instance),
               *_leaves(config.tls, "tls."), *_leaves(config.gate, "gate.")]
-    _check_leaves(kind, [(key, value) for key, value in leaves if value != ""])
+    _check_leaves(kind, leaves)
 
 
 def _check_workers(source: str, key: str, value: str) -> None:
@@ -123,6 +121,6 @@ def _leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             found += _leaves(value, f"{prefix}{f.name}.")
-        else:
-            found.append((prefix + f.name, value))
+        elif not (value == "" and f.metadata.get("check") is optional_bind):
+            found.append((prefix + f.name, value))  # an unset optional listener renders nothing
     return found

@@ -9,9 +9,11 @@ and the gate's command lines (systemd units, the local stack and the tests use i
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -212,3 +214,28 @@ def signal_pid_file(pid_file: Path | str, action: str) -> int:
     except ProcessLookupError:
         raise NginxError(f"no running nginx: pid {pid} from {pid_file} is gone") from None
     return pid
+
+
+# --- gunicorn itself, over its socket (probes, tests) ---------------------------------
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path | str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def unix_get(sock: Path | str, path: str, timeout: float = 10.0) -> tuple[int, str]:
+    """GET ``path`` from gunicorn itself on its socket, bypassing the gate, on a new
+    connection each time (so the kernel hands it to any worker); OSError if unreachable."""
+    conn = _UnixConnection(sock, timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()

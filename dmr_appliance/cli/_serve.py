@@ -4,8 +4,6 @@ or the gate's nginx in place (systemd then supervises that process itself)."""
 from __future__ import annotations
 
 import argparse
-import http.client
-import socket
 
 from dmr_appliance import config, serving
 
@@ -63,28 +61,12 @@ def run_gate(args: argparse.Namespace) -> int:
     return 0  # not reached: nginx replaced this process
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
-
-
 def run_probe(args: argparse.Namespace) -> int:
     settings = config.load(args.service.settings, args.config)
-    conn = _UnixConnection(str(settings.gate.socket), args.timeout)
     try:
-        conn.request("GET", args.path)
-        resp = conn.getresponse()
-        body = resp.read(4096).decode("utf-8", "replace").strip()
+        status, body = serving.unix_get(settings.gate.socket, args.path, args.timeout)
     except OSError as exc:
         print(f"{args.service.kind} {args.path}: cannot reach {settings.gate.socket}: {exc}")
         return 1
-    finally:
-        conn.close()
-    print(f"{args.service.kind} {args.path}: {resp.status} {body}")
-    return 0 if resp.status == 200 else 1
+    print(f"{args.service.kind} {args.path}: {status} {body.strip()[:4096]}")
+    return 0 if status == 200 else 1

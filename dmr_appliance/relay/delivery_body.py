@@ -6,14 +6,12 @@ differs, so the message is encoded once with a mark in ``to`` and split around i
 
 from __future__ import annotations
 
-import json
-
 from dmr_appliance import envelope
 
 # Its JSON starts with `["`, which no JSON string value can hold unescaped (the quote
 # would be `\"`), and no key holds: its one match in the document is the ``to`` value.
 _TO_MARK = "\u0000dmr-to\u0000"
-_TO_MARK_JSON = json.dumps([_TO_MARK]).encode()
+_TO_MARK_JSON = envelope.compact_json([_TO_MARK])
 
 Parts = tuple[bytes, bytes]
 
@@ -29,5 +27,4 @@ def parts(message: envelope.Envelope) -> Parts:
 def for_recipient(body_parts: Parts, recipient: str) -> bytes:
     """Byte for byte ``envelope.delivery_body(message, [recipient])``."""
     head, tail = body_parts
-    to = json.dumps([recipient], ensure_ascii=False, separators=(",", ":")).encode()
-    return head + to + tail
+    return head + envelope.compact_json([recipient]) + tail

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.support.apps import unix_get
+from dmr_appliance.serving import unix_get
 from tests.support.home import router_session, running_home, start_home, wait_ready
 from tests.support.identity import forwarded
 

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -92,24 +90,3 @@ def with_gate(settings: Any, state: Path) -> Any:
     return dataclasses.replace(settings, gate=gate_settings(cls, state))
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=10)
-        self.path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
-
-
-def unix_get(sock: Path, path: str) -> tuple[int, str]:
-    """GET ``path`` from gunicorn itself on its socket, a new connection each time (so the
-    kernel hands it to any worker): for looking inside, never as a client would."""
-    conn = _UnixConnection(sock)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
-import time
+import threading
 from pathlib import Path
 
 from dmr_appliance.cli import _numbers
@@ -45,16 +46,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _watch(stack: Stack) -> int:
-    """Until a signal: if a service dies, say which and where its log is, and stop."""
-    while True:
-        dead = stack.dead()
-        if dead:
-            name = dead[0]
-            print(f"dmr up: {name} exited unexpectedly; see "
-                  f"{stack.logs_dir / (name + '.log')}. Stopping everything.",
-                  file=sys.stderr, flush=True)
-            return 1
-        time.sleep(0.5)
+    """Until a signal: if a service dies, say which and where its log is, and stop.
+
+    While running, Ctrl-C and SIGTERM only set a flag that this loop reads: an exception
+    raised at an arbitrary point (inside Popen.poll, holding its lock) could leave the
+    clean-up waiting on that lock for each process's whole stop timeout.
+    """
+    requested = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: requested.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not requested.wait(0.5):
+            dead = stack.dead()
+            if dead:
+                name = dead[0]
+                print(f"dmr up: {name} exited unexpectedly; see "
+                      f"{stack.logs_dir / (name + '.log')}. Stopping everything.",
+                      file=sys.stderr, flush=True)
+                return 1
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _dmr_command() -> str:

@@ -228,6 +228,8 @@ def test_routes_and_upstreams(variant):
         assert f"fail_timeout={cfg.upstream.fail_timeout}s" in server.args
     assert relays.values("keepalive") == [[str(cfg.upstream.keepalive)]]
     assert [s.args[0] for s in upstreams["dmr_home"].all("server")] == [cfg.home]
+    # No idle connections to home: a reloading gate closes them under a request (502).
+    assert upstreams["dmr_home"].values("keepalive") == []
     server = http.one("server")
     passes = {loc.args[-1]: loc.one("proxy_pass").args[0]
               for loc in server.all("location") if loc.all("proxy_pass")}

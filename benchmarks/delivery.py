@@ -1,12 +1,16 @@
-"""Delivery: the relay's per-recipient POST over its urllib3 pool vs requests.Session.
+"""Delivery: the relay's per-recipient POST (http.client pool) vs urllib3 and requests.
 
 One envelope is POSTed to a real local HTTPS recipient (``dmr recipient`` in its own
 process, TLS from a deployment PKI made in a temporary directory, a relay certificate
 required) over a kept-alive connection, in alternating rounds:
 
-  urllib3 pool      the relay's own call (``Deliverer._post``: its PoolManager and TLS context)
+  http.client pool  the relay's own call (``Deliverer._post``: relay/connections.py)
+  urllib3           the relay's former client: a PoolManager with the same TLS context
   requests.Session  the baseline: the same POST, body, headers and TLS settings
-  Deliverer.deliver the relay's whole path for one recipient: body, thread pool, log line
+  Deliverer.deliver the relay's whole path for one recipient: body, log line
+
+Each gets its median, p90 and p99 wall time and the CPU time of the calling thread per
+call (what the relay worker pays; the recipient is another process).
 
 Then fan-out: ``Deliverer.deliver`` to 1 and to 10 recipients that each take
 ``--delay`` seconds to answer; concurrent delivery keeps 10 close to 1.
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 
 import requests
+import urllib3
 from _common import (
     Pki,
     Stats,
@@ -36,7 +42,8 @@ from _common import (
 
 from dmr_appliance import config, envelope, logs, tokens
 from dmr_appliance.client import mtls
-from dmr_appliance.relay.delivery import Deliverer, Recipient
+from dmr_appliance.relay.delivery import ANSWER_LIMIT, Deliverer, Recipient
+from dmr_appliance.relay.outbound import tls_context
 
 ISSUER = "dmr-bench"
 
@@ -63,11 +70,41 @@ def requests_session(p: Pki) -> requests.Session:
     return mtls.session(p.ca, *p.pair("relay", "relay-1"))
 
 
+class Cpu:
+    """``call`` timed by the calling thread's CPU clock as well."""
+
+    def __init__(self, call: Callable[[], None]) -> None:
+        self.call, self.seconds = call, 0.0
+
+    def __call__(self) -> None:
+        started = time.thread_time()
+        self.call()
+        self.seconds += time.thread_time() - started
+
+
+def urllib3_post(p: Pki) -> Callable[[str, bytes, dict[str, str]], int]:
+    """The relay's POST as it was on urllib3 (PoolManager, no retries, answer bounded)."""
+    pool = urllib3.PoolManager(maxsize=8, ssl_context=tls_context(relay_config(p).tls),
+                               cert_reqs="CERT_REQUIRED")
+    timeout = urllib3.Timeout(connect=3.0, read=10.0, total=13.0)
+
+    def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+        response = pool.urlopen("POST", url, body=body, headers=headers, timeout=timeout,
+                                retries=False, redirect=False, preload_content=False)
+        try:
+            response.read(ANSWER_LIMIT, decode_content=False)
+        finally:
+            response.release_conn()
+        return int(response.status)
+    return post
+
+
 def per_call(p: Pki, count: int, rounds: int) -> None:
     with recipient_process(p) as port:
         url = f"https://localhost:{port}/inbox/bob"
         msg = message(url)
         deliverer = Deliverer.from_config(relay_config(p))
+        former = urllib3_post(p)
         session = requests_session(p)
         body = envelope.delivery_body(msg, ["bob"])
         headers = Deliverer._headers(msg, "bench")  # the relay's own delivery headers
@@ -77,29 +114,38 @@ def per_call(p: Pki, count: int, rounds: int) -> None:
                                     allow_redirects=False)
             assert response.status_code == 200, response.status_code
 
-        def via_urllib3() -> None:
+        def via_pool() -> None:
             assert deliverer._post(url, body, headers) == 200  # the relay's own POST
+
+        def via_urllib3() -> None:
+            assert former(url, body, headers) == 200
 
         def via_deliverer() -> None:
             (outcome,) = deliverer.deliver(msg, [Recipient("bob", url)], "bench")
             assert outcome.outcome == "delivered", outcome
 
-        variants: dict[str, Callable[[], None]] = {
-            "urllib3 pool (Deliverer._post)": via_urllib3,
-            "requests.Session.post (baseline)": via_requests,
-            "Deliverer.deliver, 1 recipient": via_deliverer,
+        variants = {
+            "http.client pool (Deliverer._post)": Cpu(via_pool),
+            "urllib3 PoolManager (former)": Cpu(via_urllib3),
+            "requests.Session.post (baseline)": Cpu(via_requests),
+            "Deliverer.deliver, 1 recipient": Cpu(via_deliverer),
         }
+        for variant in variants.values():
+            variant.call()  # connect outside the CPU figure (interleaved warms the rest)
         samples = interleaved(variants, count, rounds)
         deliverer.close()
         session.close()
     print("per call, one envelope, kept-alive HTTPS to a local recipient:")
     stats = {name: Stats.of(s) for name, s in samples.items()}
+    cpu = {name: variants[name].seconds / len(samples[name]) for name in variants}
     for name, s in stats.items():
-        figure(name, s, extra=f"{s.count / sum(samples[name]):7.0f} calls/s")
-    fast, slow = stats["urllib3 pool (Deliverer._post)"], stats["requests.Session.post (baseline)"]
-    saved = slow.median - fast.median
-    note("requests - urllib3", f"median {saved * 1e6:+8.1f} µs per call "
-                               f"({saved / slow.median:.0%} of the baseline)")
+        figure(name, s, extra=f"{s.count / sum(samples[name]):7.0f} calls/s, "
+                              f"CPU {cpu[name] * 1e6:6.1f} µs/call")
+    ours = cpu["http.client pool (Deliverer._post)"]
+    for name, label in (("urllib3 PoolManager (former)", "urllib3 - http.client"),
+                        ("requests.Session.post (baseline)", "requests - http.client")):
+        saved = cpu[name] - ours
+        note(label, f"CPU {saved * 1e6:+8.1f} µs per call ({saved / cpu[name]:.0%} of it)")
 
 
 def fan_out(p: Pki, count: int, delay: float) -> None:
@@ -139,7 +185,7 @@ def main() -> None:
     calls = args.calls or (300 if args.quick else 3000)
     rounds = 3 if args.quick else 10
     fan_calls = 5 if args.quick else 30
-    header("delivery: the relay's urllib3 pool vs requests.Session", calls=calls,
+    header("delivery: the relay's http.client pool vs urllib3 and requests", calls=calls,
            rounds=rounds, fan_out_calls=fan_calls)
     # The relay writes a JSON log line per delivery; here they go nowhere, but are made.
     with open(os.devnull, "w") as sink, scratch("delivery") as tmp:

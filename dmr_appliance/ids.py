@@ -52,7 +52,7 @@ def is_https_url(value: object) -> bool:
 
 
 # Participant endpoints: a strict grammar of our own (RFC 3986 subset), so that every
-# endpoint home accepts reaches the relay's HTTP client (urllib3 today) unchanged.
+# endpoint home accepts reaches the relay's HTTP client (http.client) unchanged.
 ENDPOINT_MAX_LENGTH = 2048
 ENDPOINT_RULE = (
     "an https:// URL with a lowercase DNS name, IPv4 address or [IPv6] address, an optional"
@@ -89,6 +89,12 @@ def endpoint_problem(value: object) -> str | None:
         return "the endpoint must start with https:// (lowercase)"
     authority, path, query = _split(value[len("https://"):])
     return _authority_problem(authority) or _path_problem(path) or _query_problem(query)
+
+
+def request_target(endpoint: str) -> str:
+    """The request line's target for an endpoint (path, and query when it has one)."""
+    _, path, query = _split(endpoint.split("://", 1)[1])
+    return (path or "/") + (f"?{query}" if query is not None else "")
 
 
 def _character_problem(value: str) -> str | None:

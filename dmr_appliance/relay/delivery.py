@@ -1,15 +1,16 @@
 """Deliver a message to its recipients: concurrently, over kept-alive HTTPS, no retries.
 
-One ``Deliverer`` per worker process: a urllib3 ``PoolManager`` (the relay's certificate
-as client certificate, recipients verified against the deployment CA, one TLS context
-built once) and a bounded thread pool shared by every request (a message to a single
+One ``Deliverer`` per worker process: a ``connections.ConnectionPool`` (the relay's
+certificate as client certificate, recipients verified against the deployment CA, one
+TLS context built once) and a bounded thread pool shared by every request (a message to a single
 recipient is delivered on the request's own thread). A request that cannot
 get a slot for each of its recipients is refused before anything is sent (503), which
-is what lets the router try another relay. The sender retries, so urllib3 does not.
+is what lets the router try another relay. The sender retries, so the relay does not.
 """
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from collections.abc import Sequence
@@ -18,13 +19,12 @@ from concurrent.futures import wait as wait_all
 from dataclasses import dataclass
 from typing import Any
 
-import urllib3
-
 from dmr_appliance import envelope, logs
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.errors import Unavailable
 from dmr_appliance.outcome_rule import FAILED, classify
 from dmr_appliance.relay import delivery_body
+from dmr_appliance.relay.connections import ConnectionPool
 from dmr_appliance.relay.outbound import describe, tls_context
 
 # Admitted deliveries (running + queued) per delivery thread before the relay says 503.
@@ -64,14 +64,12 @@ class Deliverer:
 
     def __init__(
         self,
-        pool: urllib3.PoolManager,
+        pool: ConnectionPool,
         *,
         threads: int,
-        timeout: urllib3.Timeout,
         capacity: int | None = None,
     ) -> None:
         self.pool = pool
-        self.timeout = timeout
         self.capacity = capacity if capacity is not None else threads * QUEUE_FACTOR
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
         self._admitted = 0
@@ -80,16 +78,10 @@ class Deliverer:
     @classmethod
     def from_config(cls, config: RelayConfig) -> Deliverer:
         d = config.delivery
-        pool = urllib3.PoolManager(
-            num_pools=RECIPIENT_HOSTS,
-            maxsize=d.per_host_connections,
-            ssl_context=tls_context(config.tls),
-            cert_reqs="CERT_REQUIRED",
-        )
-        # total caps a recipient that trickles its answer below the read timeout.
-        timeout = urllib3.Timeout(connect=d.connect_timeout, read=d.read_timeout,
-                                  total=d.connect_timeout + d.read_timeout)
-        return cls(pool, threads=d.pool_size, timeout=timeout)
+        pool = ConnectionPool(tls_context(config.tls, check_hostname=True),
+                              per_host=d.per_host_connections, hosts=RECIPIENT_HOSTS,
+                              connect_timeout=d.connect_timeout, read_timeout=d.read_timeout)
+        return cls(pool, threads=d.pool_size)
 
     @property
     def in_flight(self) -> int:
@@ -155,7 +147,7 @@ class Deliverer:
             status = self._post(recipient.endpoint,
                                 delivery_body.for_recipient(parts, recipient.id), headers)
             outcome = classify(status)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (http.client.HTTPException, OSError, ValueError) as exc:
             outcome, error = FAILED, describe(exc)
         ms = round((time.perf_counter() - started) * 1000, 1)
         logs.log_event(_log, "delivery", message_id=message.id, room=message.room,
@@ -174,14 +166,4 @@ class Deliverer:
         }
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        response = self.pool.urlopen(
-            "POST", url, body=body, headers=headers, timeout=self.timeout,
-            retries=False, redirect=False, preload_content=False,
-        )
-        try:
-            response.read(ANSWER_LIMIT, decode_content=False)
-            if not response.closed:  # more than we read: the connection is not reusable
-                response.close()
-        finally:
-            response.release_conn()
-        return int(response.status)
+        return self.pool.post(url, body, headers, answer_limit=ANSWER_LIMIT)

@@ -9,19 +9,24 @@ from dmr_appliance import tls_profile
 from dmr_appliance.config import Tls
 
 
-def tls_context(tls: Tls) -> ssl.SSLContext:
+def tls_context(tls: Tls, *, check_hostname: bool = False) -> ssl.SSLContext:
     """Client side of relay -> recipient (and home): our certificate, their CA, the
-    deployment's TLS profile."""
+    deployment's TLS profile.
+
+    ``check_hostname``: the context matches the peer's name itself (``http.client``, the
+    delivery's client). urllib3 (the sync agent's) matches it when the context does not;
+    1.26 has to, as it sends no server_hostname for an IP address.
+    """
     context = tls_profile.apply(
         ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca)))
-    # urllib3 matches the host name itself when the context does not; 1.26 has to, as it
-    # sends no server_hostname for an IP address, which check_hostname would refuse.
-    context.check_hostname = False
+    context.check_hostname = check_hostname
     context.load_cert_chain(str(tls.cert), str(tls.key))
     return context
 
 
 def describe(exc: BaseException) -> str:
     """A short, stable description of a transport error (no addresses of our own)."""
-    reason = getattr(exc, "reason", None) or exc
-    return f"{type(exc).__name__}: {reason}"[:300]
+    # urllib3 wraps the cause in ``reason``; ssl.SSLError's ``reason`` is only a code.
+    reason = getattr(exc, "reason", None)
+    cause = reason if isinstance(reason, BaseException) else exc
+    return f"{type(exc).__name__}: {str(cause) or 'no answer'}"[:300]

@@ -20,8 +20,9 @@ NEEDS_WRK = pytest.mark.skipif(not Path("/usr/bin/wrk").exists(), reason="needs 
 
 # script -> labels of the figure lines it must print
 FIGURES = {
-    "delivery.py": ["urllib3 pool (Deliverer._post)", "requests.Session.post (baseline)",
-                    "requests - urllib3", "Deliverer.deliver, 10 recipients"],
+    "delivery.py": ["http.client pool (Deliverer._post)", "urllib3 PoolManager (former)",
+                    "requests.Session.post (baseline)", "urllib3 - http.client",
+                    "requests - http.client", "Deliverer.deliver, 10 recipients"],
     "verify.py": ["cold (tokens.verify_*, baseline)", "trust.py, cached (hot path)",
                   "cold - cached"],
     "relay_throughput.py": ["direct to recipient (baseline)", "router -> relay -> recipient",

@@ -109,8 +109,7 @@ def test_fan_out_is_concurrent(pki, deliverer, home, log):
 
 
 def test_a_full_queue_refuses_before_sending_anything(pki, cfg, home, log):
-    deliverer = Deliverer(Deliverer.from_config(cfg).pool, threads=2,
-                          timeout=Deliverer.from_config(cfg).timeout, capacity=2)
+    deliverer = Deliverer(Deliverer.from_config(cfg).pool, threads=2, capacity=2)
     with recipient_thread(pki, log, delay=1.0) as server:
         recipients = [Recipient(i, f"https://127.0.0.1:{server.port}/") for i in ("a", "b", "c")]
         busy = threading.Thread(target=deliverer.deliver,
@@ -129,8 +128,7 @@ def test_a_full_queue_refuses_before_sending_anything(pki, cfg, home, log):
 
 
 def test_an_idle_relay_takes_a_message_larger_than_its_capacity(pki, cfg, home, log):
-    deliverer = Deliverer(Deliverer.from_config(cfg).pool, threads=2,
-                          timeout=Deliverer.from_config(cfg).timeout, capacity=2)
+    deliverer = Deliverer(Deliverer.from_config(cfg).pool, threads=2, capacity=2)
     with recipient_thread(pki, log) as server:
         ids = ["a", "b", "c"]
         recipients = [Recipient(i, f"https://127.0.0.1:{server.port}/{i}") for i in ids]
@@ -144,7 +142,7 @@ def test_connections_are_kept_alive(pki, deliverer, home, log):
         url = f"https://127.0.0.1:{server.port}/"
         for _ in range(3):
             deliverer.deliver(envelope_for(home, ["bob"]), [Recipient("bob", url)], "r")
-        assert deliverer.pool.connection_from_url(url).num_connections == 1
+        assert (deliverer.pool.opened, deliverer.pool.idle(url)) == (1, 1)
 
 
 def test_a_recipient_certificate_for_another_name_is_not_trusted(fresh_pki, tmp_path, home, log):

@@ -202,7 +202,8 @@ class Delivery:
     connect_timeout: float = setting(3.0, positive, "seconds to connect to a recipient")
     read_timeout: float = setting(10.0, positive, "seconds to wait for its answer")
     pool_size: int = setting(64, positive, "delivery threads shared by all requests")
-    per_host_connections: int = setting(8, positive, "kept-alive connections per recipient")
+    # >= the threads delivering to one host at once: above it, each delivery re-handshakes.
+    per_host_connections: int = setting(32, positive, "kept-alive connections per recipient")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ logconfig_dict = {
     },
 }
 
+# The apps log each response themselves: gunicorn's access log is off, not just dropped.
+logger_class = "dmr_appliance.gunicorn_logger.Logger"
+
 # gunicorn >= 24 opens a control socket under $HOME by default: every instance on a host
 # would share one path, and the hardened units have no writable home. Older gunicorn
 # ignores the unknown setting.

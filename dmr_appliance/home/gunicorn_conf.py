@@ -10,6 +10,7 @@ import signal as _signal
 from dmr_appliance.gunicorn_conf import (  # noqa: F401  (gunicorn settings)
     control_socket_disable,
     logconfig_dict,
+    logger_class,
 )
 from dmr_appliance.home import sync as _sync
 

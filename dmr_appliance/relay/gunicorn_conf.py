@@ -11,6 +11,7 @@ from dmr_appliance import config as _config
 from dmr_appliance.gunicorn_conf import (  # noqa: F401  (gunicorn settings)
     control_socket_disable,
     logconfig_dict,
+    logger_class,
 )
 from dmr_appliance.relay import agent as _agent
 from dmr_appliance.relay import counters as _counters

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import urllib3
 
@@ -244,17 +245,24 @@ def require_nginx() -> None:
 
 class BenchStack(Stack):
     """The local stack with the router's per-certificate rate limits lifted: one client
-    certificate sends every message here, and the limiter is not what is measured."""
+    certificate sends every message here, and the limiter is not what is measured.
+    ``relay_settings`` replace the relays' own (gunicorn workers and threads, say)."""
+
+    relay_settings: dict[str, Any] = {}  # noqa: RUF012  (replaced per instance, not mutated)
 
     def router_config(self) -> config.RouterConfig:
         unlimited = config.RateLimit(rate="100000r/s", burst=100_000,
                                      home_rate="100000r/s", home_burst=100_000)
         return dataclasses.replace(super().router_config(), rate_limit=unlimited)
 
+    def relay_config(self, name: str) -> config.RelayConfig:
+        return dataclasses.replace(super().relay_config(name), **self.relay_settings)
+
 
 @contextlib.contextmanager
-def running_stack(state_dir: Path, relays: int) -> Iterator[Stack]:
+def running_stack(state_dir: Path, relays: int, **relay_settings: Any) -> Iterator[Stack]:
     stack = BenchStack(state_dir, relays=relays)
+    stack.relay_settings = {k: v for k, v in relay_settings.items() if v is not None}
     stack.start()
     try:
         yield stack

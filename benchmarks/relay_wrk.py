@@ -115,6 +115,10 @@ def main() -> None:
     cli.add_argument("--seconds", type=float, help="per round and path (default 8, quick 1)")
     cli.add_argument("--rounds", type=int, help="rounds of B, C, relay (default 3, quick 1)")
     cli.add_argument("--connections", type=int, default=32)
+    cli.add_argument("--relay-workers", type=int, metavar="N",
+                     help="gunicorn workers per relay (default: the local stack's, 1)")
+    cli.add_argument("--relay-threads", type=int, metavar="N",
+                     help="gunicorn threads per relay worker (default: the local stack's, 16)")
     cli.add_argument("--rss-messages", type=int, nargs=2, metavar=("FIRST", "SECOND"),
                      help="RSS after this many messages (default 10000 100000, quick 500 1000)")
     args = cli.parse_args()
@@ -126,8 +130,10 @@ def main() -> None:
     rss_at = args.rss_messages or ((500, 1000) if args.quick else (10_000, 100_000))
     header("relay throughput with wrk: B (nginx) / C (no-op app) / relay, alternating",
            seconds=seconds, rounds=count, connections=args.connections,
+           relay_workers=args.relay_workers or 1, relay_threads=args.relay_threads or 16,
            memory_gib=round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1))
-    with scratch("wrk") as tmp, running_stack(tmp / "stack", 2) as stack:
+    with scratch("wrk") as tmp, running_stack(tmp / "stack", 2, workers=args.relay_workers,
+                                              threads=args.relay_threads) as stack:
         run(stack, tmp, args, seconds, count, rss_at)
 
 

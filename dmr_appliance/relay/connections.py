@@ -1,8 +1,8 @@
 """Kept-alive HTTPS connections to recipients, on the standard library's ``http.client``.
 
 The relay's hot path posts one delivery body per recipient; ``http.client`` costs about
-half of urllib3's CPU per POST (``benchmarks/delivery.py`` measures both), and the few
-things urllib3 added here are kept: a pool of idle connections per host (LIFO, at most
+two thirds of urllib3's CPU per POST (``benchmarks/delivery.py`` measures both), and
+the few things urllib3 added here are kept: a pool of idle connections per host (LIFO, at most
 ``per_host`` kept, at most ``hosts`` hosts, the least recently used dropped), a check
 that an idle connection was not closed by its peer before it is reused, connect and
 read timeouts, and certificate and host name verification by the TLS context. One

@@ -21,6 +21,8 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from dmr_appliance import ids
@@ -129,10 +131,35 @@ class ConnectionPool:
 
 
 class _Connection(http.client.HTTPSConnection):
-    """An HTTPS connection whose answers are read against the request's deadline."""
+    """An HTTPS connection that writes a request in one piece and reads its answer
+    against the request's deadline."""
 
     deadline = 0.0
     read_timeout = 10.0
+    _hold = False
+    _held: bytes | None = None
+
+    def request(self, method: str, url: str, body: Any = None,
+                headers: Mapping[str, str] | None = None, *,
+                encode_chunked: bool = False) -> None:
+        # http.client writes the head and then the body: two TLS records, two system
+        # calls (and two reads for the recipient). The head is held for the body's write.
+        self._hold = True
+        try:
+            super().request(method, url, body, dict(headers or {}),
+                            encode_chunked=encode_chunked)
+        finally:
+            self._hold, held, self._held = False, self._held, None
+        if held is not None:  # no body was written (an empty one)
+            super().send(held)
+
+    def send(self, data: Any) -> None:
+        if self._hold:
+            self._hold, self._held = False, bytes(data)
+            return
+        if self._held is not None:
+            data, self._held = self._held + bytes(data), None
+        super().send(data)
 
     def response_class(self, sock: socket.socket, method: str | None = None
                        ) -> http.client.HTTPResponse:

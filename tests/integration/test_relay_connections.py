@@ -34,7 +34,8 @@ class Scripted:
 
 
 @contextmanager
-def scripted(pki, answer: Callable[[ssl.SSLSocket, int], bool]) -> Iterator[tuple[str, Scripted]]:
+def scripted(pki, answer: Callable[[ssl.SSLSocket, int], bool],
+             first_reads: list[bytes] | None = None) -> Iterator[tuple[str, Scripted]]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca))
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_cert_chain(pki.cert("server", "recipient"), pki.key("server", "recipient"))
@@ -43,7 +44,7 @@ def scripted(pki, answer: Callable[[ssl.SSLSocket, int], bool]) -> Iterator[tupl
 
     def serve(raw: socket.socket) -> None:
         with context.wrap_socket(raw, server_side=True) as conn:
-            while _read_request(conn):
+            while _read_request(conn, first_reads):
                 state.requests += 1
                 if answer(conn, state.requests):
                     break
@@ -65,12 +66,14 @@ def scripted(pki, answer: Callable[[ssl.SSLSocket, int], bool]) -> Iterator[tupl
         listener.close()
 
 
-def _read_request(conn: ssl.SSLSocket) -> bool:
+def _read_request(conn: ssl.SSLSocket, first_reads: list[bytes] | None = None) -> bool:
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
         if not chunk:
             return False
+        if not data and first_reads is not None:
+            first_reads.append(chunk)
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
@@ -109,6 +112,22 @@ def test_a_connection_is_kept_and_reused(pki, make_pool):
     with scripted(pki, keep_open) as (url, server):
         assert [post(pool, url) for _ in range(3)] == [200] * 3
         assert (server.connections, server.requests, pool.opened, pool.idle(url)) == (1, 3, 1, 1)
+
+
+def test_a_request_is_written_in_one_piece(pki, make_pool):
+    # A TLS read returns one record: the whole request in the first means one write.
+    firsts: list[bytes] = []
+    pool = make_pool()
+    with scripted(pki, keep_open, first_reads=firsts) as (url, _):
+        assert [post(pool, url) for _ in range(2)] == [200, 200]
+    assert len(firsts) == 2 and all(f.endswith(b'\r\n\r\n{"a":1}') for f in firsts), firsts
+
+
+def test_a_request_with_an_empty_body_is_sent_too(pki, make_pool):
+    pool = make_pool()
+    with scripted(pki, keep_open) as (url, server):
+        assert pool.post(url, b"", {}, answer_limit=LIMIT) == 200
+        assert server.requests == 1
 
 
 def test_an_idle_connection_the_peer_closed_is_not_reused(pki, make_pool):

@@ -248,7 +248,9 @@ class BenchStack(Stack):
     certificate sends every message here, and the limiter is not what is measured.
     ``relay_settings`` replace the relays' own (gunicorn workers and threads, say)."""
 
-    relay_settings: dict[str, Any] = {}  # noqa: RUF012  (replaced per instance, not mutated)
+    def __init__(self, state_dir: Path, relays: int, **relay_settings: Any) -> None:
+        super().__init__(state_dir, relays=relays)
+        self.relay_settings = {k: v for k, v in relay_settings.items() if v is not None}
 
     def router_config(self) -> config.RouterConfig:
         unlimited = config.RateLimit(rate="100000r/s", burst=100_000,
@@ -261,8 +263,7 @@ class BenchStack(Stack):
 
 @contextlib.contextmanager
 def running_stack(state_dir: Path, relays: int, **relay_settings: Any) -> Iterator[Stack]:
-    stack = BenchStack(state_dir, relays=relays)
-    stack.relay_settings = {k: v for k, v in relay_settings.items() if v is not None}
+    stack = BenchStack(state_dir, relays, **relay_settings)
     stack.start()
     try:
         yield stack

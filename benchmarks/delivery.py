@@ -74,12 +74,17 @@ class Cpu:
     """``call`` timed by the calling thread's CPU clock as well."""
 
     def __init__(self, call: Callable[[], None]) -> None:
-        self.call, self.seconds = call, 0.0
+        self.call, self.seconds, self.calls = call, 0.0, 0
 
     def __call__(self) -> None:
         started = time.thread_time()
         self.call()
         self.seconds += time.thread_time() - started
+        self.calls += 1
+
+    @property
+    def per_call(self) -> float:
+        return self.seconds / self.calls
 
 
 def urllib3_post(p: Pki) -> Callable[[str, bytes, dict[str, str]], int]:
@@ -137,7 +142,7 @@ def per_call(p: Pki, count: int, rounds: int) -> None:
         session.close()
     print("per call, one envelope, kept-alive HTTPS to a local recipient:")
     stats = {name: Stats.of(s) for name, s in samples.items()}
-    cpu = {name: variants[name].seconds / len(samples[name]) for name in variants}
+    cpu = {name: variant.per_call for name, variant in variants.items()}
     for name, s in stats.items():
         figure(name, s, extra=f"{s.count / sum(samples[name]):7.0f} calls/s, "
                               f"CPU {cpu[name] * 1e6:6.1f} µs/call")

@@ -88,5 +88,3 @@ def with_gate(settings: Any, state: Path) -> Any:
     """``settings`` (HomeConfig or RelayConfig) with its gate's files under ``state``."""
     cls = config.RelayGate if isinstance(settings, config.RelayConfig) else config.Gate
     return dataclasses.replace(settings, gate=gate_settings(cls, state))
-
-

@@ -1,5 +1,6 @@
 """gunicorn settings shared by home and relay: gunicorn's own log lines as JSON too."""
 
+from dmr_appliance import metrics as _metrics
 from dmr_appliance.logs import JsonFormatter  # noqa: F401  (referenced by name below)
 
 logconfig_dict = {
@@ -27,3 +28,8 @@ logger_class = "dmr_appliance.gunicorn_logger.Logger"
 # would share one path, and the hardened units have no writable home. Older gunicorn
 # ignores the unknown setting.
 control_socket_disable = True
+
+
+def child_exit(server: object, worker: object) -> None:
+    # A worker's live gauges (deliveries in flight, long polls waiting) go with it.
+    _metrics.process_exited(worker.pid)  # type: ignore[attr-defined]

@@ -83,9 +83,11 @@ def gunicorn_argv(
     ]
 
 
-def exec_gunicorn(argv: list[str], *, config_path: Path | str | None) -> None:
-    """Replace this process with gunicorn (systemd then supervises gunicorn itself)."""
-    env = dict(os.environ)
+def exec_gunicorn(argv: list[str], *, config_path: Path | str | None,
+                  env: dict[str, str] | None = None) -> None:
+    """Replace this process with gunicorn (systemd then supervises gunicorn itself);
+    ``env`` adds to the environment."""
+    env = {**os.environ, **(env or {})}
     if config_path is not None:
         env["DMR_CONFIG"] = str(Path(config_path).resolve())
     os.execve(argv[0], argv, env)  # noqa: S606  (argv is built above, no shell)

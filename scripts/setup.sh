@@ -18,10 +18,14 @@ done
 
 export DEBIAN_FRONTEND=noninteractive
 # wrk: the load generator of benchmarks/relay_wrk.py (its smoke test runs in the suite).
-apt_pkgs=(python3 python3-venv python3-dev nginx openssl ca-certificates curl wrk)
+# prometheus-nginx-exporter: the router's figures, which the local stack serves when present.
+apt_pkgs=(python3 python3-venv python3-dev nginx openssl ca-certificates curl wrk
+  prometheus-nginx-exporter)
+# prometheus: promtool checks and unit-tests the alert rules; chromium renders the status page.
+[ "$want_test" = 1 ] && apt_pkgs+=(prometheus chromium)
 [ "$want_system" = 1 ] && apt_pkgs+=(docker.io debootstrap debhelper dh-python python3-all python3-setuptools
   lintian gnupg apt-utils pybuild-plugin-pyproject python3-build python3-wheel python3-falcon python3-gunicorn python3-jwt
-  python3-cryptography python3-requests python3-urllib3 python3-jinja2 fakeroot build-essential)
+  python3-cryptography python3-requests python3-urllib3 python3-jinja2 python3-prometheus-client fakeroot build-essential)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from dmr_appliance import config, serving
+from dmr_appliance import config, metrics, serving
 
 
 def register_serve(sub: argparse._SubParsersAction, kind: str, *, help_text: str,
@@ -46,7 +46,9 @@ def _config_option(parser: argparse.ArgumentParser, kind: str) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     service: serving.AppService = args.service
     settings = config.load(service.settings, args.config)  # fail here, not in every worker
-    serving.exec_gunicorn(serving.service_argv(service, settings), config_path=args.config)
+    env = metrics.prepare_directory(metrics.directory(settings.gate.socket))
+    serving.exec_gunicorn(serving.service_argv(service, settings), config_path=args.config,
+                          env=env)
     return 0  # not reached: gunicorn replaced this process
 
 

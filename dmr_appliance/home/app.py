@@ -28,7 +28,7 @@ from dmr_appliance.home.store import Store
 
 def create_app(home: HomeDeps, identifier: web.Identifier) -> falcon.App:
     """The app around its built dependencies: nothing is read or written here."""
-    app = falcon.App(middleware=[web.RequestContext(), home.metrics, Identify(identifier)])
+    app = falcon.App(middleware=[web.RequestContext(), home.metrics.requests, Identify(identifier)])
     web.install_error_handlers(app)
 
     people = participants.Participants(home)
@@ -61,7 +61,7 @@ def create_app(home: HomeDeps, identifier: web.Identifier) -> falcon.App:
     alive = health.Health(home)
     app.add_route("/healthz", alive)
     app.add_route("/readyz", alive, suffix="ready")
-    app.add_route("/metrics", health.Metrics(home))
+    app.add_route("/metrics", health.metrics_endpoint(home))
     app.add_route("/openapi.json", health.OpenApi(home))
     app.add_route("/", status_page.StatusPage(home))
     return app

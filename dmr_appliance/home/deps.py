@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from dmr_appliance.config import HomeConfig
 from dmr_appliance.home.credentials import Issuer
 from dmr_appliance.home.keyring import KeyRing
-from dmr_appliance.home.metrics import Metrics
+from dmr_appliance.home.metrics import HomeMetrics
 from dmr_appliance.home.store import Store
 from dmr_appliance.home.sync import ChangeWatcher
 
@@ -19,16 +19,15 @@ class HomeDeps:
     keyring: KeyRing
     issuer: Issuer
     watcher: ChangeWatcher
-    metrics: Metrics
+    metrics: HomeMetrics
 
     @classmethod
     def build(cls, config: HomeConfig, store: Store) -> HomeDeps:
         keyring = KeyRing(store, config.keys_dir, retention=token_horizon(config))
         keyring.ensure_active()
+        meters = HomeMetrics()
         return cls(config, store, keyring, Issuer(keyring, config.issuer),
-                   ChangeWatcher(store), Metrics())
-
-
+                   ChangeWatcher(store, meters.sync_waiters), meters)
 
 def token_horizon(config: HomeConfig) -> int:
     """Longest a token or card issued now may be accepted: how long a retired key stays

@@ -8,6 +8,7 @@ stopping worker would wait for every one of them (SIGTERM) or hang at interprete
 import signal as _signal
 
 from dmr_appliance.gunicorn_conf import (  # noqa: F401  (gunicorn settings)
+    child_exit,
     control_socket_disable,
     logconfig_dict,
     logger_class,

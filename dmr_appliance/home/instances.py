@@ -9,12 +9,14 @@ from typing import Any
 from dmr_appliance import ids
 from dmr_appliance.config import Heartbeats
 from dmr_appliance.errors import AuthError, InvalidRequest
+from dmr_appliance.home import traffic
 from dmr_appliance.home.store import Store
 from dmr_appliance.timefmt import rfc3339
 
 HEALTH = ("healthy", "stale", "down")
 MAX_COUNTERS = 64
 MAX_TEXT = 256
+MAX_AGE = 10**9  # seconds
 
 
 def validate_beat(doc: Any, caller: str) -> dict[str, Any]:
@@ -23,7 +25,8 @@ def validate_beat(doc: Any, caller: str) -> dict[str, Any]:
     a Kubernetes Deployment, each beat under their own name)."""
     if not isinstance(doc, dict):
         raise InvalidRequest("the body must be a JSON object")
-    unknown = sorted(set(doc) - {"instance", "address", "version", "sync_version", "counters"})
+    unknown = sorted(set(doc) - {"instance", "address", "version", "sync_version", "counters",
+                                 "sync_age"})
     if unknown:
         raise InvalidRequest(f"unknown field {unknown[0]!r}")
     instance = doc.get("instance")
@@ -43,7 +46,12 @@ def validate_beat(doc: Any, caller: str) -> dict[str, Any]:
         raise InvalidRequest(f"counters must be an object of at most {MAX_COUNTERS} entries")
     if not all(isinstance(k, str) and len(k) <= 64 and _is_count(v) for k, v in counters.items()):
         raise InvalidRequest("counters maps names (<= 64 characters) to integers >= 0")
-    return {**doc, "counters": counters}
+    sync_age = doc.get("sync_age")
+    if sync_age is not None and (not isinstance(sync_age, int | float) or isinstance(
+            sync_age, bool) or not 0 <= sync_age < MAX_AGE):
+        raise InvalidRequest("sync_age must be seconds since home last confirmed the relay's "
+                             "sync document (a number >= 0)")
+    return {**doc, "counters": counters, "sync_age": sync_age}
 
 
 def _is_count(value: object) -> bool:
@@ -56,12 +64,13 @@ def record(store: Store, beat: dict[str, Any]) -> int:
     with store.write() as conn:
         conn.execute(
             "INSERT INTO instances (id, address, version, sync_version, counters, first_seen,"
-            " last_beat) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-            " address = excluded.address, version = excluded.version,"
+            " last_beat, sync_age) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+            " SET address = excluded.address, version = excluded.version,"
             " sync_version = excluded.sync_version, counters = excluded.counters,"
-            " last_beat = excluded.last_beat",
+            " last_beat = excluded.last_beat, sync_age = excluded.sync_age",
             (beat["instance"], beat["address"], beat["version"], beat["sync_version"],
-             json.dumps(beat["counters"], sort_keys=True), stamp, stamp))
+             json.dumps(beat["counters"], sort_keys=True), stamp, stamp, beat["sync_age"]))
+        traffic.record(conn, beat["instance"], beat["counters"], stamp)
         return store.version(conn)
 
 
@@ -83,6 +92,7 @@ def listing(store: Store, thresholds: Heartbeats) -> list[dict[str, Any]]:
             "sync_version": row["sync_version"], "counters": json.loads(row["counters"]),
             "first_seen": rfc3339(row["first_seen"]), "last_beat": rfc3339(row["last_beat"]),
             "age_seconds": round(age, 1), "health": health(age, thresholds),
+            "sync_age": row["sync_age"],
         })
     return result
 

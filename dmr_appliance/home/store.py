@@ -93,6 +93,17 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (message_id, target, at, outcome)
     );
     """,
+    """
+    ALTER TABLE instances ADD COLUMN sync_age REAL;
+    -- A relay's counters as its last heartbeat of each minute reported them: the status
+    -- page charts the differences (home/traffic.py keeps two hours).
+    CREATE TABLE traffic (
+        instance TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        counters TEXT NOT NULL,
+        PRIMARY KEY (instance, minute)
+    ) WITHOUT ROWID;
+    """,
 )
 
 

@@ -17,6 +17,8 @@ import time
 import weakref
 from typing import Any
 
+from prometheus_client import Gauge
+
 from dmr_appliance import logs
 from dmr_appliance.config import HomeConfig
 from dmr_appliance.home import credentials
@@ -65,9 +67,11 @@ def release_waiters() -> None:
 class ChangeWatcher:
     """Wakes this worker's long polls when the store's sync version moves."""
 
-    def __init__(self, store: Store, interval: float = 0.05) -> None:
+    def __init__(self, store: Store, waiting: Gauge | None = None,
+                 interval: float = 0.05) -> None:
         self.store = store
         self.interval = interval
+        self.waiting = waiting
         self.waiters = 0
         self._version = 0
         self._changed = threading.Condition()
@@ -82,11 +86,15 @@ class ChangeWatcher:
         self._ensure_started()
         with self._changed:
             self.waiters += 1
+            if self.waiting is not None:
+                self.waiting.inc()
             try:
                 self._changed.wait_for(
                     lambda: self._version > version or self._closing, timeout)
             finally:
                 self.waiters -= 1
+                if self.waiting is not None:
+                    self.waiting.dec()
             return self._version
 
     @property

@@ -20,6 +20,7 @@ import os
 import random
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for
 from pathlib import Path
@@ -29,7 +30,7 @@ import urllib3
 
 from dmr_appliance import __version__, files, logs
 from dmr_appliance.config import RelayConfig
-from dmr_appliance.relay.counters import Counters
+from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.outbound import describe, tls_context
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot, SyncDocumentError
 
@@ -45,15 +46,16 @@ class HomeError(Exception):
 
 
 class Agent:
-    def __init__(self, cfg: RelayConfig, counters: Counters) -> None:
+    def __init__(self, cfg: RelayConfig, meters: RelayMetrics) -> None:
         self.cfg = cfg
-        self.counters = counters
+        self.meters = meters
         self.home = cfg.home_url.rstrip("/")
         self.http = urllib3.PoolManager(ssl_context=tls_context(cfg.tls),
                                         cert_reqs="CERT_REQUIRED")
         self.path = Path(cfg.state_dir) / SYNC_FILE
         self.version = saved_version(self.path)
         self.etag: str | None = None
+        self.confirmed_at: float | None = None
         self.stopping = threading.Event()
 
     # --- sync ----------------------------------------------------------------------------
@@ -69,6 +71,7 @@ class Agent:
             retries=False, redirect=False,
         )
         if response.status == 304:
+            self.confirmed()
             return False
         if response.status != 200:
             raise HomeError(f"GET /sync answered {response.status}")
@@ -78,13 +81,20 @@ class Agent:
             raise HomeError(f"GET /sync sent an unusable document: {exc}") from exc
         self.etag = response.headers.get("ETag")
         if snapshot.version == self.version:
+            self.confirmed()
             return False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         files.write_atomic(self.path, response.data)
         logs.log_event(_log, "sync-document-saved", version=snapshot.version,
                        previous=self.version)
         self.version = snapshot.version
+        self.confirmed()
         return True
+
+    def confirmed(self) -> None:
+        """Home just said the document held is current: the sync age starts again."""
+        self.confirmed_at = time.time()
+        self.meters.sync_confirmed.set(self.confirmed_at)
 
     def sync_forever(self) -> None:
         failures = 0
@@ -107,8 +117,10 @@ class Agent:
             "address": self.cfg.advertise or self.cfg.bind,
             "version": __version__,
             "sync_version": self.version or 0,  # 0: none held yet
-            "counters": self.counters.snapshot(),
+            "counters": self.meters.totals(),
         }
+        if self.confirmed_at is not None:
+            beat["sync_age"] = round(max(0.0, time.time() - self.confirmed_at), 1)
         response = self.http.request(
             "POST", f"{self.home}/heartbeats", body=json.dumps(beat).encode(),
             headers={"Content-Type": "application/json"}, timeout=HOME_TIMEOUT,
@@ -158,8 +170,8 @@ class AgentProcess:
     sentinel: int  # read end of a pipe whose write end only the agent holds: EOF = gone
 
 
-def start(cfg: RelayConfig, counters: Counters) -> AgentProcess:
-    """Fork the agent; the counters' shared memory goes with it.
+def start(cfg: RelayConfig) -> AgentProcess:
+    """Fork the agent (its metrics go to the instance's directory, as the workers' do).
 
     A bare fork, not multiprocessing.Process: gunicorn forks its workers from this
     master afterwards, and multiprocessing's bookkeeping would follow them and try to
@@ -172,7 +184,7 @@ def start(cfg: RelayConfig, counters: Counters) -> AgentProcess:
         os.close(read_end)
         code = 0
         try:
-            _main(cfg, counters, parent)
+            _main(cfg, parent)
         except BaseException:  # logged; the exit code tells the master
             logs.log_event(_log, "agent-crashed", logging.ERROR, exc_info=True)
             code = 1
@@ -197,8 +209,8 @@ def stop(process: AgentProcess | None, timeout: float = 5.0) -> None:
     os.close(process.sentinel)
 
 
-def _main(cfg: RelayConfig, counters: Counters, parent_pid: int) -> None:
-    agent = Agent(cfg, counters)
+def _main(cfg: RelayConfig, parent_pid: int) -> None:
+    agent = Agent(cfg, RelayMetrics())
     # The master's signal handlers came with the fork; they would wake the master's
     # loop through its pipe. This process only needs to stop cleanly.
     for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH,

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 import falcon
 
 from dmr_appliance import config, envelope, logs, web
-from dmr_appliance.relay import counters, health
+from dmr_appliance.relay import health
 from dmr_appliance.relay.delivery import Deliverer
 from dmr_appliance.relay.messages import Messages
+from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.trust import TrustState
 
 
@@ -18,20 +19,20 @@ def create_app(
     cfg: config.RelayConfig,
     trust: TrustState,
     deliverer: Deliverer,
-    shared_counters: counters.Counters | None = None,
+    meters: RelayMetrics | None = None,
 ) -> falcon.App:
-    count = shared_counters or counters.Counters()
-    app = falcon.App(middleware=[web.RequestContext()])
+    meters = meters if meters is not None else deliverer.meters
+    app = falcon.App(middleware=[web.RequestContext(), meters.requests])
     web.install_error_handlers(app)
     limits = envelope.EnvelopeLimits(max_message_bytes=cfg.limits.max_message_bytes)
     app.add_route("/v1/messages", Messages(
-        trust, deliverer, count,
+        trust, deliverer, meters,
         identify=web.Identifier.from_files(cfg.tls.ca, cfg.tls.crl),
         limits=limits,
     ))
     app.add_route("/healthz", health.Health())
     app.add_route("/readyz", health.Ready(trust))
-    app.add_route("/metrics", health.Metrics(trust, count, cfg.instance))
+    app.add_route("/metrics", meters.exposition(trust, cfg))
     app.add_route("/openapi.json", health.OpenApi())
     return app
 
@@ -41,4 +42,5 @@ def get_app(environ: Mapping[str, str] = os.environ) -> falcon.App:
     cfg = config.load(config.RelayConfig, environ.get("DMR_CONFIG"), environ)
     logs.configure(cfg.log_level, instance=cfg.instance, queued=True)
     trust = TrustState.in_dir(cfg.state_dir, issuer=cfg.issuer, leeway=cfg.tokens.leeway)
-    return create_app(cfg, trust, Deliverer.from_config(cfg), counters.shared())
+    meters = RelayMetrics()
+    return create_app(cfg, trust, Deliverer.from_config(cfg, meters), meters)

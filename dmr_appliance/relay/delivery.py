@@ -25,6 +25,7 @@ from dmr_appliance.errors import Unavailable
 from dmr_appliance.outcome_rule import FAILED, classify
 from dmr_appliance.relay import delivery_body
 from dmr_appliance.relay.connections import ConnectionPool
+from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.outbound import describe, tls_context
 
 # Admitted deliveries (running + queued) per delivery thread before the relay says 503.
@@ -68,20 +69,22 @@ class Deliverer:
         *,
         threads: int,
         capacity: int | None = None,
+        meters: RelayMetrics | None = None,
     ) -> None:
         self.pool = pool
+        self.meters = meters if meters is not None else RelayMetrics()
         self.capacity = capacity if capacity is not None else threads * QUEUE_FACTOR
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
         self._admitted = 0
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: RelayConfig) -> Deliverer:
+    def from_config(cls, config: RelayConfig, meters: RelayMetrics | None = None) -> Deliverer:
         d = config.delivery
         pool = ConnectionPool(tls_context(config.tls, check_hostname=True),
                               per_host=d.per_host_connections, hosts=RECIPIENT_HOSTS,
                               connect_timeout=d.connect_timeout, read_timeout=d.read_timeout)
-        return cls(pool, threads=d.pool_size)
+        return cls(pool, threads=d.pool_size, meters=meters)
 
     @property
     def in_flight(self) -> int:
@@ -124,10 +127,12 @@ class Deliverer:
                     code="overloaded", title="Relay overloaded",
                 )
             self._admitted += count
+        self.meters.in_flight.inc(count)
 
     def _release(self, _future: Future[DeliveryOutcome] | None) -> None:
         with self._lock:
             self._admitted -= 1
+        self.meters.in_flight.dec()
 
     # --- one recipient -----------------------------------------------------------------
 
@@ -149,7 +154,9 @@ class Deliverer:
             outcome = classify(status)
         except (http.client.HTTPException, OSError, ValueError) as exc:
             outcome, error = FAILED, describe(exc)
-        ms = round((time.perf_counter() - started) * 1000, 1)
+        seconds = time.perf_counter() - started
+        self.meters.delivery_duration.labels(outcome).observe(seconds)
+        ms = round(seconds * 1000, 1)
         logs.log_event(_log, "delivery", message_id=message.id, room=message.room,
                        sender=message.sender, to=recipient.id, status=status, ms=ms,
                        outcome=outcome, error=error, request_id=headers["X-Request-Id"])

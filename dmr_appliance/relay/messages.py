@@ -17,8 +17,8 @@ import falcon
 from dmr_appliance import envelope, web
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError, TokenError
 from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED
-from dmr_appliance.relay.counters import Counters
 from dmr_appliance.relay.delivery import Deliverer, DeliveryOutcome, Recipient
+from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.trust import Snapshot, TrustState
 from dmr_appliance.tokens import AccessToken
 
@@ -28,32 +28,33 @@ class Messages:
         self,
         trust: TrustState,
         deliverer: Deliverer,
-        counters: Counters,
+        meters: RelayMetrics,
         *,
         identify: web.Identifier,
         limits: envelope.EnvelopeLimits,
     ) -> None:
         self.trust = trust
         self.deliverer = deliverer
-        self.counters = counters
+        self.meters = meters
         self.identify = identify
         self.limits = limits
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        snapshot = self.trust.current()  # 503 while not ready: nothing attempted
         try:
+            snapshot = self.trust.current()  # 503 while not ready: nothing attempted
             identity = web.require(self.identify(req), "participant")
             token = self.trust.access_token(bearer_token(req), snapshot, identity.thumbprint)
             message = envelope.parse_envelope(read_body(req, self.limits), self.limits)
             check_sender(message, token, snapshot)
             recipients = self.recipients(message, snapshot)
-        except DmrError:
-            self.counters.add(refused=1)
+            outcomes = self.deliverer.deliver(message, recipients, req.context.request_id)
+        except DmrError as exc:  # refused before any delivery (overloaded: 503 too)
+            self.meters.refusals.labels(exc.code).inc()
             raise
-        outcomes = self.deliverer.deliver(message, recipients, req.context.request_id)
         tally = Counter(o.outcome for o in outcomes)
-        self.counters.add(messages=1, delivered=tally[DELIVERED], rejected=tally[REJECTED],
-                          failed=tally[FAILED])
+        self.meters.messages.labels(message_outcome(tally)).inc()
+        for outcome, n in tally.items():
+            self.meters.deliveries.labels(outcome).inc(n)
         answer(resp, message, outcomes, tally)
 
     def recipients(self, message: envelope.Envelope, snapshot: Snapshot) -> list[Recipient]:
@@ -102,6 +103,11 @@ def card_refused(exc: TokenError, index: int) -> DmrError:
     """A bad address card is bad content (422), not a failed login (401)."""
     return DmrError(f"to[{index}]: {exc.detail}", code="card-" + exc.code.removeprefix("token-"),
                     status=422, title="Address card refused", field=f"to[{index}]")
+
+
+def message_outcome(tally: Counter) -> str:
+    """The message's outcome, as its answer's status says it (see ``answer``)."""
+    return FAILED if tally[FAILED] else REJECTED if tally[REJECTED] else DELIVERED
 
 
 def answer(

@@ -6,7 +6,6 @@ client-certificate header themselves exactly as nginx does ($ssl_client_escaped_
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 import time
@@ -14,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from dmr_appliance.serving import unix_get
 from tests.support.home import router_session, running_home, start_home, wait_ready
@@ -48,8 +48,10 @@ def waiters_by_pid(home) -> dict[str, int]:
     # (through the gate they would reuse its kept-alive connections to one worker).
     for _ in range(20):
         text = unix_get(home.config.gate.socket, "/metrics")[1]
-        for pid, count in re.findall(r'dmr_home_sync_waiters\{pid="(\d+)"\} (\d+)', text):
-            found[pid] = int(count)
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "dmr_home_sync_waiters":
+                    found[s.labels["pid"]] = int(s.value)
     return found
 
 

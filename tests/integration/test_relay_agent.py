@@ -13,7 +13,7 @@ import time
 import pytest
 
 from dmr_appliance.relay.agent import Agent
-from dmr_appliance.relay.counters import Counters
+from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot
 from tests.support.home import router_session, running_home
 from tests.support.identity import forwarded
@@ -27,9 +27,14 @@ def test_agent_syncs_and_beats_against_home(pki, tmp_path):
         admin = router_session(pki, forwarded(pki, "admin", "admin"))
         cfg = relay_config(pki, tmp_path / "relay", home_url=f"{home.url}/v1")
         cfg = dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, poll_wait=5))
-        counters = Counters()
-        counters.add(messages=3, delivered=2, failed=1)
-        agent = Agent(cfg, counters)
+        meters = RelayMetrics()
+        meters.messages.labels("delivered").inc()
+        meters.messages.labels("failed").inc(2)
+        meters.deliveries.labels("delivered").inc(2)
+        meters.deliveries.labels("failed").inc()
+        meters.refusals.labels("token-expired").inc()
+        agent = Agent(cfg, meters)
+        assert agent.heartbeat().get("sync_age") is None  # never heard from home yet
 
         assert agent.poll_once() is True
         saved = Snapshot.parse((tmp_path / "relay" / SYNC_FILE).read_bytes())
@@ -61,4 +66,8 @@ def test_agent_syncs_and_beats_against_home(pki, tmp_path):
         assert instance["instance"] == "relay-1" and instance["health"] == "healthy"
         assert instance["sync_version"] == agent.version
         assert instance["counters"] == {"messages": 3, "delivered": 2, "rejected": 0,
-                                        "failed": 1, "refused": 0}
+                                        "failed": 1, "refused": 1}
+        assert 0 <= beat["sync_age"] < 5 and instance["sync_age"] == beat["sync_age"]
+        confirmed = meters.registry.get_sample_value(
+            "dmr_relay_sync_confirmed_timestamp_seconds")
+        assert time.time() - 5 < confirmed <= time.time()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from dmr_appliance import config
 from dmr_appliance.files import write_atomic
@@ -113,8 +114,17 @@ def test_readiness_saved_document_and_live_updates(pki, tmp_path):
             assert {r.json()["type"] for r in refusals} == {"urn:dmr:problem:sender-revoked"}
             assert relay.get("/readyz").json()["sync_version"] == 2
 
-            # Counters are the instance's, whichever worker answers the scrape.
-            metrics = {relay.get("/metrics").text for _ in range(6)}
-            assert len({m.split("dmr_relay_refused_total")[1][:40] for m in metrics}) == 1
+            # Counts are the instance's, whichever worker answers the scrape (they are
+            # two, each with its own files in the metrics directory).
+            scrapes = [refusals_by_problem(relay.get("/metrics").text) for _ in range(6)]
+            assert scrapes[0]["sender-revoked"] >= 20
+            assert all(s == scrapes[0] for s in scrapes), scrapes
+            files = {p.name.split("_")[-1] for p in (state / "metrics").glob("counter_*.db")}
+            assert len(files) == 3, files  # one per worker, one for the sync agent
         log = relay.process.logs()
         assert '"event":"agent-started"' in log and '"event":"sync-failed"' in log
+
+
+def refusals_by_problem(text: str) -> dict[str, float]:
+    return {s.labels["problem"]: s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if s.name == "dmr_relay_refusals_total"}

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
 import falcon.testing
 import jwt
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from dmr_appliance import config, tokens
+from dmr_appliance import __version__, config, tokens
 from dmr_appliance.files import write_atomic
 from dmr_appliance.relay import trust as trust_mod
 from dmr_appliance.relay.app import create_app
-from dmr_appliance.relay.counters import Counters
 from dmr_appliance.relay.delivery import Deliverer
+from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.trust import TrustState
 from tests.support.identity import (
     CLIENT_CERT_HEADER,
@@ -37,7 +39,7 @@ class Relay:
     client: falcon.testing.TestClient
     home: Home
     trust: TrustState
-    counters: Counters
+    meters: RelayMetrics
     servers: dict
     logs: dict
     pki: object
@@ -73,13 +75,13 @@ def relay(pki, tmp_path, monkeypatch):
     cfg = relay_config(pki, tmp_path, limits=config.BodyLimits(max_message_bytes=MAX_BYTES))
     state = TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=5)
     write_atomic(state.path, home.document())
-    counters = Counters()
-    deliverer = Deliverer.from_config(cfg)
+    meters = RelayMetrics()
+    deliverer = Deliverer.from_config(cfg, meters)
     with ExitStack() as stack:
         logs = {n: tmp_path / f"{n}.jsonl" for n in ("bob", "carol")}
         servers = {n: stack.enter_context(recipient_thread(pki, logs[n])) for n in logs}
-        app = create_app(cfg, state, deliverer, counters)
-        yield Relay(falcon.testing.TestClient(app), home, state, counters, servers, logs, pki)
+        app = create_app(cfg, state, deliverer, meters)
+        yield Relay(falcon.testing.TestClient(app), home, state, meters, servers, logs, pki)
     deliverer.close()
 
 
@@ -109,7 +111,7 @@ def test_delivers_to_every_recipient(relay):
     for name in ("bob", "carol"):
         [got] = received(relay.logs[name])
         assert (got["id"], got["to"], got["request_id"]) == (doc["id"], [name], "abc123")
-    assert relay.counters.snapshot() == {"messages": 1, "delivered": 2, "rejected": 0,
+    assert relay.meters.totals() == {"messages": 1, "delivered": 2, "rejected": 0,
                                          "failed": 0, "refused": 0}
 
 
@@ -235,7 +237,9 @@ def _expired(relay: Relay) -> str:
 def test_every_token_refusal_is_401_with_its_code(relay, make, code):
     problem(relay.post(message([relay.card("bob")]), token=make(relay)), 401, code)
     assert nothing_delivered(relay)
-    assert relay.counters.snapshot()["refused"] == 1
+    assert relay.meters.totals()["refused"] == 1
+    assert relay.meters.registry.get_sample_value(
+        "dmr_relay_refusals_total", {"problem": code}) == 1
 
 
 def test_a_revoked_token_is_refused(relay):
@@ -325,11 +329,31 @@ def test_health_metrics_and_openapi(relay):
     assert relay.client.simulate_get("/healthz").json == {"status": "ok"}
     relay.post(message([relay.card("bob")]))
     relay.post(message([relay.card("bob")], sender="carol"))
-    text = relay.client.simulate_get("/metrics").text
-    assert 'dmr_relay_messages_total{instance="relay-1"} 1' in text
-    assert 'dmr_relay_deliveries_total{instance="relay-1",outcome="delivered"} 1' in text
-    assert 'dmr_relay_refused_total{instance="relay-1"} 1' in text
-    assert 'dmr_relay_sync_version{instance="relay-1"} 1' in text
+    scrape = relay.client.simulate_get("/metrics")
+    assert scrape.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(scrape.text)
+               for s in family.samples}
+    assert samples[("dmr_relay_messages_total", (("outcome", "delivered"),))] == 1
+    assert samples[("dmr_relay_deliveries_total", (("outcome", "delivered"),))] == 1
+    assert samples[("dmr_relay_deliveries_total", (("outcome", "failed"),))] == 0
+    assert samples[("dmr_relay_refusals_total", (("problem", "sender-mismatch"),))] == 1
+    assert samples[("dmr_relay_sync_version", ())] == 1
+    assert samples[("dmr_relay_ready", ())] == 1
+    assert samples[("dmr_relay_deliveries_in_flight", ())] == 0
+    assert samples[("dmr_relay_delivery_duration_seconds_count",
+                    (("outcome", "delivered"),))] == 1
+    post = (("code", "200"), ("method", "POST"), ("route", "/v1/messages"))
+    assert samples[("dmr_relay_request_duration_seconds_count", post)] == 1
+    refused = (("code", "403"), ("method", "POST"), ("route", "/v1/messages"))
+    assert samples[("dmr_relay_request_duration_seconds_count", refused)] == 1
+    inf = tuple(sorted((*post, ("le", "+Inf"))))
+    assert samples[("dmr_relay_request_duration_seconds_bucket", inf)] == 1
+    info = [k for k in samples if k[0] == "dmr_relay_info"]
+    assert info == [("dmr_relay_info", (("relay", "relay-1"), ("version", __version__)))]
+    expiry = {dict(k[1])["certificate"]: v for k, v in samples.items()
+              if k[0] == "dmr_certificate_expiry_timestamp_seconds"}
+    assert set(expiry) == {"service", "ca"} and min(expiry.values()) > time.time()
     spec = relay.client.simulate_get("/openapi.json").json
     assert set(spec["paths"]) == {"/v1/messages", "/healthz", "/readyz", "/metrics",
                                   "/openapi.json"}

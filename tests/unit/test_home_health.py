@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dmr_appliance.config import Heartbeats
 from dmr_appliance.home import instances
@@ -95,13 +96,30 @@ def test_metrics_text(home):
                                                "rooms": ["r"]})
     resp = home.caller(None).get("/metrics")
     assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
-    lines = resp.text.splitlines()
-    assert 'dmr_home_participants{status="active"} 1' in lines
-    assert "dmr_home_failures_open 0" in lines
-    assert any(line.startswith('dmr_home_requests_total{pid="') and 'status="201"' in line
-               for line in lines)
-    for line in lines:  # every sample is NAME{labels} VALUE or NAME VALUE
-        assert line.startswith("#") or line.split(" ")[-1].replace(".", "").isdigit()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(resp.text) for s in family.samples}
+    assert samples[("dmr_home_participants", (("status", "active"),))] == 1
+    assert samples[("dmr_home_failures_open", ())] == 0
+    assert samples[("dmr_home_sync_waiters", ())] == 0
+    created = (("code", "201"), ("method", "POST"), ("route", "/v1/participants"))
+    assert samples[("dmr_home_request_duration_seconds_count", created)] == 1
+    inf = tuple(sorted((*created, ("le", "+Inf"))))
+    assert samples[("dmr_home_request_duration_seconds_bucket", inf)] == 1
+    assert {k for k in samples if k[0] == "dmr_home_instances"} == {
+        ("dmr_home_instances", (("health", h),)) for h in ("healthy", "stale", "down")}
+
+
+def test_request_metrics_bound_their_labels(home):
+    """A path no route takes, or a method a client made up, never becomes a label value."""
+    home.caller(None).request("TRACE", "/no/such/path/" + "x" * 50)
+    home.caller(None).get("/v1/participants/alice-is-not-a-route-label")
+    text = home.caller(None).get("/metrics").text
+    assert "alice-is-not-a-route-label" not in text and "TRACE" not in text and "xxxx" not in text
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == "dmr_home_request_duration_seconds_count"]
+    routes = {s.labels["route"] for s in samples}
+    assert routes == {"unmatched", "/v1/participants/{pid}"}
+    assert {s.labels["method"] for s in samples} == {"other", "GET"}
 
 
 def test_status_page(home):

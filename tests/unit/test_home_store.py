@@ -69,12 +69,19 @@ def test_an_unusable_database_is_a_503_without_sqlite_details(tmp_path, monkeypa
 
 def test_serve_execs_gunicorn_with_the_home_app(tmp_path, monkeypatch):
     config = tmp_path / "home.toml"
-    config.write_text('bind = "127.0.0.1:9700"\nworkers = 3\n')
+    socket = tmp_path / "run" / "gunicorn.sock"
+    config.write_text(f'bind = "127.0.0.1:9700"\nworkers = 3\n[gate]\nsocket = "{socket}"\n')
+    left = tmp_path / "run" / "metrics" / "counter_123.db"  # a previous run's
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"x")
     seen = {}
-    monkeypatch.setattr(serving, "exec_gunicorn",
-                        lambda argv, config_path: seen.update(argv=argv, path=config_path))
+    monkeypatch.setattr(serving, "exec_gunicorn", lambda argv, config_path, env: seen.update(
+        argv=argv, path=config_path, env=env))
     assert cli.main(["home", "serve", "--config", str(config)]) == 0
     argv = seen["argv"]
     assert argv[-1] == "dmr_appliance.home.wsgi:app" and seen["path"] == str(config)
-    assert argv[argv.index("--bind") + 1] == "unix:/run/dmr-home/gunicorn.sock"
+    assert argv[argv.index("--bind") + 1] == f"unix:{socket}"
+    # prometheus_client's multiprocess directory: named for gunicorn, emptied for it
+    assert seen["env"] == {"PROMETHEUS_MULTIPROC_DIR": str(left.parent)}
+    assert left.parent.is_dir() and not left.exists()
     assert argv[argv.index("--workers") + 1] == "3"

@@ -20,7 +20,8 @@ GATES = {f"{name}-gate": value for name, value in UNITS.items()}
 # Debian 12's package for each install_requires name (pybuild maps some, not all).
 DEBIAN_NAMES = {"falcon": "python3-falcon", "gunicorn": "python3-gunicorn", "pyjwt": "python3-jwt",
                 "cryptography": "python3-cryptography", "requests": "python3-requests",
-                "urllib3": "python3-urllib3", "jinja2": "python3-jinja2"}
+                "urllib3": "python3-urllib3", "jinja2": "python3-jinja2",
+                "prometheus_client": "python3-prometheus-client"}
 HARDENING = {
     "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
     "PrivateTmp": "yes", "PrivateDevices": "yes", "ProtectKernelTunables": "yes",

@@ -6,14 +6,15 @@ TLS handshake at all, and they reveal counts, never participant data.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import falcon
+from prometheus_client.core import Metric
 
+from dmr_appliance import __version__, metrics
 from dmr_appliance.home import failures, instances, participants
 from dmr_appliance.home.deps import HomeDeps
-from dmr_appliance.home.metrics import CONTENT_TYPE, family
 
 OPENAPI = Path(__file__).resolve().parent.parent.parent / "openapi" / "home.json"
 
@@ -31,34 +32,24 @@ class Health:
         resp.media = {"status": "ready", "sync_version": version}
 
 
-class Metrics:
-    def __init__(self, home: HomeDeps) -> None:
-        self.home = home
+def metrics_endpoint(home: HomeDeps) -> metrics.Exposition:
+    """``GET /metrics``: every worker's request figures, and the store's, read now."""
+    return metrics.Exposition(home.metrics.registry, lambda found: live(home))
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = CONTENT_TYPE
-        resp.text = "\n".join(self._lines()) + "\n"
 
-    def _lines(self) -> list[str]:
-        home, pid = self.home, os.getpid()
-        requests = sorted(home.metrics.requests().items())
-        by_status = participants.counts(home.store)
-        by_health = instances.counts(home.store, home.config.heartbeats)
-        return [
-            *family("dmr_home_requests_total", "counter",
-                    "HTTP responses by this worker, by method and status",
-                    [({"pid": pid, "method": m, "status": s}, n) for (m, s), n in requests]),
-            *family("dmr_home_participants", "gauge", "participants by status",
-                    [({"status": s}, n) for s, n in by_status.items()]),
-            *family("dmr_home_instances", "gauge", "relay instances by health",
-                    [({"health": h}, n) for h, n in by_health.items()]),
-            *family("dmr_home_failures_open", "gauge", "failure reports not yet resolved",
-                    [({}, failures.open_count(home.store))]),
-            *family("dmr_home_sync_version", "gauge", "current sync document version",
-                    [({}, home.store.version())]),
-            *family("dmr_home_sync_waiters", "gauge", "long polls waiting in this worker",
-                    [({"pid": pid}, home.watcher.waiters)]),
-        ]
+def live(home: HomeDeps) -> Iterable[Metric]:
+    store = home.store
+    yield metrics.gauges("dmr_home_participants", "Participants by status.", "status",
+                         participants.counts(store))
+    yield metrics.gauges("dmr_home_instances", "Relay instances by the age of their last "
+                         "heartbeat.", "health", instances.counts(store, home.config.heartbeats))
+    yield metrics.gauge("dmr_home_failures_open", "Failure reports not yet resolved.",
+                        failures.open_count(store))
+    yield metrics.gauge("dmr_home_sync_version", "Version of the current sync document.",
+                        store.version())
+    yield metrics.gauge("dmr_home_info", "Home and its package version.", 1,
+                        home=home.config.instance, version=__version__)
+    yield from metrics.certificate_expiry(home.config.tls)
 
 
 class OpenApi:

@@ -1,9 +1,8 @@
 """Typed configuration for home, relay and router: TOML files plus ``DMR_*`` overrides.
 
-Pure. Each setting is a dataclass field with its one default; a nested dataclass is a
-TOML table. ``DMR_<KEY>`` overrides a top-level key and ``DMR_<TABLE>_<KEY>`` a key of
-a table (lists in the environment are comma-separated). Every error names the source
-(file or variable), the key and what is allowed.
+Pure. Each setting is a dataclass field with its one default; a nested dataclass is a TOML
+table. ``DMR_<KEY>`` overrides a top-level key and ``DMR_<TABLE>_<KEY>`` a key of a table
+(lists in the environment are comma-separated). Errors name the source, key and rule.
 """
 
 from __future__ import annotations
@@ -288,9 +287,10 @@ class RouterConfig:
     pid_file: Path = setting(Path("/run/nginx-dmr.pid"))
     health_bind: str = setting("", optional_bind, "HOST:PORT answering only GET /healthz "
                                "over plain HTTP (Kubernetes probes); empty: none")
+    stub_status_bind: str = setting("", optional_bind, "HOST:PORT (loopback) serving nginx's "
+                                    "stub_status for the Prometheus nginx exporter; empty: none")
     worker_processes: str = setting("auto")
-    worker_connections: int = setting(4096, positive,
-                                      "connections per nginx worker (two descriptors each)")
+    worker_connections: int = setting(4096, positive, "connections per nginx worker (2 fds each)")
     log_level: str = setting("info", level_name)
     tls: RouterTls = field(default_factory=RouterTls)
     rate_limit: RateLimit = field(default_factory=RateLimit)

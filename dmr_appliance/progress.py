@@ -11,11 +11,12 @@ class ProgressBar:
     WIDTH = 30
 
     def __init__(self, total: int, stream: IO[str], *, prefix: str = "",
-                 every: float = 5.0) -> None:
+                 every: float = 5.0, verb: str = "sent") -> None:
         self.total = max(1, total)
         self.stream = stream
         self.prefix = prefix
         self.every = every
+        self.verb = verb
         self.tty = stream.isatty()
         self._tenth = 0
         self._last = time.monotonic()
@@ -31,7 +32,7 @@ class ProgressBar:
         if tenth > self._tenth or time.monotonic() - self._last >= self.every:
             self._tenth, self._last = tenth, time.monotonic()
             suffix = f"  ({note})" if note else ""
-            self.stream.write(f"{self.prefix}sent {done}/{self.total}{suffix}\n")
+            self.stream.write(f"{self.prefix}{self.verb} {done}/{self.total}{suffix}\n")
             self.stream.flush()
 
     def finish(self, note: str = "") -> None:

@@ -31,6 +31,7 @@ GROUPS = (
     "failures",
     "tokens",
     "send",
+    "trace",
 )
 
 

@@ -89,6 +89,9 @@ def instructions(stack: Stack) -> str:
         f"  status page     {stack.status_url}",
         f"                  (client certificate required: {stack.cert('admin', 'admin')[0]},",
         "                   e.g. import it into your browser, or use curl with --cert/--key)",
+        f"  metrics         {stack.status_url}metrics (home),"
+        " each relay's /metrics"
+        + (f", router: {stack.exporter_url}" if stack.exporter_url else ""),
         f"  logs            {stack.logs_dir}/<name>.log",
         f"  deliveries      {stack.recipient_log}",
         "",

@@ -40,6 +40,7 @@ class Answer:
     retry_after: float | None = None
     outcomes: dict[str, RecipientAnswer] = field(default_factory=dict)
     recipient_index: int | None = None  # the to[i] a per-recipient refusal names
+    request_id: str | None = None  # the router's, for the trace across its logs
 
     @property
     def outcome(self) -> str:
@@ -78,7 +79,8 @@ def read_answer(resp: requests.Response) -> Answer:
     return Answer(resp.status_code, code=code, detail=detail,
                   retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                   outcomes=_outcomes(doc.get("outcomes")),
-                  recipient_index=_index(doc.get("field")))
+                  recipient_index=_index(doc.get("field")),
+                  request_id=resp.headers.get("X-Request-Id"))
 
 
 def _json(resp: requests.Response) -> dict:

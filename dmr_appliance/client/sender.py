@@ -315,7 +315,8 @@ class _Delivery:
         level = logging.INFO if outcome == DELIVERED else logging.WARNING
         logs.log_event(_log, "send.attempt", level, **self._fields(target), outcome=outcome,
                        status=answer.status, ms=attempt.ms, to=list(carried),
-                       detail=None if outcome == DELIVERED else attempt.detail)
+                       detail=None if outcome == DELIVERED else attempt.detail,
+                       request_id=answer.request_id)
 
     def _expiring(self, delay: float) -> bool:
         """True (and the message marked expired) if it cannot be sent after ``delay``."""

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -48,6 +49,8 @@ LOCAL_SANS: dict[str, Any] = {"dns": ("localhost",), "ips": ("127.0.0.1",)}
 PARTICIPANTS = ("alice", "bob")
 ADMIN = "admin"
 RECIPIENT = "recipient"
+# Debian's Prometheus nginx exporter (prometheus-nginx-exporter): started when installed.
+EXPORTER = shutil.which("prometheus-nginx-exporter")
 
 
 class StackError(DmrError):
@@ -164,7 +167,7 @@ class Stack:
                 pki.issue(self.pki_dir, kind, name, **sans, force=cert.exists() or key.exists())
 
     def _choose_ports(self) -> None:
-        names = ["home", "recipient", *self.relay_names]
+        names = ["home", "recipient", "stub_status", "exporter", *self.relay_names]
         self.ports = {name: free_port() for name in names}
         self.ports["router"] = self.requested_port or free_port()
         if len(set(self.ports.values())) != len(self.ports):
@@ -205,6 +208,7 @@ class Stack:
             home=f"{HOST}:{self.ports['home']}", prefix=prefix, pid_file=prefix / "nginx.pid",
             access_log="stdout", error_log=str(self.logs_dir / "router-error.log"),
             worker_processes="1", log_level="warning",
+            stub_status_bind=f"{HOST}:{self.ports['stub_status']}",
             tls=self._tls(config.RouterTls, "router", "router"),
         )
 
@@ -248,6 +252,7 @@ class Stack:
             for name in self.relay_names:
                 self.wait_relay(name, timeout)
             self._start_recipient(timeout)
+            self._start_exporter(timeout)
             self._crl_watch = CrlWatch(pki.paths(self.pki_dir).crl, self.reload_crl)
         except BaseException:
             self.stop()
@@ -344,6 +349,24 @@ class Stack:
             "--seen", str(self.state_dir / "recipient" / "seen.sqlite")), signal.SIGTERM)
         self._wait(service, lambda: _accepts(HOST, port), timeout)
 
+    @property
+    def exporter_url(self) -> str | None:
+        """The router's figures for Prometheus, when Debian's nginx exporter is installed."""
+        return f"http://{HOST}:{self.ports['exporter']}/metrics" if EXPORTER else None
+
+    def _start_exporter(self, timeout: float) -> None:
+        if not EXPORTER:
+            return
+        port = self.ports["exporter"]
+        self.log(f"starting the router's Prometheus exporter on {HOST}:{port}")
+        # The query (ignored by nginx) names the state dir in the exporter's command line,
+        # which is how a later start knows a leftover exporter as this stack's.
+        scrape = f"http://{HOST}:{self.ports['stub_status']}/stub_status?stack={self.state_dir}"
+        service = self._service("nginx-exporter", [
+            EXPORTER, "-nginx.scrape-uri", scrape, "-web.listen-address", f"{HOST}:{port}"],
+            signal.SIGTERM)
+        self._wait(service, lambda: _accepts(HOST, port), timeout)
+
     def _wait(self, service: ProcessGroup | list[ProcessGroup], ready: Callable[[], bool],
               timeout: float) -> None:
         """Until ``ready()``; a StackError with its log if one of ``service`` exits first."""
@@ -372,7 +395,7 @@ class Stack:
             self._crl_watch.stop()
             self._crl_watch = None
         relays = [n for r in reversed(self.relay_names) for n in (r, f"{r}-gate")]
-        for name in ("recipient", *relays):
+        for name in ("nginx-exporter", "recipient", *relays):
             if name in self.services:
                 self.services[name].stop()
         if self.router is not None:

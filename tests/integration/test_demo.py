@@ -53,3 +53,22 @@ def test_demo_accounts_for_every_message_and_leaves_nothing_running(tmp_path):
     assert (state / "logs" / "demo.log").stat().st_size > 0
     assert "sent 60/60" in proc.stderr  # not a terminal: a progress line every ~10 %
     assert not processes_mentioning(str(state)), "a process of the stack was left behind"
+
+    # dmr trace on one of the demo's messages: the sender's, the router's, the relay's and
+    # the recipient's lines about it, in time order.
+    received = [json.loads(x) for x in (state / "recipient" / "deliveries.jsonl").read_text()
+                .splitlines()]
+    message_id = received[-1]["id"]
+    traced = subprocess.run(
+        [sys.executable, "-m", "dmr_appliance", "trace", message_id, "--state-dir", str(state),
+         "--json"], capture_output=True, text=True, timeout=60)
+    assert traced.returncode == 0, traced.stderr
+    entries = [json.loads(x) for x in traced.stdout.splitlines()]
+    seen = {(e["component"].split("-")[0], e["event"]) for e in entries}
+    assert {("demo", "send.attempt"), ("router", "router.access"), ("relay", "delivery"),
+            ("relay", "relay.gate"), ("recipient", "received")} <= seen, seen
+    assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
+    table = subprocess.run(
+        [sys.executable, "-m", "dmr_appliance", "trace", message_id, "--state-dir", str(state)],
+        capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == len(entries) + 1

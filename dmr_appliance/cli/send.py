@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(JSON when --content-type is JSON, else sent as bytes)")
     source.add_argument("--batch", metavar="FILE", help="one message per line, JSON objects "
                         f"with {', '.join(sorted(BATCH_FIELDS))} ('-': stdin)")
+    source.add_argument("--retry-failed", action="store_true",
+                        help="re-send this participant's open failures at home (same message "
+                        "ids, to the recipients that failed); each delivered one is resolved")
     what.add_argument("--content-type", default="application/json")
     what.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
                       help="a header carried to the recipients; repeatable")
@@ -247,19 +250,26 @@ def run(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> int:
     logs.configure(args.log_level, stream=sys.stderr)
     stdin = stdin if stdin is not None else sys.stdin.buffer
     try:
-        messages = (batch_messages(args, stdin) if args.batch
-                    else [single_message(args, stdin)])
+        messages = [] if args.retry_failed else (
+            batch_messages(args, stdin) if args.batch else [single_message(args, stdin)])
         sender = make_sender(args)
     except UsageError as exc:
         print(f"dmr send: {exc}", file=sys.stderr)
         return 2
     with sender:
         sender.flush_reports()  # reports left by an earlier run while home was down
-        results = send_all(sender, messages, args.parallel if args.batch else 1,
-                           ProgressBar(len(messages), sys.stderr, prefix="dmr send: ")
-                           if args.batch else None)
+        if args.retry_failed:
+            results = sender.retry_failed()
+        else:
+            results = send_all(sender, messages, args.parallel if args.batch else 1,
+                               ProgressBar(len(messages), sys.stderr, prefix="dmr send: ")
+                               if args.batch else None)
     for result in results:
         print(json.dumps(result.to_json()) if args.json else describe(result))
+    if args.retry_failed and not args.json:
+        resolved = sum(r.resolved for r in results)
+        print(f"{len(results)} open failure(s) of {sender.participant} re-sent: {resolved} "
+              f"delivered and resolved, {len(results) - resolved} still open")
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -305,5 +315,8 @@ def describe(result: SendResult) -> str:
         where = ("reported to home" if result.reported else "spooled until home answers"
                  if result.spooled else f"NOT reported: {result.report_error}")
         lines.append(f"  failure {where}")
+    if result.resent and result.ok:
+        lines.append("  failure resolved at home" if result.resolved
+                     else f"  {result.report_error}")
     return "\n".join(lines)
 

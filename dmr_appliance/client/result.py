@@ -58,6 +58,8 @@ class SendResult:
     reported: bool = False  # home holds the failure report
     spooled: bool = False  # the report waits in the local spool for home to come back
     report_error: str | None = None
+    resent: bool = False  # a re-send of a reported failure (``Sender.retry_failed``)
+    resolved: bool = False  # ... which home now records as resolved
 
     @property
     def ok(self) -> bool:
@@ -86,4 +88,5 @@ class SendResult:
                           "recipients": list(a.recipients)} for a in self.attempts],
             "expired": self.expired, "reported": self.reported, "spooled": self.spooled,
             "report_error": self.report_error,
+            **({"resent": True, "resolved": self.resolved} if self.resent else {}),
         }

@@ -28,7 +28,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from dmr_appliance import ids, logs, pki
-from dmr_appliance.client import mtls
+from dmr_appliance.client import mtls, resend
 from dmr_appliance.client.answers import Answer, RecipientAnswer, no_answer, read_answer
 from dmr_appliance.client.credentials import CardCache, TokenSource, transient
 from dmr_appliance.client.home import HomeClient
@@ -124,6 +124,11 @@ class Sender:
                            delivered=len(result.delivered), rejected=result.rejected or None)
         self._maybe_flush()
         return result
+
+    def retry_failed(self, limit: int = 100) -> list[SendResult]:
+        """Re-send this sender's open failures at home, same message ids; each delivered
+        one is resolved there (``client/resend.py``)."""
+        return resend.retry_failed(self, limit)
 
     def flush_reports(self) -> int:
         """Send failure reports spooled while home was down; returns how many left the spool."""

@@ -62,6 +62,8 @@ def record(store: Store, beat: dict[str, Any]) -> int:
     """Store the beat; returns the current sync version (it tells a relay it is behind)."""
     stamp = time.time()
     with store.write() as conn:
+        known = conn.execute("SELECT 1 FROM instances WHERE id = ?", (beat["instance"],))
+        first = known.fetchone() is None
         conn.execute(
             "INSERT INTO instances (id, address, version, sync_version, counters, first_seen,"
             " last_beat, sync_age) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
@@ -70,7 +72,7 @@ def record(store: Store, beat: dict[str, Any]) -> int:
             " last_beat = excluded.last_beat, sync_age = excluded.sync_age",
             (beat["instance"], beat["address"], beat["version"], beat["sync_version"],
              json.dumps(beat["counters"], sort_keys=True), stamp, stamp, beat["sync_age"]))
-        traffic.record(conn, beat["instance"], beat["counters"], stamp)
+        traffic.record(conn, beat["instance"], beat["counters"], stamp, first=first)
         return store.version(conn)
 
 

@@ -28,9 +28,16 @@ class Minute:
 
 
 def record(conn: sqlite3.Connection, instance: str, counters: dict[str, int],
-           stamp: float) -> None:
-    """Keep ``counters`` as this minute's totals (inside the heartbeat's transaction)."""
+           stamp: float, *, first: bool = False) -> None:
+    """Keep ``counters`` as this minute's totals (inside the heartbeat's transaction).
+
+    ``first``: home has never heard of the instance, which has just started: its totals
+    grew from zero, kept as the minute before, so its first minute shows too.
+    """
     minute = int(stamp // 60)
+    if first:
+        conn.execute("INSERT OR IGNORE INTO traffic (instance, minute, counters) VALUES"
+                     " (?, ?, '{}')", (instance, minute - 1))
     conn.execute("INSERT INTO traffic (instance, minute, counters) VALUES (?, ?, ?)"
                  " ON CONFLICT (instance, minute) DO UPDATE SET counters = excluded.counters",
                  (instance, minute, json.dumps(counters, sort_keys=True)))

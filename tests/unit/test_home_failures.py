@@ -81,3 +81,27 @@ def test_show_and_resolve(home):
     assert home.admin.get("/v1/failures", params={"status": "open"}).json["failures"] == []
     assert home.admin.post(f"/v1/failures/{MID}/resolve", json={}).status_code == 422
     assert home.admin.get("/v1/failures/nothing").status_code == 404
+
+
+def test_a_participant_sees_and_resolves_only_what_it_sent(home):
+    home.participant("alice").post("/v1/failures", json=report())
+    other = "0190b4a2-1234-7000-8000-00000000beef"
+    home.participant("bob").post("/v1/failures", json=report(
+        message_id=other, **{"from": "bob", "to": ["alice"]}))
+    alice, bob = home.participant("alice"), home.participant("bob")
+    # Listing: its own only, whatever it asks for
+    assert [f["message_id"] for f in alice.get("/v1/failures").json["failures"]] == [MID]
+    assert [f["message_id"] for f in bob.get("/v1/failures").json["failures"]] == [other]
+    refused = alice.get("/v1/failures", params={"from": "bob"})
+    assert refused.status_code == 403 and refused.json["type"].endswith(":not-sender")
+    # Showing and resolving another's: refused, and nothing changes
+    assert bob.get(f"/v1/failures/{MID}").status_code == 403
+    assert bob.post(f"/v1/failures/{MID}/resolve", json={"note": "mine now"}).status_code == 403
+    assert home.admin.get(f"/v1/failures/{MID}").json["status"] == "open"
+    # Its own: the envelope (to re-send it), then resolved by it, which home records
+    assert alice.get(f"/v1/failures/{MID}").json["envelope"]["payload"] == {"hi": 1}
+    done = alice.post(f"/v1/failures/{MID}/resolve", json={"note": "re-sent: delivered"}).json
+    assert (done["status"], done["resolved_by"], done["note"]) == (
+        "resolved", "participant:alice", "re-sent: delivered")
+    assert home.admin.get("/v1/failures", params={"status": "open"}).json["failures"][0][
+        "message_id"] == other

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from unittest import mock
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dmr_appliance.config import Heartbeats
-from dmr_appliance.home import instances
+from dmr_appliance.home import instances, traffic
 from tests.support.home import home_under_test
 
 OPENAPI = Path(__file__).parents[2] / "dmr_appliance/openapi/home.json"
@@ -139,3 +140,25 @@ def test_status_page(home):
     # The router serves this page under /home/: every link must be relative.
     assert 'href="/' not in page and "src=" not in page
     assert home.relay().get("/").status_code == 403
+
+
+def test_status_page_charts_each_relays_minutes(home):
+    """Totals since the relay started, per beat: the chart shows each minute's difference."""
+    start = (time.time() // 60 - 3) * 60
+    beats = [(start + 5, {"messages": 10, "delivered": 9, "failed": 1}),
+             (start + 65, {"messages": 30, "delivered": 27, "rejected": 1, "failed": 2}),
+             (start + 70, {"messages": 40, "delivered": 37, "rejected": 1, "failed": 2}),
+             (start + 125, {"messages": 5, "delivered": 5})]  # restarted: from zero again
+    for at, counters in beats:
+        with mock.patch("time.time", return_value=at):
+            home.relay("relay-1").post("/v1/heartbeats", json=beat(counters=counters))
+    minutes = traffic.per_minute(home.store, "relay-1", start + 130)
+    assert len(minutes) == 60 and minutes[-1].start == start + 120
+    # the first minute counts from zero (the relay had just started), the restart too
+    assert [m.counts["messages"] for m in minutes[-4:]] == [0, 10, 30, 5]
+    assert minutes[-2].counts == {"messages": 30, "delivered": 28, "rejected": 1, "failed": 1,
+                                  "refused": 0}
+    page = home.admin.get("/").text
+    assert page.count("<svg") == 1 and page.count('class="delivered"') == 3
+    assert "30 messages; 28 delivered, 1 rejected, 1 failed; 0 refused" in page
+    assert "last hour: 45 messages" in page

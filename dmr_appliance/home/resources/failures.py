@@ -1,4 +1,5 @@
-"""/v1/failures: failed messages reported by senders; listed and resolved by admins."""
+"""/v1/failures: failed messages reported by senders. Admins list, show and resolve any;
+a participant those it sent (to re-send them: ``dmr send --retry-failed``)."""
 
 from __future__ import annotations
 
@@ -29,28 +30,42 @@ class Failures:
         resp.location = f"/v1/failures/{doc['message_id']}"
         resp.media = doc
 
-    @falcon.before(allow(ADMIN))
+    @falcon.before(allow(PARTICIPANT, ADMIN))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         status = req.get_param("status")
         if status is not None and status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
+        sender = req.get_param("from")
+        caller = req.context.caller
+        if caller.kind == PARTICIPANT:
+            if sender not in (None, caller.name):
+                raise AuthError("a participant lists only messages it sent", code="not-sender")
+            sender = caller.name
         found = failures.listing(self.home.store, status=status, room=req.get_param("room"),
-                                 sender=req.get_param("from"), limit=limit)
+                                 sender=sender, limit=limit)
         resp.media = {"failures": found}
 
-    @falcon.before(allow(ADMIN))
+    @falcon.before(allow(PARTICIPANT, ADMIN))
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, mid: str) -> None:
-        resp.media = failures.get(self.home.store, mid)
+        resp.media = self._own(req, failures.get(self.home.store, mid))
 
-    @falcon.before(allow(ADMIN))
+    @falcon.before(allow(PARTICIPANT, ADMIN))
     def on_post_resolve(self, req: falcon.Request, resp: falcon.Response, mid: str) -> None:
         body = self._body(req)
         note = body.get("note") if isinstance(body, dict) else None
         if not isinstance(note, str) or not 0 < len(note) <= MAX_NOTE or set(body) - {"note"}:
             raise InvalidRequest(f"the body is {{\"note\": text of 1-{MAX_NOTE} characters}}")
+        self._own(req, failures.get(self.home.store, mid))
         caller = req.context.caller
         resp.media = failures.resolve(self.home.store, mid, note, f"{caller.kind}:{caller.name}")
+
+    @staticmethod
+    def _own(req: falcon.Request, failure: dict) -> dict:
+        caller = req.context.caller
+        if caller.kind == PARTICIPANT and failure["from"] != caller.name:
+            raise AuthError("a participant sees only messages it sent", code="not-sender")
+        return failure
 
     def _body(self, req: falcon.Request) -> object:
         return web.json_body(req, self.home.config.limits.max_request_bytes)

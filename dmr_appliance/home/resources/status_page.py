@@ -3,13 +3,15 @@ the router serves it at /home/ and maps /home/<rest> to home's /<rest>."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 import jinja2
 
-from dmr_appliance.home import failures, instances, participants
+from dmr_appliance.home import chart, failures, instances, participants, traffic
 from dmr_appliance.home.access import ADMIN, allow
 from dmr_appliance.home.deps import HomeDeps
-from dmr_appliance.timefmt import now, rfc3339
+from dmr_appliance.timefmt import now, parse_time, rfc3339
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("dmr_appliance", "templates/home"),
@@ -18,6 +20,7 @@ _templates = jinja2.Environment(
 )
 
 REFRESH_SECONDS = 10
+FAILURES_SHOWN = 50
 
 
 @falcon.before(allow(ADMIN))
@@ -28,13 +31,41 @@ class StatusPage:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         home = self.home
         resp.content_type = falcon.MEDIA_HTML
+        moment = now()
+        relays = instances.listing(home.store, home.config.heartbeats)
         resp.text = _templates.get_template("status.html").render(
             instance=home.config.instance,
-            generated_at=rfc3339(now()),
+            generated_at=rfc3339(moment),
             refresh=REFRESH_SECONDS,
             sync_version=home.store.version(),
-            instances=instances.listing(home.store, home.config.heartbeats),
+            instances=relays,
+            traffic=[relay_traffic(home, relay["instance"], moment) for relay in relays],
             participants=participants.counts(home.store),
-            failures=failures.listing(home.store, status="open", room=None, sender=None,
-                                      limit=50),
+            failures=[open_failure(f, moment) for f in failures.listing(
+                home.store, status="open", room=None, sender=None, limit=FAILURES_SHOWN)],
         )
+
+
+def relay_traffic(home: HomeDeps, name: str, moment: float) -> dict[str, Any]:
+    """A relay's last hour: the chart, and its totals by outcome."""
+    minutes = traffic.per_minute(home.store, name, moment)
+    totals = {k: sum(m.counts[k] for m in minutes) for k in traffic.SERIES}
+    return {"instance": name, "chart": chart.traffic_svg(minutes, f"{name} traffic"),
+            "totals": totals, "this_minute": minutes[-1].counts["messages"]}
+
+
+def open_failure(failure: dict[str, Any], moment: float) -> dict[str, Any]:
+    """What the page shows of an open failure: who, what, the last error, how long ago."""
+    attempts = failure["attempts"]
+    last = attempts[-1] if attempts else {}
+    error = last.get("detail") or str(last.get("status") or "-")  # the detail has the status
+    first = parse_time(failure["first_reported_at"]).timestamp()
+    return {**failure, "last_error": error, "age": age(moment - first)}
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"

@@ -22,6 +22,7 @@ from dmr_appliance import serving
 from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.local.stack import Stack
 from tests.support import stack_kit
+from tests.support.monitoring import named_metrics
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
@@ -139,6 +140,23 @@ def test_router_figures_come_through_the_nginx_exporter(stack):
         admin.get(stack.router_url + "/.well-known/jwks.json", timeout=5)
     second = scrape(admin, stack.exporter_url)
     assert second[("nginx_http_requests_total", ())] >= first[("nginx_http_requests_total", ())] + 5
+
+
+def test_rules_and_dashboard_name_only_metrics_the_stack_exports(stack):
+    admin = stack.session()
+    refused = admin.post(stack.relay_url("relay-1") + "/v1/messages", json={}, timeout=5)
+    assert refused.status_code == 403  # not a participant: a refusal, its family now exported
+    exported: set[str] = set()
+    urls = [stack.relay_url(r) + "/metrics" for r in stack.relay_names]
+    urls += [f"https://127.0.0.1:{stack.ports['home']}/metrics"]
+    urls += [stack.exporter_url] if stack.exporter_url else []
+    for url in urls:
+        exported |= {name for name, _ in scrape(admin, url)}
+    wanted = named_metrics()
+    if not stack.exporter_url:  # the router's names need Debian's exporter
+        wanted = {n for n in wanted if not n.startswith("nginx_")}
+    assert wanted - exported == set()
+    print(f"\n{len(wanted)} metric names in the rules and the dashboard, all exported")
 
 
 def test_a_failed_message_is_resent_once_the_recipient_is_back(stack):

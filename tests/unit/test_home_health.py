@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from unittest import mock
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families

@@ -21,7 +21,8 @@ GATES = {f"{name}-gate": value for name, value in UNITS.items()}
 DEBIAN_NAMES = {"falcon": "python3-falcon", "gunicorn": "python3-gunicorn", "pyjwt": "python3-jwt",
                 "cryptography": "python3-cryptography", "requests": "python3-requests",
                 "urllib3": "python3-urllib3", "jinja2": "python3-jinja2",
-                "prometheus_client": "python3-prometheus-client"}
+                "prometheus_client": "python3-prometheus-client",
+                "markupsafe": "python3-markupsafe"}
 HARDENING = {
     "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
     "PrivateTmp": "yes", "PrivateDevices": "yes", "ProtectKernelTunables": "yes",

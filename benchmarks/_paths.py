@@ -37,7 +37,7 @@ def noop_service(stack: Stack, root: Path, workers: int, threads: int) -> Iterat
     cfg = dataclasses.replace(relay, instance="noop", bind=f"{HOST}:{free_port()}",
                               state_dir=root, gate=gate, workers=workers, threads=threads)
     router = dataclasses.replace(stack.router_config(), listen=free_port(),
-                                 relays=[cfg.bind], prefix=root / "router",
+                                 relays=[cfg.bind], prefix=root / "router", stub_status_bind="",
                                  pid_file=root / "router" / "nginx.pid")
     for d in (gate.prefix, router.prefix):
         d.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ def extra_router(stack: Stack, directory: Path, **changes: Any) -> Iterator[Extr
     cfg = dataclasses.replace(
         stack.router_config(), listen=free_port(), prefix=directory,
         pid_file=directory / "nginx.pid", access_log=str(directory / "access.log"),
-        error_log=str(directory / "error.log"), **changes)
+        error_log=str(directory / "error.log"), **{"stub_status_bind": "", **changes})
     conf = directory / "nginx.conf"
     render.write(cfg, conf)
     with (directory / "nginx.out").open("ab") as out:

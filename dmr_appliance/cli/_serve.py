@@ -6,16 +6,18 @@ from __future__ import annotations
 import argparse
 
 from dmr_appliance import config, metrics, serving
+from dmr_appliance.relay import draining
 
 
 def register_serve(sub: argparse._SubParsersAction, kind: str, *, help_text: str,
-                   serve_help: str) -> None:
+                   serve_help: str) -> argparse._SubParsersAction:
+    """The kind's command with serve, gate and probe; its verbs, for the kind's own."""
     parser = sub.add_parser(kind, help=help_text)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     service = serving.APP_SERVICES[kind]
     serve = verbs.add_parser("serve", help=serve_help)
-    _config_option(serve, kind)
+    config_option(serve, kind)
     serve.set_defaults(func=run_serve, service=service)
     gate = verbs.add_parser(
         "gate", help=f"run the gate (nginx: TLS, client certificates, CRL) in front of {kind}",
@@ -23,7 +25,7 @@ def register_serve(sub: argparse._SubParsersAction, kind: str, *, help_text: str
         "then run nginx in the foreground (replaces this process). With --reload, render "
         "and check again and signal the running gate to reload (a new CRL, new "
         "certificates): requests in flight finish, none fails.")
-    _config_option(gate, kind)
+    config_option(gate, kind)
     gate.add_argument("--reload", action="store_true",
                       help="reload the running gate instead of starting one")
     gate.set_defaults(func=run_gate, service=service)
@@ -32,13 +34,14 @@ def register_serve(sub: argparse._SubParsersAction, kind: str, *, help_text: str
         description=f"GET PATH from {kind}'s gunicorn over its unix socket (bypassing the "
         "gate), print the answer and exit 0 on 200, 1 otherwise: a liveness or readiness "
         "check of the app itself (a Kubernetes exec probe, a systemd watchdog script).")
-    _config_option(probe, kind)
+    config_option(probe, kind)
     probe.add_argument("path", nargs="?", default="/healthz", choices=["/healthz", "/readyz"])
     probe.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
     probe.set_defaults(func=run_probe, service=service)
+    return verbs
 
 
-def _config_option(parser: argparse.ArgumentParser, kind: str) -> None:
+def config_option(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("--config", default=str(config.ETC / f"{kind}.toml"),
                         help=f"{kind}.toml (default: %(default)s)")
 
@@ -47,6 +50,8 @@ def run_serve(args: argparse.Namespace) -> int:
     service: serving.AppService = args.service
     settings = config.load(service.settings, args.config)  # fail here, not in every worker
     env = metrics.prepare_directory(metrics.directory(settings.gate.socket))
+    if service.kind == "relay" and draining.stop(settings.gate.socket):
+        print("relay: cleared the drain flag of the previous run")
     serving.exec_gunicorn(serving.service_argv(service, settings), config_path=args.config,
                           env=env)
     return 0  # not reached: gunicorn replaced this process

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import falcon
 
 from dmr_appliance import config, envelope, logs, web
-from dmr_appliance.relay import health
+from dmr_appliance.relay import draining, health
 from dmr_appliance.relay.delivery import Deliverer
 from dmr_appliance.relay.messages import Messages
 from dmr_appliance.relay.metrics import RelayMetrics
@@ -41,6 +41,7 @@ def get_app(environ: Mapping[str, str] = os.environ) -> falcon.App:
     """The app as gunicorn runs it: config from ``DMR_CONFIG`` and ``DMR_*`` variables."""
     cfg = config.load(config.RelayConfig, environ.get("DMR_CONFIG"), environ)
     logs.configure(cfg.log_level, instance=cfg.instance, queued=True)
-    trust = TrustState.in_dir(cfg.state_dir, issuer=cfg.issuer, leeway=cfg.tokens.leeway)
+    trust = TrustState.in_dir(cfg.state_dir, issuer=cfg.issuer, leeway=cfg.tokens.leeway,
+                              drain_flag=draining.flag_path(cfg.gate.socket))
     meters = RelayMetrics()
     return create_app(cfg, trust, Deliverer.from_config(cfg, meters), meters)

@@ -143,8 +143,11 @@ class TrustState:
         leeway: int,
         clock: Callable[[], float] = time.time,
         cache_size: int = CACHE_SIZE,
+        drain_flag: Path | None = None,
     ) -> None:
         self.path = Path(path)
+        self.drain_flag = drain_flag  # relay/draining.py: 503 draining while it exists
+        self.draining = False
         self.issuer = issuer
         self.leeway = leeway
         self.clock = clock
@@ -168,8 +171,14 @@ class TrustState:
         return self._snapshot
 
     def current(self) -> Snapshot:
-        """The document in use; 503 while the relay holds none (nothing was attempted)."""
+        """The document in use; 503 while the relay holds none or is draining (nothing was
+        attempted: the router gives the message to another relay)."""
         snapshot = self.snapshot
+        if self.draining:
+            raise Unavailable(
+                "this relay is draining (it is about to stop); another relay takes the "
+                "message", code="draining", title="Draining",
+            )
         if snapshot is None:
             raise Unavailable(
                 "this relay holds no sync document from home yet", code="not-ready",
@@ -186,6 +195,8 @@ class TrustState:
             return
         try:
             self._next_check = now + RELOAD_INTERVAL
+            if self.drain_flag is not None:
+                self.draining = self.drain_flag.exists()
             self._load_if_changed()
         finally:
             self._reload.release()

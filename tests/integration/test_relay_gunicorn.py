@@ -4,6 +4,8 @@ every worker without a restart and without failing a request."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -15,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dmr_appliance import config
 from dmr_appliance.files import write_atomic
+from dmr_appliance.relay import draining
 from tests.support import relay_kit
 from tests.support.apps import App
 from tests.support.https import mtls_session
@@ -33,6 +36,7 @@ class RelayProcess:
             # home is down: nothing listens there; the agent keeps trying in the background.
             home_url=f"https://127.0.0.1:{free_port()}/v1/home")
         (tmp / "relay.toml").write_text(config.to_toml(cfg))
+        self.socket = cfg.gate.socket
         self.process = App("relay", tmp / "relay.toml", tmp)
         self.url = f"https://127.0.0.1:{self.port}"
         # What nginx does: present the router's certificate, vouch for the participant.
@@ -121,8 +125,37 @@ def test_readiness_saved_document_and_live_updates(pki, tmp_path):
             assert all(s == scrapes[0] for s in scrapes), scrapes
             files = {p.name.split("_")[-1] for p in (state / "metrics").glob("counter_*.db")}
             assert len(files) == 3, files  # one per worker, one for the sync agent
+
+            # 4. Drained (dmr relay drain, as a rolling upgrade does): every worker answers
+            #    503 draining, nothing attempted; --undo takes messages again.
+            drained = drain(tmp_path / "relay.toml")
+            assert drained.returncode == 0, drained.stdout + drained.stderr
+            assert "drained in" in drained.stdout and "503" in drained.stdout, drained.stdout
+            before = len(received(inbox_log))
+            answers = [relay.send(relay_kit.message([card]), token, pki) for _ in range(10)]
+            assert {(a.status_code, a.json()["type"]) for a in answers} == {
+                (503, "urn:dmr:problem:draining")}
+            assert relay.get("/readyz").status_code == 503
+            assert len(received(inbox_log)) == before
+            home.version = 3  # alice active again, so that a delivery shows the way back
+            write_atomic(state / "sync.json", home.document())
+            assert drain(tmp_path / "relay.toml", "--undo").returncode == 0
+            wait_until(lambda: all(relay.get("/readyz").ok for _ in range(10)))
+            assert relay.send(relay_kit.message([card]), token, pki).status_code == 200
+            drain(tmp_path / "relay.toml")
+        # 5. A restart (an upgrade's) clears the flag.
+        assert draining.flag_path(relay.socket).exists()
+        with RelayProcess(pki, state, tmp_path) as relay:
+            wait_until(lambda: relay.get("/readyz").ok)
+            assert relay.send(relay_kit.message([card]), token, pki).status_code == 200
         log = relay.process.logs()
         assert '"event":"agent-started"' in log and '"event":"sync-failed"' in log
+
+
+def drain(conf: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dmr_appliance", "relay", "drain", "--config",
+                           str(conf), "--timeout", "20", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def refusals_by_problem(text: str) -> dict[str, float]:

@@ -65,6 +65,21 @@ def test_not_ready_without_a_document(state):
     assert (err.value.code, err.value.status) == ("not-ready", 503)
 
 
+def test_draining_while_the_flag_exists_then_serving_again(tmp_path, home, monkeypatch):
+    monkeypatch.setattr(trust, "RELOAD_INTERVAL", 0.0)
+    flag = tmp_path / "run" / "draining"
+    flag.parent.mkdir()
+    state = TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=0, drain_flag=flag)
+    write_atomic(state.path, home.document())
+    assert state.current().version == 1
+    flag.touch()
+    with pytest.raises(Unavailable) as err:
+        state.current()
+    assert (err.value.code, err.value.status) == ("draining", 503)
+    flag.unlink()
+    assert state.current().version == 1
+
+
 def test_a_new_file_replaces_the_snapshot_and_a_broken_one_does_not(state, home):
     write_atomic(state.path, home.document())
     assert state.current().version == 1

@@ -1,0 +1,76 @@
+"""Draining a relay before it stops (a rolling upgrade, a host's maintenance).
+
+While the flag file ``draining`` exists in the instance's runtime directory (beside
+gunicorn's socket), ``POST /v1/messages`` and ``/readyz`` answer 503 ``draining``: nothing
+is attempted, so the router passes the message to another relay at once
+(``proxy_next_upstream http_503``) and leaves this one out, and a Kubernetes readiness
+probe takes the pod out of its Service. Deliveries already admitted finish. ``dmr relay
+drain`` sets the flag and waits until no delivery is in flight; ``dmr relay serve``
+clears it, so a restarted (upgraded) relay takes messages again.
+
+Workers look for the flag when they look for a new sync document (``trust.py``, at most
+every ``RELOAD_INTERVAL``): no extra system call per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from dmr_appliance import metrics
+
+FLAG = "draining"
+IN_FLIGHT = "dmr_relay_deliveries_in_flight"
+
+
+def flag_path(socket: Path | str) -> Path:
+    return Path(socket).parent / FLAG
+
+
+def start(socket: Path | str) -> Path:
+    """Set the flag (idempotent); the path written."""
+    path = flag_path(socket)
+    path.touch(mode=0o644, exist_ok=True)
+    return path
+
+
+def stop(socket: Path | str) -> bool:
+    """Clear the flag; whether it was set."""
+    try:
+        flag_path(socket).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def in_flight(socket: Path | str) -> float:
+    """Deliveries in flight, summed over the live workers' metrics files (0 without any)."""
+    directory = metrics.directory(Path(socket))
+    if not directory.is_dir():
+        return 0.0
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    return sum(metrics.sample_values(registry.collect(), IN_FLIGHT, "").values())
+
+
+def wait_idle(socket: Path | str, timeout: float, *, settle: float,
+              on_wait: Callable[[float, float], None] | None = None) -> float | None:
+    """Wait ``settle`` seconds (every worker sees the flag), then until no delivery is in
+    flight; the seconds waited, or None when deliveries were still running at ``timeout``."""
+    began = time.monotonic()
+    time.sleep(settle)
+    while True:
+        with contextlib.suppress(OSError, ValueError):  # a file being written: read again
+            left = in_flight(socket)
+            if left <= 0:
+                return time.monotonic() - began
+            if on_wait is not None:
+                on_wait(left, time.monotonic() - began)
+        if time.monotonic() - began >= timeout:
+            return None
+        time.sleep(0.1)

@@ -2,13 +2,15 @@
 
 Used by the admin CLI and the sender SDK. ``base_url`` is where home's ``/v1`` lives:
 through the router that is ``https://ROUTER/v1/home`` (the router maps
-``/v1/home/<rest>`` to home's ``/v1/<rest>``). A refusal from home becomes the
-``DmrError`` its problem document describes; a network failure becomes ``Unavailable``.
+``/v1/home/<rest>`` to home's ``/v1/<rest>``). Given several (one per router), a call
+that cannot reach one (a refused or timed-out connection) goes to the next, and the
+client keeps to the one that answered. A refusal from home becomes the ``DmrError`` its
+problem document describes; a network failure everywhere becomes ``Unavailable``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,14 +24,24 @@ DEFAULT_TIMEOUT = 10.0
 
 
 class HomeClient:
-    def __init__(self, base_url: str, *, cert: Path | str, key: Path | str, ca: Path | str,
-                 timeout: float = DEFAULT_TIMEOUT, headers: Mapping[str, str] | None = None,
+    def __init__(self, base_url: str | Sequence[str], *, cert: Path | str, key: Path | str,
+                 ca: Path | str, timeout: float = DEFAULT_TIMEOUT,
+                 headers: Mapping[str, str] | None = None,
                  session: requests.Session | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("a HomeClient needs at least one base URL")
+        self.base_urls = [u.rstrip("/") for u in urls]
+        self._current = 0
         self.timeout = timeout
         # Given a session, the caller made it (mtls.session with the same certificate).
         self.session = session or mtls.session(ca, cert, key)
         self.session.headers.update(headers or {})
+
+    @property
+    def base_url(self) -> str:
+        """The base URL calls go to now (the last one that answered)."""
+        return self.base_urls[self._current]
 
     # -- participants (admin) ----------------------------------------------------------
 
@@ -115,15 +127,7 @@ class HomeClient:
 
     def _call(self, method: str, path: str, *, timeout: float | None = None,
               **kwargs: Any) -> Any:
-        url = f"{self.base_url}/{path}"
-        try:
-            resp = self.session.request(method, url, timeout=timeout or self.timeout,
-                                        **kwargs)
-        except requests.RequestException as exc:
-            raise Unavailable(f"home at {self.base_url} is unreachable: {exc}",
-                              code="home-unreachable") from exc
-        except OSError as exc:  # requests checks the certificate files only when it sends
-            raise DmrError(f"cannot use the TLS files: {exc}", code="tls-file-missing") from exc
+        resp = self._send(method, path, timeout or self.timeout, kwargs)
         if resp.status_code in (204, 304):
             return None
         if not resp.ok:
@@ -133,6 +137,34 @@ class HomeClient:
         except ValueError as exc:  # e.g. a proxy's HTML page: something in between is wrong
             raise Unavailable(f"home at {self.base_url} answered {resp.status_code} without"
                               " JSON", code="home-bad-answer") from exc
+
+
+    def _send(self, method: str, path: str, timeout: float,
+              kwargs: dict[str, Any]) -> requests.Response:
+        """The answer of the first base URL that gives one, from the current one on."""
+        errors = []
+        for step in range(len(self.base_urls)):
+            index = (self._current + step) % len(self.base_urls)
+            base = self.base_urls[index]
+            try:
+                resp = self.session.request(method, f"{base}/{path}", timeout=timeout,
+                                            **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                errors.append((base, exc))
+                continue  # nothing reached home through this one: try the next
+            except requests.RequestException as exc:
+                raise Unavailable(f"home at {base} is unreachable: {exc}",
+                                  code="home-unreachable") from exc
+            except OSError as exc:  # requests checks the certificate files only when it sends
+                raise DmrError(f"cannot use the TLS files: {exc}",
+                               code="tls-file-missing") from exc
+            self._current = index
+            return resp
+        if len(errors) == 1:
+            detail = f"home at {errors[0][0]} is unreachable: {errors[0][1]}"
+        else:
+            detail = "home is unreachable through " + "; ".join(f"{b} ({e})" for b, e in errors)
+        raise Unavailable(detail, code="home-unreachable")
 
 
 def _refusal(resp: requests.Response) -> DmrError:

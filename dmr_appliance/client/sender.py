@@ -82,8 +82,9 @@ class Sender:
         self.ttl = ttl
         self.timeout = timeout
         self._sessions = {r: _session(cert, key, ca, connections) for r in self.routers}
-        if not isinstance(home, HomeClient):  # default: home's API through the first router
-            home = HomeClient(home or f"{self.routers[0]}/v1/home", cert=cert, key=key, ca=ca,
+        if not isinstance(home, HomeClient):  # default: home's API through each router
+            home = HomeClient(home or [f"{r}/v1/home" for r in self.routers],
+                              cert=cert, key=key, ca=ca,
                               timeout=HOME_TIMEOUT, session=_session(cert, key, ca, connections))
         self.home = home
         self.tokens = TokenSource(home)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import falcon
 
-from dmr_appliance import web
+from dmr_appliance import logs, web
 from dmr_appliance.errors import AuthError, InvalidRequest
 from dmr_appliance.home import failures
 from dmr_appliance.home.access import ADMIN, PARTICIPANT, allow
@@ -13,6 +13,8 @@ from dmr_appliance.home.deps import HomeDeps
 
 STATUSES = ("open", "resolved")
 MAX_NOTE = 2000
+
+_log = logs.get_logger("dmr.home.failures")
 
 
 class Failures:
@@ -26,6 +28,10 @@ class Failures:
         if caller.kind == PARTICIPANT and report["from"] != caller.name:
             raise AuthError("a participant reports only messages it sent", code="not-sender")
         doc, created = failures.report(self.home.store, report, f"{caller.kind}:{caller.name}")
+        # A line naming the message: `dmr trace ID` finds home's part in its story.
+        logs.log_event(_log, "failure-reported", message_id=doc["message_id"],
+                       room=doc.get("room"), sender=doc.get("from"), first=created,
+                       by=f"{caller.kind}:{caller.name}")
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/v1/failures/{doc['message_id']}"
         resp.media = doc
@@ -59,6 +65,8 @@ class Failures:
         self._own(req, failures.get(self.home.store, mid))
         caller = req.context.caller
         resp.media = failures.resolve(self.home.store, mid, note, f"{caller.kind}:{caller.name}")
+        logs.log_event(_log, "failure-resolved", message_id=mid,
+                       by=f"{caller.kind}:{caller.name}")
 
     @staticmethod
     def _own(req: falcon.Request, failure: dict) -> dict:

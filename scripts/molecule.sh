@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Ansible roles' test suite: lint, one Molecule scenario per role, and the whole site
-# on one fresh container from inventories/local. Run as root on the test machine:
+# on one fresh container from inventories/local (and, with DMR_MOLECULE_SITE_VMS=1, the
+# seven-host scenario molecule/site). Run as root on the test machine:
 #
 #   bash scripts/molecule.sh [ROLE...]      e.g. bash scripts/molecule.sh dmr_router
 #
@@ -80,11 +81,31 @@ else
   run_site=0
 fi
 for role in "${roles[@]}"; do
-  if [ "$role" = site ]; then run_site=1; continue; fi
+  if [ "$role" = site ]; then run_site=1; continue; fi  # both site tests
   t=$(date +%s)
   (cd "roles/$role" && molecule test) >"$LOGS/$role.log" 2>&1
   record "$role" $? "$t"
 done
+
+# --- the whole site on seven hosts: faults, central logs, firewall, a rolling upgrade --------
+# (molecule/site at the root). upgrade.yml installs a rebuilt package of a higher version.
+# Not yet part of the default run (issue 12 is open): DMR_MOLECULE_SITE_VMS=1 runs it.
+if [ "$run_site" = 1 ] && [ "${DMR_MOLECULE_SITE_VMS:-0}" = 1 ]; then
+  t=$(date +%s)
+  upstream=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' dmr_appliance/__init__.py)
+  rm -rf "$OUT/deb-next"
+  if packaging/build-deb.sh --deb-only --version "$upstream+site1" --out "$OUT/deb-next" \
+      >"$LOGS/deb-next.log" 2>&1; then
+    DMR_MOLECULE_DEB_NEXT=$(ls "$OUT"/deb-next/dmr-appliance_*_all.deb | head -n 1)
+    export DMR_MOLECULE_DEB_NEXT
+    molecule test -s site >"$LOGS/site.log" 2>&1
+    rc=$?
+    grep -E '^site: ' "$LOGS/site.log" | sed 's/^/    /'
+    record site "$rc" "$t"
+  else
+    cat "$LOGS/deb-next.log"; record site 1 "$t"
+  fi
+fi
 
 # --- the whole site from inventories/local on one fresh container ----------------------------
 if [ "$run_site" = 1 ]; then

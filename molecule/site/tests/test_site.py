@@ -1,0 +1,384 @@
+"""The whole site converged by playbooks/site.yml, then the faults the design promises to
+survive, in this order (pytest keeps the file's order; each step leaves the site whole):
+
+1. a message sent through router 1 is delivered;
+2. relay 1 stopped: 50 messages through both routers, all delivered, none twice;
+3. router 1 stopped: the sender fails over to router 2, all delivered;
+4. a participant revoked at home is refused by every relay within 1 s;
+5. both relays' heartbeats at home; one relay stopped shows stale, then down;
+6. the log host holds the router's, a relay's and home's lines for one message, joined by
+   its request id (dmr trace on the log host's tree), and kept a minute's outage;
+7. the firewall: the recipient host cannot reach a relay's or home's port, a router can,
+   and a reload keeps an established connection;
+8. upgrade.yml to a rebuilt version while a sender keeps sending 10 messages/s: every
+   message delivered (reconciled by id at the recipient), every host on the new version.
+
+Each step prints one line "site: STEP: {figures}" (molecule verify runs pytest with -s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "tests" / "molecule"))
+import helpers  # noqa: E402
+
+PKI = "/etc/dmr-appliance/pki"
+ROUTERS = ["https://router-1:8443", "https://router-2:8443"]
+RECEIVED = "/var/lib/dmr-test-recipient/received.jsonl"
+ENDPOINT = "https://recipient:9443/inbox"
+FILES = Path(__file__).parent / "files"
+RELAY_UNITS = "dmr-relay.service dmr-relay-gate.service"
+
+
+def host(name: str):
+    import testinfra
+
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={helpers.INVENTORY}")
+
+
+def figures(step: str, **values) -> None:
+    print(f"\nsite: {step}: {json.dumps(values, sort_keys=True)}", flush=True)
+
+
+def ok(h, command: str, timeout: int = 120) -> str:
+    done = h.run(f"timeout {timeout} {command}")
+    assert done.rc == 0, f"{h.backend.host}: {command}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def put(h, path: str, text: str) -> None:
+    h.run(f"cat > {path} <<'DMR_EOF'\n{text}\nDMR_EOF")
+
+
+def admin(*args: str) -> str:
+    """dmr's admin CLI on router 1 (its admin certificate; home through its own nginx)."""
+    return ok(host("router-1"), "dmr " + " ".join(shlex.quote(a) for a in args))
+
+
+def send(*args: str, routers=ROUTERS, who: str = "alice") -> list[dict]:
+    """dmr send on the recipient host (the participants' host); one result per message."""
+    argv = ["dmr", "send", "--as", who, "--room", "lobby", "--to", "bob", "--json",
+            *[a for r in routers for a in ("--router", r)], *args]
+    done = host("recipient").run("timeout 300 " + " ".join(shlex.quote(a) for a in argv))
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert results, f"dmr send printed no result:\n{done.stdout}\n{done.stderr}"
+    return results
+
+
+def received() -> list[dict]:
+    text = host("recipient").file(RECEIVED).content_string
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def reconcile(ids: list[str]) -> dict:
+    """How the recipient saw these ids: processed once, twice, duplicates absorbed, missing."""
+    seen = received()
+    processed = Counter(r["id"] for r in seen if not r["duplicate"] and 200 <= r["status"] < 300)
+    absorbed = Counter(r["id"] for r in seen if r["duplicate"])
+    return {"sent": len(ids), "delivered": sum(1 for i in ids if processed[i] >= 1),
+            "processed_twice": sum(1 for i in ids if processed[i] > 1),
+            "duplicates_absorbed": sum(absorbed[i] for i in ids),
+            "missing": [i for i in ids if not processed[i]]}
+
+
+def batch(count: int, step: str) -> str:
+    path = f"/root/batch-{step}.jsonl"
+    put(host("recipient"), path, "\n".join(json.dumps({"payload": {"step": step, "n": n}})
+                                           for n in range(count)))
+    return path
+
+
+def wait_until(check, timeout: float, what: str, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        time.sleep(every)
+
+
+def relay_ready(name: str) -> bool:
+    return host(name).run(
+        "dmr relay probe /readyz --config /etc/dmr-appliance/relay.toml").rc == 0
+
+
+def instances() -> dict[str, dict]:
+    return {i["instance"]: i for i in json.loads(admin("instances", "--json"))}
+
+
+# --- 0. the site as converged ---------------------------------------------------------------
+
+
+def test_the_site_runs():
+    for name in ("relay-1", "relay-2"):
+        for unit in ("dmr-relay", "dmr-relay-gate", "rsyslog", "nftables"):
+            assert host(name).service(unit).is_running, f"{name}: {unit}"
+    for unit in ("dmr-home", "dmr-home-gate"):
+        assert host("home").service(unit).is_running
+    for name in ("router-1", "router-2"):
+        assert host(name).service("nginx").is_running
+    assert host("logs-1").socket("tcp://0.0.0.0:6514").is_listening
+    for pid in ("alice", "bob", "mallory"):
+        done = host("router-1").run(f"dmr participants add {pid} --endpoint {ENDPOINT} "
+                                    "--room lobby")
+        assert done.rc == 0 or "exists" in done.stdout + done.stderr, done.stderr
+    wait_until(lambda: relay_ready("relay-1") and relay_ready("relay-2"), 60, "relays ready")
+
+
+# --- 1. through router 1 ----------------------------------------------------------------------
+
+
+def test_a_message_through_router_1_is_delivered():
+    [result] = send("--data", '{"step": 1}', routers=ROUTERS[:1])
+    assert result["ok"], result
+    figures("1 router-1", **reconcile([result["id"]]), attempts=len(result["attempts"]))
+    assert reconcile([result["id"]])["delivered"] == 1
+
+
+# --- 2. a relay down --------------------------------------------------------------------------
+
+
+def test_relay_1_stopped_50_messages_all_delivered_none_twice():
+    relay = host("relay-1")
+    ok(relay, f"systemctl stop {RELAY_UNITS}")
+    try:
+        results = send("--batch", batch(50, "relay-down"), "--parallel", "4")
+    finally:
+        ok(relay, f"systemctl start {RELAY_UNITS}")
+    counts = reconcile([r["id"] for r in results])
+    relays = Counter(r["relay"] for r in received() if r["id"] in {x["id"] for x in results})
+    figures("2 relay-1 stopped", **counts, by_relay=dict(relays),
+            tries=sum(len(r["attempts"]) for r in results))
+    assert all(r["ok"] for r in results) and len(results) == 50
+    assert counts["delivered"] == 50 and counts["processed_twice"] == 0, counts
+    assert set(relays) == {"relay-2"}, relays
+    wait_until(lambda: relay_ready("relay-1"), 60, "relay-1 ready again")
+
+
+# --- 3. a router down -------------------------------------------------------------------------
+
+
+def test_router_1_stopped_the_sender_fails_over_to_router_2():
+    router = host("router-1")
+    ok(router, "systemctl stop nginx")
+    try:
+        results = send("--batch", batch(20, "router-down"), "--parallel", "4")
+    finally:
+        ok(router, "systemctl start nginx")
+    counts = reconcile([r["id"] for r in results])
+    targets = Counter(a["target"].split("/v1")[0] for r in results for a in r["attempts"])
+    figures("3 router-1 stopped", **counts, tries_by_router=dict(targets))
+    assert all(r["ok"] for r in results), [r for r in results if not r["ok"]][:2]
+    assert counts["delivered"] == 20 and counts["processed_twice"] == 0, counts
+    assert targets["https://router-2:8443"] >= 20, targets
+
+
+# --- 4. revocation ----------------------------------------------------------------------------
+
+
+def test_a_revoked_participant_is_refused_by_every_relay_within_1_s():
+    [before] = send("--data", '{"step": 4}', who="mallory")
+    assert before["ok"], before
+    versions = {n: json.loads(ok(host(n), "dmr relay probe /readyz --config "
+                                 "/etc/dmr-appliance/relay.toml").split(" ", 3)[3])
+                ["sync_version"] for n in ("relay-1", "relay-2")}
+    watch = (FILES / "watch_sync.py").read_text()
+    for name, version in versions.items():
+        relay = host(name)
+        put(relay, "/root/watch_sync.py", watch)
+        relay.run("rm -f /root/watch.out; systemctl reset-failed dmr-site-watch 2>/dev/null")
+        ok(relay, "systemd-run --unit dmr-site-watch --property StandardOutput=file:/root/"
+                  f"watch.out python3 /root/watch_sync.py {version}")
+    time.sleep(1)  # the watchers are polling
+    put(host("router-1"), "/root/revoke.py", (FILES / "revoke.py").read_text())
+    revoked_at = float(ok(host("router-1"), "python3 /root/revoke.py mallory").split()[-1])
+    seen = {}
+    for name in versions:
+        out = wait_until(lambda n=name: host(n).file("/root/watch.out").content_string.strip()
+                         if host(n).file("/root/watch.out").exists else "", 15,
+                         f"{name} saw the revocation")
+        seen[name] = round((float(out.split()[-1]) - revoked_at) * 1000)
+    refused = send("--batch", batch(10, "revoked"), "--parallel", "2", who="mallory")
+    statuses = Counter(a["status"] for r in refused for a in r["attempts"])
+    figures("4 revocation", ms_by_relay=seen, refused=sum(not r["ok"] for r in refused),
+            statuses=dict(statuses))
+    assert all(ms <= 1000 for ms in seen.values()), seen
+    assert not any(r["ok"] for r in refused) and set(statuses) == {403}, refused[:1]
+    assert all("revoked" in json.dumps(r).lower() for r in refused), refused[:1]
+
+
+# --- 5. heartbeats ----------------------------------------------------------------------------
+
+
+def test_heartbeats_at_home_and_a_stopped_relay_goes_stale_then_down():
+    known = wait_until(lambda: (lambda i: i if {"relay-1", "relay-2"} <= set(i) and all(
+        i[n]["health"] == "healthy" for n in ("relay-1", "relay-2")) else None)(instances()),
+        30, "both relays healthy at home")
+    relay = host("relay-2")
+    ok(relay, "systemctl stop dmr-relay.service")
+    stopped = time.monotonic()
+    try:
+        wait_until(lambda: instances()["relay-2"]["health"] == "stale", 30, "relay-2 stale",
+                   every=1)
+        stale_s = time.monotonic() - stopped
+        wait_until(lambda: instances()["relay-2"]["health"] == "down", 60, "relay-2 down",
+                   every=1)
+        down_s = time.monotonic() - stopped
+    finally:
+        ok(relay, f"systemctl start {RELAY_UNITS}")
+    figures("5 heartbeats", healthy=sorted(known), stale_after_s=round(stale_s, 1),
+            down_after_s=round(down_s, 1))
+    wait_until(lambda: instances()["relay-2"]["health"] == "healthy", 60, "relay-2 back")
+
+
+# --- 6. central logging -----------------------------------------------------------------------
+
+
+def test_the_log_host_holds_every_tiers_lines_for_a_failed_message_then_its_resend():
+    """A message that fails (its recipient is down) touches every tier: the routers and a
+    relay carry it, home records its failure report. The log host holds all their lines,
+    joined by request ids; once the recipient is back, --retry-failed delivers it."""
+    recipient, logs = host("recipient"), host("logs-1")
+    ok(recipient, "systemctl stop dmr-test-recipient")
+    try:
+        [failed] = send("--data", '{"step": 6}', "--attempts", "1")
+    finally:
+        ok(recipient, "systemctl start dmr-test-recipient")
+    assert not failed["ok"] and failed["reported"], failed
+    mid = failed["id"]
+
+    def traced():
+        out = logs.run(f"dmr trace {mid} --log-dir /var/log/dmr --json").stdout
+        lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+        hosts = {x["host"] for x in lines}
+        whole = "home" in hosts and any(h.startswith("router") for h in hosts) and any(
+            h.startswith("relay") for h in hosts)
+        return lines if whole else None
+
+    lines = wait_until(traced, 30, "the message's lines from every tier on the log host")
+    events = Counter(f"{x['host']}:{x['event']}" for x in lines)
+    request_ids = {x["line"].get("request_id") for x in lines} - {None}
+    assert any(e.startswith("home:failure-reported") for e in events), events
+    one = logs.run("head -c 2 /var/log/dmr/home/dmr-home.log").stdout
+    assert one.startswith("{"), "a line must be the JSON object, without a syslog prefix"
+
+    ok(recipient, "timeout 30 bash -c 'until (exec 3<>/dev/tcp/127.0.0.1/9443); do sleep 0.2;"
+                  " done'")
+    resent = send("--retry-failed", routers=ROUTERS)
+    mine = [r for r in resent if r["id"] == mid]
+    counts = reconcile([mid])
+    figures("6 central logging", lines=len(lines), events=dict(events),
+            request_ids=len(request_ids), resent=len(mine),
+            resolved=sum(r.get("resolved", False) for r in mine), **counts)
+    assert mine and mine[0]["ok"] and mine[0]["resolved"], resent
+    assert counts["delivered"] == 1 and counts["processed_twice"] == 0, counts
+
+
+def test_a_log_host_outage_of_a_minute_loses_nothing():
+    logs, relay = host("logs-1"), host("relay-1")
+    ok(logs, "systemctl stop rsyslog")
+    marks = [f"outage-{time.time_ns()}-{n}" for n in range(30)]
+    try:
+        for n, mark in enumerate(marks):  # lines from a dmr program, spread over the minute
+            relay.run(f"logger -t dmr-outage-test {mark}")
+            if n < len(marks) - 1:
+                time.sleep(2)
+    finally:
+        ok(logs, "systemctl start rsyslog")
+    path = "/var/log/dmr/relay-1/dmr-outage-test.log"
+    got = wait_until(lambda: (lambda t: t if all(m in t for m in marks) else None)(
+        logs.file(path).content_string if logs.file(path).exists else ""), 60,
+        "the backlog delivered")
+    figures("6 log host outage", outage_s=2 * (len(marks) - 1), lines=len(marks),
+            delivered=sum(m in got for m in marks))
+
+
+# --- 7. firewall ------------------------------------------------------------------------------
+
+
+def can_connect(h, target: str, port: int) -> bool:
+    return h.run(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{target}/{port}'").rc == 0
+
+
+def test_the_firewall_lets_only_the_site_through():
+    outside, router = host("recipient"), host("router-1")
+    found = {
+        "recipient->relay-1:8801": can_connect(outside, "relay-1", 8801),
+        "recipient->home:8700": can_connect(outside, "home", 8700),
+        "recipient->logs-1:6514": can_connect(outside, "logs-1", 6514),
+        "recipient->router-1:8443": can_connect(outside, "router-1", 8443),
+        "router-1->relay-1:8801": can_connect(router, "relay-1", 8801),
+        "router-1->home:8700": can_connect(router, "home", 8700),
+        "relay-1->home:8700": can_connect(host("relay-1"), "home", 8700),
+    }
+    figures("7 firewall", **found)
+    assert found == {
+        "recipient->relay-1:8801": False, "recipient->home:8700": False,
+        "recipient->logs-1:6514": False, "recipient->router-1:8443": True,
+        "router-1->relay-1:8801": True, "router-1->home:8700": True,
+        "relay-1->home:8700": True}
+
+
+def test_a_firewall_reload_keeps_an_established_connection():
+    router, relay = host("router-1"), host("relay-1")
+    # A plain request on the TLS port after a pause: nginx answers it (400) on the same
+    # connection only if the connection survived the reload in between.
+    router.run("rm -f /root/held.out; systemctl reset-failed dmr-site-held 2>/dev/null")
+    ok(router, "systemd-run --unit dmr-site-held --property StandardOutput=file:/root/held.out "
+               "bash -c \"exec 3<>/dev/tcp/relay-1/8801; sleep 4; printf 'GET / HTTP/1.0\\r\\n"
+               "\\r\\n' >&3; timeout 5 cat <&3\"")
+    time.sleep(1.5)
+    ok(relay, "systemctl reload nftables")
+    answer = wait_until(lambda: router.file("/root/held.out").content_string
+                        if router.file("/root/held.out").exists and "HTTP/" in
+                        router.file("/root/held.out").content_string else "", 15,
+                        "an answer on the held connection")
+    figures("7 firewall reload", answer=answer.splitlines()[0])
+    assert answer.startswith("HTTP/1.1 400")
+
+
+# --- 8. rolling upgrade -----------------------------------------------------------------------
+
+
+def test_a_rolling_upgrade_under_load_loses_no_message():
+    deb = os.environ.get("DMR_MOLECULE_DEB_NEXT")
+    assert deb and Path(deb).is_file(), "DMR_MOLECULE_DEB_NEXT: the rebuilt .deb to upgrade to"
+    version = Path(deb).name.split("_")[1]
+    sender = host("recipient")
+    put(sender, "/root/load.py", (FILES / "load.py").read_text())
+    sender.run("rm -f /root/load.jsonl /root/load.stop; systemctl reset-failed dmr-site-load "
+               "2>/dev/null")
+    ok(sender, "systemd-run --unit dmr-site-load python3 /root/load.py --rate 10 "
+               f"--out /root/load.jsonl --stop /root/load.stop {' '.join(ROUTERS)}")
+    time.sleep(3)
+    began = time.monotonic()
+    upgrade = helpers.playbook(playbook=ROOT / "playbooks/upgrade.yml",
+                               extra_vars={"dmr_package_deb": deb}, timeout=1200)
+    took = time.monotonic() - began
+    time.sleep(3)
+    ok(sender, "touch /root/load.stop")
+    wait_until(lambda: sender.service("dmr-site-load").is_running is False, 120,
+               "the sender finished")
+    assert upgrade.returncode == 0, helpers.tail(upgrade, 120)
+    results = [json.loads(x) for x in sender.file("/root/load.jsonl").content_string.splitlines()
+               if x.strip()]
+    counts = reconcile([r["id"] for r in results])
+    failed = [r for r in results if not r["ok"]]
+    versions = {n: host(n).run("dmr --version").stdout.split()[-1]
+                for n in ("home", "relay-1", "relay-2", "router-1", "router-2", "logs-1")}
+    figures("8 rolling upgrade", **{k: v for k, v in counts.items() if k != "missing"},
+            failed=len(failed), unaccounted=len(counts["missing"]),
+            upgrade_s=round(took, 1), version=version, hosts=versions)
+    assert len(results) >= 10 * took * 0.5, f"the sender sent too little: {len(results)}"
+    assert not failed and not counts["missing"] and counts["processed_twice"] == 0, (
+        failed[:2], counts)
+    assert set(versions.values()) == {version}, versions

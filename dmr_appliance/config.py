@@ -8,7 +8,6 @@ table. ``DMR_<KEY>`` overrides a top-level key and ``DMR_<TABLE>_<KEY>`` a key o
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import tomllib
 import typing
@@ -17,7 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dmr_appliance import ids
+from dmr_appliance.config_checks import (
+    bind_address,
+    https_url,
+    https_urls,
+    instance_name,
+    level_name,
+    networks,
+    optional_bind,
+    port,
+    positive,
+    request_rate,
+    socket_path,
+    upstreams,
+)
 from dmr_appliance.envelope import DEFAULT_MAX_MESSAGE_BYTES
 from dmr_appliance.errors import ConfigError
 
@@ -34,72 +46,6 @@ def setting(default: Any, check: Check | None = None, help: str = "") -> Any:
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
-
-
-# --- checks: each returns a message saying what is allowed -----------------------------
-
-def positive(value: Any) -> str | None:
-    return None if value > 0 else "must be greater than 0"
-
-
-def port(value: Any) -> str | None:
-    return None if 1 <= value <= 65535 else "must be a TCP port, 1-65535"
-
-
-def bind_address(value: Any) -> str | None:
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        return "must be HOST:PORT, e.g. 127.0.0.1:8700 or [::1]:8700"
-    return None
-
-
-def https_url(value: Any) -> str | None:
-    return None if ids.is_https_url(value) else "must be an https:// URL"
-
-
-def networks(value: Any) -> str | None:
-    for item in value:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            return f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8, ::1)"
-    return None
-
-
-def upstreams(value: Any) -> str | None:
-    if not value:
-        return "must list at least one HOST:PORT"
-    for item in value:
-        if bind_address(item):
-            return f"{item!r} is not HOST:PORT"
-    return None
-
-
-def level_name(value: Any) -> str | None:
-    allowed = ("debug", "info", "warning", "error")
-    return None if value in allowed else f"must be one of {', '.join(allowed)}"
-
-
-def instance_name(value: Any) -> str | None:
-    return None if ids.is_participant_id(value) else ids.PARTICIPANT_ID_RULE
-
-
-def request_rate(value: Any) -> str | None:
-    number, _, unit = value.partition("r/")
-    if not number.isdigit() or int(number) < 1 or unit not in ("s", "m"):
-        return "must be like 20r/s or 600r/m"
-    return None
-
-
-def optional_bind(value: Any) -> str | None:
-    return None if value == "" else bind_address(value)
-
-
-def socket_path(value: Any) -> str | None:
-    # sun_path holds 108 bytes on Linux, the terminating NUL included.
-    if not value.is_absolute() or len(str(value).encode()) > 100:
-        return "must be an absolute path of at most 100 bytes (a unix socket)"
-    return None
 
 
 LOOPBACK = ["127.0.0.1/32", "::1/128"]
@@ -222,6 +168,9 @@ class RelayConfig:
     threads: int = setting(16, positive, "threads per worker")
     home_url: str = setting("https://127.0.0.1:8443/v1/home", https_url,
                             "home API base URL, through the router")
+    home_failover: list[str] = setting([], https_urls,
+                                       "more home API URLs (other routers), tried in turn "
+                                       "when the one in use cannot be reached")
     issuer: str = setting("dmr-home", help="expected iss of tokens and cards")
     state_dir: Path = setting(Path("/var/lib/dmr-relay"), help="last good sync document")
     log_level: str = setting("info", level_name)
@@ -446,7 +395,6 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
         rows.append((prefix + f.name, default, f.metadata.get("help", "")))
     return rows
-
 
 
 def defaults_toml(cls: type, title: str) -> str:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Ansible roles' test suite: lint, one Molecule scenario per role, and the whole site
-# on one fresh container from inventories/local (and, with DMR_MOLECULE_SITE_VMS=1, the
-# seven-host scenario molecule/site). Run as root on the test machine:
+# on seven hosts (molecule/site: faults, central logs, firewall, a rolling upgrade) and on
+# one fresh container from inventories/local. Run as root on the test machine:
 #
 #   bash scripts/molecule.sh [ROLE...]      e.g. bash scripts/molecule.sh dmr_router
 #
@@ -89,8 +89,7 @@ done
 
 # --- the whole site on seven hosts: faults, central logs, firewall, a rolling upgrade --------
 # (molecule/site at the root). upgrade.yml installs a rebuilt package of a higher version.
-# Not yet part of the default run (issue 12 is open): DMR_MOLECULE_SITE_VMS=1 runs it.
-if [ "$run_site" = 1 ] && [ "${DMR_MOLECULE_SITE_VMS:-0}" = 1 ]; then
+if [ "$run_site" = 1 ]; then
   t=$(date +%s)
   upstream=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' dmr_appliance/__init__.py)
   rm -rf "$OUT/deb-next"
@@ -110,7 +109,7 @@ fi
 # --- the whole site from inventories/local on one fresh container ----------------------------
 if [ "$run_site" = 1 ]; then
   t=$(date +%s)
-  pytest -p no:cacheprovider tests/molecule/site_local.py >"$LOGS/site.log" 2>&1
+  pytest -p no:cacheprovider tests/molecule/site_local.py >"$LOGS/site-local.log" 2>&1
   record site-local $? "$t"
 fi
 

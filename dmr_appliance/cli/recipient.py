@@ -6,7 +6,7 @@ import argparse
 import signal
 from pathlib import Path
 
-from dmr_appliance.config import bind_address
+from dmr_appliance.config_checks import bind_address
 from dmr_appliance.local import recipient
 
 

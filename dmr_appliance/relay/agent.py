@@ -5,7 +5,9 @@ If-None-Match) and writes each new, valid document atomically to
 ``state_dir/sync.json``, which every worker picks up within ``trust.RELOAD_INTERVAL``.
 Every ``heartbeat_interval`` it reports to home (``POST {home_url}/heartbeats``) with
 the instance's counters. Home being down only delays both: workers keep serving on the
-saved document. Both calls go through the router with the relay's certificate.
+saved document. Both calls go through a router with the relay's certificate; a call that
+fails goes at once to the next of ``home_url`` and ``home_failover`` (other routers), and
+the agent backs off only when every one of them failed.
 
 A process rather than a thread in the master: the master forks workers, and a thread
 holding a lock at that moment would leave the child with it held.
@@ -21,10 +23,11 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 
@@ -39,6 +42,7 @@ BACKOFF_MAX = 15.0  # seconds between attempts while home is unreachable
 HOME_TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
 
 _log = logs.get_logger("dmr.relay.agent")
+T = TypeVar("T")
 
 
 class HomeError(Exception):
@@ -49,22 +53,51 @@ class Agent:
     def __init__(self, cfg: RelayConfig, meters: RelayMetrics) -> None:
         self.cfg = cfg
         self.meters = meters
-        self.home = cfg.home_url.rstrip("/")
+        self.homes = [url.rstrip("/") for url in (cfg.home_url, *cfg.home_failover)]
+        self.current = 0  # index in homes of the URL that answered last
+        # Two connections per router: the sync long poll and a heartbeat run at once.
         self.http = urllib3.PoolManager(ssl_context=tls_context(cfg.tls),
-                                        cert_reqs="CERT_REQUIRED")
+                                        cert_reqs="CERT_REQUIRED", maxsize=2)
         self.path = Path(cfg.state_dir) / SYNC_FILE
         self.version = saved_version(self.path)
         self.etag: str | None = None
         self.confirmed_at: float | None = None
         self.stopping = threading.Event()
 
+    @property
+    def home(self) -> str:
+        return self.homes[self.current]
+
+    def on_any_home(self, call: Callable[[str], T], what: str) -> T:
+        """``call(base_url)`` from the URL in use on, next one at once on failure; the
+        last error when all failed. The URL that answered is the one used next time."""
+        error: Exception | None = None
+        for step in range(len(self.homes)):
+            index = (self.current + step) % len(self.homes)
+            try:
+                result = call(self.homes[index])
+            except Exception as exc:
+                error = exc
+                if len(self.homes) > 1:
+                    logs.log_event(_log, "home-failover", logging.WARNING, call=what,
+                                   home=self.homes[index], error=describe(exc),
+                                   next=self.homes[(index + 1) % len(self.homes)])
+                continue
+            self.current = index
+            return result
+        assert error is not None
+        raise error
+
     # --- sync ----------------------------------------------------------------------------
 
     def poll_once(self) -> bool:
-        """One long poll; True when a new document was saved."""
+        """One long poll (on any home URL); True when a new document was saved."""
+        return self.on_any_home(self.poll, "sync")
+
+    def poll(self, home: str) -> bool:
         wait = self.cfg.sync.poll_wait
         response = self.http.request(
-            "GET", f"{self.home}/sync?wait={wait}",
+            "GET", f"{home}/sync?wait={wait}",
             headers={"If-None-Match": self.etag} if self.etag else {},
             timeout=urllib3.Timeout(connect=HOME_TIMEOUT.connect_timeout,
                                     read=wait + POLL_MARGIN),
@@ -106,12 +139,17 @@ class Agent:
                 failures += 1
                 delay = min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1)  # noqa: S311
                 logs.log_event(_log, "sync-failed", logging.WARNING, error=describe(exc),
-                               attempt=failures, retry_in=round(delay, 1))
+                               homes=len(self.homes), attempt=failures,
+                               retry_in=round(delay, 1))
                 self.stopping.wait(delay)
 
     # --- heartbeats ----------------------------------------------------------------------
 
     def heartbeat(self) -> dict[str, Any]:
+        """Report to home (on any home URL); the beat sent."""
+        return self.on_any_home(self.beat, "heartbeat")
+
+    def beat(self, home: str) -> dict[str, Any]:
         beat = {  # the shape home/instances.py accepts
             "instance": self.cfg.instance,
             "address": self.cfg.advertise or self.cfg.bind,
@@ -122,7 +160,7 @@ class Agent:
         if self.confirmed_at is not None:
             beat["sync_age"] = round(max(0.0, time.time() - self.confirmed_at), 1)
         response = self.http.request(
-            "POST", f"{self.home}/heartbeats", body=json.dumps(beat).encode(),
+            "POST", f"{home}/heartbeats", body=json.dumps(beat).encode(),
             headers={"Content-Type": "application/json"}, timeout=HOME_TIMEOUT,
             retries=False, redirect=False,
         )
@@ -147,7 +185,7 @@ class Agent:
                    for fn in (self.sync_forever, self.heartbeat_forever)]
         for thread in threads:
             thread.start()
-        logs.log_event(_log, "agent-started", sync_version=self.version, home=self.home)
+        logs.log_event(_log, "agent-started", sync_version=self.version, homes=self.homes)
         while not self.stopping.wait(1.0):
             if os.getppid() != parent_pid:  # the master died without stopping us
                 self.stopping.set()

@@ -11,7 +11,9 @@ import threading
 import time
 
 import pytest
+import urllib3
 
+from dmr_appliance.local.processes import free_port
 from dmr_appliance.relay.agent import Agent
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot
@@ -71,3 +73,30 @@ def test_agent_syncs_and_beats_against_home(pki, tmp_path):
         confirmed = meters.registry.get_sample_value(
             "dmr_relay_sync_confirmed_timestamp_seconds")
         assert time.time() - 5 < confirmed <= time.time()
+
+
+def test_agent_fails_over_to_the_next_home_url_at_once(pki, tmp_path):
+    # home_url names a router that is down (nothing listens): the same poll and the same
+    # heartbeat go on to home_failover without waiting for a backoff, and stay there.
+    dead = f"https://127.0.0.1:{free_port()}/v1/home"
+    with running_home(tmp_path / "home", pki, workers=1) as home:
+        admin = router_session(pki, forwarded(pki, "admin", "admin"))
+        cfg = relay_config(pki, tmp_path / "relay", home_url=dead,
+                           home_failover=[f"{home.url}/v1"])
+        cfg = dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, poll_wait=1))
+        agent = Agent(cfg, RelayMetrics())
+
+        started = time.monotonic()
+        assert agent.poll_once() is True
+        assert agent.home == f"{home.url}/v1"
+        agent.heartbeat()
+        assert time.monotonic() - started < 3  # one refused connect, no backoff sleep
+        [instance] = admin.get(f"{home.url}/v1/instances", timeout=5).json()["instances"]
+        assert instance["sync_version"] == agent.version
+
+    # home is gone now: both URLs fail, the last error is raised, and the agent keeps
+    # the URL that answered last as the first to try.
+    with pytest.raises(urllib3.exceptions.HTTPError):
+        agent.poll_once()
+    assert agent.current == 1
+

@@ -107,3 +107,10 @@ def test_router_body_limit_comes_from_the_envelope_default() -> None:
 
     assert RouterConfig().limits.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES
     assert RelayConfig().limits.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES
+
+
+def test_home_failover_urls_must_be_https():
+    with pytest.raises(ConfigError, match=r"'http://r2/v1/home' is not an https:// URL"):
+        config.load(RelayConfig, environ={"DMR_HOME_FAILOVER": "https://r1/v1/home, http://r2/v1/home"})
+    cfg = config.load(RelayConfig, environ={"DMR_HOME_FAILOVER": "https://r1/v1/home,https://r2/v1/home"})
+    assert cfg.home_failover == ["https://r1/v1/home", "https://r2/v1/home"]

@@ -39,6 +39,7 @@ def test_config_from_variables_and_valid(host):
     text = f.content_string
     assert 'instance = "relay-1"' in text
     assert 'home_url = "https://router.invalid:8443/v1/home"' in text
+    assert 'home_failover = ["https://router-2.invalid:8443/v1/home"]' in text
     assert f'cert = "{PKI}/relay/relay-1.pem"' in text
     assert host.run(f"dmr config check relay {CONFIG}").rc == 0
 

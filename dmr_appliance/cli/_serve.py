@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 
 from dmr_appliance import config, metrics, serving
-from dmr_appliance.relay import draining
 
 
 def register_serve(sub: argparse._SubParsersAction, kind: str, *, help_text: str,
@@ -50,8 +49,6 @@ def run_serve(args: argparse.Namespace) -> int:
     service: serving.AppService = args.service
     settings = config.load(service.settings, args.config)  # fail here, not in every worker
     env = metrics.prepare_directory(metrics.directory(settings.gate.socket))
-    if service.kind == "relay" and draining.stop(settings.gate.socket):
-        print("relay: cleared the drain flag of the previous run")
     serving.exec_gunicorn(serving.service_argv(service, settings), config_path=args.config,
                           env=env)
     return 0  # not reached: gunicorn replaced this process

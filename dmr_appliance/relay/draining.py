@@ -5,8 +5,9 @@ gunicorn's socket), ``POST /v1/messages`` and ``/readyz`` answer 503 ``draining`
 is attempted, so the router passes the message to another relay at once
 (``proxy_next_upstream http_503``) and leaves this one out, and a Kubernetes readiness
 probe takes the pod out of its Service. Deliveries already admitted finish. ``dmr relay
-drain`` sets the flag and waits until no delivery is in flight; ``dmr relay serve``
-clears it, so a restarted (upgraded) relay takes messages again.
+drain`` sets the flag and waits until no delivery is in flight; the gunicorn master
+clears it when it starts (``relay/gunicorn_conf.py``), so a restarted (upgraded) relay
+takes messages again.
 
 Workers look for the flag when they look for a new sync document (``trust.py``, at most
 every ``RELOAD_INTERVAL``): no extra system call per request.

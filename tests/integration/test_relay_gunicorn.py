@@ -143,13 +143,14 @@ def test_readiness_saved_document_and_live_updates(pki, tmp_path):
             wait_until(lambda: all(relay.get("/readyz").ok for _ in range(10)))
             assert relay.send(relay_kit.message([card]), token, pki).status_code == 200
             drain(tmp_path / "relay.toml")
-        # 5. A restart (an upgrade's) clears the flag.
+        # 5. A restart (an upgrade's) clears the flag: the new master does, as it starts.
         assert draining.flag_path(relay.socket).exists()
         with RelayProcess(pki, state, tmp_path) as relay:
             wait_until(lambda: relay.get("/readyz").ok)
             assert relay.send(relay_kit.message([card]), token, pki).status_code == 200
         log = relay.process.logs()
         assert '"event":"agent-started"' in log and '"event":"sync-failed"' in log
+        assert '"msg":"drain-cleared: ' in log
 
 
 def drain(conf: Path, *args: str) -> subprocess.CompletedProcess:

@@ -52,6 +52,20 @@ fi
 "$VENV/bin/pip" install -q --disable-pip-version-check ansible molecule 'molecule-plugins[docker]' \
   pytest-testinfra ansible-lint yamllint -e "$ROOT" >"$LOGS/venv.log" 2>&1 \
   || { cat "$LOGS/venv.log"; failed=1; failures+=(venv); finish; }
+# Run by its full path (.venv-ansible/bin/ansible-lint), ansible-lint finds its bin/ off
+# PATH, puts it there itself and warns "PATH altered": its entry point puts it there first,
+# as activating the virtualenv would. (pip writes the entry point again on an upgrade.)
+cat >"$VENV/bin/ansible-lint" <<EOF
+#!$VENV/bin/python3
+# Written by scripts/molecule.sh: ansible-lint with this virtualenv's bin/ first on PATH.
+import os
+import sys
+
+os.environ["PATH"] = os.pathsep.join(["$VENV/bin", os.environ.get("PATH", "")])
+from ansiblelint.__main__ import _run_cli_entrypoint
+
+sys.exit(_run_cli_entrypoint())
+EOF
 export PATH="$VENV/bin:$PATH"
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE=1 ANSIBLE_FORCE_COLOR=false PY_COLORS=0 NO_COLOR=1
 

@@ -19,6 +19,7 @@ import requests
 
 from dmr_appliance.client import mtls
 from dmr_appliance.errors import PROBLEM_BASE, DmrError, Unavailable
+from dmr_appliance.failover import Failover
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -28,11 +29,7 @@ class HomeClient:
                  ca: Path | str, timeout: float = DEFAULT_TIMEOUT,
                  headers: Mapping[str, str] | None = None,
                  session: requests.Session | None = None) -> None:
-        urls = [base_url] if isinstance(base_url, str) else list(base_url)
-        if not urls:
-            raise ValueError("a HomeClient needs at least one base URL")
-        self.base_urls = [u.rstrip("/") for u in urls]
-        self._current = 0
+        self.failover = Failover([base_url] if isinstance(base_url, str) else base_url)
         self.timeout = timeout
         # Given a session, the caller made it (mtls.session with the same certificate).
         self.session = session or mtls.session(ca, cert, key)
@@ -41,7 +38,7 @@ class HomeClient:
     @property
     def base_url(self) -> str:
         """The base URL calls go to now (the last one that answered)."""
-        return self.base_urls[self._current]
+        return self.failover.current
 
     # -- participants (admin) ----------------------------------------------------------
 
@@ -138,33 +135,28 @@ class HomeClient:
             raise Unavailable(f"home at {self.base_url} answered {resp.status_code} without"
                               " JSON", code="home-bad-answer") from exc
 
-
     def _send(self, method: str, path: str, timeout: float,
               kwargs: dict[str, Any]) -> requests.Response:
         """The answer of the first base URL that gives one, from the current one on."""
-        errors = []
-        for step in range(len(self.base_urls)):
-            index = (self._current + step) % len(self.base_urls)
-            base = self.base_urls[index]
-            try:
-                resp = self.session.request(method, f"{base}/{path}", timeout=timeout,
-                                            **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                errors.append((base, exc))
-                continue  # nothing reached home through this one: try the next
-            except requests.RequestException as exc:
-                raise Unavailable(f"home at {base} is unreachable: {exc}",
-                                  code="home-unreachable") from exc
-            except OSError as exc:  # requests checks the certificate files only when it sends
-                raise DmrError(f"cannot use the TLS files: {exc}",
-                               code="tls-file-missing") from exc
-            self._current = index
-            return resp
-        if len(errors) == 1:
-            detail = f"home at {errors[0][0]} is unreachable: {errors[0][1]}"
-        else:
-            detail = "home is unreachable through " + "; ".join(f"{b} ({e})" for b, e in errors)
-        raise Unavailable(detail, code="home-unreachable")
+        tried: list[tuple[str, Exception]] = []
+
+        def passes_on(base: str, exc: Exception) -> bool:
+            tried.append((base, exc))  # a connection that never reached home: the next
+            return isinstance(exc, requests.ConnectionError | requests.Timeout)
+
+        def request(base: str) -> requests.Response:
+            return self.session.request(method, f"{base}/{path}", timeout=timeout, **kwargs)
+
+        try:
+            return self.failover.call(request, passes_on)
+        except requests.RequestException as exc:
+            if len(tried) == 1:
+                detail = f"home at {tried[0][0]} is unreachable: {tried[0][1]}"
+            else:
+                detail = "home is unreachable through " + "; ".join(f"{b} ({e})" for b, e in tried)
+            raise Unavailable(detail, code="home-unreachable") from exc
+        except OSError as exc:  # requests checks the certificate files only when it sends
+            raise DmrError(f"cannot use the TLS files: {exc}", code="tls-file-missing") from exc
 
 
 def _refusal(resp: requests.Response) -> DmrError:

@@ -33,6 +33,7 @@ import urllib3
 
 from dmr_appliance import __version__, files, logs
 from dmr_appliance.config import RelayConfig
+from dmr_appliance.failover import Failover
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.outbound import describe, tls_context
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot, SyncDocumentError
@@ -53,8 +54,7 @@ class Agent:
     def __init__(self, cfg: RelayConfig, meters: RelayMetrics) -> None:
         self.cfg = cfg
         self.meters = meters
-        self.homes = [url.rstrip("/") for url in (cfg.home_url, *cfg.home_failover)]
-        self.current = 0  # index in homes of the URL that answered last
+        self.homes = Failover([cfg.home_url, *cfg.home_failover])
         # Two connections per router: the sync long poll and a heartbeat run at once.
         self.http = urllib3.PoolManager(ssl_context=tls_context(cfg.tls),
                                         cert_reqs="CERT_REQUIRED", maxsize=2)
@@ -66,27 +66,16 @@ class Agent:
 
     @property
     def home(self) -> str:
-        return self.homes[self.current]
+        return self.homes.current
 
     def on_any_home(self, call: Callable[[str], T], what: str) -> T:
-        """``call(base_url)`` from the URL in use on, next one at once on failure; the
-        last error when all failed. The URL that answered is the one used next time."""
-        error: Exception | None = None
-        for step in range(len(self.homes)):
-            index = (self.current + step) % len(self.homes)
-            try:
-                result = call(self.homes[index])
-            except Exception as exc:
-                error = exc
-                if len(self.homes) > 1:
-                    logs.log_event(_log, "home-failover", logging.WARNING, call=what,
-                                   home=self.homes[index], error=describe(exc),
-                                   next=self.homes[(index + 1) % len(self.homes)])
-                continue
-            self.current = index
-            return result
-        assert error is not None
-        raise error
+        """``call(base_url)`` on home's URLs, the next one at once when one fails."""
+        def passes_on(url: str, exc: Exception) -> bool:
+            if len(self.homes.urls) > 1:
+                logs.log_event(_log, "home-failover", logging.WARNING, call=what, home=url,
+                               error=describe(exc))
+            return True  # any failure: a router down, or home unreachable from it
+        return self.homes.call(call, passes_on)
 
     # --- sync ----------------------------------------------------------------------------
 
@@ -139,7 +128,7 @@ class Agent:
                 failures += 1
                 delay = min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1)  # noqa: S311
                 logs.log_event(_log, "sync-failed", logging.WARNING, error=describe(exc),
-                               homes=len(self.homes), attempt=failures,
+                               homes=len(self.homes.urls), attempt=failures,
                                retry_in=round(delay, 1))
                 self.stopping.wait(delay)
 
@@ -185,7 +174,7 @@ class Agent:
                    for fn in (self.sync_forever, self.heartbeat_forever)]
         for thread in threads:
             thread.start()
-        logs.log_event(_log, "agent-started", sync_version=self.version, homes=self.homes)
+        logs.log_event(_log, "agent-started", sync_version=self.version, homes=self.homes.urls)
         while not self.stopping.wait(1.0):
             if os.getppid() != parent_pid:  # the master died without stopping us
                 self.stopping.set()

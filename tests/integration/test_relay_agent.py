@@ -98,5 +98,5 @@ def test_agent_fails_over_to_the_next_home_url_at_once(pki, tmp_path):
     # the URL that answered last as the first to try.
     with pytest.raises(urllib3.exceptions.HTTPError):
         agent.poll_once()
-    assert agent.current == 1
+    assert agent.homes.index == 1
 

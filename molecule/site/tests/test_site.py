@@ -59,6 +59,24 @@ def put(h, path: str, text: str) -> None:
     h.run(f"cat > {path} <<'DMR_EOF'\n{text}\nDMR_EOF")
 
 
+def put_file(h, name: str) -> str:
+    """tests/files/NAME copied to the host's /root; its path there."""
+    put(h, f"/root/{name}", (FILES / name).read_text())
+    return f"/root/{name}"
+
+
+def start_unit(h, unit: str, command: str, *, clean: str, stdout: str = "") -> None:
+    """COMMAND as the transient unit dmr-site-UNIT (it outlives this docker exec), after
+    removing CLEAN, the files of its last run; its output in STDOUT when given."""
+    h.run(f"rm -f {clean}; systemctl reset-failed dmr-site-{unit} 2>/dev/null")
+    to_file = f"--property StandardOutput=file:{stdout} " if stdout else ""
+    ok(h, f"systemd-run --unit dmr-site-{unit} {to_file}{command}")
+
+
+def wait_unit_done(h, unit: str, what: str, timeout: float = 120) -> None:
+    wait_until(lambda: h.service(f"dmr-site-{unit}").is_running is False, timeout, what)
+
+
 def admin(*args: str) -> str:
     """dmr's admin CLI on router 1 (its admin certificate; home through its own nginx)."""
     return ok(host("router-1"), "dmr " + " ".join(shlex.quote(a) for a in args))
@@ -190,11 +208,10 @@ def test_a_revoked_participant_is_refused_by_every_relay_within_1_s():
     # mallory's sender holds a token and bob's card from before: what it sends afterwards
     # reaches the relays, which alone can refuse it (a new sender is refused by home).
     sender = host("recipient")
-    put(sender, "/root/stale_sender.py", (FILES / "stale_sender.py").read_text())
-    sender.run("rm -f /root/stale.ready /root/stale.go /root/stale.jsonl; "
-               "systemctl reset-failed dmr-site-stale 2>/dev/null")
-    ok(sender, "systemd-run --unit dmr-site-stale python3 /root/stale_sender.py 20 "
-               f"/root/stale.ready /root/stale.go /root/stale.jsonl {' '.join(ROUTERS)}")
+    script = put_file(sender, "stale_sender.py")
+    start_unit(sender, "stale", f"python3 {script} 20 /root/stale.ready /root/stale.go "
+               f"/root/stale.jsonl {' '.join(ROUTERS)}",
+               clean="/root/stale.ready /root/stale.go /root/stale.jsonl")
     before = json.loads(wait_until(lambda: sender.file("/root/stale.ready").exists
                                    and sender.file("/root/stale.ready").content_string, 60,
                                    "mallory's first message"))
@@ -202,16 +219,13 @@ def test_a_revoked_participant_is_refused_by_every_relay_within_1_s():
     versions = {n: json.loads(ok(host(n), "dmr relay probe /readyz --config "
                                  "/etc/dmr-appliance/relay.toml").split(" ", 3)[3])
                 ["sync_version"] for n in RELAYS}
-    watch = (FILES / "watch_sync.py").read_text()
     for name, version in versions.items():
         relay = host(name)
-        put(relay, "/root/watch_sync.py", watch)
-        relay.run("rm -f /root/watch.out; systemctl reset-failed dmr-site-watch 2>/dev/null")
-        ok(relay, "systemd-run --unit dmr-site-watch --property StandardOutput=file:/root/"
-                  f"watch.out python3 /root/watch_sync.py {version}")
+        start_unit(relay, "watch", f"python3 {put_file(relay, 'watch_sync.py')} {version}",
+                   clean="/root/watch.out", stdout="/root/watch.out")
     time.sleep(1)  # the watchers are polling
-    put(host("router-1"), "/root/revoke.py", (FILES / "revoke.py").read_text())
-    revoked_at = float(ok(host("router-1"), "python3 /root/revoke.py mallory").split()[-1])
+    revoke = put_file(host("router-1"), "revoke.py")
+    revoked_at = float(ok(host("router-1"), f"python3 {revoke} mallory").split()[-1])
     seen = {}
     for name in versions:
         out = wait_until(lambda n=name: host(n).file("/root/watch.out").content_string.strip()
@@ -219,8 +233,7 @@ def test_a_revoked_participant_is_refused_by_every_relay_within_1_s():
                          f"{name} saw the revocation")
         seen[name] = round((float(out.split()[-1]) - revoked_at) * 1000)
     ok(sender, "touch /root/stale.go")
-    wait_until(lambda: sender.service("dmr-site-stale").is_running is False, 120,
-               "mallory's sender finished")
+    wait_unit_done(sender, "stale", "mallory's sender finished")
     refused = [json.loads(x) for x in sender.file("/root/stale.jsonl").content_string
                .splitlines() if x.strip()]
     statuses = Counter(a["status"] for r in refused for a in r["attempts"])
@@ -358,10 +371,9 @@ def test_a_firewall_reload_keeps_an_established_connection():
     router, relay = host("router-1"), host("relay-1")
     # A plain request on the TLS port after a pause: nginx answers it (400) on the same
     # connection only if the connection survived the reload in between.
-    router.run("rm -f /root/held.out; systemctl reset-failed dmr-site-held 2>/dev/null")
-    ok(router, "systemd-run --unit dmr-site-held --property StandardOutput=file:/root/held.out "
-               "bash -c \"exec 3<>/dev/tcp/relay-1/8801; sleep 4; printf 'GET / HTTP/1.0\\r\\n"
-               "\\r\\n' >&3; timeout 5 cat <&3\"")
+    start_unit(router, "held", "bash -c \"exec 3<>/dev/tcp/relay-1/8801; sleep 4; printf "
+               "'GET / HTTP/1.0\\r\\n\\r\\n' >&3; timeout 5 cat <&3\"",
+               clean="/root/held.out", stdout="/root/held.out")
     time.sleep(1.5)
     ok(relay, "systemctl reload nftables")
     answer = wait_until(lambda: router.file("/root/held.out").content_string
@@ -380,11 +392,9 @@ def test_a_rolling_upgrade_under_load_loses_no_message():
     assert deb and Path(deb).is_file(), "DMR_MOLECULE_DEB_NEXT: the rebuilt .deb to upgrade to"
     version = Path(deb).name.split("_")[1]
     sender = host("recipient")
-    put(sender, "/root/load.py", (FILES / "load.py").read_text())
-    sender.run("rm -f /root/load.jsonl /root/load.stop; systemctl reset-failed dmr-site-load "
-               "2>/dev/null")
-    ok(sender, "systemd-run --unit dmr-site-load python3 /root/load.py --rate 10 "
-               f"--out /root/load.jsonl --stop /root/load.stop {' '.join(ROUTERS)}")
+    start_unit(sender, "load", f"python3 {put_file(sender, 'load.py')} --rate 10 "
+               f"--out /root/load.jsonl --stop /root/load.stop {' '.join(ROUTERS)}",
+               clean="/root/load.jsonl /root/load.stop")
     time.sleep(3)
     began = time.monotonic()
     upgrade = helpers.playbook(playbook=ROOT / "playbooks/upgrade.yml",
@@ -392,8 +402,7 @@ def test_a_rolling_upgrade_under_load_loses_no_message():
     took = time.monotonic() - began
     time.sleep(3)
     ok(sender, "touch /root/load.stop")
-    wait_until(lambda: sender.service("dmr-site-load").is_running is False, 120,
-               "the sender finished")
+    wait_unit_done(sender, "load", "the sender finished")
     assert upgrade.returncode == 0, helpers.tail(upgrade, 120)
     results = [json.loads(x) for x in sender.file("/root/load.jsonl").content_string.splitlines()
                if x.strip()]

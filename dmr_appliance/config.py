@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from dmr_appliance.config_checks import (
     bind_address,
+    certificate_names,
     https_url,
     https_urls,
     instance_name,
@@ -74,12 +75,21 @@ class Tokens:
 class HomeSync:
     max_wait: int = setting(30, lambda v: None if 1 <= v <= 60 else "must be 1-60",
                             "longest long poll on GET /v1/sync, seconds")
+    # Each waiting poll holds a gunicorn thread: capped so other calls always find one.
+    max_polls: int = setting(48, positive, "long polls one worker holds at once (beyond: "
+                             "503), never more than 3/4 of its threads")
+    max_polls_per_caller: int = setting(32, positive, "long polls one certificate holds at "
+                                        "once in one worker (beyond: 429)")
 
 
 @dataclass(frozen=True)
 class Heartbeats:
     stale_after: int = setting(15, positive, "an instance is stale after this many seconds")
     down_after: int = setting(60, positive, "and down after this many")
+    forget_after: int = setting(600, positive, "and forgotten after this many (more than "
+                                "down_after): no longer listed, counted or alerted on")
+    max_per_certificate: int = setting(32, positive, "instance names one relay certificate "
+                                       "beats as (its CN and CN.<member>, e.g. pods)")
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,19 @@ class BodyLimits:
                                      "largest message body, bytes")
     max_request_bytes: int = setting(262_144, positive,
                                      "largest JSON body of a home API request, bytes")
+
+
+@dataclass(frozen=True)
+class FailureLimits:
+    """Each participant's share of home's failure reports (admins are not capped)."""
+
+    max_open: int = setting(1000, positive, "open failure reports one participant may hold; "
+                            "beyond it a new report is 429 failure-quota")
+    max_envelope_bytes: int = setting(196_608, positive, "largest envelope (as JSON) a "
+                                      "failure report may carry, bytes; beyond it 413 (the "
+                                      "whole report is also within limits.max_request_bytes)")
+    max_open_bytes: int = setting(67_108_864, positive, "envelope bytes of one participant's "
+                                  "open failure reports together; beyond it 429 failure-quota")
 
 
 @dataclass(frozen=True)
@@ -133,6 +156,7 @@ class HomeConfig:
     sync: HomeSync = field(default_factory=HomeSync)
     heartbeats: Heartbeats = field(default_factory=Heartbeats)
     limits: BodyLimits = field(default_factory=BodyLimits)
+    failures: FailureLimits = field(default_factory=FailureLimits)
 
 
 @dataclass(frozen=True)
@@ -171,6 +195,9 @@ class RelayConfig:
     home_failover: list[str] = setting([], https_urls,
                                        "more home API URLs (other routers), tried in turn "
                                        "when the one in use cannot be reached")
+    home_names: list[str] = setting(["home"], certificate_names,
+                                    "names (CN) of kind-server certificates the sync agent "
+                                    "takes as home's own gate; routers are always accepted")
     issuer: str = setting("dmr-home", help="expected iss of tokens and cards")
     state_dir: Path = setting(Path("/var/lib/dmr-relay"), help="last good sync document")
     log_level: str = setting("info", level_name)

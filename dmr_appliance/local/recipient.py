@@ -7,8 +7,10 @@ the relay's certificate name, the status answered, whether it was a duplicate).
 
 Deduplication: a relay may deliver one message twice (the sender retries when it did
 not hear the outcome, e.g. its relay died mid-answer), so a recipient must act on each
-message id once. The server keeps the ids it has processed per recipient path in a
-``client.dedup.SeenIds`` store, each until the message's ``expires_at`` (no relay
+message once. A message is its sender's id (``X-DMR-From``, which the relay checked
+against the sender's token): the same id from another sender is another message, never
+a duplicate. The server keeps the (sender, id) pairs it has processed per recipient path
+in a ``client.dedup.SeenIds`` store, each until the message's ``expires_at`` (no relay
 delivers an expired message, so later copies cannot arrive), and answers a repeat with
 the same 2xx, recorded as ``duplicate``, without acting on it again. With ``seen_path``
 (``--seen FILE``) the store is SQLite on disk and survives a restart, the moment a
@@ -116,13 +118,14 @@ class RecipientHandler(BaseHTTPRequestHandler):
             time.sleep(delay)
         status = self.server.status
         message_id = self.headers.get("X-DMR-Message-Id") or str(message.get("id", ""))
+        sender = self.headers.get("X-DMR-From") or str(message.get("from", ""))
         with self.server.processing:
             # Scoped by path: one server may stand for several recipients of one message.
             duplicate = 200 <= status < 300 and not self.server.dedup.first_time(
-                message_id, message.get("expires_at"), scope=self.path)
+                message_id, message.get("expires_at"), sender=sender, scope=self.path)
             self.server.record({
                 "ts": time.time(), "id": message_id, "room": self.headers.get("X-DMR-Room"),
-                "from": self.headers.get("X-DMR-From"), "to": message.get("to"),
+                "from": sender, "to": message.get("to"),
                 "path": self.path, "relay": _peer_name(self.connection),
                 "request_id": self.headers.get("X-Request-Id"), "status": status,
                 "duplicate": duplicate, "created_at": message.get("created_at"),

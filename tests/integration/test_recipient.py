@@ -55,3 +55,30 @@ def test_a_stop_waits_for_the_delivery_being_marked_and_recorded(pki, tmp_path):
         post.join(5)
         assert not closing.is_alive()
     assert [(r["id"], r["duplicate"]) for r in received(log)] == [("m-1", False)]
+
+
+def test_an_id_another_sender_used_is_not_a_duplicate_of_yours(pki, tmp_path):
+    """Hostile: bob's X fails while hank is down (503); alice, a co-recipient who saw X,
+    sends her own X to hank; bob's retry of X must still be processed."""
+    log = tmp_path / "got.jsonl"
+    http = urllib3.PoolManager(ssl_context=tls_context(relay_config(pki, tmp_path).tls))
+    body = json.dumps({"id": "X", "expires_at": "2999-01-01T00:00:00Z"}).encode()
+
+    def deliver(port: int, sender: str) -> dict:
+        answer = http.request("POST", f"https://127.0.0.1:{port}/inbox/hank", body=body,
+                              headers={"X-DMR-Message-Id": "X", "X-DMR-From": sender})
+        return {"status": answer.status, **json.loads(answer.data)}
+
+    seen, down_log = tmp_path / "seen.sqlite", tmp_path / "down.jsonl"
+    with recipient_process(pki, down_log, "--seen", str(seen), "--status", "503") as port:
+        assert deliver(port, "bob")["status"] == 503  # hank is down
+    with recipient_process(pki, log, "--seen", str(seen)) as port:  # back, same store
+        alice = deliver(port, "alice")
+        bob = deliver(port, "bob")
+        bob_again = deliver(port, "bob")
+    assert (alice["status"], alice["duplicate"]) == (200, False)
+    assert (bob["status"], bob["duplicate"]) == (200, False)  # processed, not alice's copy
+    assert bob_again["duplicate"] is True  # a real repeat of bob's is still one
+    assert [(r["from"], r["status"], r["duplicate"]) for r in received(down_log) + received(log)
+            ] == [("bob", 503, False), ("alice", 200, False), ("bob", 200, False),
+                  ("bob", 200, True)]

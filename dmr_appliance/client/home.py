@@ -103,22 +103,36 @@ class HomeClient:
     def list_instances(self) -> list[dict[str, Any]]:
         return self._call("GET", "instances")["instances"]
 
+    def forget_instance(self, name: str) -> None:
+        self._call("DELETE", f"instances/{_seg(name)}")
+
     # -- failures ----------------------------------------------------------------------
 
     def report_failure(self, report: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", "failures", json=dict(report))
 
     def list_failures(self, *, status: str | None = None, room: str | None = None,
-                      sender: str | None = None, limit: int | None = None
-                      ) -> list[dict[str, Any]]:
-        params = _params(status=status, room=room, limit=limit, **{"from": sender})
+                      sender: str | None = None, limit: int | None = None,
+                      per_sender: int | None = None) -> list[dict[str, Any]]:
+        params = _params(status=status, room=room, limit=limit, per_sender=per_sender,
+                         **{"from": sender})
         return self._call("GET", "failures", params=params)["failures"]
 
-    def get_failure(self, message_id: str) -> dict[str, Any]:
-        return self._call("GET", f"failures/{_seg(message_id)}")
+    def failure_counts(self, *, room: str | None = None, sender: str | None = None
+                       ) -> list[dict[str, Any]]:
+        """Open and resolved reports per sender (a participant: its own)."""
+        params = _params(room=room, limit=1, **{"from": sender})
+        return self._call("GET", "failures", params=params)["senders"]
 
-    def resolve_failure(self, message_id: str, note: str) -> dict[str, Any]:
-        return self._call("POST", f"failures/{_seg(message_id)}/resolve", json={"note": note})
+    def get_failure(self, message_id: str, sender: str | None = None) -> dict[str, Any]:
+        """A report; ``sender`` names whose when several senders reported one id (admin)."""
+        return self._call("GET", f"failures/{_seg(message_id)}",
+                          params=_params(**{"from": sender}))
+
+    def resolve_failure(self, message_id: str, note: str, sender: str | None = None
+                        ) -> dict[str, Any]:
+        return self._call("POST", f"failures/{_seg(message_id)}/resolve", json={"note": note},
+                          params=_params(**{"from": sender}))
 
     # -- plumbing ----------------------------------------------------------------------
 

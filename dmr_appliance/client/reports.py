@@ -3,8 +3,8 @@
 A report is tried a few times with short backoff. If home still cannot take it, the
 report is appended to the spool file (JSON lines, when one is configured) and logged at
 error level with the whole report, so the central log collection holds it either way;
-``flush`` sends spooled reports once home answers again. Home merges repeated reports
-of one message id, so sending a report twice (a crash between the POST and the spool
+``flush`` sends spooled reports once home answers again. Home merges a sender's repeated
+reports of one message id, so sending a report twice (a crash between the POST and the spool
 rewrite) is harmless. The spool is locked with ``flock``: several ``dmr send``
 processes may share it.
 """

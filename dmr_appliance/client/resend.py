@@ -2,8 +2,9 @@
 
 Each is sent with its message id, to the recipients that failed, with its payload,
 content type and headers, under a fresh validity window (the first may have run out
-while the recipient was down); recipients deduplicate by message id, so a recipient
-that did get the first try after all processes it once. Each one that is now delivered
+while the recipient was down); recipients deduplicate by sender and message id, so a
+recipient that did get the first try after all processes it once. Only this sender's own
+reports are listed (home keys them by sender and id). Each one that is now delivered
 to all of them is resolved at home by this sender, the note saying how. One that fails
 again is reported again (home merges the attempts) and stays open; one refused for good
 stays open too, for an operator to decide.

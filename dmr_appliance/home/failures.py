@@ -1,7 +1,10 @@
-"""Failed messages as senders report them; one row per message id, attempts merged.
+"""Failed messages as senders report them; one row per (sender, message id), attempts merged.
 
 A sender may report the same message more than once (a retry of the report itself,
-or a second router's attempts): the attempts are unioned, never duplicated.
+or a second router's attempts): the attempts are unioned, never duplicated. A report
+belongs to its sender: another participant's report of the same id is its own row, so
+it can neither block nor hide this one. A participant reports only in its rooms, to
+recipients of that room, within its share (``FailureLimits``: open reports, envelope size).
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ import sqlite3
 from typing import Any
 
 from dmr_appliance import ids
-from dmr_appliance.errors import Conflict, EnvelopeError, InvalidRequest, NotFound
+from dmr_appliance.config import FailureLimits
+from dmr_appliance.errors import (
+    AuthError,
+    Conflict,
+    DmrError,
+    EnvelopeError,
+    InvalidRequest,
+    NotFound,
+)
 from dmr_appliance.home.store import Store
 from dmr_appliance.timefmt import format_time, now, parse_time, rfc3339
 
@@ -22,6 +33,8 @@ OUTCOME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 MAX_RECIPIENTS = 1000
 MAX_ATTEMPTS = 100
 MAX_TEXT = 1000
+
+Key = tuple[str, str]  # (sender, message_id)
 
 
 def validate(doc: Any) -> dict[str, Any]:
@@ -74,57 +87,125 @@ def _time(value: Any, name: str) -> str:
         raise InvalidRequest(f"{name} must be an RFC 3339 date-time") from None
 
 
-def report(store: Store, doc: dict[str, Any], reporter: str) -> tuple[dict[str, Any], bool]:
-    """Record or merge a validated report; returns (failure, created)."""
-    mid, stamp = doc["message_id"], now()
+def report(store: Store, doc: dict[str, Any], reporter: str,
+           share: FailureLimits | None = None) -> tuple[dict[str, Any], bool]:
+    """Record or merge a validated report; returns (failure, created). ``share``: the
+    reporter is a participant, held to its rooms and its share of home."""
+    key, stamp = (doc["from"], doc["message_id"]), now()
+    envelope = json.dumps(doc["envelope"], separators=(",", ":"))
+    if share is not None and len(envelope.encode()) > share.max_envelope_bytes:
+        raise DmrError(f"the envelope is {len(envelope.encode())} bytes; a failure report "
+                       f"carries at most {share.max_envelope_bytes}", code="failure-too-large",
+                       status=413, title="Failure report too large",
+                       limit=share.max_envelope_bytes)
     with store.write() as conn:
-        row = conn.execute("SELECT * FROM failures WHERE message_id = ?", (mid,)).fetchone()
+        if share is not None:
+            _check_rooms(conn, doc)
+        row = conn.execute("SELECT * FROM failures WHERE sender = ? AND message_id = ?",
+                           key).fetchone()
         if row is None:
+            if share is not None:
+                _check_quota(conn, doc["from"], share, len(envelope.encode()))
             conn.execute(
-                "INSERT INTO failures (message_id, room, sender, recipients, envelope,"
+                "INSERT INTO failures (sender, message_id, room, recipients, envelope,"
                 " reported_by, first_reported_at, last_reported_at, reports, status)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 'open')",
-                (mid, doc["room"], doc["from"], json.dumps(doc["to"]),
-                 json.dumps(doc["envelope"]), reporter, stamp, stamp))
-        elif (row["room"], row["sender"]) != (doc["room"], doc["from"]):
-            raise Conflict(f"message {mid} was reported with another room or sender",
+                (*key, doc["room"], json.dumps(doc["to"]), envelope, reporter, stamp, stamp))
+        elif row["room"] != doc["room"]:
+            raise Conflict(f"message {key[1]} of {key[0]} was reported with another room",
                            code="failure-mismatch")
         else:
             recipients = sorted(set(json.loads(row["recipients"])) | set(doc["to"]))
             conn.execute("UPDATE failures SET recipients = ?, last_reported_at = ?,"
-                         " reports = reports + 1 WHERE message_id = ?",
-                         (json.dumps(recipients), stamp, mid))
-        conn.executemany(
-            "INSERT OR IGNORE INTO failure_attempts VALUES (?, ?, ?, ?, ?, ?)",
-            [(mid, a["target"], a["at"], a["outcome"], a["status"], a["detail"])
-             for a in doc["attempts"]])
-        return _get(conn, mid), row is None
+                         " reports = reports + 1 WHERE sender = ? AND message_id = ?",
+                         (json.dumps(recipients), stamp, *key))
+        _add_attempts(conn, key, doc["attempts"])
+        return _get(conn, key), row is None
 
 
-def get(store: Store, mid: str) -> dict[str, Any]:
+def _check_rooms(conn: sqlite3.Connection, doc: dict[str, Any]) -> None:
+    """A participant reports only in a room it is in, to recipients of that room (the same
+    answer whether an outsider exists or not: it learns nothing of other rooms)."""
+    members = {r[0] for r in conn.execute(
+        "SELECT participant_id FROM participant_rooms WHERE room = ?", (doc["room"],))}
+    if doc["from"] not in members:
+        raise AuthError(f"{doc['from']} is not a member of room {doc['room']!r}",
+                        code="not-in-room")
+    outside = sorted(set(doc["to"]) - members)
+    if outside:
+        raise AuthError(f"recipient {outside[0]!r} is not in room {doc['room']!r}",
+                        code="recipient-not-in-room")
+
+
+def _check_quota(conn: sqlite3.Connection, sender: str, share: FailureLimits,
+                 size: int) -> None:
+    """Within the sender's share: its open reports, counted and in envelope bytes."""
+    held, held_bytes = conn.execute(
+        "SELECT count(*), coalesce(sum(length(CAST(envelope AS BLOB))), 0) FROM failures"
+        " WHERE sender = ? AND status = 'open'", (sender,)).fetchone()
+    if held >= share.max_open or held_bytes + size > share.max_open_bytes:
+        raise DmrError(f"{sender} already has {held} open failure reports of {held_bytes}"
+                       f" bytes (at most {share.max_open}, {share.max_open_bytes} bytes):"
+                       " re-send or resolve some first", code="failure-quota", status=429,
+                       title="Too many open failure reports", limit=share.max_open,
+                       limit_bytes=share.max_open_bytes)
+
+
+def _add_attempts(conn: sqlite3.Connection, key: Key, attempts: list[dict[str, Any]]) -> None:
+    """Union the attempts, keeping the newest MAX_ATTEMPTS: repeated reports of one message
+    cannot grow its row without bound."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO failure_attempts VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(*key, a["target"], a["at"], a["outcome"], a["status"], a["detail"])
+         for a in attempts])
+    conn.execute("DELETE FROM failure_attempts WHERE rowid IN (SELECT rowid FROM"
+                 " failure_attempts WHERE sender = ? AND message_id = ?"
+                 " ORDER BY at DESC, target LIMIT -1 OFFSET ?)", (*key, MAX_ATTEMPTS))
+
+
+def get(store: Store, mid: str, sender: str | None = None) -> dict[str, Any]:
+    """The report of ``sender``'s message ``mid``; without a sender, the only report of that
+    id (409 ``failure-ambiguous`` when several senders reported it)."""
     with store.read() as conn:
-        return _get(conn, mid)
+        return _get(conn, _key(conn, mid, sender))
 
 
-def listing(store: Store, *, status: str | None, room: str | None,
-            sender: str | None, limit: int) -> list[dict[str, Any]]:
-    query, args = "SELECT message_id FROM failures WHERE 1 = 1", []
-    for column, value in (("status", status), ("room", room), ("sender", sender)):
-        if value:
-            query += f" AND {column} = ?"
-            args.append(value)
-    query += " ORDER BY last_reported_at DESC, message_id LIMIT ?"
+def listing(store: Store, *, status: str | None, room: str | None, sender: str | None,
+            limit: int, per_sender: int | None = None) -> list[dict[str, Any]]:
+    """Newest first; ``per_sender``: at most that many of each sender, so no sender's
+    reports push another's out of the list."""
+    where, args = _where(status=status, room=room, sender=sender)
+    query = ("WITH ranked AS (SELECT sender, message_id, last_reported_at, ROW_NUMBER() OVER"
+             " (PARTITION BY sender ORDER BY last_reported_at DESC, message_id) AS n"
+             " FROM failures WHERE 1 = 1")
+    query += where
+    query += ") SELECT sender, message_id FROM ranked WHERE n <= ?"
+    query += " ORDER BY last_reported_at DESC, message_id, sender LIMIT ?"
+    args.append(per_sender or limit)
     with store.read() as conn:
-        mids = [row[0] for row in conn.execute(query, (*args, limit))]
-        return [_get(conn, mid, with_envelope=False) for mid in mids]
+        keys = [(row[0], row[1]) for row in conn.execute(query, (*args, limit))]
+        return [_get(conn, key, with_envelope=False) for key in keys]
 
 
-def resolve(store: Store, mid: str, note: str, by: str) -> dict[str, Any]:
+def counts(store: Store, *, room: str | None = None,
+           sender: str | None = None) -> list[dict[str, Any]]:
+    """Open and resolved reports per sender, most open first."""
+    where, args = _where(room=room, sender=sender)
+    query = ("SELECT sender, sum(status = 'open'), sum(status = 'resolved') FROM failures"
+             " WHERE 1 = 1")
+    query += where
+    query += " GROUP BY sender ORDER BY 2 DESC, sender"
+    with store.read() as conn:
+        return [{"from": s, "open": o, "resolved": r} for s, o, r in conn.execute(query, args)]
+
+
+def resolve(store: Store, mid: str, note: str, by: str, sender: str | None = None
+            ) -> dict[str, Any]:
     with store.write() as conn:
-        _get(conn, mid)
+        key = _key(conn, mid, sender)
         conn.execute("UPDATE failures SET status = 'resolved', resolved_at = ?, resolved_by = ?,"
-                     " note = ? WHERE message_id = ?", (now(), by, note, mid))
-        return _get(conn, mid)
+                     " note = ? WHERE sender = ? AND message_id = ?", (now(), by, note, *key))
+        return _get(conn, key)
 
 
 def open_count(store: Store) -> int:
@@ -132,12 +213,32 @@ def open_count(store: Store) -> int:
         return conn.execute("SELECT count(*) FROM failures WHERE status = 'open'").fetchone()[0]
 
 
-def _get(conn: sqlite3.Connection, mid: str, *, with_envelope: bool = True) -> dict[str, Any]:
-    row = conn.execute("SELECT * FROM failures WHERE message_id = ?", (mid,)).fetchone()
+def _where(**filters: str | None) -> tuple[str, list[Any]]:
+    """`` AND column = ?`` per filter given; the columns are the keyword names above,
+    never text from the request."""
+    given = {column: value for column, value in filters.items() if value}
+    return "".join(f" AND {column} = ?" for column in given), list(given.values())
+
+
+def _key(conn: sqlite3.Connection, mid: str, sender: str | None) -> Key:
+    if sender is not None:
+        return sender, mid
+    senders = [r[0] for r in conn.execute(
+        "SELECT sender FROM failures WHERE message_id = ? ORDER BY sender", (mid,))]
+    if len(senders) > 1:
+        raise Conflict(f"message id {mid} was reported by {len(senders)} senders: name one"
+                       " with ?from=", code="failure-ambiguous", senders=senders)
+    return (senders[0] if senders else ""), mid
+
+
+def _get(conn: sqlite3.Connection, key: Key, *, with_envelope: bool = True) -> dict[str, Any]:
+    mid = key[1]
+    row = conn.execute("SELECT * FROM failures WHERE sender = ? AND message_id = ?",
+                       key).fetchone()
     if row is None:
         raise NotFound(f"no failure report for message {mid!r}", code="failure-not-found")
     attempts = conn.execute("SELECT target, at, outcome, status, detail FROM failure_attempts"
-                            " WHERE message_id = ? ORDER BY at, target", (mid,))
+                            " WHERE sender = ? AND message_id = ? ORDER BY at, target", key)
     doc = {
         "message_id": mid, "room": row["room"], "from": row["sender"],
         "to": json.loads(row["recipients"]), "status": row["status"],

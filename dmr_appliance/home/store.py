@@ -104,6 +104,51 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (instance, minute)
     ) WITHOUT ROWID;
     """,
+    """
+    -- A failure report belongs to its sender: (sender, message_id), so one participant's
+    -- report of an id never blocks another's. Rebuilt, as SQLite cannot change a primary
+    -- key in place: every existing row and attempt is kept. (No semicolons in comments.)
+    CREATE TABLE failures_v3 (
+        sender TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        room TEXT NOT NULL,
+        recipients TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        reported_by TEXT NOT NULL,
+        first_reported_at INTEGER NOT NULL,
+        last_reported_at INTEGER NOT NULL,
+        reports INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open', 'resolved')),
+        resolved_at INTEGER,
+        resolved_by TEXT,
+        note TEXT,
+        PRIMARY KEY (sender, message_id)
+    );
+    INSERT INTO failures_v3 SELECT sender, message_id, room, recipients, envelope,
+        reported_by, first_reported_at, last_reported_at, reports, status, resolved_at,
+        resolved_by, note FROM failures;
+    CREATE TABLE failure_attempts_v3 (
+        sender TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        target TEXT NOT NULL,
+        at TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        status INTEGER,
+        detail TEXT,
+        FOREIGN KEY (sender, message_id) REFERENCES failures_v3 (sender, message_id)
+            ON DELETE CASCADE,
+        UNIQUE (sender, message_id, target, at, outcome)
+    );
+    INSERT INTO failure_attempts_v3 SELECT f.sender, a.message_id, a.target, a.at, a.outcome,
+        a.status, a.detail FROM failure_attempts a JOIN failures f USING (message_id);
+    DROP TABLE failure_attempts;
+    DROP TABLE failures;
+    ALTER TABLE failures_v3 RENAME TO failures;
+    ALTER TABLE failure_attempts_v3 RENAME TO failure_attempts;
+    CREATE INDEX failures_status_room ON failures (status, room);
+    CREATE INDEX failures_message_id ON failures (message_id);
+    CREATE INDEX failures_status_sender ON failures (status, sender, last_reported_at)
+    """,
 )
 
 

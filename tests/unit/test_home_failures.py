@@ -32,6 +32,7 @@ def home(tmp_path, pki):
 
 
 def test_report_then_duplicate_merges(home):
+    home.add("carol", ["lobby"])
     alice = home.participant("alice")
     first = alice.post("/v1/failures", json=report())
     assert first.status_code == 201, first.text
@@ -94,9 +95,12 @@ def test_a_participant_sees_and_resolves_only_what_it_sent(home):
     assert [f["message_id"] for f in bob.get("/v1/failures").json["failures"]] == [other]
     refused = alice.get("/v1/failures", params={"from": "bob"})
     assert refused.status_code == 403 and refused.json["type"].endswith(":not-sender")
-    # Showing and resolving another's: refused, and nothing changes
-    assert bob.get(f"/v1/failures/{MID}").status_code == 403
-    assert bob.post(f"/v1/failures/{MID}/resolve", json={"note": "mine now"}).status_code == 403
+    # Showing and resolving another's: its own (none: 404) or refused, and nothing changes
+    assert bob.get(f"/v1/failures/{MID}").status_code == 404
+    assert bob.get(f"/v1/failures/{MID}", params={"from": "alice"}).status_code == 403
+    assert bob.post(f"/v1/failures/{MID}/resolve", json={"note": "mine now"}).status_code == 404
+    assert bob.post(f"/v1/failures/{MID}/resolve", params={"from": "alice"},
+                    json={"note": "mine now"}).status_code == 403
     assert home.admin.get(f"/v1/failures/{MID}").json["status"] == "open"
     # Its own: the envelope (to re-send it), then resolved by it, which home records
     assert alice.get(f"/v1/failures/{MID}").json["envelope"]["payload"] == {"hi": 1}

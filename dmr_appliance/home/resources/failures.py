@@ -1,5 +1,9 @@
 """/v1/failures: failed messages reported by senders. Admins list, show and resolve any;
-a participant those it sent (to re-send them: ``dmr send --retry-failed``)."""
+a participant those it sent (to re-send them: ``dmr send --retry-failed``).
+
+A report is keyed by (sender, message id): ``/v1/failures/{mid}`` is the caller's own
+report for a participant; an admin names the sender with ``?from=`` when several
+senders reported one id (409 ``failure-ambiguous`` otherwise)."""
 
 from __future__ import annotations
 
@@ -25,15 +29,19 @@ class Failures:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         report = failures.validate(self._body(req))
         caller = req.context.caller
-        if caller.kind == PARTICIPANT and report["from"] != caller.name:
-            raise AuthError("a participant reports only messages it sent", code="not-sender")
-        doc, created = failures.report(self.home.store, report, f"{caller.kind}:{caller.name}")
+        share = None
+        if caller.kind == PARTICIPANT:
+            if report["from"] != caller.name:
+                raise AuthError("a participant reports only messages it sent", code="not-sender")
+            share = self.home.config.failures
+        doc, created = failures.report(self.home.store, report, f"{caller.kind}:{caller.name}",
+                                       share)
         # A line naming the message: `dmr trace ID` finds home's part in its story.
         logs.log_event(_log, "failure-reported", message_id=doc["message_id"],
                        room=doc.get("room"), sender=doc.get("from"), first=created,
                        by=f"{caller.kind}:{caller.name}")
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
-        resp.location = f"/v1/failures/{doc['message_id']}"
+        resp.location = f"/v1/failures/{doc['message_id']}?from={doc['from']}"
         resp.media = doc
 
     @falcon.before(allow(PARTICIPANT, ADMIN))
@@ -42,19 +50,16 @@ class Failures:
         if status is not None and status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
-        sender = req.get_param("from")
-        caller = req.context.caller
-        if caller.kind == PARTICIPANT:
-            if sender not in (None, caller.name):
-                raise AuthError("a participant lists only messages it sent", code="not-sender")
-            sender = caller.name
-        found = failures.listing(self.home.store, status=status, room=req.get_param("room"),
-                                 sender=sender, limit=limit)
-        resp.media = {"failures": found}
+        per_sender = req.get_param_as_int("per_sender", min_value=1, max_value=1000)
+        sender, room = self._sender(req), req.get_param("room")
+        found = failures.listing(self.home.store, status=status, room=room, sender=sender,
+                                 limit=limit, per_sender=per_sender)
+        resp.media = {"failures": found,
+                      "senders": failures.counts(self.home.store, room=room, sender=sender)}
 
     @falcon.before(allow(PARTICIPANT, ADMIN))
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, mid: str) -> None:
-        resp.media = self._own(req, failures.get(self.home.store, mid))
+        resp.media = failures.get(self.home.store, mid, self._sender(req))
 
     @falcon.before(allow(PARTICIPANT, ADMIN))
     def on_post_resolve(self, req: falcon.Request, resp: falcon.Response, mid: str) -> None:
@@ -62,18 +67,21 @@ class Failures:
         note = body.get("note") if isinstance(body, dict) else None
         if not isinstance(note, str) or not 0 < len(note) <= MAX_NOTE or set(body) - {"note"}:
             raise InvalidRequest(f"the body is {{\"note\": text of 1-{MAX_NOTE} characters}}")
-        self._own(req, failures.get(self.home.store, mid))
         caller = req.context.caller
-        resp.media = failures.resolve(self.home.store, mid, note, f"{caller.kind}:{caller.name}")
-        logs.log_event(_log, "failure-resolved", message_id=mid,
+        resp.media = failures.resolve(self.home.store, mid, note, f"{caller.kind}:{caller.name}",
+                                      self._sender(req))
+        logs.log_event(_log, "failure-resolved", message_id=mid, sender=resp.media["from"],
                        by=f"{caller.kind}:{caller.name}")
 
     @staticmethod
-    def _own(req: falcon.Request, failure: dict) -> dict:
-        caller = req.context.caller
-        if caller.kind == PARTICIPANT and failure["from"] != caller.name:
-            raise AuthError("a participant sees only messages it sent", code="not-sender")
-        return failure
+    def _sender(req: falcon.Request) -> str | None:
+        """Whose reports: ``?from=`` for an admin (None: any); a participant's own, always."""
+        sender, caller = req.get_param("from"), req.context.caller
+        if caller.kind == PARTICIPANT:
+            if sender not in (None, caller.name):
+                raise AuthError("a participant sees only messages it sent", code="not-sender")
+            return str(caller.name)
+        return sender
 
     def _body(self, req: falcon.Request) -> object:
         return web.json_body(req, self.home.config.limits.max_request_bytes)

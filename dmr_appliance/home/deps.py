@@ -8,6 +8,7 @@ from dmr_appliance.config import HomeConfig
 from dmr_appliance.home.credentials import Issuer
 from dmr_appliance.home.keyring import KeyRing
 from dmr_appliance.home.metrics import HomeMetrics
+from dmr_appliance.home.polls import PollLimits
 from dmr_appliance.home.store import Store
 from dmr_appliance.home.sync import ChangeWatcher
 
@@ -20,6 +21,7 @@ class HomeDeps:
     issuer: Issuer
     watcher: ChangeWatcher
     metrics: HomeMetrics
+    polls: PollLimits
 
     @classmethod
     def build(cls, config: HomeConfig, store: Store) -> HomeDeps:
@@ -27,7 +29,8 @@ class HomeDeps:
         keyring.ensure_active()
         meters = HomeMetrics()
         return cls(config, store, keyring, Issuer(keyring, config.issuer),
-                   ChangeWatcher(store, meters.sync_waiters), meters)
+                   ChangeWatcher(store, meters.sync_waiters), meters,
+                   PollLimits.for_config(config))
 
 def token_horizon(config: HomeConfig) -> int:
     """Longest a token or card issued now may be accepted: how long a retired key stays

@@ -1,14 +1,21 @@
-"""Relay instances as their heartbeats describe them: healthy, stale or down by age."""
+"""Relay instances as their heartbeats describe them: healthy, stale or down by age.
+
+Bounded: one relay certificate beats under at most ``heartbeats.max_per_certificate``
+names, and an instance silent for ``heartbeats.forget_after`` is forgotten (no longer
+listed, counted in the metrics the alerts read, or kept), so names a key holder makes up,
+or pods long gone, do not pile up or keep an alert firing.
+"""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from typing import Any
 
 from dmr_appliance import ids
 from dmr_appliance.config import Heartbeats
-from dmr_appliance.errors import AuthError, InvalidRequest
+from dmr_appliance.errors import AuthError, Conflict, InvalidRequest, NotFound
 from dmr_appliance.home import traffic
 from dmr_appliance.home.store import Store
 from dmr_appliance.timefmt import rfc3339
@@ -58,12 +65,18 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
-def record(store: Store, beat: dict[str, Any]) -> int:
-    """Store the beat; returns the current sync version (it tells a relay it is behind)."""
+def record(store: Store, beat: dict[str, Any], caller: str, rules: Heartbeats) -> int:
+    """Store the beat of ``caller``'s certificate; returns the current sync version (it
+    tells a relay it is behind)."""
     stamp = time.time()
     with store.write() as conn:
+        silent = conn.execute("SELECT id FROM instances WHERE last_beat < ?",
+                              (stamp - rules.forget_after,))
+        _delete(conn, [row[0] for row in silent])
         known = conn.execute("SELECT 1 FROM instances WHERE id = ?", (beat["instance"],))
         first = known.fetchone() is None
+        if first:
+            _make_room(conn, caller, stamp, rules)
         conn.execute(
             "INSERT INTO instances (id, address, version, sync_version, counters, first_seen,"
             " last_beat, sync_age) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
@@ -76,6 +89,35 @@ def record(store: Store, beat: dict[str, Any]) -> int:
         return store.version(conn)
 
 
+def _make_room(conn: sqlite3.Connection, caller: str, stamp: float, rules: Heartbeats) -> None:
+    """Room for a new name of ``caller``'s certificate: under the bound, or in the place of
+    its instance silent longest if that one is down (a pod replaced by a rollout)."""
+    rows = conn.execute(
+        "SELECT id, last_beat FROM instances WHERE id = ? OR (id > ? AND id < ?)"
+        " ORDER BY last_beat", (caller, caller + ".", caller + "/")).fetchall()
+    if len(rows) < rules.max_per_certificate:
+        return
+    if stamp - rows[0]["last_beat"] < rules.down_after:
+        raise Conflict(
+            f"the certificate {caller!r} already beats as {len(rows)} instances, its most "
+            f"(heartbeats.max_per_certificate); one is replaced once down, or an admin "
+            f"forgets one: dmr instances forget NAME", code="instance-limit")
+    _delete(conn, [rows[0]["id"]])
+
+
+def forget(store: Store, name: str) -> None:
+    """Drop an instance and its traffic (it comes back if it beats again)."""
+    with store.write() as conn:
+        if not conn.execute("SELECT 1 FROM instances WHERE id = ?", (name,)).fetchone():
+            raise NotFound(f"no instance {name!r}", code="instance-not-found")
+        _delete(conn, [name])
+
+
+def _delete(conn: sqlite3.Connection, names: list[str]) -> None:
+    conn.executemany("DELETE FROM instances WHERE id = ?", [(n,) for n in names])
+    conn.executemany("DELETE FROM traffic WHERE instance = ?", [(n,) for n in names])
+
+
 def health(age: float, thresholds: Heartbeats) -> str:
     if age >= thresholds.down_after:
         return "down"
@@ -85,7 +127,8 @@ def health(age: float, thresholds: Heartbeats) -> str:
 def listing(store: Store, thresholds: Heartbeats) -> list[dict[str, Any]]:
     current = time.time()
     with store.read() as conn:
-        rows = conn.execute("SELECT * FROM instances ORDER BY id").fetchall()
+        rows = conn.execute("SELECT * FROM instances WHERE last_beat >= ? ORDER BY id",
+                            (current - thresholds.forget_after,)).fetchall()
     result = []
     for row in rows:
         age = max(0.0, current - row["last_beat"])

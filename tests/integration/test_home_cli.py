@@ -87,6 +87,8 @@ def test_instances_and_failures(dmr, stack):
         "envelope": {"id": mid}, "reported_at": "2026-01-01T00:00:01Z"})
     assert mid in dmr("failures", "list")
     assert json.loads(dmr("failures", "show", mid, "--json"))["envelope"] == {"id": mid}
+    assert json.loads(dmr("failures", "show", mid, "--from", "dave", "--json"))["from"] == "dave"
+    assert dmr("failures", "counts").splitlines()[1].split() == ["dave", "1", "0"]
     dmr("failures", "resolve", mid, "--note", "recipient was down; resent")
     assert dmr("failures", "list") == "(none)\n"
     assert mid in dmr("failures", "list", "--status", "resolved")

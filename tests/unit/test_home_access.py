@@ -15,7 +15,8 @@ from tests.support.identity import CLIENT_CERT_HEADER, direct_headers, escaped_c
 OPENAPI = json.loads((Path(__file__).parents[2] / "dmr_appliance/openapi/home.json").read_text())
 KINDS = {"admin": "admin", "relay": "relay-1", "participant": "alice"}
 # Concrete values for path parameters; whether they exist does not matter here.
-PATH_VALUES = {"{pid}": "bob", "{jti}": "0" * 32, "{mid}": "0190b4a2-0000-7000-8000-000000000000"}
+PATH_VALUES = {"{pid}": "bob", "{jti}": "0" * 32, "{mid}": "0190b4a2-0000-7000-8000-000000000000",
+               "{name}": "relay-1"}
 
 
 def operations():

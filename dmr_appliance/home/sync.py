@@ -19,7 +19,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from dmr_appliance import logs
+from dmr_appliance import logs, sync_signature
 from dmr_appliance.config import HomeConfig
 from dmr_appliance.home import credentials
 from dmr_appliance.home.keyring import KeyRing
@@ -43,6 +43,13 @@ def document(store: Store, keyring: KeyRing, config: HomeConfig) -> dict[str, An
             "limits": dataclasses.asdict(config.limits),
             "generated_at": rfc3339(now()),
         }
+
+
+def signature(body: bytes, store: Store, keyring: KeyRing) -> str:
+    """``body`` signed by every published key: a relay that knows any of them, even one
+    retired by a rotation since its last document, can check it (sync_signature.py)."""
+    with store.read() as conn:
+        return sync_signature.sign(body, keyring.published(conn))
 
 
 def _revoked(conn: sqlite3.Connection) -> list[str]:

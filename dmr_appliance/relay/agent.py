@@ -7,7 +7,10 @@ Every ``heartbeat_interval`` it reports to home (``POST {home_url}/heartbeats``)
 the instance's counters. Home being down only delays both: workers keep serving on the
 saved document. Both calls go through a router with the relay's certificate; a call that
 fails goes at once to the next of ``home_url`` and ``home_failover`` (other routers), and
-the agent backs off only when every one of them failed.
+the agent backs off only when every one of them failed. It takes for home only a peer
+with a router's or home's certificate (``home_peer``), and installs a document only when
+it is not older than the one held and is signed by a key the relay trusts
+(``sync_signature``); refusals are logged and counted (``dmr_relay_sync_refused_total``).
 
 A process rather than a thread in the master: the master forks workers, and a thread
 holding a lock at that moment would leave the child with it held.
@@ -31,15 +34,17 @@ from typing import Any, TypeVar
 
 import urllib3
 
-from dmr_appliance import __version__, files, logs
+from dmr_appliance import __version__, files, logs, sync_signature
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.failover import Failover
+from dmr_appliance.relay import home_peer
 from dmr_appliance.relay.metrics import RelayMetrics
-from dmr_appliance.relay.outbound import describe, tls_context
+from dmr_appliance.relay.outbound import describe
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot, SyncDocumentError
 
 POLL_MARGIN = 10.0  # seconds of read timeout beyond the wait asked of home
 BACKOFF_MAX = 15.0  # seconds between attempts while home is unreachable
+RETRY_AFTER_MAX = 60.0  # the longest Retry-After believed, seconds
 HOME_TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
 
 _log = logs.get_logger("dmr.relay.agent")
@@ -50,16 +55,30 @@ class HomeError(Exception):
     """Home answered, but not with something usable."""
 
 
+class HomeBusy(HomeError):
+    """429 or 503: home (or a router) asks to be polled again later, after Retry-After."""
+
+    def __init__(self, message: str, headers: Any) -> None:
+        super().__init__(message)
+        try:
+            wait = float(headers.get("Retry-After") or 0)
+        except ValueError:  # an HTTP date: the usual backoff
+            wait = 0.0
+        self.retry_after = min(RETRY_AFTER_MAX, max(0.0, wait))
+
+
 class Agent:
     def __init__(self, cfg: RelayConfig, meters: RelayMetrics) -> None:
         self.cfg = cfg
         self.meters = meters
         self.homes = Failover([cfg.home_url, *cfg.home_failover])
-        # Two connections per router: the sync long poll and a heartbeat run at once.
-        self.http = urllib3.PoolManager(ssl_context=tls_context(cfg.tls),
-                                        cert_reqs="CERT_REQUIRED", maxsize=2)
+        self.http = home_peer.pool_manager(cfg)  # only a router's or home's certificate
         self.path = Path(cfg.state_dir) / SYNC_FILE
-        self.version = saved_version(self.path)
+        # The saved document is the floor (no older version is installed, even after a
+        # restart) and its keys are the ones a new document must be signed by.
+        held = saved_snapshot(self.path)
+        self.version = held.version if held else None
+        self.keys = held.keys if held else None
         self.etag: str | None = None
         self.confirmed_at: float | None = None
         self.stopping = threading.Event()
@@ -71,6 +90,8 @@ class Agent:
     def on_any_home(self, call: Callable[[str], T], what: str) -> T:
         """``call(base_url)`` on home's URLs, the next one at once when one fails."""
         def passes_on(url: str, exc: Exception) -> bool:
+            if isinstance(exc, home_peer.Refused):
+                self.refused(exc, url, what)
             if len(self.homes.urls) > 1:
                 logs.log_event(_log, "home-failover", logging.WARNING, call=what, home=url,
                                error=describe(exc))
@@ -95,23 +116,43 @@ class Agent:
         if response.status == 304:
             self.confirmed()
             return False
+        if response.status in (429, 503):  # e.g. home's caps on long polls (home/polls.py)
+            raise HomeBusy(f"GET /sync answered {response.status}", response.headers)
         if response.status != 200:
             raise HomeError(f"GET /sync answered {response.status}")
         try:
             snapshot = Snapshot.parse(response.data)  # never save what workers would refuse
         except SyncDocumentError as exc:
             raise HomeError(f"GET /sync sent an unusable document: {exc}") from exc
-        self.etag = response.headers.get("ETag")
         if snapshot.version == self.version:
+            self.etag = response.headers.get("ETag")
             self.confirmed()
             return False
+        self.admit(snapshot, response.data, response.headers.get(sync_signature.HEADER))
+        self.etag = response.headers.get("ETag")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         files.write_atomic(self.path, response.data)
         logs.log_event(_log, "sync-document-saved", version=snapshot.version,
                        previous=self.version)
-        self.version = snapshot.version
+        self.version, self.keys = snapshot.version, snapshot.keys
         self.confirmed()
         return True
+
+    def admit(self, snapshot: Snapshot, raw: bytes, signature: str | None) -> None:
+        """Refuse a document older than the one held, or not signed by a key the relay
+        trusts: the held document's, or for a first document its own."""
+        if self.version is not None and snapshot.version < self.version:
+            raise home_peer.Refused("sync-document-refused", "older", f"version "
+                                    f"{snapshot.version} is older than {self.version}, held")
+        try:
+            sync_signature.verify(raw, signature, self.keys or snapshot.keys)
+        except sync_signature.SignatureError as exc:
+            raise home_peer.Refused("sync-document-refused", exc.reason, str(exc)) from exc
+
+    def refused(self, exc: home_peer.Refused, url: str, what: str) -> None:
+        logs.log_event(_log, exc.event, logging.ERROR, call=what, home=url, reason=exc.reason,
+                       detail=str(exc), held=self.version)
+        self.meters.sync_refused.labels(exc.reason).inc()
 
     def confirmed(self) -> None:
         """Home just said the document held is current: the sync age starts again."""
@@ -127,6 +168,7 @@ class Agent:
             except Exception as exc:
                 failures += 1
                 delay = min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1)  # noqa: S311
+                delay = max(delay, getattr(exc, "retry_after", 0.0))
                 logs.log_event(_log, "sync-failed", logging.WARNING, error=describe(exc),
                                homes=len(self.homes.urls), attempt=failures,
                                retry_in=round(delay, 1))
@@ -181,9 +223,9 @@ class Agent:
         logs.log_event(_log, "agent-stopped")
 
 
-def saved_version(path: Path) -> int | None:
+def saved_snapshot(path: Path) -> Snapshot | None:
     try:
-        return Snapshot.parse(path.read_bytes()).version
+        return Snapshot.parse(path.read_bytes())
     except (OSError, SyncDocumentError):
         return None
 

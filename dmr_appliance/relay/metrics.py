@@ -48,6 +48,10 @@ class RelayMetrics:
             CONFIRMED, "When the sync agent last heard from home that its document is "
             "current (a long poll answered 200 or 304), in Unix time.",
             registry=reg, multiprocess_mode="max")
+        self.sync_refused = Counter(
+            "dmr_relay_sync_refused", "Home URLs and sync documents the sync agent refused, "
+            "by reason (not-home, older, unsigned, signer-unknown, bad-signature, ...).",
+            ("reason",), registry=reg)
         for outcome in OUTCOMES:  # every series exists from the start: rate() sees its 0
             self.messages.labels(outcome)
             self.deliveries.labels(outcome)

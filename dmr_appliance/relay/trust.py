@@ -221,7 +221,10 @@ class TrustState:
     def install(self, snapshot: Snapshot) -> None:
         """Use ``snapshot`` from now on (one reference swap; old verdicts are dropped)."""
         previous = self._snapshot
-        if previous is not None and snapshot.version == previous.version:
+        if previous is not None and snapshot.version <= previous.version:
+            if snapshot.version < previous.version:  # the agent never writes one: refuse
+                logs.log_event(_log, "sync-document-refused", logging.ERROR, reason="older",
+                               version=snapshot.version, held=previous.version)
             return
         self._snapshot = snapshot
         self.access_tokens.clear()

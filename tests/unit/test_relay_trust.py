@@ -6,11 +6,13 @@ import os
 import time
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from dmr_appliance import tokens
+from dmr_appliance import pki as pki_mod
+from dmr_appliance import sync_signature, tokens
 from dmr_appliance.errors import AuthError, TokenError, Unavailable
 from dmr_appliance.files import write_atomic
-from dmr_appliance.relay import trust
+from dmr_appliance.relay import home_peer, trust
 from dmr_appliance.relay.trust import Snapshot, SyncDocumentError, TrustState, VerdictCache
 from tests.support.relay_kit import ISSUER, Home, thumbprint
 
@@ -169,3 +171,49 @@ def test_a_missing_file_keeps_the_snapshot(state, home):
     os.unlink(state.path)
     assert state.current().version == 1
 
+
+
+def test_an_older_file_is_never_installed(state, home):
+    home.version = 5
+    write_atomic(state.path, home.document())
+    assert state.current().version == 5
+    home.version = 3  # the agent never writes one; whoever did is not believed
+    write_atomic(state.path, home.document(revoked=("alice",)))
+    assert state.current().version == 5 and state.current().revoked == frozenset()
+
+
+def test_sync_signature_verifies_only_under_a_trusted_key(home):
+    body, other = home.document(), tokens.SigningKey.generate()
+    trusted = tokens.KeySet.from_signing_keys([home.key])
+    signed = sync_signature.sign(body, [other, home.key])
+    assert sync_signature.verify(body, signed, trusted) == home.key.kid
+    cases = {
+        None: "unsigned",
+        sync_signature.sign(body, [other]): "signer-unknown",
+        sync_signature.sign(body + b" ", [home.key]): "bad-signature",
+        # home's kid over another key's signature
+        f"{home.key.kid}:{sync_signature.sign(body, [other]).split(':')[1]}": "bad-signature",
+        f"{home.key.kid}:***": "malformed-signature",
+        ", ".join([signed] * 9): "malformed-signature",  # more than MAX_SIGNATURES
+    }
+    for header, reason in cases.items():
+        with pytest.raises(sync_signature.SignatureError) as caught:
+            sync_signature.verify(body, header, trusted)
+        assert caught.value.reason == reason, header
+
+
+@pytest.mark.parametrize(("kind", "name", "accepted"), [
+    ("router", "router", True), ("router", "router-2", True), ("server", "home", True),
+    ("server", "recipient", False), ("server", "router", False), ("relay", "relay-2", False),
+    ("participant", "alice", False), ("admin", "admin", False),
+])
+def test_home_is_a_router_or_homes_own_certificate(pki, kind, name, accepted):
+    der = pki_mod.load_certificate(pki.cert(kind, name).read_bytes()).public_bytes(
+        serialization.Encoding.DER)
+    if accepted:
+        assert home_peer.check_peer(der, ["home"]) == f"{kind}/{name}"
+    else:
+        with pytest.raises(home_peer.Refused, match="neither a router's nor home's"):
+            home_peer.check_peer(der, ["home"])
+    with pytest.raises(home_peer.Refused, match="no certificate"):
+        home_peer.check_peer(None, ["home"])

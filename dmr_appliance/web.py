@@ -247,6 +247,26 @@ class Identifier:
         return _accepted(urllib.parse.quote(pem, safe=""), self.ca_cert, self.revoked)
 
 
+class CheckCaller:
+    """Middleware: no route answers a certificate the app does not accept (CA, validity, CRL).
+
+    nginx checks the CRL at a full handshake only: a resumed TLS session skips it, and
+    nginx's session cache outlives the reload that brings a new CRL. The gate's TLS port
+    always passes the peer's certificate, so every request from it is checked here, on
+    identity-free routes too (/metrics, /openapi.json, the JWKS, the probes). A request
+    without one came from the gate's health port (the probes only) or gunicorn's own
+    socket. ``skip``: paths whose responder identifies (and counts) the caller itself.
+    """
+
+    def __init__(self, identify: Identifier, skip: frozenset[str] = frozenset()) -> None:
+        self.identify = identify
+        self.skip = skip
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.path not in self.skip and req.get_header(PEER_CERT_HEADER):
+            self.identify(req)  # raises a 403 problem for a certificate it cannot accept
+
+
 def client_identity(
     req: falcon.Request, *, ca_cert: x509.Certificate, revoked: Revocations | None = None
 ) -> ClientIdentity | None:

@@ -28,7 +28,8 @@ from dmr_appliance.home.store import Store
 
 def create_app(home: HomeDeps, identifier: web.Identifier) -> falcon.App:
     """The app around its built dependencies: nothing is read or written here."""
-    app = falcon.App(middleware=[web.RequestContext(), home.metrics.requests, Identify(identifier)])
+    app = falcon.App(middleware=[web.RequestContext(), home.metrics.requests, Identify(identifier),
+                                 web.CheckCaller(identifier)])
     web.install_error_handlers(app)
 
     people = participants.Participants(home)
@@ -51,7 +52,9 @@ def create_app(home: HomeDeps, identifier: web.Identifier) -> falcon.App:
 
     app.add_route("/v1/sync", sync.Sync(home))
     app.add_route("/v1/heartbeats", instances.Heartbeats(home))
-    app.add_route("/v1/instances", instances.Instances(home))
+    relays = instances.Instances(home)
+    app.add_route("/v1/instances", relays)
+    app.add_route("/v1/instances/{name}", relays, suffix="item")
 
     reports = failures.Failures(home)
     app.add_route("/v1/failures", reports)

@@ -22,13 +22,14 @@ def create_app(
     meters: RelayMetrics | None = None,
 ) -> falcon.App:
     meters = meters if meters is not None else deliverer.meters
-    app = falcon.App(middleware=[web.RequestContext(), meters.requests])
+    identify = web.Identifier.from_files(cfg.tls.ca, cfg.tls.crl)
+    # POST /v1/messages identifies its caller itself (and counts a refusal by its problem).
+    checked = web.CheckCaller(identify, skip=frozenset({"/v1/messages"}))
+    app = falcon.App(middleware=[web.RequestContext(), meters.requests, checked])
     web.install_error_handlers(app)
     limits = envelope.EnvelopeLimits(max_message_bytes=cfg.limits.max_message_bytes)
     app.add_route("/v1/messages", Messages(
-        trust, deliverer, meters,
-        identify=web.Identifier.from_files(cfg.tls.ca, cfg.tls.crl),
-        limits=limits,
+        trust, deliverer, meters, identify=identify, limits=limits,
     ))
     app.add_route("/healthz", health.Health())
     app.add_route("/readyz", health.Ready(trust))

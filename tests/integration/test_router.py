@@ -485,7 +485,10 @@ def test_home_routes(router, upstream):
         "/v1/home/participants?state=active": "/v1/participants?state=active",
         "/v1/home/sync?wait=1&after=3": "/v1/sync?after=3&wait=1",
         "/home/": "/",
+        "/home/?x=1": "/?x=1",
+        "/home/metrics": "/metrics",
         "/home/openapi.json": "/openapi.json",
+        "/home/v1/failures/m-1?from=alice": "/v1/failures/m-1?from=alice",
         "/.well-known/jwks.json": "/.well-known/jwks.json",
     }
     for path, expected in paths.items():
@@ -497,6 +500,22 @@ def test_home_routes(router, upstream):
         assert urllib.parse.parse_qs(got.query) == urllib.parse.parse_qs(want.query)
         assert resp.json()["client_cert_header"]
     assert admin.get(r.url + "/home", timeout=10, allow_redirects=False).status_code == 301
+
+
+@pytest.mark.parametrize("path", [
+    "/home/v1/participants", "/home/v1/tokens", "/home/v1/sync", "/home/v1/keys",
+    "/home/v1/instances", "/home/v1/failures", "/home/v1/failures/", "/home/v1/failures/m-1/x",
+    "/home/v1/failures/m-1%2Fresolve", "/home/healthz", "/home/readyz", "/home/v1/jwks",
+    "/home/.well-known/jwks.json", "/home/metrics/x", "/home/x",
+])
+def test_the_home_prefix_serves_only_the_status_page_and_what_it_links(router, upstream,
+                                                                        path):
+    # /home/ is open to status_allow, not home_allow: none of home's API behind it.
+    home = upstream("home", "server", "home")
+    r = router([dead_address()], home.address)
+    resp = r.session("admin", "admin").get(r.url + path, timeout=10)
+    assert_problem(resp, 404, "not-found")
+    assert home.seen == []
 
 
 # --- failover -------------------------------------------------------------------------------------

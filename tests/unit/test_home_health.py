@@ -126,6 +126,7 @@ def test_request_metrics_bound_their_labels(home):
 def test_status_page(home):
     home.relay("relay-1").post("/v1/heartbeats", json=beat())
     home.add("alice", ["lobby"])
+    home.add("bob", ["lobby"])
     home.participant("alice").post("/v1/failures", json={
         "message_id": "0190b4a2-1234-7000-8000-00000000abcd", "room": "lobby", "from": "alice",
         "to": ["bob"], "attempts": [{"target": "r", "at": "2026-01-01T00:00:00Z",
@@ -136,7 +137,7 @@ def test_status_page(home):
     page = resp.text
     assert 'http-equiv="refresh"' in page and 'name="viewport"' in page
     assert "relay-1" in page and "healthy" in page
-    assert 'href="v1/failures/0190b4a2-1234-7000-8000-00000000abcd"' in page
+    assert 'href="v1/failures/0190b4a2-1234-7000-8000-00000000abcd?from=alice"' in page
     # The router serves this page under /home/: every link must be relative.
     assert 'href="/' not in page and "src=" not in page
     assert home.relay().get("/").status_code == 403

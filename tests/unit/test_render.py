@@ -20,7 +20,8 @@ needs_nginx = pytest.mark.skipif(
     not (Path(serving.NGINX).exists() or shutil.which("nginx")), reason="nginx not installed"
 )
 
-PROXIED = ("/v1/messages", "/v1/home/", "/v1/home/sync", "/home/", "/.well-known/jwks.json")
+STATUS_PAGE = ("/home/", "/home/metrics", "/home/openapi.json", "/home/v1/failures/")
+PROXIED = ("/v1/messages", "/v1/home/", "/v1/home/sync", *STATUS_PAGE, "/.well-known/jwks.json")
 
 
 # --- a small nginx config parser: enough to look at directives per block -------------------
@@ -238,9 +239,18 @@ def test_routes_and_upstreams(variant):
         "/v1/home/": "https://dmr_home/v1/",
         "/v1/home/sync": "https://dmr_home/v1/sync",
         "/home/": "https://dmr_home/",
+        "/home/metrics": "https://dmr_home/metrics",
+        "/home/openapi.json": "https://dmr_home/openapi.json",
+        "/home/v1/failures/": "https://dmr_home/v1/failures/",
         "/.well-known/jwks.json": "https://dmr_home",
     }
     assert server.location("/").values("return") == [["404"]]
+    # Below /home/v1/failures/ only one id: nothing under it, not the list.
+    (only_one,) = [c for c in server.location("/home/v1/failures/").all("if")
+                   if c.args[0] == "($uri"]
+    assert only_one.args[1:] == ["!~", "^/home/v1/failures/[^/]+$", ")"]
+    assert only_one.values("return") == [["404"]]
+    assert server.location("/home").values("return") == [["301", "/home/"]]
 
 
 def test_failover_only_where_nothing_can_have_been_delivered(variant):
@@ -278,12 +288,12 @@ def test_methods_per_route(variant):
         "/v1/messages": {"POST"},
         "/v1/home/": {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"},
         "/v1/home/sync": {"GET", "HEAD"},
-        "/home/": {"GET", "HEAD"},
+        **{path: {"GET", "HEAD"} for path in STATUS_PAGE},
         "/.well-known/jwks.json": {"GET", "HEAD"},
     }
     for path, methods in expected.items():
         loc = server.location(path)
-        (check,) = loc.all("if")
+        (check,) = [c for c in loc.all("if") if c.args[0] == "($request_method"]
         match = re.fullmatch(r"\^\((.*)\)\$\)", check.args[2])
         assert match and set(match.group(1).split("|")) == methods, path
         assert check.values("return") == [["405"]]
@@ -298,7 +308,7 @@ def test_allow_lists_per_location_family(variant):
         "/v1/messages": cfg.allow,
         "/v1/home/": cfg.home_allow,
         "/v1/home/sync": cfg.home_allow,
-        "/home/": cfg.status_allow,
+        **{path: cfg.status_allow for path in STATUS_PAGE},
     }
     for path, networks in families.items():
         loc = server.location(path)
@@ -589,3 +599,20 @@ def test_router_health_listener_only_when_asked():
     assert "/healthz" not in plain
     probed = render.render(config.RouterConfig(health_bind="0.0.0.0:8081"))
     assert "listen 0.0.0.0:8081;" in probed and "location = /healthz" in probed
+
+
+@pytest.mark.parametrize("setting", ["health_bind", "stub_status_bind"])
+def test_the_routers_plain_ports_answer_problem_json(setting):
+    # Unknown paths, other methods, oversize headers: never nginx's HTML pages.
+    cfg = config.RouterConfig(**{setting: "127.0.0.1:8081"})
+    [plain] = [s for s in parse(render.render(cfg)).one("http").all("server")
+               if s.values("listen") == [["127.0.0.1:8081"]]]
+    pages = {int(args[0]): args[2] for args in plain.values("error_page")}
+    assert set(pages) == set(NGINX_OWN)
+    for status, target in pages.items():
+        code, doc = problem_doc(plain.location(target))
+        assert code == doc["status"] == NGINX_OWN[status]
+    path = "/healthz" if setting == "health_bind" else "/stub_status"
+    (check,) = plain.location(path).all("if")
+    assert check.args[2] == "^(GET|HEAD)$)" and check.values("return") == [["405"]]
+    assert plain.location("/").values("return") == [["404"]]

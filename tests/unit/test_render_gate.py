@@ -112,7 +112,43 @@ def test_the_health_port_serves_only_the_probes_without_identity(gate):
     [health] = plain
     headers = {args[0]: args[1] for args in health.values("proxy_set_header")}
     assert headers["X-DMR-Peer-Cert"] == "" and headers["X-DMR-Client-Cert"] == ""
-    assert {b.args[-1] for b in health.all("location")} == {"/healthz", "/readyz", "/"}
+    routes = {b.args[-1] for b in health.all("location")
+              if not b.args[-1].startswith("/_dmr/problem/")}
+    assert routes == {"/healthz", "/readyz", "/"}
+    # No client header reaches the app: what it logs as the request id and the peer's
+    # address is the gate's own.
+    assert health.values("proxy_pass_request_headers") == [["off"]]
+    assert headers["X-Request-Id"] == "$request_id"
+    assert headers["X-DMR-Peer-Addr"] == "$remote_addr"
+    assert not [v for v in headers.values() if v.startswith("$http_")]
+    for path in ("/healthz", "/readyz"):
+        (check,) = health.location(path).all("if")
+        assert check.args[2] == "^(GET|HEAD)$)" and check.values("return") == [["405"]]
+
+
+def test_every_answer_of_the_health_port_is_problem_json(gate):
+    # Unknown paths, other methods, oversize headers: nginx's answers, never an HTML page;
+    # the request id in them is nginx's own, never the client's header.
+    _, cfg, _, tree = gate
+    if not cfg.gate.health_bind:
+        return
+    [health] = [s for s in tree.one("http").all("server")
+                if s.values("listen") and s.values("listen")[0][0] == cfg.gate.health_bind]
+    pages = {args[0]: args for args in health.values("error_page")}
+    for status in ("400", "404", "405", "408", "413", "414", "494", "500", "502", "503", "504"):
+        assert pages[status][2] == f"/_dmr/problem/{status}", status
+        loc = health.location(f"/_dmr/problem/{status}")
+        ((_, body),) = loc.values("return")
+        assert '"request_id":"$request_id"' in body and "$http_" not in body
+        assert ["X-Request-Id", "$request_id", "always"] in loc.values("add_header")
+    assert health.location("/").values("return") == [["404"]]
+
+
+def test_no_client_header_is_written_into_a_body(gate):
+    # nginx writes variables into a return body unescaped: only its own, or checked ones.
+    _, _, text, _ = gate
+    bodies = [line for line in text.splitlines() if line.strip().startswith("return ")]
+    assert bodies and not [line for line in bodies if "$http_" in line]
 
 
 def test_logs_go_where_the_settings_say(gate):

@@ -86,8 +86,10 @@ class HomeSync:
 class Heartbeats:
     stale_after: int = setting(15, positive, "an instance is stale after this many seconds")
     down_after: int = setting(60, positive, "and down after this many")
-    forget_after: int = setting(600, positive, "and forgotten after this many (more than "
-                                "down_after): no longer listed, counted or alerted on")
+    forget_after: int = setting(86400, positive, "and forgotten after this many (more than "
+                                "down_after): no longer listed, counted or alerted on; a relay "
+                                "that crashed alerts until then, one that stopped cleanly "
+                                "is listed as left and never alerts")
     max_per_certificate: int = setting(32, positive, "instance names one relay certificate "
                                        "beats as (its CN and CN.<member>, e.g. pods)")
 

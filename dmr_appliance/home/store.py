@@ -149,6 +149,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX failures_message_id ON failures (message_id);
     CREATE INDEX failures_status_sender ON failures (status, sender, last_reported_at)
     """,
+    """
+    -- When an instance's last beat was its leaving one (a clean stop): its health is left,
+    -- not down, whatever its age. NULL for every existing row, and again at its next beat.
+    ALTER TABLE instances ADD COLUMN left_at REAL
+    """,
 )
 
 

@@ -7,7 +7,10 @@ Every ``heartbeat_interval`` it reports to home (``POST {home_url}/heartbeats``)
 the instance's counters. Home being down only delays both: workers keep serving on the
 saved document. Both calls go through a router with the relay's certificate; a call that
 fails goes at once to the next of ``home_url`` and ``home_failover`` (other routers), and
-the agent backs off only when every one of them failed. It takes for home only a peer
+the agent backs off only when every one of them failed. Stopped cleanly (SIGTERM from
+the master's on_exit, systemd or Kubernetes), it sends one last beat, ``"leaving": true``,
+so that home lists the instance as left rather than, later, down; within ``LEAVE_BUDGET``
+in all, so it never holds up the stop. It takes for home only a peer
 with a router's or home's certificate (``home_peer``), and installs a document only when
 it is not older than the one held and is signed by a key the relay trusts
 (``sync_signature``); refusals are logged and counted (``dmr_relay_sync_refused_total``).
@@ -46,6 +49,7 @@ POLL_MARGIN = 10.0  # seconds of read timeout beyond the wait asked of home
 BACKOFF_MAX = 15.0  # seconds between attempts while home is unreachable
 RETRY_AFTER_MAX = 60.0  # the longest Retry-After believed, seconds
 HOME_TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
+LEAVE_BUDGET = 2.0  # seconds for the leaving beat, every home URL together
 
 _log = logs.get_logger("dmr.relay.agent")
 T = TypeVar("T")
@@ -82,6 +86,10 @@ class Agent:
         self.etag: str | None = None
         self.confirmed_at: float | None = None
         self.stopping = threading.Event()
+        # Beats go one at a time, and none after the leaving one (home would take the
+        # instance for restarted).
+        self.beating = threading.Lock()
+        self.left = False
 
     @property
     def home(self) -> str:
@@ -176,12 +184,51 @@ class Agent:
 
     # --- heartbeats ----------------------------------------------------------------------
 
-    def heartbeat(self) -> dict[str, Any]:
-        """Report to home (on any home URL); the beat sent."""
-        return self.on_any_home(self.beat, "heartbeat")
+    def heartbeat(self) -> dict[str, Any] | None:
+        """Report to home (on any home URL); the beat sent, None once the agent has left."""
+        with self.beating:
+            return None if self.left else self.on_any_home(self.beat, "heartbeat")
 
-    def beat(self, home: str) -> dict[str, Any]:
-        beat = {  # the shape home/instances.py accepts
+    def leave(self) -> bool:
+        """The last beat, of a clean stop: best effort, within LEAVE_BUDGET (waiting for a
+        beat in flight included); True when home took it."""
+        deadline = time.monotonic() + LEAVE_BUDGET
+        if not self.beating.acquire(timeout=LEAVE_BUDGET):
+            logs.log_event(_log, "agent-leave-failed", logging.WARNING,
+                           error="a heartbeat in flight took the whole time")
+            return False
+        try:
+            self.left = True
+            self.on_any_home(lambda home: self.beat(home, deadline=deadline), "leave")
+        except Exception as exc:
+            logs.log_event(_log, "agent-leave-failed", logging.WARNING, error=describe(exc))
+            return False
+        finally:
+            self.beating.release()
+        logs.log_event(_log, "agent-left", home=self.home)
+        return True
+
+    def beat(self, home: str, deadline: float | None = None) -> dict[str, Any]:
+        """One beat to ``home``; with a ``deadline`` (monotonic), the leaving one, which
+        must end by then."""
+        timeout = HOME_TIMEOUT
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HomeError("no time left to tell home")
+            timeout = urllib3.Timeout(total=remaining)
+        beat = self.beat_body(leaving=deadline is not None)
+        response = self.http.request(
+            "POST", f"{home}/heartbeats", body=json.dumps(beat).encode(),
+            headers={"Content-Type": "application/json"}, timeout=timeout,
+            retries=False, redirect=False,
+        )
+        if not 200 <= response.status < 300:
+            raise HomeError(f"POST /heartbeats answered {response.status}")
+        return beat
+
+    def beat_body(self, *, leaving: bool = False) -> dict[str, Any]:
+        beat: dict[str, Any] = {  # the shape home/instances.py accepts
             "instance": self.cfg.instance,
             "address": self.cfg.advertise or self.cfg.bind,
             "version": __version__,
@@ -190,13 +237,8 @@ class Agent:
         }
         if self.confirmed_at is not None:
             beat["sync_age"] = round(max(0.0, time.time() - self.confirmed_at), 1)
-        response = self.http.request(
-            "POST", f"{home}/heartbeats", body=json.dumps(beat).encode(),
-            headers={"Content-Type": "application/json"}, timeout=HOME_TIMEOUT,
-            retries=False, redirect=False,
-        )
-        if not 200 <= response.status < 300:
-            raise HomeError(f"POST /heartbeats answered {response.status}")
+        if leaving:
+            beat["leaving"] = True
         return beat
 
     def heartbeat_forever(self) -> None:
@@ -211,16 +253,20 @@ class Agent:
     # --- process -------------------------------------------------------------------------
 
     def run(self, parent_pid: int) -> None:
-        """Sync and beat until told to stop or the master is gone."""
+        """Sync and beat until told to stop, then leave; or until the master is gone (a
+        crash: home is to see the instance go down)."""
         threads = [threading.Thread(target=fn, name=fn.__name__, daemon=True)
                    for fn in (self.sync_forever, self.heartbeat_forever)]
         for thread in threads:
             thread.start()
         logs.log_event(_log, "agent-started", sync_version=self.version, homes=self.homes.urls)
+        orphaned = False
         while not self.stopping.wait(1.0):
             if os.getppid() != parent_pid:  # the master died without stopping us
+                orphaned = True
                 self.stopping.set()
-        logs.log_event(_log, "agent-stopped")
+        left = False if orphaned else self.leave()
+        logs.log_event(_log, "agent-stopped", left=left)
 
 
 def saved_snapshot(path: Path) -> Snapshot | None:

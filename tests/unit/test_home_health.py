@@ -83,6 +83,7 @@ def test_health_by_age():
     limits = Heartbeats(stale_after=15, down_after=60)
     assert [instances.health(a, limits) for a in (0, 14.9, 15, 59, 60)] == [
         "healthy", "healthy", "stale", "stale", "down"]
+    assert {instances.health(a, limits, left=True) for a in (0, 30, 600)} == {"left"}
 
 
 def test_instances_age_into_stale_and_down(home):
@@ -107,7 +108,7 @@ def test_metrics_text(home):
     inf = tuple(sorted((*created, ("le", "+Inf"))))
     assert samples[("dmr_home_request_duration_seconds_bucket", inf)] == 1
     assert {k for k in samples if k[0] == "dmr_home_instances"} == {
-        ("dmr_home_instances", (("health", h),)) for h in ("healthy", "stale", "down")}
+        ("dmr_home_instances", (("health", h),)) for h in ("healthy", "stale", "down", "left")}
 
 
 def test_request_metrics_bound_their_labels(home):

@@ -5,7 +5,8 @@ survive, in this order (pytest keeps the file's order; each step leaves the site
 2. relay 1 stopped: 50 messages through both routers, all delivered, none twice;
 3. router 1 stopped: the sender fails over to router 2, all delivered;
 4. a participant revoked at home is refused by every relay within 1 s;
-5. both relays' heartbeats at home; one relay stopped shows stale, then down;
+5. both relays' heartbeats at home; one relay stopped cleanly shows left at once, then,
+   killed (a crash), stale, then down;
 6. the log host holds the router's, a relay's and home's lines for one message, joined by
    its request id (dmr trace on the log host's tree), and kept a minute's outage;
 7. the firewall: the recipient host cannot reach a relay's or home's port, a router can,
@@ -258,24 +259,44 @@ def refusals(relay: str, since: float) -> int:
 # --- 5. heartbeats ----------------------------------------------------------------------------
 
 
-def test_heartbeats_at_home_and_a_stopped_relay_goes_stale_then_down():
+# A runtime drop-in, removed afterwards: the killed relay stays dead, as a crashed host's
+# would, rather than systemd restarting it (Restart=on-failure).
+NO_RESTART = "/run/systemd/system/dmr-relay.service.d/zz-site-no-restart.conf"
+
+
+def test_heartbeats_at_home_a_stopped_relay_left_a_killed_one_stale_then_down():
     known = wait_until(lambda: (lambda i: i if {"relay-1", "relay-2"} <= set(i) and all(
         i[n]["health"] == "healthy" for n in ("relay-1", "relay-2")) else None)(instances()),
         30, "both relays healthy at home")
     relay = host("relay-2")
+    # A clean stop (SIGTERM): the agent's last beat says so before the unit is stopped.
     ok(relay, "systemctl stop dmr-relay.service")
-    stopped = time.monotonic()
+    try:
+        left = instances()["relay-2"]["health"]
+    finally:
+        ok(relay, f"systemctl start {RELAY_UNITS}")
+    wait_until(lambda: instances()["relay-2"]["health"] == "healthy", 60, "relay-2 back")
+    # A crash: SIGKILL to every process of the unit (gunicorn, its workers, the agent).
+    ok(relay, f"mkdir -p {Path(NO_RESTART).parent}")
+    put(relay, NO_RESTART, "[Service]\nRestart=no")
+    ok(relay, "systemctl daemon-reload")
+    ok(relay, "systemctl kill --signal=SIGKILL dmr-relay.service")
+    killed = time.monotonic()
     try:
         wait_until(lambda: instances()["relay-2"]["health"] == "stale", 30, "relay-2 stale",
                    every=1)
-        stale_s = time.monotonic() - stopped
+        stale_s = time.monotonic() - killed
         wait_until(lambda: instances()["relay-2"]["health"] == "down", 60, "relay-2 down",
                    every=1)
-        down_s = time.monotonic() - stopped
+        down_s = time.monotonic() - killed
     finally:
+        ok(relay, f"rm -f {NO_RESTART}")
+        ok(relay, "systemctl daemon-reload")
+        relay.run("systemctl reset-failed dmr-relay.service")
         ok(relay, f"systemctl start {RELAY_UNITS}")
-    figures("5 heartbeats", healthy=sorted(known), stale_after_s=round(stale_s, 1),
-            down_after_s=round(down_s, 1))
+    figures("5 heartbeats", healthy=sorted(known), stopped=left,
+            stale_after_s=round(stale_s, 1), down_after_s=round(down_s, 1))
+    assert left == "left", left
     wait_until(lambda: instances()["relay-2"]["health"] == "healthy", 60, "relay-2 back")
 
 

@@ -39,6 +39,15 @@ def test_kustomize_renders_the_secrets_from_make_secrets(k8s_tree):
     assert err == "" and out
 
 
+def test_the_secrets_render_their_namespace_first_on_a_fresh_cluster(rendered):
+    """README step 2 applies k8s/secrets before the base exists: it creates the namespace
+    every Secret of it lives in."""
+    docs = rendered["secrets"]
+    namespaces = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
+    assert namespaces == {"dmr"}
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {"dmr"}
+
+
 @pytest.mark.parametrize("target", [*TARGETS, "secrets"])
 def test_strict_schemas(rendered, target):
     errors = []

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 import dmr_appliance
 from dmr_appliance import config, render
@@ -71,3 +72,14 @@ def test_the_secrets_folder_is_ignored():
     probe = "k8s/secrets/pki/server/home.key"
     answer = subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT, check=False)
     assert answer.returncode == 0, f"{probe} would be tracked: add k8s/secrets/pki/ to .gitignore"
+
+
+def test_the_secrets_apply_first_on_a_fresh_cluster_with_their_namespace():
+    """README step 2 (`kubectl apply -k k8s/secrets`) runs before the base creates the
+    namespace: the secrets' kustomization creates it too (tests/k8s renders it)."""
+    kustomization = yaml.safe_load((K8S / "secrets/kustomization.yaml").read_text())
+    docs = [yaml.safe_load((K8S / "secrets" / r).read_text())
+            for r in kustomization.get("resources", [])]
+    namespaces = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
+    assert kustomization["namespace"] in namespaces
+    assert docs == [yaml.safe_load((K8S / "base/namespace.yaml").read_text())]

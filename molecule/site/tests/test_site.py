@@ -388,6 +388,13 @@ def test_the_firewall_lets_only_the_site_through():
         "relay-1->home:8700": True}
 
 
+def test_the_firewall_kept_debians_nftables_conf_and_left_9113_closed():
+    router = host("router-1")
+    assert "flush ruleset" in router.file("/etc/nftables.conf.dmr-orig").content_string
+    assert "dmr_firewall" in router.file("/etc/nftables.conf").content_string
+    assert "9113" not in ok(router, "nft list table inet dmr_filter")
+
+
 def test_a_firewall_reload_keeps_an_established_connection():
     router, relay = host("router-1"), host("relay-1")
     # A plain request on the TLS port after a pause: nginx answers it (400) on the same

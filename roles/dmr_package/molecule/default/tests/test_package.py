@@ -45,6 +45,15 @@ def test_check_mode_reports_no_change():
     helpers.assert_check_mode_clean()
 
 
+def test_a_given_deb_wins_over_source_apt():
+    """upgrade.yml -e dmr_package_deb=NEW.deb on an inventory that says apt (the example's):
+    the .deb is installed, no repository is needed or added."""
+    proc = helpers.playbook(extra_vars={"dmr_package_source": "apt"})
+    assert proc.returncode == 0, helpers.tail(proc)
+    assert "Install the .deb" in proc.stdout
+    assert helpers.recap(proc)["package-1"]["changed"] == 0, helpers.tail(proc)
+
+
 def test_missing_deb_path_fails_at_the_start():
     proc = helpers.playbook(extra_vars={"dmr_package_deb": ""})
     helpers.assert_fails(proc, "dmr_package_deb")

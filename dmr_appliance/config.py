@@ -116,6 +116,17 @@ class FailureLimits:
 
 
 @dataclass(frozen=True)
+class HomeBackup:
+    """``dmr home backup`` and its daily timer (dmr-home-backup.timer); home exports the
+    newest backup's age from ``dir`` (dmr_home_backup_age_seconds)."""
+
+    dir: Path = setting(Path("/var/backups/dmr-home"), help="where backups are written, one "
+                        "directory each (DIR/home-<UTC time>)")
+    keep: int = setting(7, positive, "backups kept in dir: each new one removes the oldest "
+                        "beyond this many")
+
+
+@dataclass(frozen=True)
 class Gate:
     """The nginx in front of an app: it terminates TLS (client certificate and CRL checked)
     on ``bind`` and passes requests to gunicorn on a unix socket only it can reach."""
@@ -159,6 +170,7 @@ class HomeConfig:
     heartbeats: Heartbeats = field(default_factory=Heartbeats)
     limits: BodyLimits = field(default_factory=BodyLimits)
     failures: FailureLimits = field(default_factory=FailureLimits)
+    backup: HomeBackup = field(default_factory=HomeBackup)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Home's metrics: requests by route and status with their latency (middleware), and the
 long polls waiting; everything else (participants, instances, failures, sync version,
-certificates) is read from the store when scraped (resources/health.py)."""
+certificates, the newest backup's age) is read when scraped (resources/health.py)."""
 
 from __future__ import annotations
 

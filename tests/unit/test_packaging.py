@@ -149,3 +149,27 @@ def test_maintainer_scripts_manage_the_dmr_user() -> None:
     purge = postrm[postrm.index("purge)"):postrm.index(";;")]
     assert "deluser" in purge and "/var/lib/dmr-home" in purge and "/var/lib/dmr-relay" in purge
     assert "#DEBHELPER#" in postrm
+
+
+def test_backup_timer_runs_the_backup_command_daily_under_homes_hardening() -> None:
+    values = unit("dmr-home-backup")
+    argv = shlex.split(values["ExecStart"][0])
+    assert argv == ["/usr/bin/dmr", "home", "backup", "--config", "/etc/dmr-appliance/home.toml"]
+    assert callable(build_parser().parse_args(argv[1:]).func)
+    assert values["Type"] == ["oneshot"]
+    for key, expected in HARDENING.items():
+        assert values.get(key) == [expected], f"dmr-home-backup: {key}"
+    home = unit("dmr-home")
+    for key in ("SystemCallFilter", "StateDirectory", "ProtectProc", "ProcSubset",
+                "DevicePolicy", "KeyringMode", "RemoveIPC"):
+        assert set(values[key]) <= set(home[key]), key
+    defaults = config.load(config.HomeConfig)
+    assert values["ConditionPathExists"] == [str(defaults.database)]
+    assert values["ReadWritePaths"] == [str(defaults.backup.dir)], "writes only its backups"
+    tmpfiles = (DEBIAN / "dmr-appliance.tmpfiles").read_text()
+    assert f"d {defaults.backup.dir} 0700 dmr dmr -" in tmpfiles
+    timer = (DEBIAN / "dmr-appliance.dmr-home-backup.timer").read_text()
+    assert "OnCalendar=daily" in timer and "Persistent=true" in timer
+    assert "WantedBy=timers.target" in timer
+    rules = (DEBIAN / "rules").read_text()
+    assert "dh_installsystemd --name=dmr-home-backup --no-enable --no-start\n" in rules

@@ -13,7 +13,7 @@ import falcon
 from prometheus_client.core import Metric
 
 from dmr_appliance import __version__, metrics
-from dmr_appliance.home import failures, instances, participants
+from dmr_appliance.home import backup, failures, instances, participants
 from dmr_appliance.home.deps import HomeDeps
 
 OPENAPI = Path(__file__).resolve().parent.parent.parent / "openapi" / "home.json"
@@ -47,6 +47,9 @@ def live(home: HomeDeps) -> Iterable[Metric]:
                         failures.open_count(store))
     yield metrics.gauge("dmr_home_sync_version", "Version of the current sync document.",
                         store.version())
+    yield metrics.gauge("dmr_home_backup_age_seconds", "Seconds since the newest complete "
+                        "backup in backup.dir was made (+Inf: there is none).",
+                        backup.age(home.config.backup.dir))
     yield metrics.gauge("dmr_home_info", "Home and its package version.", 1,
                         home=home.config.instance, version=__version__)
     yield from metrics.certificate_expiry(home.config.tls)

@@ -1,7 +1,8 @@
 """dmr_home: home and its gate running as dmr from a home.toml written from variables,
 the gate the only TLS endpoint (client certificate required), gunicorn on its socket;
 check mode clean; a value the package refuses fails before the live file is touched,
-and the running service is left alone; a wrong type fails at the start."""
+and the running service is left alone; a wrong type fails at the start; the daily backup
+timer enabled, and its service writes a complete private backup."""
 
 import sys
 from pathlib import Path
@@ -58,6 +59,23 @@ def test_gate_config_passes_nginx_t(host):
 def test_key_owned_by_dmr(host):
     f = host.file("/etc/dmr-appliance/pki/server/home.key")
     assert (f.user, f.mode) == ("dmr", 0o600)
+
+
+def test_backup_timer_enabled_and_its_service_writes_a_backup(host):
+    timer = host.service("dmr-home-backup.timer")
+    assert timer.is_enabled and timer.is_running
+    assert 'keep = 7' in host.file(CONFIG).content_string
+    before = set(host.run("ls /var/backups/dmr-home").stdout.split())
+    started = host.run("systemctl start dmr-home-backup.service")
+    assert started.rc == 0, host.run("journalctl -u dmr-home-backup -o cat -n 20").stdout
+    made = set(host.run("ls /var/backups/dmr-home").stdout.split()) - before
+    assert len(made) == 1 and made.pop().startswith("home-")
+    newest = host.run("ls -d /var/backups/dmr-home/home-* | tail -n 1").stdout.strip()
+    for name in ("manifest.json", "home.db"):
+        f = host.file(f"{newest}/{name}")
+        assert (f.user, f.mode) == ("dmr", 0o600), name
+    assert host.file("/var/backups/dmr-home").mode == 0o700
+    assert '"schema_version"' in host.file(f"{newest}/manifest.json").content_string
 
 
 def test_check_mode_reports_no_change():

@@ -25,7 +25,8 @@ import falcon
 from prometheus_client import CollectorRegistry, Histogram, exposition, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from dmr_appliance import web
+from dmr_appliance import pki, web
+from dmr_appliance.errors import PkiError
 from dmr_appliance.pki import certs
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -167,10 +168,17 @@ def certificate_expiry(tls: Any) -> Iterable[Metric]:
         "dmr_certificate_expiry_timestamp_seconds",
         "When the certificate stops being valid, in Unix time.", labels=["certificate"])
     for label, path in (("service", tls.cert), ("ca", tls.ca)):
-        moment = _not_after(Path(path))
+        moment = _not_after(Path(path), _read_not_after)
         if moment is not None:
             expiry.add_metric([label], moment)
     yield expiry
+    # A gauge of its own: the CRL is re-signed 10 days before its end by design, which the
+    # certificates' 14-day alert would call an expiry.
+    next_update = _not_after(Path(tls.crl), _read_next_update) if tls.crl else None
+    if next_update is not None:
+        yield gauge("dmr_crl_next_update_timestamp_seconds",
+                    "When the CRL this service checks must be replaced by (its nextUpdate; "
+                    "nginx then refuses every client), in Unix time.", next_update)
 
 
 @functools.lru_cache(maxsize=16)
@@ -181,8 +189,16 @@ def _read_not_after(path: Path, mtime_ns: int) -> float | None:
         return None
 
 
-def _not_after(path: Path) -> float | None:
+@functools.lru_cache(maxsize=4)
+def _read_next_update(path: Path, mtime_ns: int) -> float | None:
     try:
-        return _read_not_after(path, path.stat().st_mtime_ns)  # read again when replaced
+        return pki.crl_file_next_update(path).timestamp()
+    except PkiError:
+        return None
+
+
+def _not_after(path: Path, read: Callable[[Path, int], float | None]) -> float | None:
+    try:
+        return read(path, path.stat().st_mtime_ns)  # read again when replaced
     except OSError:
         return None

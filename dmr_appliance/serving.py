@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dmr_appliance import config, render
+from dmr_appliance import config, crl_reload, render
 from dmr_appliance.errors import DmrError
 
 # gunicorn's settings file: JSON logs for gunicorn's own messages, plus per-app hooks.
@@ -111,6 +111,16 @@ def exec_gate(service: AppService, settings: AppConfig) -> None:
     conf = prepare_gate(service, settings)
     argv = nginx_argv(conf, settings.gate.prefix, foreground=True)
     os.execv(argv[0], argv)  # noqa: S606  (fixed argv, no shell)
+
+
+def supervise_gate(service: AppService, settings: AppConfig,
+                   interval: float = crl_reload.INTERVAL) -> int:
+    """Like ``exec_gate``, but nginx runs as a child that is reloaded when the CRL's content
+    changes (a container: nothing else would reload it); returns nginx's exit status."""
+    _clear_stale(settings.gate.prefix)
+    conf = prepare_gate(service, settings)
+    return crl_reload.supervise(nginx_argv(conf, settings.gate.prefix, foreground=True),
+                                Path(settings.tls.crl), interval)
 
 
 def reload_gate(service: AppService, settings: AppConfig) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from dmr_appliance import config, metrics, serving
+from dmr_appliance import config, logs, metrics, serving
 
 
 def register_serve(sub: argparse._SubParsersAction, kind: str, *, help_text: str,
@@ -27,6 +27,10 @@ def register_serve(sub: argparse._SubParsersAction, kind: str, *, help_text: str
     config_option(gate, kind)
     gate.add_argument("--reload", action="store_true",
                       help="reload the running gate instead of starting one")
+    gate.add_argument("--watch-crl", action="store_true",
+                      help="keep nginx as a child and reload it when the CRL file's content "
+                      "changes (containers: a Secret the kubelet refreshes; hosts use "
+                      "dmr-crl.path)")
     gate.set_defaults(func=run_gate, service=service)
     probe = verbs.add_parser(
         "probe", help=f"ask {kind}'s gunicorn for /healthz or /readyz on its unix socket",
@@ -61,6 +65,9 @@ def run_gate(args: argparse.Namespace) -> int:
         pid = serving.reload_gate(service, settings)
         print(f"{service.kind} gate (pid {pid}): reloading with {serving.gate_conf(settings)}")
         return 0
+    if args.watch_crl:
+        logs.configure(settings.log_level, instance=settings.instance)
+        return serving.supervise_gate(service, settings)
     serving.exec_gate(service, settings)
     return 0  # not reached: nginx replaced this process
 

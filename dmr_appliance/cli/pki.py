@@ -7,9 +7,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from dmr_appliance import pki
+from dmr_appliance import crl_reload, logs, pki
 from dmr_appliance.cli import _numbers
 from dmr_appliance.cli._home_client import table
+from dmr_appliance.errors import PkiError
 
 # Where every TLS endpoint reads the CRL (the dmr_pki Ansible role installs it there).
 HOST_CRL = pki.DEFAULT_DIR / "crl.pem"
@@ -60,6 +61,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     listing = _leaf(sub, "list", _list, "list issued certificates")
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+
+    watch = sub.add_parser(
+        "watch-crl", help="run nginx, reloading it when the CRL changes (containers)",
+        description="Run COMMAND (nginx in the foreground) as a child, pass signals on to it "
+        "and send it SIGHUP when the CRL file's content changes: nginx reads the CRL only at "
+        "start and on reload. For containers, where the CRL is a mounted Secret; hosts use "
+        "dmr-crl.path.")
+    watch.add_argument("--crl", type=Path, default=HOST_CRL, help="default: %(default)s")
+    watch.add_argument("--interval", type=_numbers.positive, default=crl_reload.INTERVAL,
+                       help="seconds between reads of the CRL (default %(default)s)")
+    watch.add_argument("command", nargs=argparse.REMAINDER, help="-- nginx ARGS...")
+    watch.set_defaults(func=_watch_crl)
 
 
 def _leaf(
@@ -173,6 +186,14 @@ def _revoke(args: argparse.Namespace) -> int:
         print(f"{args.kind} '{args.name}' was already revoked; CRL rewritten")
     _print_publish_hint(args.dir)
     return 0
+
+
+def _watch_crl(args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise PkiError("name the command to run after --, e.g. -- nginx -g 'daemon off;'")
+    logs.configure()
+    return crl_reload.supervise(command, args.crl, args.interval)
 
 
 def _crl(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from dmr_appliance.pki.certs import (
 )
 from dmr_appliance.pki.issuing import (
     REASONS,
+    crl_file_next_update,
     crl_next_update,
     init_ca,
     issue,
@@ -53,6 +54,6 @@ __all__ = [
     "CA_DAYS", "CRL_DAYS", "DEFAULT_DIR", "KINDS", "LEAF_DAYS", "REASONS", "RENEW_WITHIN_DAYS",
     "SERVER_KINDS", "Issued", "Paths", "Record", "Renewal", "cert_not_after",
     "cert_not_before", "cert_thumbprint", "certificate_kind", "certificate_name",
-    "crl_next_update", "init_ca", "issue", "load_certificate", "paths", "records", "renew",
-    "revoke", "verify_issued_by", "write_crl",
+    "crl_file_next_update", "crl_next_update", "init_ca", "issue", "load_certificate", "paths",
+    "records", "renew", "revoke", "verify_issued_by", "write_crl",
 ]

@@ -159,7 +159,11 @@ def records(directory: Path) -> list[Record]:
 
 def crl_next_update(directory: Path) -> dt.datetime:
     """When the CRL in ``directory`` expires (nginx then refuses every client)."""
-    path = paths(directory).crl
+    return crl_file_next_update(paths(directory).crl)
+
+
+def crl_file_next_update(path: Path) -> dt.datetime:
+    """When the CRL file ``path`` expires (the metric every service exports)."""
     try:
         crl = x509.load_pem_x509_crl(path.read_bytes())
     except (OSError, ValueError) as exc:

@@ -46,13 +46,15 @@ def site(k8s_tree, image, tmp_path_factory):
     run.mkdir(exist_ok=True)
     (run / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": ["../base", "../secrets"],
+        "resources": ["../base"],
         "images": [{"name": "dmr-appliance", "newName": name, "newTag": tag}]}))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     subprocess.run(["dmr", "pki", "issue", "--dir", str(k8s_tree / "secrets/pki"), "--kind",
                     "server", "--name", "recipient", "--dns", RECIPIENT], env=env, check=True,
                    capture_output=True)
-    docs = [d for d in yaml.safe_load_all(kustomize(k8s_tree, "run")[0]) if d]
+    # Rendered apart: both name the namespace (k8s/secrets creates it, for a fresh cluster).
+    docs = [d for target in ("run", "secrets")
+            for d in yaml.safe_load_all(kustomize(k8s_tree, target)[0]) if d]
     network = f"k8s-net-{uuid.uuid4().hex[:8]}"
     pods.docker("network", "create", network)
     started: list[pods.Pod] = []
@@ -153,6 +155,44 @@ def test_a_message_through_the_router_container(site):
     assert ids.count(answer["message_id"]) == 1, delivered
     print(f"delivered {answer['message_id']} through the router container: {answer['answer']}")
     assert_instances(site, relays)
+    assert_a_new_crl_reloads_every_nginx(site, [home, *relays, router])
+
+
+REFUSED = "client-certificate-invalid"  # nginx's own answer to a revoked certificate
+
+
+def assert_a_new_crl_reloads_every_nginx(site, started) -> None:
+    """The admin revoked and the new CRL written into each pod's crl volume, as the kubelet
+    refreshes a Secret: every gate's and the router's nginx refuses the admin within
+    seconds, without a restart (before a reload the apps refused it, not nginx)."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    subprocess.run(["dmr", "pki", "revoke", "--dir", str(site.pki), "--kind", "admin",
+                    "--name", "admin"], env=env, check=True, capture_output=True)
+    crl = (site.pki / "crl.pem").read_bytes()
+    for pod in started:
+        fresh = site.workdir / pod.name / "crl" / "crl.pem.new"
+        fresh.write_bytes(crl)
+        fresh.chmod(0o444)
+        fresh.replace(fresh.with_name("crl.pem"))
+    script = ("import requests,sys,urllib3;urllib3.disable_warnings();"
+              "r=requests.get(sys.argv[1],cert=('/pki/admin/admin.pem','/pki/admin/admin.key'),"
+              "verify=False,timeout=10);print(r.status_code,r.text[:300])")
+    urls = {pod.name: f"https://{pod.ip}:{8700 if 'home' in pod.name else 8443}/healthz"
+            for pod in started}
+    deadline, answers = time.monotonic() + 40, {}
+    while urls and time.monotonic() < deadline:
+        for name, url in list(urls.items()):
+            answers[name] = pods.docker("run", "--rm", "--network", site.network, "--user",
+                                        "0:0", "-v", f"{site.pki}:/pki:ro", "--entrypoint",
+                                        "python3", site.image, "-c", script, url)
+            if REFUSED in answers[name]:
+                del urls[name]
+        time.sleep(1)
+    assert not urls, (answers, [pod.logs() for pod in started])
+    for pod in started:
+        logs = pod.logs()
+        assert '"event":"crl-changed"' in logs, logs
+    print(f"a new CRL reloaded the nginx of {sorted(answers)}")
 
 
 def assert_instances(site, relays) -> None:

@@ -80,9 +80,11 @@ def alert_units() -> set[str]:
 
 
 def known_units() -> set[str]:
-    """The package's units and those the roles manage."""
+    """The package's units, those the roles manage and the control node's (scripts/systemd)."""
     units = {p.name.split(".")[1] for p in (ROOT / "packaging/debian").glob("dmr-appliance.*.*")
              if p.suffix in (".service", ".timer", ".path")}
+    units |= {p.name.removesuffix(".service") for p in (ROOT / "scripts/systemd").glob("*.*")
+              if p.suffix in (".service", ".timer")}
     for path in task_files():
         for task in tasks_of(path):
             name, args = module(task)

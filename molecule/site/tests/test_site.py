@@ -12,7 +12,10 @@ survive, in this order (pytest keeps the file's order; each step leaves the site
 7. the firewall: the recipient host cannot reach a relay's or home's port, a router can,
    and a reload keeps an established connection;
 8. upgrade.yml to a rebuilt version while a sender keeps sending 10 messages/s: every
-   message delivered (reconciled by id at the recipient), every host on the new version.
+   message delivered (reconciled by id at the recipient), every host on the new version;
+9. a relay setting changed (its log level) and playbooks/relays.yml run under the same load:
+   each relay drained, restarted and ready again before the next one's turn (their restarts
+   in the journal do not overlap), every message delivered, none twice.
 
 Each step prints one line "site: STEP: {figures}" (molecule verify runs pytest with -s).
 """
@@ -133,6 +136,28 @@ def relay_ready(name: str) -> bool:
 
 def instances() -> dict[str, dict]:
     return {i["instance"]: i for i in json.loads(admin("instances", "--json"))}
+
+
+def under_load(play, rate: float = 10):
+    """PLAY() (a playbook run) while alice sends RATE messages a second through both routers
+    (files/load.py, from 3 s before to 3 s after): PLAY's result, the seconds it took, and
+    one result per message sent."""
+    sender = host("recipient")
+    start_unit(sender, "load", f"python3 {put_file(sender, 'load.py')} --rate {rate:g} "
+               f"--out /root/load.jsonl --stop /root/load.stop {' '.join(ROUTERS)}",
+               clean="/root/load.jsonl /root/load.stop")
+    try:
+        time.sleep(3)
+        began = time.monotonic()
+        done = play()
+        took = time.monotonic() - began
+        time.sleep(3)
+    finally:
+        ok(sender, "touch /root/load.stop")
+    wait_unit_done(sender, "load", "the sender finished")
+    results = [json.loads(x) for x in sender.file("/root/load.jsonl").content_string.splitlines()
+               if x.strip()]
+    return done, took, results
 
 
 # --- 0. the site as converged ---------------------------------------------------------------
@@ -419,21 +444,10 @@ def test_a_rolling_upgrade_under_load_loses_no_message():
     deb = os.environ.get("DMR_MOLECULE_DEB_NEXT")
     assert deb and Path(deb).is_file(), "DMR_MOLECULE_DEB_NEXT: the rebuilt .deb to upgrade to"
     version = Path(deb).name.split("_")[1]
-    sender = host("recipient")
-    start_unit(sender, "load", f"python3 {put_file(sender, 'load.py')} --rate 10 "
-               f"--out /root/load.jsonl --stop /root/load.stop {' '.join(ROUTERS)}",
-               clean="/root/load.jsonl /root/load.stop")
-    time.sleep(3)
-    began = time.monotonic()
-    upgrade = helpers.playbook(playbook=ROOT / "playbooks/upgrade.yml",
-                               extra_vars={"dmr_package_deb": deb}, timeout=1200)
-    took = time.monotonic() - began
-    time.sleep(3)
-    ok(sender, "touch /root/load.stop")
-    wait_unit_done(sender, "load", "the sender finished")
+    upgrade, took, results = under_load(lambda: helpers.playbook(
+        playbook=ROOT / "playbooks/upgrade.yml", extra_vars={"dmr_package_deb": deb},
+        timeout=1200))
     assert upgrade.returncode == 0, helpers.tail(upgrade, 120)
-    results = [json.loads(x) for x in sender.file("/root/load.jsonl").content_string.splitlines()
-               if x.strip()]
     counts = reconcile([r["id"] for r in results])
     failed = [r for r in results if not r["ok"]]
     versions = {n: host(n).run("dmr --version").stdout.split()[-1]
@@ -445,3 +459,58 @@ def test_a_rolling_upgrade_under_load_loses_no_message():
     assert not failed and not counts["missing"] and counts["processed_twice"] == 0, (
         failed[:2], counts)
     assert set(versions.values()) == {version}, versions
+
+
+# --- 9. a relay config change, one relay at a time --------------------------------------------
+
+# systemd's own journal lines for a unit's jobs (systemd.catalog): a stop job began, a
+# start job finished.
+STOPPING, STARTED = "de5b426a63be47a7b6ac3eaac82e2f6f", "39f53479d3a045ac8e11786248231fbf"
+DRAINED = "RUNNING HANDLER [dmr_relay : Drain the relay]"
+
+
+def restarts(name: str, since: float) -> list[tuple[float, float]]:
+    """dmr-relay.service's restarts on the host since then: (stop began, start done), s."""
+    out = ok(host(name), f"journalctl -u dmr-relay.service --since @{since:.0f} -o json "
+             "--output-fields MESSAGE_ID")
+    jobs = [(int(x["__REALTIME_TIMESTAMP"]) / 1e6, x.get("MESSAGE_ID"))
+            for x in map(json.loads, out.splitlines())
+            if x.get("MESSAGE_ID") in (STOPPING, STARTED)]
+    spans, began = [], None
+    for at, kind in sorted(jobs):
+        if kind == STOPPING and began is None:
+            began = at
+        elif kind == STARTED and began is not None:
+            spans.append((began, at))
+            began = None
+    return spans
+
+
+def test_a_relay_config_change_restarts_one_relay_at_a_time_under_load_losing_no_message():
+    since = time.time() - 1
+    # A harmless, real change of relay.toml (the role's dmr_relay_log_level; info before).
+    # The package stays as installed (step 8 upgraded it).
+    play, took, results = under_load(lambda: helpers.playbook(
+        "--skip-tags", "package", playbook=ROOT / "playbooks/relays.yml",
+        extra_vars={"dmr_relay_log_level": "warning"}, timeout=600))
+    assert play.returncode == 0, helpers.tail(play, 120)
+    counts = reconcile([r["id"] for r in results])
+    failed = [r for r in results if not r["ok"]]
+    spans = {n: restarts(n, since) for n in RELAYS}
+    lines = play.stdout.splitlines()
+    drained = [y.split("[")[-1].rstrip("]") for i, x in enumerate(lines) if x.startswith(DRAINED)
+               for y in lines[i + 1:i + 3] if y.startswith("changed: [")]
+    figures("9 relay config change", **{k: v for k, v in counts.items() if k != "missing"},
+            failed=len(failed), unaccounted=len(counts["missing"]), play_s=round(took, 1),
+            drained=drained, restarts={n: [[round(a - since, 1), round(b - since, 1)]
+                                           for a, b in s] for n, s in spans.items()})
+    for name in RELAYS:
+        assert "warning" in ok(host(name), "grep '^log_level' /etc/dmr-appliance/relay.toml")
+        assert len(spans[name]) == 1, spans
+    assert sorted(drained) == sorted(RELAYS), drained
+    first, second = sorted(span for name in RELAYS for span in spans[name])
+    assert first[1] < second[0], f"the relays' restarts overlap: {spans}"
+    assert len(results) >= 10 * took * 0.5, f"the sender sent too little: {len(results)}"
+    assert not failed and not counts["missing"] and counts["processed_twice"] == 0, (
+        failed[:2], counts)
+    wait_until(lambda: relay_ready("relay-1") and relay_ready("relay-2"), 60, "relays ready")

@@ -64,7 +64,9 @@ def test_renewed_certificate_restarts_the_relay(host):
         "--tags", "dmr_pki", extra_vars={"dmr_pki_renew_days": 400, "dmr_pki_days": 800}
     )
     assert proc.returncode == 0, helpers.tail(proc)
-    assert "Restart the services whose certificate changed" in proc.stdout
+    # through the dmr_relay handler: drained first (tasks/restart.yml)
+    assert "Restart the relay drained (the dmr_relay role's handler)" in proc.stdout
+    assert "RUNNING HANDLER [dmr_relay : Drain the relay]" in proc.stdout
     assert started_at(host, "dmr-relay") != before
     assert host.service("dmr-relay-gate").is_running
     # nothing due any more: nothing restarts

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Ansible roles' test suite: lint, one Molecule scenario per role, and the whole site
+# The Ansible roles' test suite: lint, every role's Molecule scenarios, and the whole site
 # on seven hosts (molecule/site: faults, central logs, firewall, a rolling upgrade) and on
 # one fresh container from inventories/local. Run as root on the test machine:
 #
@@ -9,7 +9,9 @@
 # pytest-testinfra, ansible-lint, yamllint and this project (the control node's `dmr pki`),
 # builds the Debian 12 systemd image once per machine (tests/system/image.sh) and the .deb
 # once per run (packaging/build-deb.sh --deb-only, into build/molecule/deb/, which every
-# scenario installs), then runs ansible-lint and yamllint, every scenario one after another
+# scenario installs), then runs ansible-lint and yamllint, every scenario of every role one
+# after another (the default, then the others: dmr_package's repo installs from the signed
+# apt repository built by packaging/build-repo.sh)
 # (docker driver: converge, idempotence, verify with testinfra: a check-mode pass with no
 # change, the bad-input cases; then destroy), and the site test. Logs: build/molecule/logs/.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
@@ -94,11 +96,20 @@ if [ ${#roles[@]} = 0 ]; then
 else
   run_site=0
 fi
+# Each role's default scenario, then its others (dmr_package's repo: installs from the
+# signed repository build-repo.sh makes, served over HTTPS), each recorded as ROLE:SCENARIO.
 for role in "${roles[@]}"; do
   if [ "$role" = site ]; then run_site=1; continue; fi  # both site tests
   t=$(date +%s)
   (cd "roles/$role" && molecule test) >"$LOGS/$role.log" 2>&1
   record "$role" $? "$t"
+  for dir in "roles/$role"/molecule/*/; do
+    scenario=$(basename "$dir")
+    [ "$scenario" = default ] && continue
+    t=$(date +%s)
+    (cd "roles/$role" && molecule test -s "$scenario") >"$LOGS/$role-$scenario.log" 2>&1
+    record "$role-$scenario" $? "$t"
+  done
 done
 
 # --- the whole site on seven hosts: faults, central logs, firewall, a rolling upgrade --------

@@ -117,6 +117,21 @@ def test_without_a_deb_the_example_installs_from_apt():
     assert "Install the .deb (dependencies from Debian)" not in ran
 
 
+def test_the_example_key_is_where_the_docs_put_build_repo_shs_public_key():
+    """The example's dmr_package_apt_key exists once the docs are followed (README: copy the
+    example to inventories/prod; docs/packaging.md: install the key there), and the role
+    checks that it is a file before using it. Its suite is the role's flat default."""
+    values = resolve({**example_vars(), "inventory_dir": "inventories/prod"})
+    key = values["dmr_package_apt_key"]
+    assert key == "inventories/prod/files/dmr-appliance-archive-keyring.gpg"
+    assert key in (ROOT / "docs/packaging.md").read_text()
+    assert "cp -r inventories/example inventories/prod" in (ROOT / "README.md").read_text()
+    assert not {"dmr_package_apt_suite", "dmr_package_apt_component"} & set(values)
+    check = task_named(ROLES / "dmr_package/tasks/preflight.yml",
+                       "The repository's key (and CA) are files on the control node")
+    assert "dmr_package_apt_key is file" in check["ansible.builtin.assert"]["that"]
+
+
 # --- e. keys never in Ansible's output, and only where they are used --------------------------
 
 def unhidden_key_tasks(tasks: list[tuple[str, dict]]) -> list[str]:

@@ -12,6 +12,7 @@ import pytest
 
 from dmr_appliance import config
 from dmr_appliance.cli import build_parser
+from tests.support.ansible_files import ROLES, resolve, role_defaults, task_named
 
 ROOT = Path(__file__).resolve().parents[2]
 DEBIAN = ROOT / "packaging" / "debian"
@@ -173,3 +174,17 @@ def test_backup_timer_runs_the_backup_command_daily_under_homes_hardening() -> N
     assert "WantedBy=timers.target" in timer
     rules = (DEBIAN / "rules").read_text()
     assert "dh_installsystemd --name=dmr-home-backup --no-enable --no-start\n" in rules
+
+
+def test_the_roles_apt_defaults_give_the_line_build_repo_sh_prints() -> None:
+    """One layout (issue 23): build-repo.sh publishes a flat repository, "URL ./", and
+    dmr_package's defaults write that line (they said suite bookworm, component main)."""
+    script = (ROOT / "packaging" / "build-repo.sh").read_text()
+    assert re.search(r'^line="deb \[signed-by=\$keyring\] \$url \./"$', script, re.M)
+    task = task_named(ROLES / "dmr_package/tasks/repository.yml",
+                      "Add the repository, trusted through that keyring only")
+    url = "https://apt.example.org/dmr-appliance"
+    defaults = {k: v for k, v in role_defaults("dmr_package").items() if "_apt_" in k}
+    values = resolve({**defaults, **task["vars"], "dmr_package_apt_url": url})
+    keyring = defaults["dmr_package_apt_keyring"]
+    assert values["dmr_package_apt_line"] == f"deb [signed-by={keyring}] {url} ./"

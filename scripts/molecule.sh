@@ -86,6 +86,12 @@ say "tools ready in $(elapsed "$started"): $image, $(basename "$DMR_MOLECULE_DEB
 # --- lint -------------------------------------------------------------------------------------
 t=$(date +%s); ansible-lint >"$LOGS/ansible-lint.log" 2>&1; record ansible-lint $? "$t"
 t=$(date +%s); yamllint . >"$LOGS/yamllint.log" 2>&1; record yamllint $? "$t"
+# The control node's dmr-pki-renew.service runs ansible-playbook, which only this venv has.
+t=$(date +%s)
+DMR_NEEDS_ANSIBLE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
+  "tests/unit/test_crl_lifecycle.py::test_the_service_command_is_a_valid_playbook_run_that_renews_and_re_signs" \
+  >"$LOGS/pki-renew.log" 2>&1
+record pki-renew-playbook $? "$t"
 
 # --- one scenario per role, one at a time -----------------------------------------------------
 roles=("$@")

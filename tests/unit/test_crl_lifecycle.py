@@ -201,8 +201,11 @@ def test_the_schedule_leaves_room_before_the_alerts():
     assert defaults["dmr_pki_crl_renew_days"] < pki.CRL_DAYS
 
 
-@pytest.mark.skipif(not (ANSIBLE_BIN / "ansible-playbook").exists() and not os.environ.get("CI"),
-                    reason="needs .venv-ansible (scripts/molecule.sh makes it)")
+# The pytest runs of scripts/test.sh come before .venv-ansible exists: scripts/molecule.sh
+# makes it and runs this test there, where DMR_NEEDS_ANSIBLE=1 turns a skip into a failure.
+@pytest.mark.skipif(not (ANSIBLE_BIN / "ansible-playbook").exists()
+                    and os.environ.get("DMR_NEEDS_ANSIBLE") != "1",
+                    reason="needs .venv-ansible: scripts/molecule.sh makes it and runs this")
 def test_the_service_command_is_a_valid_playbook_run_that_renews_and_re_signs(tmp_path):
     """ExecStart as systemd runs it (the env file's values, started outside the clone)."""
     env = {**_env_example(), "DMR_CLONE": str(ROOT),

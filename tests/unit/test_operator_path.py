@@ -6,6 +6,7 @@ no loopback in dmr_router_admin_allow)."""
 from __future__ import annotations
 
 import base64
+import configparser
 import ipaddress
 import re
 import socket
@@ -30,7 +31,8 @@ from tests.support.ansible_files import (
 )
 
 EXAMPLE = ROOT / "inventories" / "example"
-SITE = load(ROOT / "molecule" / "site" / "molecule.yml")["provisioner"]["inventory"]
+SCENARIO = ROOT / "molecule" / "site"
+SITE = load(SCENARIO / "molecule.yml")["provisioner"]["inventory"]
 KEY_FILE = re.compile(r"\.key\b|PRIVATE KEY")
 
 
@@ -41,11 +43,21 @@ def example_vars(*groups: str) -> dict:
     return values
 
 
-def example_hosts() -> dict[str, dict]:
-    """group -> {host: host vars} of the example's hosts.yml."""
-    children = load(EXAMPLE / "hosts.yml")["all"]["children"]
+def inventory_hosts(path) -> dict[str, dict]:
+    """group -> {host: host vars} of an inventory file (all: children: GROUP: hosts:)."""
+    children = load(path)["all"]["children"]
     return {group: {h: v or {} for h, v in body["hosts"].items()}
             for group, body in children.items()}
+
+
+def example_hosts() -> dict[str, dict]:
+    """group -> {host: host vars} of the example's hosts.yml."""
+    return inventory_hosts(EXAMPLE / "hosts.yml")
+
+
+def site_hosts() -> dict[str, dict]:
+    """group -> {host: host vars} of the site scenario's own inventory (molecule/site)."""
+    return inventory_hosts(SCENARIO / SITE["links"]["hosts"])
 
 
 # --- a. upgrade.yml asks home from an address the router admits -----------------------------
@@ -84,10 +96,94 @@ def test_the_router_role_puts_that_list_into_router_toml():
 
 def test_the_site_scenario_admits_no_loopback_itself():
     """So that its upgrade.yml run proves the role's own admission."""
-    allow = SITE["group_vars"]["routers"]["dmr_router_admin_allow"]
+    allow = [n for v in site_hosts()["routers"].values() for n in v["dmr_router_admin_allow"]]
+    assert allow
     loopback = [n for n in allow if ipaddress.ip_network(n).overlaps(
         ipaddress.ip_network("127.0.0.0/8"))]
     assert loopback == []
+
+
+# --- the site scenario runs on the example's own values -----------------------------------
+
+# What the scenario's inventory may set in place of the example's: addresses (the example's
+# networks), and what only a test host has (its .deb, its CA folder, the certificates of
+# the recipient host and, as in the example's hosts.yml, the first router's admin key).
+SITE_OVERRIDES = {
+    "addresses": {"dmr_firewall_ssh_networks", "dmr_firewall_monitoring_networks",
+                  "dmr_router_admin_allow", "dmr_router_status_allow"},
+    "test host": {"dmr_package_deb", "dmr_pki_ca_dir", "dmr_pki_extra_certificates"},
+}
+DOCUMENTATION_NETWORKS = [ipaddress.ip_network(n) for n in (
+    "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
+
+
+def names_a_site_address(value) -> bool:
+    """A value naming one of the example's own (documentation) addresses or networks."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        try:
+            network = ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            continue
+        if any(network.version == d.version and network.subnet_of(d)
+               for d in DOCUMENTATION_NETWORKS):
+            return True
+    return False
+
+
+def test_the_site_scenario_links_the_examples_group_vars_and_keeps_no_copy():
+    links = SITE["links"]
+    assert (SCENARIO / links["group_vars"]).resolve() == (EXAMPLE / "group_vars").resolve()
+    assert (SCENARIO / links["hosts"]).is_file()
+    # With links, Molecule ignores these; none must pretend to configure the scenario.
+    assert not {"group_vars", "host_vars", "hosts"} & set(SITE)
+    assert not (SCENARIO / "group_vars").exists() and not (SCENARIO / "host_vars").exists()
+
+
+def test_the_site_scenario_sets_only_addresses_and_test_host_values():
+    inventory = load(SCENARIO / SITE["links"]["hosts"])["all"]
+    groups = inventory["children"]
+    set_vars = set(inventory.get("vars") or {})
+    for body in groups.values():
+        set_vars |= set(body.get("vars") or {})
+        for host_vars in (body.get("hosts") or {}).values():
+            set_vars |= set(host_vars or {})
+    allowed = set().union(*SITE_OVERRIDES.values())
+    assert set_vars - allowed == set(), "the scenario must run on the example's own values"
+
+
+def test_the_site_scenario_replaces_every_address_the_example_names():
+    """Each example variable naming an address is overridden on every host that uses it;
+    the site's host names are the example's (plus the recipient host outside the site)."""
+    site, example = site_hosts(), example_hosts()
+    assert {g: set(h) for g, h in site.items() if g in example} == {
+        g: set(h) for g, h in example.items()}
+    site_groups = ("home", "relays", "routers", "logs")
+    for path in (EXAMPLE / "group_vars").glob("*.yml"):
+        group = path.stem
+        hosts = [h for g in (site_groups if group == "all" else (group,))
+                 for h in site[g].values()]
+        for name, value in (load(path) or {}).items():
+            if names_a_site_address(value):
+                assert name in SITE_OVERRIDES["addresses"], (path.name, name)
+                assert all(name in h for h in hosts), (path.name, name)
+                assert not any(names_a_site_address(h[name]) for h in hosts), name
+
+
+def test_a_folder_inventory_reads_neither_the_ca_nor_the_key_as_inventory():
+    """README runs `-i inventories/prod`, a folder: Ansible reads every file in it as an
+    inventory (warnings naming the CA's files on every run) unless ansible.cfg skips the
+    folders where the example keeps its CA (dmr_pki_ca_dir) and the repository's key."""
+    values = example_vars()
+    folders = {values["dmr_pki_ca_dir"].split("/")[1], values["dmr_package_apt_key"].split("/")[1]}
+    assert folders == {"pki", "files"}
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "ansible.cfg")
+    patterns = [re.compile(x.strip()) for x in cfg["inventory"]["ignore_patterns"].split(",")]
+    for name in folders:
+        assert any(x.search(name) for x in patterns), name
+    for name in ("hosts.yml", "prod.yml", "files.yml", "pki.yml"):
+        assert not any(x.search(name) for x in patterns), name
 
 
 # --- b. an explicitly given .deb wins over the inventory's apt -------------------------------
@@ -174,8 +270,7 @@ def test_the_admin_key_goes_only_to_the_router_upgrade_yml_uses():
     hosts = example_hosts()
     assert admin_hosts({h: v for g in hosts.values() for h, v in g.items()}) == {
         next(iter(hosts["routers"]))}
-    assert admin_hosts({h: v for h, v in SITE["host_vars"].items() if "router" in h}) == {
-        "router-1"}
+    assert admin_hosts(site_hosts()["routers"]) == {"router-1"}
 
 
 def test_the_role_refuses_a_vaulted_ca_key_before_signing(tmp_path):

@@ -9,8 +9,9 @@ survive, in this order (pytest keeps the file's order; each step leaves the site
    killed (a crash), stale, then down;
 6. the log host holds the router's, a relay's and home's lines for one message, joined by
    its request id (dmr trace on the log host's tree), and kept a minute's outage;
-7. the firewall: the recipient host cannot reach a relay's or home's port, a router can,
-   and a reload keeps an established connection;
+7. the firewall: the recipient host cannot reach a relay's or home's port, a router and
+   the monitoring network (this control node) can, and a reload keeps an established
+   connection;
 8. upgrade.yml to a rebuilt version while a sender keeps sending 10 messages/s: every
    message delivered (reconciled by id at the recipient), every host on the new version;
 9. a relay setting changed (its log level) and playbooks/relays.yml run under the same load:
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import socket
 import sys
 import time
 from collections import Counter
@@ -168,7 +170,7 @@ def test_the_site_runs():
         for unit in ("dmr-relay", "dmr-relay-gate", "rsyslog", "nftables"):
             assert host(name).service(unit).is_running, f"{name}: {unit}"
     for unit in ("dmr-home", "dmr-home-gate"):
-        assert host("home").service(unit).is_running
+        assert host("home-1").service(unit).is_running
     for name in ("router-1", "router-2"):
         assert host(name).service("nginx").is_running
     assert host("logs-1").socket("tcp://0.0.0.0:6514").is_listening
@@ -302,7 +304,21 @@ def refusals(relay: str, since: float) -> int:
 NO_RESTART = "/run/systemd/system/dmr-relay.service.d/zz-site-no-restart.conf"
 
 
+def setting(name: str, kind: str, path: str) -> int:
+    """A setting as the service on that host reads it (its file, else the default)."""
+    code = (f"from dmr_appliance import config; print(config.load(config.KINDS[{kind!r}], "
+            f"'/etc/dmr-appliance/{kind}.toml').{path})")
+    return int(ok(host(name), f"python3 -c {shlex.quote(code)}").strip())
+
+
 def test_heartbeats_at_home_a_stopped_relay_left_a_killed_one_stale_then_down():
+    # The example's settings (the defaults unless it sets others): a killed relay's last
+    # beat is at most one interval old, so it is stale within stale_after and down within
+    # down_after of the kill; the waits allow that and a few seconds more.
+    stale_after = setting("home-1", "home", "heartbeats.stale_after")
+    down_after = setting("home-1", "home", "heartbeats.down_after")
+    interval = setting("relay-2", "relay", "sync.heartbeat_interval")
+    slack = 10
     known = wait_until(lambda: (lambda i: i if {"relay-1", "relay-2"} <= set(i) and all(
         i[n]["health"] == "healthy" for n in ("relay-1", "relay-2")) else None)(instances()),
         30, "both relays healthy at home")
@@ -321,11 +337,11 @@ def test_heartbeats_at_home_a_stopped_relay_left_a_killed_one_stale_then_down():
     ok(relay, "systemctl kill --signal=SIGKILL dmr-relay.service")
     killed = time.monotonic()
     try:
-        wait_until(lambda: instances()["relay-2"]["health"] == "stale", 30, "relay-2 stale",
-                   every=1)
+        wait_until(lambda: instances()["relay-2"]["health"] == "stale", stale_after + slack,
+                   "relay-2 stale", every=1)
         stale_s = time.monotonic() - killed
-        wait_until(lambda: instances()["relay-2"]["health"] == "down", 60, "relay-2 down",
-                   every=1)
+        wait_until(lambda: instances()["relay-2"]["health"] == "down",
+                   down_after + slack - stale_s, "relay-2 down", every=1)
         down_s = time.monotonic() - killed
     finally:
         ok(relay, f"rm -f {NO_RESTART}")
@@ -333,8 +349,12 @@ def test_heartbeats_at_home_a_stopped_relay_left_a_killed_one_stale_then_down():
         relay.run("systemctl reset-failed dmr-relay.service")
         ok(relay, f"systemctl start {RELAY_UNITS}")
     figures("5 heartbeats", healthy=sorted(known), stopped=left,
-            stale_after_s=round(stale_s, 1), down_after_s=round(down_s, 1))
+            stale_after_s=round(stale_s, 1), down_after_s=round(down_s, 1),
+            settings={"stale_after": stale_after, "down_after": down_after,
+                      "heartbeat_interval": interval})
     assert left == "left", left
+    assert stale_after - interval - 2 <= stale_s and down_after - interval - 2 <= down_s, (
+        "judged before its settings", stale_s, down_s)
     wait_until(lambda: instances()["relay-2"]["health"] == "healthy", 60, "relay-2 back")
 
 
@@ -358,15 +378,15 @@ def test_the_log_host_holds_every_tiers_lines_for_a_failed_message_then_its_rese
         out = logs.run(f"dmr trace {mid} --log-dir /var/log/dmr --json").stdout
         lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
         hosts = {x["host"] for x in lines}
-        whole = "home" in hosts and any(h.startswith("router") for h in hosts) and any(
+        whole = "home-1" in hosts and any(h.startswith("router") for h in hosts) and any(
             h.startswith("relay") for h in hosts)
         return lines if whole else None
 
     lines = wait_until(traced, 30, "the message's lines from every tier on the log host")
     events = Counter(f"{x['host']}:{x['event']}" for x in lines)
     request_ids = {x["line"].get("request_id") for x in lines} - {None}
-    assert any(e.startswith("home:failure-reported") for e in events), events
-    one = logs.run("head -c 2 /var/log/dmr/home/dmr-home.log").stdout
+    assert any(e.startswith("home-1:failure-reported") for e in events), events
+    one = logs.run("head -c 2 /var/log/dmr/home-1/dmr-home.log").stdout
     assert one.startswith("{"), "a line must be the JSON object, without a syslog prefix"
 
     ok(recipient, "timeout 30 bash -c 'until (exec 3<>/dev/tcp/127.0.0.1/9443); do sleep 0.2;"
@@ -407,23 +427,37 @@ def can_connect(h, target: str, port: int) -> bool:
     return h.run(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{target}/{port}'").rc == 0
 
 
+def reachable_from_here(name: str, port: int) -> bool:
+    """This control node (the Docker network's gateway: the scenario's monitoring network)
+    to the host's address on that network."""
+    address = ok(host(name), "hostname -I").split()[0]
+    try:
+        socket.create_connection((address, port), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
 def test_the_firewall_lets_only_the_site_through():
     outside, router = host("recipient"), host("router-1")
     found = {
+        "monitoring->relay-1:8801": reachable_from_here("relay-1", 8801),
+        "monitoring->home-1:8700": reachable_from_here("home-1", 8700),
         "recipient->relay-1:8801": can_connect(outside, "relay-1", 8801),
-        "recipient->home:8700": can_connect(outside, "home", 8700),
+        "recipient->home-1:8700": can_connect(outside, "home-1", 8700),
         "recipient->logs-1:6514": can_connect(outside, "logs-1", 6514),
         "recipient->router-1:8443": can_connect(outside, "router-1", 8443),
         "router-1->relay-1:8801": can_connect(router, "relay-1", 8801),
-        "router-1->home:8700": can_connect(router, "home", 8700),
-        "relay-1->home:8700": can_connect(host("relay-1"), "home", 8700),
+        "router-1->home-1:8700": can_connect(router, "home-1", 8700),
+        "relay-1->home-1:8700": can_connect(host("relay-1"), "home-1", 8700),
     }
     figures("7 firewall", **found)
     assert found == {
-        "recipient->relay-1:8801": False, "recipient->home:8700": False,
+        "monitoring->relay-1:8801": True, "monitoring->home-1:8700": True,
+        "recipient->relay-1:8801": False, "recipient->home-1:8700": False,
         "recipient->logs-1:6514": False, "recipient->router-1:8443": True,
-        "router-1->relay-1:8801": True, "router-1->home:8700": True,
-        "relay-1->home:8700": True}
+        "router-1->relay-1:8801": True, "router-1->home-1:8700": True,
+        "relay-1->home-1:8700": True}
 
 
 def test_the_firewall_kept_debians_nftables_conf_and_left_9113_closed():
@@ -464,7 +498,7 @@ def test_a_rolling_upgrade_under_load_loses_no_message():
     counts = reconcile([r["id"] for r in results])
     failed = [r for r in results if not r["ok"]]
     versions = {n: host(n).run("dmr --version").stdout.split()[-1]
-                for n in ("home", "relay-1", "relay-2", "router-1", "router-2", "logs-1")}
+                for n in ("home-1", "relay-1", "relay-2", "router-1", "router-2", "logs-1")}
     figures("8 rolling upgrade", **{k: v for k, v in counts.items() if k != "missing"},
             failed=len(failed), unaccounted=len(counts["missing"]),
             upgrade_s=round(took, 1), version=version, hosts=versions)

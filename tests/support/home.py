@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dmr_appliance.config import HomeConfig, Tls, to_toml
+from dmr_appliance.home import store as store_mod
 from tests.support.apps import App, home_gate
 from tests.support.https import mtls_session
 from tests.support.processes import free_port, http_ok
@@ -116,3 +117,18 @@ def home_under_test(state: Path, pki, **overrides) -> HomeUnderTest:
     app = create_app(HomeDeps.build(config, store),
                      web.Identifier.from_files(config.tls.ca, config.tls.crl))
     return HomeUnderTest(app, config, store, pki)
+
+
+def older_store(path: Path, migrations: int, rows: list[tuple[str, tuple]]) -> None:
+    """A store at ``path`` as the first ``migrations`` left it, holding ``rows`` (SQL and
+    its parameters): what a newer home then opens and migrates."""
+    newest = store_mod.MIGRATIONS
+    store_mod.MIGRATIONS = newest[:migrations]
+    try:
+        old = store_mod.Store(path)
+        with old.write() as conn:
+            for sql, params in rows:
+                conn.execute(sql, params)
+        old.close()
+    finally:
+        store_mod.MIGRATIONS = newest

@@ -18,12 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dmr_appliance.config import Heartbeats
 from dmr_appliance.home import instances
-from dmr_appliance.home import store as store_mod
 from dmr_appliance.home.store import Store
 from dmr_appliance.relay import agent as agent_mod
 from dmr_appliance.relay.agent import Agent
 from dmr_appliance.relay.metrics import RelayMetrics
-from tests.support.home import home_under_test
+from tests.support.home import home_under_test, older_store
 from tests.support.relay_kit import relay_config
 
 
@@ -123,16 +122,11 @@ def test_a_crashed_relay_alerts_for_a_day(home):
     assert instance_gauge(home)["down"] == 0
 
 
-def test_migration_4_keeps_every_instance(tmp_path, monkeypatch):
+def test_migration_4_keeps_every_instance(tmp_path):
     path = tmp_path / "home.db"
-    with monkeypatch.context() as m:
-        m.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:3])
-        old = Store(path)
-        with old.write() as conn:
-            conn.execute("INSERT INTO instances (id, address, version, sync_version, counters,"
-                         " first_seen, last_beat, sync_age) VALUES ('relay-1', 'a', '0.1.0', 3,"
-                         " '{}', ?, ?, NULL)", (time.time() - 5, time.time()))
-        old.close()
+    older_store(path, 3, [("INSERT INTO instances (id, address, version, sync_version, counters,"
+                           " first_seen, last_beat, sync_age) VALUES ('relay-1', 'a', '0.1.0', 3,"
+                           " '{}', ?, ?, NULL)", (time.time() - 5, time.time()))])
     [kept] = instances.listing(Store(path), Heartbeats())
     assert (kept["instance"], kept["sync_version"], kept["health"]) == ("relay-1", 3, "healthy")
 

@@ -8,9 +8,8 @@ import json
 import pytest
 
 from dmr_appliance.config import FailureLimits
-from dmr_appliance.home import store as store_mod
 from dmr_appliance.home.store import Store
-from tests.support.home import home_under_test
+from tests.support.home import home_under_test, older_store
 from tests.unit.test_home_failures import MID, report
 
 PROBLEM = "urn:dmr:problem:"
@@ -147,17 +146,13 @@ def test_one_senders_reports_never_hide_anothers(tmp_path, pki):
     assert own == [{"from": "alice", "open": 1, "resolved": 0}]
 
 
-def test_the_migration_keeps_reports_of_the_old_schema(tmp_path, monkeypatch):
+def test_the_migration_keeps_reports_of_the_old_schema(tmp_path):
     path = tmp_path / "home.db"
-    with monkeypatch.context() as m:
-        m.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:2])
-        old = Store(path)
-        with old.write() as conn:
-            conn.execute("INSERT INTO failures VALUES (?, 'lobby', 'alice', '[\"bob\"]', '{}',"
-                         " 'participant:alice', 1, 2, 1, 'open', NULL, NULL, NULL)", (MID,))
-            conn.execute("INSERT INTO failure_attempts VALUES (?, 'r', '2026-01-01T00:00:00Z',"
-                         " 'failed', 503, 'down')", (MID,))
-        old.close()
+    older_store(path, 2, [
+        ("INSERT INTO failures VALUES (?, 'lobby', 'alice', '[\"bob\"]', '{}',"
+         " 'participant:alice', 1, 2, 1, 'open', NULL, NULL, NULL)", (MID,)),
+        ("INSERT INTO failure_attempts VALUES (?, 'r', '2026-01-01T00:00:00Z',"
+         " 'failed', 503, 'down')", (MID,))])
     store = Store(path)
     from dmr_appliance.home import failures
     kept = failures.get(store, MID, "alice")

@@ -264,7 +264,12 @@ class CheckCaller:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.path not in self.skip and req.get_header(PEER_CERT_HEADER):
-            self.identify(req)  # raises a 403 problem for a certificate it cannot accept
+            # An app that identifies its callers anyway (home) shares that one answer.
+            shared = getattr(req.context, "identify", None)
+            if shared is not None:
+                shared()  # raises a 403 problem for a certificate it cannot accept
+            else:
+                self.identify(req)
 
 
 def client_identity(

@@ -29,7 +29,8 @@ class Identify:
         self.identify = identify
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.identify = functools.partial(self.identify, req)
+        # Once per request: web.CheckCaller and the route's allow() hook both ask.
+        req.context.identify = functools.cache(functools.partial(self.identify, req))
         req.context.identifier = self.identify
 
 

@@ -28,11 +28,11 @@ from typing import IO, Any
 from dmr_appliance import logs, pki
 from dmr_appliance.cli import _numbers
 from dmr_appliance.client.result import RecipientOutcome, SendResult
-from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.config import PKI
 from dmr_appliance.errors import DmrError, PkiError
 from dmr_appliance.progress import ProgressBar
+from dmr_appliance.wire.retry import RetryPolicy
 
 DEFAULT_ROUTER = "https://127.0.0.1:8443"
 BATCH_FIELDS = {"room", "to", "payload", "payload_b64", "content_type", "headers", "id"}

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import requests
 
-from dmr_appliance.client.retry import parse_retry_after
 from dmr_appliance.errors import PROBLEM_BASE
-from dmr_appliance.outcome_rule import FAILED, REJECTED, classify
+from dmr_appliance.wire.outcome import FAILED, REJECTED, classify
+from dmr_appliance.wire.retry import parse_retry_after
 
 _RECIPIENT_FIELD = re.compile(r"to\[(\d+)\]")
 # Refusals that name one recipient (``field: to[i]``): only that recipient is refused.

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from dmr_appliance import logs
 from dmr_appliance.client.home import HomeClient
 from dmr_appliance.errors import DmrError
-from dmr_appliance.outcome_rule import FAILED, classify
 from dmr_appliance.timefmt import parse_time
+from dmr_appliance.wire.outcome import FAILED, classify
 
 RENEW_AT = 0.75  # share of a token's lifetime after which it is renewed
 CARD_MARGIN = 60.0  # seconds before its expiry a card is refreshed

@@ -19,7 +19,7 @@ import requests
 
 from dmr_appliance.client import mtls
 from dmr_appliance.errors import PROBLEM_BASE, DmrError, Unavailable
-from dmr_appliance.failover import Failover
+from dmr_appliance.wire.failover import Failover
 
 DEFAULT_TIMEOUT = 10.0
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED
 from dmr_appliance.timefmt import format_time
+from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED
 
 MAX_DETAIL = 1000  # home keeps at most this much of an attempt's detail
 

@@ -34,11 +34,11 @@ from dmr_appliance.client.credentials import CardCache, TokenSource, transient
 from dmr_appliance.client.home import HomeClient
 from dmr_appliance.client.reports import Reporter
 from dmr_appliance.client.result import Attempt, RecipientOutcome, SendResult
-from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.envelope import build_envelope
 from dmr_appliance.errors import DmrError
-from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED
 from dmr_appliance.timefmt import format_time, parse_time
+from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED
+from dmr_appliance.wire.retry import RetryPolicy
 
 DEFAULT_TIMEOUT = (3.05, 30.0)  # connect, read: the read outlasts a relay's own deliveries
 HOME_TIMEOUT = 5.0

@@ -39,11 +39,11 @@ import urllib3
 
 from dmr_appliance import __version__, files, logs, sync_signature
 from dmr_appliance.config import RelayConfig
-from dmr_appliance.failover import Failover
 from dmr_appliance.relay import home_peer
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.outbound import describe
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot, SyncDocumentError
+from dmr_appliance.wire.failover import Failover
 
 POLL_MARGIN = 10.0  # seconds of read timeout beyond the wait asked of home
 BACKOFF_MAX = 15.0  # seconds between attempts while home is unreachable

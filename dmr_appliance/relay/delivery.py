@@ -22,11 +22,11 @@ from typing import Any
 from dmr_appliance import envelope, logs
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.errors import Unavailable
-from dmr_appliance.outcome_rule import FAILED, classify
 from dmr_appliance.relay import delivery_body
 from dmr_appliance.relay.connections import ConnectionPool
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.outbound import describe, tls_context
+from dmr_appliance.wire.outcome import FAILED, classify
 
 # Admitted deliveries (running + queued) per delivery thread before the relay says 503.
 QUEUE_FACTOR = 4

@@ -16,11 +16,11 @@ import falcon
 
 from dmr_appliance import envelope, web
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError, TokenError
-from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED
 from dmr_appliance.relay.delivery import Deliverer, DeliveryOutcome, Recipient
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.trust import Snapshot, TrustState
 from dmr_appliance.tokens import AccessToken
+from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED
 
 
 class Messages:

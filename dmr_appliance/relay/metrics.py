@@ -16,8 +16,8 @@ from prometheus_client.core import Metric
 
 from dmr_appliance import __version__, metrics
 from dmr_appliance.config import RelayConfig
-from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED
 from dmr_appliance.relay.trust import TrustState
+from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED
 
 OUTCOMES = (DELIVERED, REJECTED, FAILED)
 CONFIRMED = "dmr_relay_sync_confirmed_timestamp_seconds"

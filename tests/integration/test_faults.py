@@ -29,11 +29,11 @@ import pytest
 
 from dmr_appliance import serving
 from dmr_appliance.client.result import SendResult
-from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.errors import DmrError
 from dmr_appliance.local.stack import Stack
-from dmr_appliance.outcome_rule import REJECTED
+from dmr_appliance.wire.outcome import REJECTED
+from dmr_appliance.wire.retry import RetryPolicy
 from tests.support.processes import free_port
 from tests.support.recipient import received
 from tests.support.stack_kit import (

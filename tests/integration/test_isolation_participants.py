@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from dmr_appliance import serving
-from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.envelope import new_message_id
 from dmr_appliance.errors import DmrError
 from dmr_appliance.local.stack import Stack
+from dmr_appliance.wire.retry import RetryPolicy
 from tests.support.recipient import received
 from tests.support.stack_kit import endpoint, ensure_participant, recipient_in_thread, sender
 

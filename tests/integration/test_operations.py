@@ -19,8 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dmr_appliance import serving
-from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.local.stack import Stack
+from dmr_appliance.wire.retry import RetryPolicy
 from tests.support import stack_kit
 from tests.support.monitoring import named_metrics
 

@@ -13,8 +13,8 @@ from dmr_appliance import config, envelope
 from dmr_appliance import pki as pki_mod
 from dmr_appliance.errors import Unavailable
 from dmr_appliance.local.recipient import RecipientServer
-from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED
 from dmr_appliance.relay.delivery import Deliverer, Recipient
+from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED
 from tests.support.processes import free_port
 from tests.support.recipient import received, recipient_thread
 from tests.support.relay_kit import Home, message, relay_config

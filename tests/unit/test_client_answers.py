@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from dmr_appliance.client.answers import read_answer
-from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED
+from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED
 
 PROBLEM = "urn:dmr:problem:"
 

@@ -8,7 +8,7 @@ from dmr_appliance.client.result import Attempt, RecipientOutcome, SendResult
 from dmr_appliance.client.sender import failure_report
 from dmr_appliance.envelope import build_envelope
 from dmr_appliance.home import failures
-from dmr_appliance.outcome_rule import DELIVERED, FAILED
+from dmr_appliance.wire.outcome import DELIVERED, FAILED
 
 # -- the failure report ----------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ import pytest
 
 from dmr_appliance.client.home import HomeClient
 from dmr_appliance.client.reports import Reporter
-from dmr_appliance.client.retry import RetryPolicy
 from dmr_appliance.local.processes import free_port
+from dmr_appliance.wire.retry import RetryPolicy
 
 # -- the spool, with home unreachable --------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dmr_appliance.failover import Failover
+from dmr_appliance.wire.failover import Failover
 
 
 def test_a_failure_passed_on_goes_to_the_next_and_that_one_stays_current():

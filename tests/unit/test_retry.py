@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dmr_appliance.client.retry import RetryPolicy, parse_retry_after
-from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED, classify
+from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED, classify
+from dmr_appliance.wire.retry import RetryPolicy, parse_retry_after
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
-"""outcome_rule.classify: a recipient's outcome by HTTP status (DESIGN.md)."""
+"""wire.outcome.classify: a recipient's outcome by HTTP status (DESIGN.md)."""
 
 from __future__ import annotations
 
 import pytest
 
-from dmr_appliance.outcome_rule import DELIVERED, FAILED, REJECTED, classify
+from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED, classify
 
 
 @pytest.mark.parametrize(("status", "outcome"), [

@@ -17,18 +17,13 @@ from dmr_appliance import logs
 from dmr_appliance.client.home import HomeClient
 from dmr_appliance.errors import DmrError
 from dmr_appliance.timefmt import parse_time
-from dmr_appliance.wire.outcome import FAILED, classify
+from dmr_appliance.wire.outcome import transient
 
 RENEW_AT = 0.75  # share of a token's lifetime after which it is renewed
 CARD_MARGIN = 60.0  # seconds before its expiry a card is refreshed
 STILL_USABLE = 5.0  # a credential this close to expiry is not sent, even when home is down
 
 _log = logs.get_logger("dmr.sender")
-
-
-def transient(exc: DmrError) -> bool:
-    """Home unreachable or failing (try again later), as opposed to a refusal."""
-    return classify(exc.status) == FAILED
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dmr_appliance import files, logs
-from dmr_appliance.client.credentials import transient
 from dmr_appliance.client.home import HomeClient
 from dmr_appliance.errors import DmrError
+from dmr_appliance.wire.outcome import transient
 from dmr_appliance.wire.retry import RetryPolicy
 
 REPORT_POLICY = RetryPolicy(attempts=3, base_delay=0.2, max_delay=1.0)

@@ -7,9 +7,9 @@ import json
 import pytest
 import requests
 
-from dmr_appliance.client.credentials import transient
 from dmr_appliance.client.home import HomeClient
 from dmr_appliance.errors import DmrError
+from dmr_appliance.wire.outcome import transient
 
 
 class FakeSession(requests.Session):

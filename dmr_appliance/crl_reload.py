@@ -6,20 +6,24 @@ in a container nothing would: Kubernetes mounts the CRL from a Secret, which the
 replaces in place. There the process that starts nginx keeps it as a child, reads the CRL
 every few seconds and sends SIGHUP when its content changes (``dmr home|relay gate
 --watch-crl``, ``dmr pki watch-crl -- nginx ...`` for the router). A reload drops no request,
-and a CRL nginx refuses leaves it serving with the previous one.
+and a CRL nginx refuses leaves it serving with the previous one. The local stack runs
+nginx itself and reloads it from a ``Watcher`` thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import signal
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
 from dmr_appliance import logs
+from dmr_appliance.errors import DmrError
 
 _log = logging.getLogger("dmr.crl")
 # The kubelet refreshes a mounted Secret within about a minute: a few seconds more is noise.
@@ -54,6 +58,31 @@ class Watch:
             return False
         self.seen = now
         return True
+
+
+class Watcher:
+    """Calls ``on_change`` from a thread when the CRL's content changes: for nginx run
+    without a supervisor (the local stack's gates and router). A failing ``on_change``
+    (nginx refuses the CRL) leaves nginx on the previous list; the next change tries again.
+    """
+
+    def __init__(self, path: Path, on_change: Callable[[], None], interval: float = 0.5) -> None:
+        self.watch = Watch(path)
+        self.on_change = on_change
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="crl-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self.watch.changed():
+                with contextlib.suppress(DmrError, OSError):
+                    self.on_change()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def supervise(argv: Sequence[str], crl: Path, interval: float = INTERVAL) -> int:

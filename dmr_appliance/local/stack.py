@@ -32,14 +32,13 @@ import shutil
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from dmr_appliance import config, pki, render
+from dmr_appliance import config, crl_reload, pki, render
 from dmr_appliance.client import mtls
 from dmr_appliance.client.home import HomeClient
 from dmr_appliance.errors import DmrError
@@ -73,7 +72,7 @@ class Stack:
         self.log = log or (lambda message: None)
         self.services: dict[str, ProcessGroup] = {}
         self.router: NginxProcess | None = None
-        self._crl_watch: CrlWatch | None = None
+        self._crl_watch: crl_reload.Watcher | None = None
         self._router_log: Any = None
         self.ports: dict[str, int] = {}
 
@@ -253,7 +252,7 @@ class Stack:
                 self.wait_relay(name, timeout)
             self._start_recipient(timeout)
             self._start_exporter(timeout)
-            self._crl_watch = CrlWatch(pki.paths(self.pki_dir).crl, self.reload_crl)
+            self._crl_watch = crl_reload.Watcher(pki.paths(self.pki_dir).crl, self.reload_crl)
         except BaseException:
             self.stop()
             raise
@@ -446,38 +445,6 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-class CrlWatch:
-    """Calls ``on_change`` when the CRL file changes (checked every ``interval`` s)."""
-
-    def __init__(self, path: Path, on_change: Callable[[], None], interval: float = 0.5) -> None:
-        self.path = path
-        self.on_change = on_change
-        self.interval = interval
-        self._stop = threading.Event()
-        self._seen = self._stamp()
-        self._thread = threading.Thread(target=self._run, name="crl-watch", daemon=True)
-        self._thread.start()
-
-    def _stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            stamp = self._stamp()
-            if stamp != self._seen:
-                self._seen = stamp
-                with contextlib.suppress(DmrError, OSError):  # a bad CRL: nginx keeps the old
-                    self.on_change()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def _accepts(host: str, port: int) -> bool:

@@ -19,7 +19,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from dmr_appliance import metrics, pki
+from dmr_appliance import crl_reload, metrics, pki
+from dmr_appliance.errors import DmrError
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "scripts/systemd"
@@ -110,6 +111,29 @@ def test_watch_crl_reloads_on_new_content_only_and_passes_signals_on(tmp_path):
         proc.kill()
     assert proc.returncode == 7, out  # the child's own status
     assert '"event":"crl-changed"' in out
+
+
+def test_watcher_thread_calls_back_on_new_content_and_survives_a_refused_crl(tmp_path):
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(b"first")
+    calls: list[bytes] = []
+
+    def reload() -> None:  # the local stack's nginx reload; the first one is refused
+        calls.append(crl.read_bytes())
+        if len(calls) == 1:
+            raise DmrError("nginx refused the CRL", code="nginx-reload-failed")
+
+    watcher = crl_reload.Watcher(crl, reload, interval=0.02)
+    try:
+        time.sleep(0.1)
+        assert calls == []  # nothing new yet
+        crl.write_bytes(b"second")
+        _until(lambda: calls == [b"second"])
+        crl.write_bytes(b"third")
+        _until(lambda: calls == [b"second", b"third"])
+    finally:
+        watcher.stop()
+    assert not watcher._thread.is_alive()
 
 
 def test_watch_crl_ends_with_the_child(tmp_path):

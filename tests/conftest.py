@@ -2,6 +2,9 @@
 
 The session-wide ``pki`` is shared by every test: never revoke or re-issue in it. A test
 that changes a PKI uses ``fresh_pki`` (its own directory, same certificates).
+
+``pytest.mark.needs_nginx``: the test runs nginx (the router, a gate, ``nginx -t``) and
+is skipped where the product would find none (``serving.binary``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dmr_appliance import pki as pki_mod
+from dmr_appliance import serving
 
 # tests/k8s needs the Kubernetes tools of .venv-k8s: scripts/k8s.sh runs it there.
 collect_ignore = [] if os.environ.get("DMR_K8S_TESTS") == "1" else ["k8s"]
@@ -23,6 +27,20 @@ RELAYS = ("relay-1", "relay-2")
 PARTICIPANTS = ("alice", "bob", "carol")
 ADMINS = ("admin",)
 LOCAL_SANS = {"dns": ("localhost",), "ips": ("127.0.0.1",)}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_nginx: runs nginx; skipped where none is installed")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    try:
+        serving.binary()
+    except serving.NginxError:
+        skip = pytest.mark.skip(reason="needs nginx (apt-get install nginx)")
+        for item in items:
+            if item.get_closest_marker("needs_nginx"):
+                item.add_marker(skip)
 
 
 @dataclass(frozen=True)

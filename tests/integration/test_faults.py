@@ -27,10 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance import serving
 from dmr_appliance.client.result import SendResult
 from dmr_appliance.client.sender import Sender
-from dmr_appliance.errors import DmrError
 from dmr_appliance.local.stack import Stack
 from dmr_appliance.wire.outcome import REJECTED
 from dmr_appliance.wire.retry import RetryPolicy
@@ -40,25 +38,18 @@ from tests.support.stack_kit import (
     endpoint,
     ensure_participant,
     extra_router,
+    failure_at_home,
     recipient_in_thread,
     sender,
 )
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
-
 ROOM = "ops"
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx,
+              pytest.mark.stack(relays=2, rooms={ROOM: ("alice", "bob")})]
+
 POLICY = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.3)
 PACE = 0.05  # seconds each sender thread rests between messages
 OUTAGE = 3.0  # seconds a recipient or home stays down: far longer than one send's retries
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    with Stack(tmp_path_factory.mktemp("faults") / "state", relays=2) as st:
-        for pid in ("alice", "bob"):
-            ensure_participant(st, pid, st.endpoint(pid), [ROOM])
-        yield st
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +72,6 @@ def gina(stack) -> str:
     """A recipient that stays down: nothing listens at her endpoint."""
     ensure_participant(stack, "gina", f"https://localhost:{free_port()}/inbox/gina", [ROOM])
     return "gina"
-
-
-def failure_at_home(stack: Stack, message_id: str) -> dict | None:
-    try:
-        return stack.admin_client().get_failure(message_id)
-    except DmrError as exc:
-        assert exc.status == 404, exc
-        return None
 
 
 # -- a recipient that stays down ---------------------------------------------------------

@@ -8,15 +8,8 @@ import json
 import pytest
 
 from dmr_appliance import cli, pki
-from dmr_appliance.local.stack import Stack
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with Stack(tmp_path_factory.mktemp("cli") / "state", relays=1, port=0) as stack:
-        yield stack
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx, pytest.mark.stack(relays=1)]
 
 
 @pytest.fixture

@@ -9,35 +9,22 @@ erin is in ``attic`` only. Home caps each participant at MAX_OPEN open failure r
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-from dmr_appliance import serving
 from dmr_appliance.envelope import new_message_id
 from dmr_appliance.errors import DmrError
-from dmr_appliance.local.stack import Stack
 from dmr_appliance.wire.retry import RetryPolicy
 from tests.support.recipient import received
 from tests.support.stack_kit import endpoint, ensure_participant, recipient_in_thread, sender
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
-
 ROOM = "ops"
 FAST = RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.1)
 MAX_OPEN = 30
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("DMR_FAILURES_MAX_OPEN", str(MAX_OPEN))  # home reads it at start
-        with Stack(tmp_path_factory.mktemp("iso") / "state", relays=1) as st:
-            for pid in ("alice", "bob"):
-                ensure_participant(st, pid, st.endpoint(pid), [ROOM])
-            ensure_participant(st, "erin", st.endpoint("erin"), ["attic"])
-            yield st
+pytestmark = [
+    pytest.mark.slow, pytest.mark.needs_nginx,
+    pytest.mark.stack(relays=1, rooms={ROOM: ("alice", "bob"), "attic": ("erin",)},
+                      env={"DMR_FAILURES_MAX_OPEN": str(MAX_OPEN)})]  # home reads it at start
 
 
 @pytest.fixture(scope="module")

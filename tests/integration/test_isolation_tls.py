@@ -20,20 +20,20 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dmr_appliance import config, pki, render, serving
+from dmr_appliance import config, pki, render
 from dmr_appliance.local.processes import NginxProcess
 from dmr_appliance.local.stack import Stack
 from tests.support.apps import App, home_gate
 from tests.support.home import home_config, start_home, wait_ready, write_toml
 from tests.support.processes import free_port
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs nginx")]
+# trudy: a certificate never registered at home
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx,
+              pytest.mark.stack(relays=1, certificates=("trudy",))]
 
 PROBLEM = "application/problem+json"
 NGINX_ID = re.compile(r"[0-9a-f]{32}")
@@ -83,13 +83,6 @@ def plain(address: str, data: bytes) -> Answer:
 
 
 # --- a revoked certificate resuming a saved TLS session -------------------------------------
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with Stack(tmp_path_factory.mktemp("resume") / "state", relays=1, port=0) as running:
-        pki.issue(running.pki_dir, "participant", "trudy")  # never registered at home
-        yield running
 
 
 @dataclasses.dataclass

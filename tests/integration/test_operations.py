@@ -18,27 +18,17 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dmr_appliance import serving
-from dmr_appliance.local.stack import Stack
 from dmr_appliance.wire.retry import RetryPolicy
 from tests.support import stack_kit
 from tests.support.monitoring import named_metrics
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx,
+              pytest.mark.stack(relays=2, rooms={"ops": ("alice", "bob")})]
 
 CHROMIUM = shutil.which("chromium")
 OUTPUT = Path(os.environ.get("DMR_TEST_OUTPUT")
               or Path(__file__).parents[2] / "build" / "test-output")
 FAST = RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.1)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with Stack(tmp_path_factory.mktemp("ops") / "state", relays=2, port=0) as running:
-        for name in ("alice", "bob"):
-            stack_kit.ensure_participant(running, name, running.endpoint(name), ["ops"])
-        yield running
 
 
 def scrape(session, url: str) -> dict[tuple, float]:

@@ -18,7 +18,6 @@ from pathlib import Path
 import jwt
 import pytest
 
-from dmr_appliance import serving
 from dmr_appliance.envelope import new_message_id
 from dmr_appliance.errors import DmrError
 from dmr_appliance.local.stack import Stack
@@ -29,23 +28,16 @@ from tests.support.stack_kit import (
     endpoint,
     ensure_participant,
     extra_router,
+    failure_at_home,
     recipient_in_thread,
     sender,
 )
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
-
 ROOM = "ops"
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx,
+              pytest.mark.stack(relays=2, rooms={ROOM: ("alice", "bob")})]
+
 FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with Stack(tmp_path_factory.mktemp("stack") / "state", relays=2) as st:
-        for pid in ("alice", "bob"):
-            ensure_participant(st, pid, st.endpoint(pid), [ROOM])
-        yield st
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +58,6 @@ def carol(carol_server):
 def records(path: Path, message_id: str, pid: str | None = None) -> list[dict]:
     return [r for r in received(path) if r["id"] == message_id
             and (pid is None or r["path"].endswith(f"/{pid}"))]
-
-
-def failure_at_home(stack: Stack, message_id: str) -> dict | None:
-    try:
-        return stack.admin_client().get_failure(message_id)
-    except DmrError as exc:
-        assert exc.status == 404, exc
-        return None
 
 
 def test_delivers_to_every_recipient_once(stack, carol):

@@ -17,7 +17,6 @@ import threading
 import time
 import urllib.parse
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
@@ -29,22 +28,12 @@ from urllib3.util.retry import Retry
 from dmr_appliance import envelope, pki
 from dmr_appliance.local.stack import Stack
 from tests.support.https import mtls_session
-from tests.support.stack_kit import ensure_participant
-
-pytestmark = pytest.mark.slow
 
 ROOM = "ops"
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    state = tmp_path_factory.mktemp("trust") / "state"
-    with Stack(state, relays=1, port=0) as running:
-        for name in ("mallory", "eve"):  # certificates this module may revoke
-            pki.issue(running.pki_dir, "participant", name)
-        for pid in ("alice", "bob", "mallory", "eve"):
-            ensure_participant(running, pid, running.endpoint(pid), [ROOM])
-        yield running
+# mallory and eve: certificates this module may revoke
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx,
+              pytest.mark.stack(relays=1, certificates=("mallory", "eve"),
+                                rooms={ROOM: ("alice", "bob", "mallory", "eve")})]
 
 
 def as_(stack: Stack, kind: str, name: str, **headers: str) -> requests.Session:

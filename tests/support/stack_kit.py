@@ -1,16 +1,19 @@
-"""What sender and fault tests need around a running ``Stack``: participants, a second
-router rendered from the same template, recipients in the test process, senders."""
+"""What sender and fault tests need around a running ``Stack``: the stack itself
+(``started``, which tests/integration/conftest.py's ``stack`` fixture runs), participants,
+a second router rendered from the same template, recipients in the test process, senders."""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dmr_appliance import render
+import pytest
+
+from dmr_appliance import pki, render
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.errors import DmrError
 from dmr_appliance.local.processes import NginxProcess
@@ -20,6 +23,33 @@ from tests.support.processes import free_port
 from tests.support.recipient import serving
 
 
+@contextmanager
+def started(state: Path, relays: int = 1, *, rooms: Mapping[str, Sequence[str]] | None = None,
+            certificates: Sequence[str] = (), env: Mapping[str, str] | None = None
+            ) -> Iterator[Stack]:
+    """A running stack with participant ``certificates`` issued (registered or not) and
+    the participants of ``rooms`` (room -> ids) registered at its recipient; ``env`` is
+    set while it runs (home reads its settings when it starts)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        with Stack(state, relays=relays) as stack:
+            for name in certificates:
+                pki.issue(stack.pki_dir, "participant", name)
+            for pid, joined in members(rooms or {}).items():
+                ensure_participant(stack, pid, stack.endpoint(pid), joined)
+            yield stack
+
+
+def members(rooms: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """room -> participants, turned into participant -> rooms (in the order given)."""
+    found: dict[str, list[str]] = {}
+    for room, pids in rooms.items():
+        for pid in pids:
+            found.setdefault(pid, []).append(room)
+    return found
+
+
 def ensure_participant(stack: Stack, pid: str, endpoint: str, rooms: list[str]) -> None:
     admin = stack.admin_client()
     try:
@@ -27,6 +57,15 @@ def ensure_participant(stack: Stack, pid: str, endpoint: str, rooms: list[str]) 
     except DmrError as exc:
         if exc.status != 409:
             raise
+
+
+def failure_at_home(stack: Stack, message_id: str) -> dict | None:
+    """The failure report home holds for ``message_id``, None when it has none."""
+    try:
+        return stack.admin_client().get_failure(message_id)
+    except DmrError as exc:
+        assert exc.status == 404, exc
+        return None
 
 
 @dataclasses.dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance import config
+from dmr_appliance import config, config_files
 from dmr_appliance.config import HomeConfig, RelayConfig, RouterConfig
 from dmr_appliance.errors import ConfigError
 
@@ -96,7 +96,7 @@ def test_defaults_file_is_valid_toml_listing_every_key(tmp_path: Path, cls: type
     uncommented = "\n".join(
         line[2:] if line.startswith("# ") and " = " in line else line for line in text.splitlines()
     )
-    loaded = config.build(cls, tomllib.loads(uncommented), source="x", prefix=())
+    loaded = config_files.build(cls, tomllib.loads(uncommented), source="x", prefix=())
     assert loaded == cls()
     for key, _default, _help in config.describe(cls):
         assert f"# {key.rpartition('.')[2]} = " in text

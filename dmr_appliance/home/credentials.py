@@ -20,9 +20,11 @@ from dmr_appliance.timefmt import now, rfc3339
 
 
 @dataclass(frozen=True)
-class Issuer:
+class CredentialSigner:
+    """Signs access tokens and address cards with the keyring's active key."""
+
     keyring: KeyRing
-    issuer: str
+    issuer: str  # the JWT ``iss`` of everything it signs
 
     def access_token(self, who: Participant, thumbprint: str, lifetime: int) -> dict[str, Any]:
         stamp, jti = now(), uuid.uuid4().hex

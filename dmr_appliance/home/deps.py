@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dmr_appliance.config import HomeConfig
-from dmr_appliance.home.credentials import Issuer
+from dmr_appliance.home.credentials import CredentialSigner
 from dmr_appliance.home.keyring import KeyRing
 from dmr_appliance.home.metrics import HomeMetrics
 from dmr_appliance.home.polls import PollLimits
@@ -18,7 +18,7 @@ class HomeDeps:
     config: HomeConfig
     store: Store
     keyring: KeyRing
-    issuer: Issuer
+    signer: CredentialSigner  # signs tokens and cards; its .issuer is the JWT iss
     watcher: ChangeWatcher
     metrics: HomeMetrics
     polls: PollLimits
@@ -28,7 +28,7 @@ class HomeDeps:
         keyring = KeyRing(store, config.keys_dir, retention=token_horizon(config))
         keyring.ensure_active()
         meters = HomeMetrics()
-        return cls(config, store, keyring, Issuer(keyring, config.issuer),
+        return cls(config, store, keyring, CredentialSigner(keyring, config.issuer),
                    ChangeWatcher(store, meters.sync_waiters), meters,
                    PollLimits.for_config(config))
 

@@ -30,7 +30,7 @@ class Tokens:
             who, thumbprint, ceiling = self._for_participant(req, body)
         lifetime = _lifetime(body, default=self.home.config.tokens.access_ttl, ceiling=ceiling)
         resp.status = falcon.HTTP_201
-        resp.media = self.home.issuer.access_token(who, thumbprint, lifetime)
+        resp.media = self.home.signer.access_token(who, thumbprint, lifetime)
 
     @falcon.before(allow(ADMIN))
     def on_post_revoke(self, req: falcon.Request, resp: falcon.Response, jti: str) -> None:
@@ -83,7 +83,7 @@ class Cards:
         else:
             target = _active(self.home, pid)
             rooms = list(target.rooms)
-        resp.media = self.home.issuer.card(target, rooms, self.home.config.tokens.card_ttl)
+        resp.media = self.home.signer.card(target, rooms, self.home.config.tokens.card_ttl)
 
 
 def _active(home: HomeDeps, pid: str) -> Participant:

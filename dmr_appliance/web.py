@@ -25,8 +25,8 @@ import falcon
 from cryptography import x509
 
 from dmr_appliance import logs, pki
+from dmr_appliance.crl import CrlFile
 from dmr_appliance.errors import PROBLEM_BASE, AuthError, DmrError, PkiError
-from dmr_appliance.revocation import Revocations
 
 CLIENT_CERT_HEADER = "X-DMR-Client-Cert"  # forwarded by a router: whom it vouches for
 PEER_CERT_HEADER = "X-DMR-Peer-Cert"  # set by the gate: who proved a key at the handshake
@@ -229,7 +229,7 @@ class ClientIdentity:
 class Identifier:
     """``identify(req)``: the caller, as both apps learn it (see ``client_identity``)."""
 
-    def __init__(self, ca_cert: x509.Certificate, revoked: Revocations | None = None) -> None:
+    def __init__(self, ca_cert: x509.Certificate, revoked: CrlFile | None = None) -> None:
         self.ca_cert = ca_cert
         self.revoked = revoked
 
@@ -237,7 +237,7 @@ class Identifier:
     def from_files(cls, ca: Path, crl: Path | None) -> Identifier:
         """From the deployment CA's certificate and its CRL (re-read when it changes)."""
         ca_cert = pki.load_certificate(Path(ca).read_bytes())
-        return cls(ca_cert, Revocations(crl, ca_cert))
+        return cls(ca_cert, CrlFile(crl, ca_cert))
 
     def __call__(self, req: falcon.Request) -> ClientIdentity | None:
         return client_identity(req, ca_cert=self.ca_cert, revoked=self.revoked)
@@ -273,7 +273,7 @@ class CheckCaller:
 
 
 def client_identity(
-    req: falcon.Request, *, ca_cert: x509.Certificate, revoked: Revocations | None = None
+    req: falcon.Request, *, ca_cert: x509.Certificate, revoked: CrlFile | None = None
 ) -> ClientIdentity | None:
     """The caller: the gate's peer, or whom a router peer vouches for.
 
@@ -298,7 +298,7 @@ def client_identity(
 
 
 def _accepted(value: str, ca_cert: x509.Certificate,
-              revoked: Revocations | None) -> ClientIdentity:
+              revoked: CrlFile | None) -> ClientIdentity:
     identity = _identity_from_header(value, ca_cert)
     _check_validity(identity.certificate)
     if revoked is not None and identity.certificate in revoked:

@@ -20,8 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from dmr_appliance import logs, web
 from dmr_appliance import pki as pki_mod
+from dmr_appliance.crl import CrlFile
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError
-from dmr_appliance.revocation import Revocations
 
 # --- the app under test --------------------------------------------------------------
 
@@ -435,7 +435,7 @@ def test_unacceptable_certificate_from_our_ca_is_refused(client, pki, subject, d
 def test_revoked_certificates_are_refused_as_peer_and_as_forwarded(fresh_pki) -> None:
     client = falcon.testing.TestClient(
         make_app(web.Identifier(load(fresh_pki.ca),
-                                Revocations(fresh_pki.crl, load(fresh_pki.ca), interval=0))))
+                                CrlFile(fresh_pki.crl, load(fresh_pki.ca), interval=0))))
     alice = via_router(fresh_pki, fresh_pki.pem("participant", "alice"))
     assert client.simulate_get("/whoami", headers=alice).json["name"] == "alice"
     pki_mod.revoke(fresh_pki.dir, "participant", "alice")
@@ -453,7 +453,7 @@ def test_a_crl_not_signed_by_the_ca_is_ignored_and_the_last_good_one_stays(fresh
                                                                            tmp_path,
                                                                            captured) -> None:
     pki_mod.revoke(fresh_pki.dir, "participant", "alice")
-    revoked = Revocations(fresh_pki.crl, load(fresh_pki.ca), interval=0)
+    revoked = CrlFile(fresh_pki.crl, load(fresh_pki.ca), interval=0)
     alice = load(fresh_pki.cert("participant", "alice"))
     assert alice in revoked
     other = _other_pki(tmp_path)

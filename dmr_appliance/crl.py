@@ -24,8 +24,8 @@ _log = logs.get_logger("dmr.revocation")
 CHECK_INTERVAL = 1.0  # seconds between stats of the CRL file
 
 
-class Revocations:
-    """``cert in revocations``: is ``cert``'s serial listed in the deployment's CRL?"""
+class CrlFile:
+    """``cert in crl``: is ``cert``'s serial listed in the deployment's CRL file?"""
 
     def __init__(self, path: Path | None, ca_cert: x509.Certificate,
                  *, interval: float = CHECK_INTERVAL) -> None:

@@ -276,21 +276,29 @@ def running_stack(state_dir: Path, relays: int, **relay_settings: Any) -> Iterat
 
 @dataclasses.dataclass(frozen=True)
 class Credentials:
-    """What a participant sends with: its certificate, an access token, a card of ``to``."""
+    """What a participant sends with: its certificate, an access token, the cards of its
+    recipients."""
 
     cert: Path
     key: Path
     token: str
-    card: str
+    cards: tuple[str, ...]
     room: str
 
+    @property
+    def card(self) -> str:
+        return self.cards[0]
 
-def enroll(stack: Stack, room: str, sender: str = "alice", to: str = "bob") -> Credentials:
-    """Register ``sender`` and ``to`` at home; a token for ``sender``, the card of ``to``."""
+
+def enroll(stack: Stack, room: str, sender: str = "alice", to: Sequence[str] = ("bob",),
+           endpoint: str | None = None) -> Credentials:
+    """Register ``sender`` and the recipients ``to`` at home (``to`` at ``endpoint``, else
+    at the stack's recipient); a token for ``sender``, the cards of ``to``."""
     admin = stack.admin_client()
-    for pid in (sender, to):
-        admin.create_participant(pid, stack.endpoint(pid), [room])
+    admin.create_participant(sender, stack.endpoint(sender), [room])
+    for pid in to:
+        admin.create_participant(pid, endpoint or stack.endpoint(pid), [room])
     cert, key = stack.cert("participant", sender)
     token = admin.issue_token(participant=sender, certificate=cert.read_text())
-    card = admin.get_card(to)
-    return Credentials(cert, key, token["access_token"], card["card"], room)
+    cards = tuple(admin.get_card(pid)["card"] for pid in to)
+    return Credentials(cert, key, token["access_token"], cards, room)

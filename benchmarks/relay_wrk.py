@@ -22,9 +22,11 @@ import json
 import os
 import statistics
 import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
-from _common import header, note, parser, require_nginx, running_stack, scratch
+from _common import enroll, header, note, parser, require_nginx, running_stack, scratch
 from _paths import Ports, bench_nginx, noop_service
 from _wrk import WRK, WrkRun, group_cpu, wrk, wrk_script
 
@@ -35,20 +37,7 @@ PAYLOAD = {"text": "x" * 900, "n": 42}  # ~1.2 KiB envelope with one card
 PATHS = ("B", "C", "relay")
 
 
-def enroll(stack: Stack, recipient_url: str, fanout: int) -> tuple[str, list[str]]:
-    """alice's token, and the cards of bob-1 .. bob-N, all served by the nginx recipient."""
-    admin = stack.admin_client()
-    admin.create_participant("alice", stack.endpoint("alice"), ["bench"])
-    cards = []
-    for i in range(1, fanout + 1):
-        admin.create_participant(f"bob-{i}", recipient_url, ["bench"])
-        cards.append(admin.get_card(f"bob-{i}")["card"])
-    cert, _ = stack.cert("participant", "alice")
-    token = admin.issue_token(participant="alice", certificate=cert.read_text())
-    return token["access_token"], cards
-
-
-def message(cards: list[str]) -> bytes:
+def message(cards: Sequence[str]) -> bytes:
     doc = envelope.build_envelope(room="bench", sender="alice", cards=cards, payload=PAYLOAD,
                                   ttl=3600)
     return json.dumps(doc).encode()
@@ -96,7 +85,7 @@ def print_rounds(figures: dict[str, dict]) -> None:
                                  f"ratio {relay['cpu_us'] / c['cpu_us']:.2f})")
 
 
-def fanout(url: str, tmp: Path, cards: list[str], seconds: float) -> dict[str, float]:
+def fanout(url: str, tmp: Path, cards: Sequence[str], seconds: float) -> dict[str, float]:
     """p50 and p99 of one message at a time (one connection) to 1, 10 and 50 recipients."""
     found: dict[str, float] = {}
     for n in (1, 10, 50):
@@ -143,7 +132,10 @@ def run(stack: Stack, tmp: Path, args, seconds: float, count: int,
     from _memory import RssWatch
 
     ports = Ports()
-    token, cards = enroll(stack, f"https://{HOST}:{ports.recipient}/", 50)
+    # bob-1 .. bob-50, every one at the nginx recipient
+    creds = enroll(stack, "bench", to=[f"bob-{i}" for i in range(1, 51)],
+                   endpoint=f"https://{HOST}:{ports.recipient}/")
+    token, cards = creds.token, creds.cards
     relays = [stack.services[n].pid or 0 for n in stack.relay_names]
     workers = stack.relay_config(stack.relay_names[0]).workers * len(relays)
     threads = stack.relay_config(stack.relay_names[0]).threads
@@ -173,8 +165,7 @@ def run(stack: Stack, tmp: Path, args, seconds: float, count: int,
 
 def report(figures: dict[str, dict], extra: dict) -> None:
     relay, b, c = figures["relay"], figures["B"], figures["C"]
-    doc = {"date": __import__("datetime").datetime.now(
-        __import__("datetime").UTC).isoformat(timespec="seconds"),
+    doc = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(), "load": [round(x, 2) for x in os.getloadavg()],
         **{f"{p}_{k}": v for p in PATHS for k, v in figures[p].items()},
         "relay_over_B": round(relay["rps"] / b["rps"], 3),

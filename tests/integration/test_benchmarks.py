@@ -10,12 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance import serving
-
 pytestmark = pytest.mark.slow
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-NEEDS_NGINX = pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")
 NEEDS_WRK = pytest.mark.skipif(not Path("/usr/bin/wrk").exists(), reason="needs Debian's wrk")
 
 # script -> labels of the figure lines it must print
@@ -25,8 +22,6 @@ FIGURES = {
                     "requests - http.client", "Deliverer.deliver, 10 recipients"],
     "verify.py": ["cold (tokens.verify_*, baseline)", "trust.py, cached (hot path)",
                   "cold - cached"],
-    "relay_throughput.py": ["direct to recipient (baseline)", "router -> relay -> recipient",
-                            "router + relay add", "relay-1 total"],
     "relay_wrk.py": ["relay/B", "relay/C", "relay CPU µs/message", "B at half the relay's max",
                      "relay at half the relay's max", "fan-out to 1 recipients",
                      "fan-out to 10 recipients", "fan-out to 50 recipients",
@@ -45,9 +40,8 @@ RELAY_WRK_KEYS = [
 
 @pytest.mark.parametrize("script", [
     "delivery.py", "verify.py",
-    pytest.param("relay_throughput.py", marks=NEEDS_NGINX),
-    pytest.param("revocation.py", marks=NEEDS_NGINX),
-    pytest.param("relay_wrk.py", marks=[NEEDS_NGINX, NEEDS_WRK]),
+    pytest.param("revocation.py", marks=pytest.mark.needs_nginx),
+    pytest.param("relay_wrk.py", marks=[pytest.mark.needs_nginx, NEEDS_WRK]),
 ])
 def test_benchmark_runs_quick_and_prints_its_figures(script):
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"],

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dmr_appliance.serving import unix_get
 from tests.support.home import router_session, running_home, start_home, wait_ready
 from tests.support.identity import forwarded
+from tests.support.problems import assert_nginx_problem
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +36,7 @@ def test_tls_requires_a_client_certificate(tmp_path, pki):
     with running_home(tmp_path / "home", pki, workers=1, threads=4) as home:
         # The gate completes the handshake, then answers nothing but the problem.
         resp = requests.get(f"{home.url}/healthz", verify=str(pki.ca), timeout=5)
-        assert resp.status_code == 400
-        assert resp.headers["Content-Type"] == "application/problem+json"
-        assert resp.json()["type"] == "urn:dmr:problem:client-certificate-required"
+        assert_nginx_problem(resp, 400, "client-certificate-required")  # the gate's
         assert as_(pki, "admin", "admin").get(f"{home.url}/v1/participants",
                                               timeout=5).status_code == 200
 

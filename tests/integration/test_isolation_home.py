@@ -27,6 +27,7 @@ from dmr_appliance.relay.agent import Agent, HomeBusy
 from dmr_appliance.relay.metrics import RelayMetrics
 from tests.support.home import router_session, running_home
 from tests.support.identity import forwarded
+from tests.support.problems import assert_problem
 from tests.support.relay_kit import relay_config
 
 pytestmark = pytest.mark.slow
@@ -132,9 +133,7 @@ def test_a_relay_over_its_poll_cap_gets_429_and_its_agent_backs_off(tmp_path, pk
             over = as_(pki, "relay", "relay-1").get(
                 f"{home.url}/v1/sync", params={"wait": POLL_WAIT},
                 headers={"If-None-Match": etag}, timeout=POLL_WAIT + 5)
-            assert over.status_code == 429, over.text
-            assert over.headers["Content-Type"] == "application/problem+json"
-            assert over.json()["type"] == "urn:dmr:problem:sync-polls-per-caller"
+            assert_problem(over, 429, "sync-polls-per-caller")
             assert int(over.headers["Retry-After"]) > 0
             other = as_(pki, "relay", "relay-2").get(
                 f"{home.url}/v1/sync", params={"wait": POLL_WAIT},
@@ -161,9 +160,7 @@ def test_one_relay_certificate_beats_under_at_most_32_names(tmp_path, pki):
                               timeout=5)
             assert resp.status_code == 200, resp.text
         resp = relay.post(f"{home.url}/v1/heartbeats", json=beat("relay-2.flood-32"), timeout=5)
-        assert resp.status_code == 409, resp.text
-        assert resp.headers["Content-Type"] == "application/problem+json"
-        assert resp.json()["type"] == "urn:dmr:problem:instance-limit"
+        assert_problem(resp, 409, "instance-limit")
 
 
 def test_dmr_instances_forget_removes_one(tmp_path, pki, monkeypatch, capsys):

@@ -29,13 +29,13 @@ from dmr_appliance.local.processes import NginxProcess
 from dmr_appliance.local.stack import Stack
 from tests.support.apps import App, home_gate
 from tests.support.home import home_config, start_home, wait_ready, write_toml
+from tests.support.problems import assert_nginx_problem, assert_problem
 from tests.support.processes import free_port
 
 # trudy: a certificate never registered at home
 pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx,
               pytest.mark.stack(relays=1, certificates=("trudy",))]
 
-PROBLEM = "application/problem+json"
 NGINX_ID = re.compile(r"[0-9a-f]{32}")
 # Quotes, a backslash and control characters: raw in JSON they would end the string,
 # escape the next character or break the document.
@@ -49,18 +49,11 @@ class Answer:
     body: bytes
     resumed: bool = False
 
-    def app_problem(self, status: int, code: str) -> dict:
-        assert self.status == status, self
-        assert self.headers["Content-Type"] == PROBLEM, self
-        doc = json.loads(self.body)  # valid JSON, never an HTML page
-        assert doc["type"] == f"urn:dmr:problem:{code}" and doc["status"] == status, doc
-        return doc
-
     def problem(self, status: int, code: str) -> dict:
         """nginx's own problem, its request id nginx's, never the client's."""
-        doc = self.app_problem(status, code)
+        doc = assert_nginx_problem(self, status, code)
         assert NGINX_ID.fullmatch(self.headers["X-Request-Id"]), self.headers
-        assert doc["request_id"] == self.headers["X-Request-Id"] and "injected" not in doc
+        assert "injected" not in doc
         return doc
 
 
@@ -135,7 +128,7 @@ def test_a_revoked_certificate_resuming_a_session_is_refused_everywhere(stack):
                 answer = saved.get()
                 if answer.status != 200:
                     assert answer.resumed, f"{name}: a full handshake, not a resumed session"
-                    answer.app_problem(403, "client-cert-revoked")
+                    assert_problem(answer, 403, "client-cert-revoked")
                     refused_after[name] = time.monotonic() - published
         time.sleep(0.05)
     still = sorted(set(sessions) - set(refused_after))

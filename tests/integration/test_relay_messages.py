@@ -28,6 +28,7 @@ from tests.support.identity import (
     direct_headers,
     escaped_cert,
 )
+from tests.support.problems import assert_problem
 from tests.support.recipient import received, recipient_thread
 from tests.support.relay_kit import ISSUER, Home, message, relay_config, thumbprint
 
@@ -85,15 +86,6 @@ def relay(pki, tmp_path, monkeypatch):
     deliverer.close()
 
 
-def problem(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["Content-Type"] == "application/problem+json"
-    doc = resp.json
-    assert doc["type"] == f"urn:dmr:problem:{code}", doc
-    assert doc["status"] == status
-    return doc
-
-
 def nothing_delivered(relay: Relay) -> bool:
     return all(received(log) == [] for log in relay.logs.values())
 
@@ -129,7 +121,7 @@ def test_two_cards_of_one_participant_deliver_once(relay):
 def test_a_failed_delivery_is_502_and_lists_every_outcome(relay):
     relay.servers["carol"].status = 503
     resp = relay.post(message([relay.card("bob"), relay.card("carol")]))
-    doc = problem(resp, 502, "delivery-failed")
+    doc = assert_problem(resp, 502, "delivery-failed")
     assert {o["to"]: o["outcome"] for o in doc["outcomes"]} == {
         "bob": "delivered", "carol": "failed"}
 
@@ -138,7 +130,7 @@ def test_failed_wins_over_rejected(relay):
     relay.servers["bob"].status = 404
     relay.servers["carol"].status = 500
     resp = relay.post(message([relay.card("bob"), relay.card("carol")]))
-    doc = problem(resp, 502, "delivery-failed")
+    doc = assert_problem(resp, 502, "delivery-failed")
     assert {o["to"]: o["outcome"] for o in doc["outcomes"]} == {
         "bob": "rejected", "carol": "failed"}
 
@@ -146,7 +138,7 @@ def test_failed_wins_over_rejected(relay):
 def test_a_permanent_rejection_is_422(relay):
     relay.servers["carol"].status = 410
     resp = relay.post(message([relay.card("bob"), relay.card("carol")]))
-    doc = problem(resp, 422, "delivery-rejected")
+    doc = assert_problem(resp, 422, "delivery-rejected")
     assert {o["to"]: (o["outcome"], o["status"]) for o in doc["outcomes"]} == {
         "bob": ("delivered", 200), "carol": ("rejected", 410)}
 
@@ -161,8 +153,8 @@ def test_not_ready_without_a_sync_document(relay):
                      Deliverer.from_config(relay_config(relay.pki, relay.trust.path.parent)))
     client = falcon.testing.TestClient(app)
     relay.client = client
-    problem(client.simulate_get("/readyz"), 503, "not-ready")
-    problem(relay.post(message([relay.card("bob")])), 503, "not-ready")
+    assert_problem(client.simulate_get("/readyz"), 503, "not-ready")
+    assert_problem(relay.post(message([relay.card("bob")])), 503, "not-ready")
     write_atomic(fresh.path, relay.home.document())
     assert client.simulate_get("/readyz").json == {"status": "ready", "sync_version": 1}
     assert relay.post(message([relay.card("bob")])).status_code == 200
@@ -176,12 +168,12 @@ def test_a_forged_header_from_a_non_router_peer_is_ignored(relay):
     forged = {**direct_headers(relay.pki, "relay", "relay-2"),
               CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant", "alice"))}
     resp = relay.post(message([relay.card("bob")]), headers=forged)
-    problem(resp, 403, "forbidden")
+    assert_problem(resp, 403, "forbidden")
     # bob's own certificate with alice's in the header: bob, whose token alice lacks.
     forged = {**direct_headers(relay.pki, "participant", "bob"),
               CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant", "alice"))}
     resp = relay.post(message([relay.card("bob")]), headers=forged)
-    problem(resp, 401, "token-cnf-mismatch")
+    assert_problem(resp, 401, "token-cnf-mismatch")
     assert nothing_delivered(relay)
 
 
@@ -189,17 +181,18 @@ def test_without_the_gate_header_there_is_no_identity(relay):
     resp = relay.post(message([relay.card("bob")]), headers={
         PEER_CERT_HEADER: "", CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant",
                                                                               "alice"))})
-    problem(resp, 403, "no-client-identity")
+    assert_problem(resp, 403, "no-client-identity")
     assert nothing_delivered(relay)
 
 
 def test_without_a_certificate_nothing_is_accepted(relay):
-    problem(relay.post(message([relay.card("bob")]), caller=(None, None)), 403,
-            "no-client-identity")
+    assert_problem(relay.post(message([relay.card("bob")]), caller=(None, None)), 403,
+                   "no-client-identity")
 
 
 def test_only_participants_send(relay):
-    problem(relay.post(message([relay.card("bob")]), caller=("admin", "admin")), 403, "forbidden")
+    assert_problem(relay.post(message([relay.card("bob")]), caller=("admin", "admin")), 403,
+                   "forbidden")
 
 
 # --- the access token -----------------------------------------------------------------------
@@ -235,7 +228,7 @@ def _expired(relay: Relay) -> str:
     (_unsigned, "token-alg-none"),
 ])
 def test_every_token_refusal_is_401_with_its_code(relay, make, code):
-    problem(relay.post(message([relay.card("bob")]), token=make(relay)), 401, code)
+    assert_problem(relay.post(message([relay.card("bob")]), token=make(relay)), 401, code)
     assert nothing_delivered(relay)
     assert relay.meters.totals()["refused"] == 1
     assert relay.meters.registry.get_sample_value(
@@ -246,26 +239,26 @@ def test_a_revoked_token_is_refused(relay):
     token = relay.token(jti="leaked")
     assert relay.post(message([relay.card("bob")]), token=token).status_code == 200
     relay.publish(revoked_jtis=("leaked",))
-    problem(relay.post(message([relay.card("bob")]), token=token), 401, "token-revoked")
+    assert_problem(relay.post(message([relay.card("bob")]), token=token), 401, "token-revoked")
 
 
 # --- sender, room, recipients ---------------------------------------------------------------
 
 
 def test_from_must_be_the_tokens_subject(relay):
-    problem(relay.post(message([relay.card("bob")], sender="carol")), 403, "sender-mismatch")
+    assert_problem(relay.post(message([relay.card("bob")], sender="carol")), 403, "sender-mismatch")
 
 
 def test_the_room_must_be_in_the_token(relay):
     doc = message([relay.card("bob", rooms=("ops", "hr"))], room="hr")
-    problem(relay.post(doc), 403, "room-not-allowed")
+    assert_problem(relay.post(doc), 403, "room-not-allowed")
 
 
 @pytest.mark.parametrize("state", ["revoked", "suspended"])
 def test_a_revoked_or_suspended_sender_is_refused_without_restart(relay, state):
     assert relay.post(message([relay.card("bob")])).status_code == 200
     relay.publish(**{state: ("alice",)})
-    doc = problem(relay.post(message([relay.card("bob")])), 403, f"sender-{state}")
+    doc = assert_problem(relay.post(message([relay.card("bob")])), 403, f"sender-{state}")
     assert doc["participant"] == "alice"
     assert len(received(relay.logs["bob"])) == 1
 
@@ -274,19 +267,20 @@ def test_a_revoked_or_suspended_sender_is_refused_without_restart(relay, state):
 def test_a_revoked_or_suspended_recipient_is_refused(relay, state):
     relay.publish(**{state: ("carol",)})
     resp = relay.post(message([relay.card("bob"), relay.card("carol")]))
-    problem(resp, 403, f"recipient-{state}")
+    assert_problem(resp, 403, f"recipient-{state}")
     assert nothing_delivered(relay)
 
 
 def test_a_recipient_outside_the_room_is_refused(relay):
-    problem(relay.post(message([relay.card("bob"), relay.card("carol", rooms=("hr",))])), 403,
-            "recipient-not-in-room")
+    cards = [relay.card("bob"), relay.card("carol", rooms=("hr",))]
+    assert_problem(relay.post(message(cards)), 403, "recipient-not-in-room")
     assert nothing_delivered(relay)
 
 
 def test_a_card_home_did_not_sign_is_refused(relay):
     forged = Home().card("bob", "https://evil.example/")
-    doc = problem(relay.post(message([relay.card("carol"), forged])), 422, "card-unknown-kid")
+    doc = assert_problem(relay.post(message([relay.card("carol"), forged])), 422,
+                         "card-unknown-kid")
     assert doc["field"] == "to[1]"
     assert nothing_delivered(relay)
 
@@ -295,7 +289,7 @@ def test_an_expired_card_is_refused(relay):
     expired = tokens.issue_card(relay.home.key, issuer=ISSUER, subject="bob",
                                 endpoint="https://127.0.0.1:1/", rooms=["ops"], lifetime=60,
                                 now=int(datetime.now(UTC).timestamp()) - 600)
-    problem(relay.post(message([expired])), 422, "card-expired")
+    assert_problem(relay.post(message([expired])), 422, "card-expired")
 
 
 # --- the envelope ---------------------------------------------------------------------------
@@ -303,23 +297,23 @@ def test_an_expired_card_is_refused(relay):
 
 def test_an_expired_message_is_refused(relay):
     doc = message([relay.card("bob")], ttl=10, now=datetime.now(UTC) - timedelta(seconds=60))
-    problem(relay.post(doc), 422, "envelope-expired")
+    assert_problem(relay.post(doc), 422, "envelope-expired")
     assert nothing_delivered(relay)
 
 
 def test_an_oversize_message_is_413(relay):
     doc = message([relay.card("bob")])
     doc["payload"] = {"text": "x" * MAX_BYTES}
-    problem(relay.post(doc), 413, "envelope-too-large")
+    assert_problem(relay.post(doc), 413, "envelope-too-large")
 
 
 def test_malformed_json_is_400(relay):
-    problem(relay.post(None, body=b'{"id": '), 400, "envelope-malformed-json")
+    assert_problem(relay.post(None, body=b'{"id": '), 400, "envelope-malformed-json")
 
 
 def test_the_body_must_be_json(relay):
     resp = relay.post(None, body=b"hello", headers={"Content-Type": "text/plain"})
-    problem(resp, 415, "unsupported-media-type")
+    assert_problem(resp, 415, "unsupported-media-type")
 
 
 # --- operations -----------------------------------------------------------------------------
@@ -363,7 +357,7 @@ def test_health_metrics_and_openapi(relay):
 
 def test_only_post_is_allowed(relay):
     resp = relay.client.simulate_get("/v1/messages")
-    problem(resp, 405, "method-not-allowed")
+    assert_problem(resp, 405, "method-not-allowed")
 
 
 def test_relay_body_without_content_length_is_read_and_capped() -> None:

@@ -25,11 +25,10 @@ from dmr_appliance import config, render, serving
 from dmr_appliance import pki as pki_mod
 from dmr_appliance.local.processes import NginxProcess
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.problems import assert_nginx_problem
 from tests.support.processes import free_port
 
-pytestmark = pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")
-
-PROBLEM = "application/problem+json"
+pytestmark = pytest.mark.needs_nginx
 
 
 def mtls_session(ca: Path, cert: Path | None, key: Path | None) -> requests.Session:
@@ -117,16 +116,6 @@ def dead_address() -> str:
     return f"127.0.0.1:{free_port()}"  # nothing listens: connection refused
 
 
-def assert_problem(resp: requests.Response, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["Content-Type"] == PROBLEM
-    doc = resp.json()
-    assert doc["type"] == f"urn:dmr:problem:{code}"
-    assert doc["status"] == status
-    assert doc["request_id"] == resp.headers["X-Request-Id"]
-    return doc
-
-
 def post(session: requests.Session, url: str, body: bytes = b"{}") -> requests.Response:
     return session.post(url + "/v1/messages", data=body,
                         headers={"Content-Type": "application/json"}, timeout=30)
@@ -140,7 +129,7 @@ def test_no_client_certificate_is_refused(router, upstream, pki):
     r = router([relay.address])
     plain = mtls_session(pki.ca, None, None)
     # nginx completes the handshake, then refuses the request (496 sent as 400) unproxied.
-    assert_problem(post(plain, r.url), 400, "client-certificate-required")
+    assert_nginx_problem(post(plain, r.url), 400, "client-certificate-required")
     assert relay.seen == []
 
 
@@ -151,7 +140,7 @@ def test_certificate_of_another_ca_is_refused(router, upstream, tmp_path, pki):
     relay = upstream("relay-1")
     r = router([relay.address])
     stranger = mtls_session(pki.ca, issued.cert, issued.key)
-    assert_problem(post(stranger, r.url), 400, "client-certificate-invalid")
+    assert_nginx_problem(post(stranger, r.url), 400, "client-certificate-invalid")
     assert relay.seen == []
 
 
@@ -161,8 +150,8 @@ def test_revoked_certificate_is_refused(router, upstream, fresh_pki):
                          fresh_pki.key("relay", "relay-1"), fresh_pki.ca).start()
     try:
         r = router([relay.address], pki_=fresh_pki)
-        assert_problem(post(r.session("participant", "bob"), r.url), 400,
-                       "client-certificate-invalid")
+        assert_nginx_problem(post(r.session("participant", "bob"), r.url), 400,
+                             "client-certificate-invalid")
         assert post(r.session("participant", "alice"), r.url).status_code == 200
         assert len(relay.seen) == 1
     finally:
@@ -199,7 +188,7 @@ def test_rate_limit_per_certificate_answers_429(router, upstream):
     codes = [post(alice, r.url).status_code for _ in range(3)]
     assert codes == [200, 200, 200]  # the rate's one plus a burst of two
     resp = post(alice, r.url)
-    assert_problem(resp, 429, "too-many-requests")
+    assert_nginx_problem(resp, 429, "too-many-requests")
     assert resp.headers["Retry-After"] == "1"
     # Keyed per client certificate: bob is not limited by alice's traffic.
     assert post(r.session("participant", "bob"), r.url).status_code == 200
@@ -211,7 +200,7 @@ def test_body_over_the_message_limit_is_413(router, upstream):
     r = router([relay.address], limits=config.BodyLimits(max_message_bytes=2000))
     alice = r.session()
     assert post(alice, r.url, b"x" * 2000).status_code == 200
-    doc = assert_problem(post(alice, r.url, b"x" * 2001), 413, "too-large")
+    doc = assert_nginx_problem(post(alice, r.url, b"x" * 2001), 413, "too-large")
     assert "2000 bytes" in doc["detail"]
     assert len(relay.seen) == 1
 
@@ -222,15 +211,15 @@ def test_wrong_method_is_405_with_allow(router, upstream):
     r = router([relay.address], home.address)
     alice = r.session()
     resp = alice.get(r.url + "/v1/messages", timeout=10)
-    assert_problem(resp, 405, "method-not-allowed")
+    assert_nginx_problem(resp, 405, "method-not-allowed")
     assert resp.headers["Allow"] == "POST"
     resp = alice.delete(r.url + "/home/", timeout=10)
-    assert_problem(resp, 405, "method-not-allowed")
+    assert_nginx_problem(resp, 405, "method-not-allowed")
     assert resp.headers["Allow"] == "GET, HEAD"
     resp = alice.request("TRACE", r.url + "/v1/home/participants", timeout=10)
-    assert_problem(resp, 405, "method-not-allowed")
+    assert_nginx_problem(resp, 405, "method-not-allowed")
     assert resp.headers["Allow"] == "GET, HEAD, POST, PUT, PATCH, DELETE"
-    assert_problem(alice.get(r.url + "/elsewhere", timeout=10), 404, "not-found")
+    assert_nginx_problem(alice.get(r.url + "/elsewhere", timeout=10), 404, "not-found")
     assert relay.seen == [] and home.seen == []
 
 
@@ -240,8 +229,8 @@ def test_ip_allow_lists_per_location_family(router, upstream):
     r = router([relay.address], home.address, allow=["192.0.2.0/24"],
                status_allow=["2001:db8::/32"])
     alice = r.session()
-    assert_problem(post(alice, r.url), 403, "forbidden")
-    assert_problem(alice.get(r.url + "/home/", timeout=10), 403, "forbidden")
+    assert_nginx_problem(post(alice, r.url), 403, "forbidden")
+    assert_nginx_problem(alice.get(r.url + "/home/", timeout=10), 403, "forbidden")
     # The home API has its own list (loopback by default).
     assert alice.get(r.url + "/v1/home/participants", timeout=10).status_code == 200
     assert relay.seen == [] and [s.path for s in home.seen] == ["/v1/participants"]
@@ -274,17 +263,6 @@ def raw_request(url: str, pki, data: bytes, kind: str = "participant",
         return Answer(resp.status, resp.headers, body)
 
 
-def assert_raw_problem(answer: Answer, status: int, code: str) -> dict:
-    assert answer.status == status, answer
-    assert answer.headers["Content-Type"] == PROBLEM
-    assert not answer.body.lstrip().startswith(b"<"), answer.body  # never an HTML page
-    doc = json.loads(answer.body)
-    assert doc["type"] == f"urn:dmr:problem:{code}"
-    assert doc["status"] == status
-    assert answer.headers["X-Request-Id"] and doc["request_id"] == answer.headers["X-Request-Id"]
-    return doc
-
-
 def head(request_line: str, *fields: str, body: bytes = b"") -> bytes:
     lines = [request_line, "Host: localhost", *fields, "Connection: close"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
@@ -307,7 +285,7 @@ def test_a_uri_over_the_limit_is_414_problem(router, upstream, pki):
     relay = upstream("relay-1")
     r = router([relay.address])
     for line in (f"GET /{'a' * 5000} HTTP/1.1", f"POST /v1/messages?{'a' * 5000} HTTP/1.1"):
-        doc = assert_raw_problem(raw_request(r.url, pki, head(line)), 414, "uri-too-long")
+        doc = assert_nginx_problem(raw_request(r.url, pki, head(line)), 414, "uri-too-long")
         assert "4094 bytes" in doc["detail"]
     assert relay.seen == []
 
@@ -328,7 +306,7 @@ def test_the_longest_request_line_nginx_takes_is_one_gunicorn_takes(router, upst
     assert len(forwarded) == 4094  # ...and nginx passes it on as it came: gunicorn's limit
     assert gunicorn_parses(seen.method, seen.path, seen.headers) < 100
     # ...4097 do not.
-    assert_raw_problem(raw_request(r.url, pki, head(line(4097))), 414, "uri-too-long")
+    assert_nginx_problem(raw_request(r.url, pki, head(line(4097))), 414, "uri-too-long")
     assert len(relay.seen) == 1
 
 
@@ -336,11 +314,11 @@ def test_headers_over_the_limits_are_431_problem(router, upstream, pki):
     relay = upstream("relay-1")
     r = router([relay.address])
     one_big = head("POST /v1/messages HTTP/1.1", "X-Big: " + "b" * 5000)
-    doc = assert_raw_problem(raw_request(r.url, pki, one_big), 431, "headers-too-large")
+    doc = assert_nginx_problem(raw_request(r.url, pki, one_big), 431, "headers-too-large")
     assert "4094 bytes" in doc["detail"]
     # Each line fits a buffer, all of them do not (1k + 4 x 4k).
     many_big = head("POST /v1/messages HTTP/1.1", *(f"X-Big-{i}: {'b' * 3990}" for i in range(5)))
-    assert_raw_problem(raw_request(r.url, pki, many_big), 431, "headers-too-large")
+    assert_nginx_problem(raw_request(r.url, pki, many_big), 431, "headers-too-large")
     assert relay.seen == []
     # A header line of 4096 bytes with its CRLF still passes (half gunicorn's 8190).
     field = "X-Big: " + "b" * (4096 - len("X-Big: ") - 2)
@@ -394,7 +372,7 @@ def test_an_unknown_transfer_encoding_is_501_problem(router, upstream, pki, enco
     r = router([relay.address])
     request = head("POST /v1/messages HTTP/1.1", f"Transfer-Encoding: {encoding}",
                    body=b"2\r\n{}\r\n0\r\n\r\n")
-    assert_raw_problem(raw_request(r.url, pki, request), 501, "transfer-encoding-not-implemented")
+    assert_nginx_problem(raw_request(r.url, pki, request), 501, "transfer-encoding-not-implemented")
     # chunked itself is fine: nginx reads the body and passes it on with a Content-Length.
     chunked = head("POST /v1/messages HTTP/1.1", "Transfer-Encoding: chunked",
                    body=b"2\r\n{}\r\n0\r\n\r\n")
@@ -422,7 +400,7 @@ def test_trace_is_405_problem_with_the_routes_allow(router, upstream, pki, path,
     home = upstream("home", "server", "home")
     r = router([relay.address], home.address)
     answer = raw_request(r.url, pki, head(f"TRACE {path} HTTP/1.1"))
-    assert_raw_problem(answer, 405, "method-not-allowed")
+    assert_nginx_problem(answer, 405, "method-not-allowed")
     assert answer.headers["Allow"] == allow
     assert relay.seen == [] and home.seen == []
 
@@ -439,7 +417,7 @@ def test_trace_is_405_problem_with_the_routes_allow(router, upstream, pki, path,
 def test_a_malformed_request_line_is_a_problem(router, upstream, pki, request_line, status, code):
     relay = upstream("relay-1")
     r = router([relay.address])
-    assert_raw_problem(raw_request(r.url, pki, head(request_line)), status, code)
+    assert_nginx_problem(raw_request(r.url, pki, head(request_line)), status, code)
     assert relay.seen == []
 
 
@@ -454,7 +432,7 @@ def test_malformed_headers_are_400_problem(router, upstream, pki):
     twice = head("POST /v1/messages HTTP/1.1", "Content-Length: 2", "Content-Length: 2",
                  body=b"{}")
     for request in (no_host, both, te_on_10, twice):
-        assert_raw_problem(raw_request(r.url, pki, request), 400, "bad-request")
+        assert_nginx_problem(raw_request(r.url, pki, request), 400, "bad-request")
     assert relay.seen == []
 
 
@@ -514,7 +492,7 @@ def test_the_home_prefix_serves_only_the_status_page_and_what_it_links(router, u
     home = upstream("home", "server", "home")
     r = router([dead_address()], home.address)
     resp = r.session("admin", "admin").get(r.url + path, timeout=10)
-    assert_problem(resp, 404, "not-found")
+    assert_nginx_problem(resp, 404, "not-found")
     assert home.seen == []
 
 
@@ -572,7 +550,7 @@ def test_a_timeout_is_not_retried(router, upstream):
     answers = [post(alice, r.url) for _ in range(2)]  # round robin: one goes to the slow relay
     timed_out = [a for a in answers if a.status_code == 504]
     assert len(timed_out) == 1, [a.status_code for a in answers]
-    assert_problem(timed_out[0], 504, "gateway-timeout")
+    assert_nginx_problem(timed_out[0], 504, "gateway-timeout")
     request_id = timed_out[0].headers["X-Request-Id"]
     assert request_id in {s.headers["x-request-id"] for s in slow.seen}
     assert request_id not in {s.headers["x-request-id"] for s in fast.seen}
@@ -581,7 +559,7 @@ def test_a_timeout_is_not_retried(router, upstream):
 
 def test_every_relay_down_is_502_problem(router):
     r = router([dead_address(), dead_address()])
-    assert_problem(post(r.session(), r.url), 502, "bad-gateway")
+    assert_nginx_problem(post(r.session(), r.url), 502, "bad-gateway")
 
 
 # --- running nginx --------------------------------------------------------------------------------

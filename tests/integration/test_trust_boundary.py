@@ -28,6 +28,7 @@ from urllib3.util.retry import Retry
 from dmr_appliance import envelope, pki
 from dmr_appliance.local.stack import Stack
 from tests.support.https import mtls_session
+from tests.support.problems import assert_problem
 
 ROOM = "ops"
 # mallory and eve: certificates this module may revoke
@@ -56,12 +57,6 @@ def claims(token: str) -> dict:
 
 def thumbprint(stack: Stack, kind: str, name: str) -> str:
     return pki.cert_thumbprint(pki.load_certificate(stack.cert(kind, name)[0].read_bytes()))
-
-
-def assert_problem(resp: requests.Response, status: int, code: str) -> None:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["Content-Type"] == "application/problem+json"
-    assert resp.json()["type"] == f"urn:dmr:problem:{code}", resp.text
 
 
 # --- the reproductions, each now refused ------------------------------------------

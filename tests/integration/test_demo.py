@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance import serving
-
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
 
 
 def processes_mentioning(text: str) -> list[str]:

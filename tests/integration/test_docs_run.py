@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance import serving
 from dmr_appliance.local import stack as local_stack
 from dmr_appliance.local.stack import Stack
 from tests.support.doc_blocks import ROOT, Block, blocks_for
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
 HERE = "tests/integration/test_docs_run.py"
 BIN = str(Path(sys.executable).parent)  # this venv's dmr, as an operator's PATH has it
 

@@ -4,17 +4,14 @@ last sync document; once home is back, their heartbeats resume (issue 4)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-from dmr_appliance import serving
 from dmr_appliance.local.stack import Stack
 from tests.support.recipient import received
 from tests.support.stack_kit import ensure_participant, sender
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
 
 ROOM = "outage"
 

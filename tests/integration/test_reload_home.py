@@ -11,18 +11,16 @@ import dataclasses
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import requests
 
-from dmr_appliance import config, serving
+from dmr_appliance import config
 from dmr_appliance.client.mtls import session as mtls_session
 from dmr_appliance.local.stack import Stack
 from tests.support.stack_kit import ensure_participant
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx")]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
 
 RELOADS = 30
 THREADS = 3

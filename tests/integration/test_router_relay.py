@@ -16,17 +16,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from dmr_appliance import config, render, serving
+from dmr_appliance import config, render
 from dmr_appliance.local import recipient
 from dmr_appliance.local.processes import NginxProcess
 from tests.support import relay_kit
 from tests.support.apps import App
 from tests.support.processes import free_port
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
 
 
 def session(ca: Path, cert: Path, key: Path) -> requests.Session:

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,10 +16,7 @@ from dmr_appliance import config, pki, serving
 from dmr_appliance.local.processes import group_alive
 from dmr_appliance.local.stack import Stack
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(serving.NGINX).exists(), reason="needs Debian's nginx"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
 
 
 def test_prepare_makes_pki_and_configs_that_load(tmp_path):

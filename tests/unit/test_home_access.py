@@ -1,4 +1,5 @@
-"""Every route admits exactly the client kinds its OpenAPI operation lists (x-dmr-allow)."""
+"""Every route admits exactly the client kinds its OpenAPI operation lists (x-dmr-allow), and
+answers each of them with what the route itself answers (its status and body shape)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from dmr_appliance import pki as pki_mod
 from tests.support.home import home_under_test
 from tests.support.identity import CLIENT_CERT_HEADER, direct_headers, escaped_cert
+from tests.support.problems import assert_problem
 
 OPENAPI = json.loads((Path(__file__).parents[2] / "dmr_appliance/openapi/home.json").read_text())
 KINDS = {"admin": "admin", "relay": "relay-1", "participant": "alice"}
@@ -31,31 +33,105 @@ def operations():
 
 CASES = [(m, p, kind, kind in allowed) for m, p, allowed in operations() if allowed
          for kind in (*KINDS, None)]
+ALLOWED = [(m, p, kind) for m, p, kind, allowed in CASES if allowed]
+DENIED = [(m, p, kind) for m, p, kind, allowed in CASES if not allowed]
+
+# What a home holding alice and bob (lobby) answers each listed kind's request with an
+# empty JSON body: the status, and the body's shape (a JSON object's keys; a problem's
+# code; the content type of anything else, "" for no body).
+PARTICIPANT = "created_at endpoint id rooms status updated_at"
+CARD = "card endpoint expires_at rooms subject"
+TOKEN = "access_token expires_at expires_in jti rooms subject token_type"
+SYNC = "generated_at jwks revoked_participants revoked_tokens suspended_participants version"
+MID, JTI = PATH_VALUES["{mid}"], PATH_VALUES["{jti}"]
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory, pki):
-    home = home_under_test(tmp_path_factory.mktemp("home"), pki)
+def answered(request: str, status: int, shape: str, kinds: str = "admin") -> dict:
+    return {f"{request} as {kind}": (status, shape) for kind in kinds.split()}
+
+
+ANSWERS = {
+    **answered("GET /v1/participants", 200, "participants"),
+    **answered("POST /v1/participants", 400, "problem:malformed-json"),
+    **answered("GET /v1/participants/bob", 200, PARTICIPANT),
+    **answered("DELETE /v1/participants/bob", 204, ""),
+    **answered("POST /v1/participants/bob/suspend", 200, PARTICIPANT),
+    **answered("POST /v1/participants/bob/reinstate", 200, PARTICIPANT),
+    **answered("POST /v1/participants/bob/revoke", 200, PARTICIPANT),
+    **answered("POST /v1/tokens", 422, "problem:invalid-request"),
+    **answered("POST /v1/tokens", 201, TOKEN, "participant"),
+    **answered(f"POST /v1/tokens/{JTI}/revoke", 404, "problem:token-not-found"),
+    **answered("GET /v1/cards/bob", 200, CARD, "admin participant"),
+    **answered("GET /v1/keys", 200, "keys"),
+    **answered("POST /v1/keys/rotate", 200, "active keys"),
+    **answered("GET /v1/jwks", 200, "keys", "admin relay participant"),
+    **answered("GET /.well-known/jwks.json", 200, "keys", "admin relay participant"),
+    **answered("GET /v1/sync", 200, SYNC, "admin relay"),
+    **answered("POST /v1/heartbeats", 400, "problem:malformed-json", "relay"),
+    **answered("GET /v1/instances", 200, "instances"),
+    **answered("DELETE /v1/instances/relay-1", 404, "problem:instance-not-found"),
+    **answered("GET /v1/failures", 200, "failures senders", "admin participant"),
+    **answered("POST /v1/failures", 400, "problem:malformed-json", "admin participant"),
+    **answered(f"GET /v1/failures/{MID}", 404, "problem:failure-not-found",
+               "admin participant"),
+    **answered(f"POST /v1/failures/{MID}/resolve", 400, "problem:malformed-json",
+               "admin participant"),
+    **answered("GET /", 200, "text/html"),
+}
+
+
+def lobby_home(state, pki):
+    """A home holding alice and bob, both in the lobby."""
+    home = home_under_test(state, pki)
     home.add("alice", ["lobby"])
     home.add("bob", ["lobby"])
     return home
 
 
-@pytest.mark.parametrize(("method", "path", "kind", "allowed"), CASES,
-                         ids=[f"{m} {p} as {k}" for m, p, k, _ in CASES])
-def test_route_admits_only_its_kinds(home, method, path, kind, allowed):
-    caller = home.caller(kind, KINDS.get(kind))
-    # Requests that change nothing (empty bodies fail validation) after the access check.
-    resp = caller.request(method, path, body=b"", headers={"Content-Type": "application/json"},
-                          params={"wait": "0"} if path == "/v1/sync" else None)
-    if allowed:
-        assert resp.status_code != 403 or resp.json["type"] not in (
-            "urn:dmr:problem:forbidden", "urn:dmr:problem:no-client-identity"), resp.text
+def ask(home, method: str, path: str, kind: str | None):
+    """The route asked as ``kind`` with an empty JSON body (a sync poll does not wait)."""
+    return home.caller(kind, KINDS.get(kind)).request(
+        method, path, body=b"", headers={"Content-Type": "application/json"},
+        params={"wait": "0"} if path == "/v1/sync" else None)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, pki):
+    return lobby_home(tmp_path_factory.mktemp("home"), pki)
+
+
+@pytest.mark.parametrize(("method", "path", "kind"), DENIED,
+                         ids=[f"{m} {p} as {k}" for m, p, k in DENIED])
+def test_a_route_refuses_the_kinds_it_does_not_list(home, method, path, kind):
+    expected = "no-client-identity" if kind is None else "forbidden"
+    assert_problem(ask(home, method, path, kind), 403, expected)
+
+
+@pytest.mark.parametrize(("method", "path", "kind"), ALLOWED,
+                         ids=[f"{m} {p} as {k}" for m, p, k in ALLOWED])
+def test_a_listed_kind_gets_the_routes_own_answer(tmp_path, pki, method, path, kind):
+    # A fresh home each time: the answers that change something (DELETE bob, suspend bob,
+    # rotate keys) must not change the next one's.
+    resp = ask(lobby_home(tmp_path, pki), method, path, kind)
+    status, shape = ANSWERS[f"{method} {path} as {kind}"]
+    if shape.startswith("problem:"):
+        assert_problem(resp, status, shape.removeprefix("problem:"))
     else:
-        assert resp.status_code == 403, resp.text
-        assert resp.headers["content-type"] == "application/problem+json"
-        expected = "no-client-identity" if kind is None else "forbidden"
-        assert resp.json["type"] == f"urn:dmr:problem:{expected}"
+        assert (resp.status_code, body_shape(resp)) == (status, shape), resp.text
+
+
+def body_shape(resp) -> str:
+    """A JSON object's keys (sorted, space-separated); else the content type ("" with no
+    body, as a 204 has none)."""
+    kind = resp.headers.get("content-type", "")
+    if kind == "application/json":
+        return " ".join(sorted(resp.json))
+    assert resp.content if kind else not resp.content, resp.content[:200]
+    return kind.split(";")[0]
+
+
+def test_every_listed_kind_has_its_answer_written_down():
+    assert sorted(ANSWERS) == sorted(f"{m} {p} as {k}" for m, p, k in ALLOWED)
 
 
 def test_every_app_route_is_in_the_openapi_document(home):

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +30,8 @@ def relay_gate(state: Path, **overrides: Any) -> config.RelayGate:
 class App:
     """gunicorn and its gate for one ``kind`` (home or relay) and one config file.
 
-    ``stop``, ``kill``, ``signal`` and ``logs`` are gunicorn's (the app); the gate is
-    started once and stopped with the app, as systemd's BindsTo does.
+    ``kill`` and ``logs`` are gunicorn's (the app); the gate is started once and stopped
+    with the app, as systemd's BindsTo does.
     """
 
     def __init__(self, kind: str, config_path: Path, log_dir: Path, name: str | None = None,
@@ -45,27 +43,15 @@ class App:
         self.gate = Process([*argv, "gate", "--config", str(config_path)], env=env,
                             log_path=log_dir / f"{name}-gate.log")
 
-    @property
-    def proc(self):
-        return self.server.proc
-
     def start(self) -> App:
         self.server.start()
-        if self.gate.proc is None or self.gate.proc.poll() is not None:
+        if not self.gate.running():
             self.gate.start()
-        return self
-
-    def restart_server(self) -> App:
-        """Start gunicorn again behind the gate that stayed up."""
-        self.server.start()
         return self
 
     def wait_ready(self, probe: Callable[[], bool], timeout: float = 30.0) -> App:
         self.server.wait_ready(probe, timeout)
         return self
-
-    def signal(self, signum: int) -> None:
-        self.server.signal(signum)
 
     def kill(self) -> None:
         self.server.kill()
@@ -75,16 +61,5 @@ class App:
         self.gate.stop(timeout)
         return logs
 
-    def stop_all(self) -> None:
-        self.server.stop()
-        self.gate.signal(signal.SIGTERM)
-        self.gate.stop()
-
     def logs(self) -> str:
         return self.server.logs() + self.gate.logs()
-
-
-def with_gate(settings: Any, state: Path) -> Any:
-    """``settings`` (HomeConfig or RelayConfig) with its gate's files under ``state``."""
-    cls = config.RelayGate if isinstance(settings, config.RelayConfig) else config.Gate
-    return dataclasses.replace(settings, gate=gate_settings(cls, state))

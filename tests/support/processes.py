@@ -22,10 +22,6 @@ class Process(ProcessGroup):
                  log_path: Path, cwd: Path | None = None) -> None:
         super().__init__(log_path.stem, argv, log_path=log_path, env=env, cwd=cwd)
 
-    @property
-    def proc(self):
-        return self.process
-
     def wait_ready(self, probe: Callable[[], bool], timeout: float = 30.0) -> Process:
         """Poll ``probe`` until it returns True; fail with the log if the process dies."""
         super().wait_ready(probe, timeout, retry_on=(requests.RequestException,))

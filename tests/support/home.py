@@ -119,6 +119,22 @@ def home_under_test(state: Path, pki, **overrides) -> HomeUnderTest:
     return HomeUnderTest(app, config, store, pki)
 
 
+MID = "0190b4a2-1234-7000-8000-00000000abcd"  # the message id of ``failure_report``
+
+
+def failure_report(**changes) -> dict:
+    """A failure report as alice files it (message MID to bob in the lobby), ``changes``
+    applied."""
+    doc = {
+        "message_id": MID, "room": "lobby", "from": "alice", "to": ["bob"],
+        "attempts": [{"target": "https://router-1:8443", "at": "2026-01-02T03:04:05Z",
+                      "outcome": "failed", "status": 503, "detail": "relay overloaded"}],
+        "envelope": {"id": MID, "room": "lobby", "from": "alice", "payload": {"hi": 1}},
+        "reported_at": "2026-01-02T03:04:06Z",
+    }
+    return {**doc, **changes}
+
+
 def older_store(path: Path, migrations: int, rows: list[tuple[str, tuple]]) -> None:
     """A store at ``path`` as the first ``migrations`` left it, holding ``rows`` (SQL and
     its parameters): what a newer home then opens and migrates."""

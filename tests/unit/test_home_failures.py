@@ -6,21 +6,7 @@ import copy
 
 import pytest
 
-from tests.support.home import home_under_test
-
-MID = "0190b4a2-1234-7000-8000-00000000abcd"
-
-
-def report(**changes):
-    doc = {
-        "message_id": MID, "room": "lobby", "from": "alice", "to": ["bob"],
-        "attempts": [{"target": "https://router-1:8443", "at": "2026-01-02T03:04:05Z",
-                      "outcome": "failed", "status": 503, "detail": "relay overloaded"}],
-        "envelope": {"id": MID, "room": "lobby", "from": "alice", "payload": {"hi": 1}},
-        "reported_at": "2026-01-02T03:04:06Z",
-    }
-    doc.update(changes)
-    return doc
+from tests.support.home import MID, failure_report, home_under_test
 
 
 @pytest.fixture
@@ -34,12 +20,12 @@ def home(tmp_path, pki):
 def test_report_then_duplicate_merges(home):
     home.add("carol", ["lobby"])
     alice = home.participant("alice")
-    first = alice.post("/v1/failures", json=report())
+    first = alice.post("/v1/failures", json=failure_report())
     assert first.status_code == 201, first.text
-    again = alice.post("/v1/failures", json=report())
+    again = alice.post("/v1/failures", json=failure_report())
     assert again.status_code == 200
     assert again.json["attempts"] == first.json["attempts"]  # idempotent: no duplicate rows
-    more = copy.deepcopy(report(to=["carol"]))
+    more = copy.deepcopy(failure_report(to=["carol"]))
     more["attempts"].append({"target": "https://router-2:8443", "at": "2026-01-02T03:04:07+00:00",
                              "outcome": "failed"})
     merged = alice.post("/v1/failures", json=more).json
@@ -52,13 +38,13 @@ def test_report_then_duplicate_merges(home):
 
 
 def test_participant_reports_only_its_own_messages(home):
-    resp = home.participant("bob").post("/v1/failures", json=report())
+    resp = home.participant("bob").post("/v1/failures", json=failure_report())
     assert resp.status_code == 403 and resp.json["type"] == "urn:dmr:problem:not-sender"
 
 
 def test_conflicting_duplicate_is_refused(home):
-    home.participant("alice").post("/v1/failures", json=report())
-    resp = home.admin.post("/v1/failures", json=report(room="other"))
+    home.participant("alice").post("/v1/failures", json=failure_report())
+    resp = home.admin.post("/v1/failures", json=failure_report(room="other"))
     assert resp.status_code == 409
 
 
@@ -68,12 +54,12 @@ def test_conflicting_duplicate_is_refused(home):
                                                  "outcome": "Failed!"}]},
 ])
 def test_invalid_reports(home, changes):
-    resp = home.participant("alice").post("/v1/failures", json=report(**changes))
+    resp = home.participant("alice").post("/v1/failures", json=failure_report(**changes))
     assert resp.status_code == 422, resp.text
 
 
 def test_show_and_resolve(home):
-    home.participant("alice").post("/v1/failures", json=report())
+    home.participant("alice").post("/v1/failures", json=failure_report())
     shown = home.admin.get(f"/v1/failures/{MID}").json
     assert shown["envelope"]["payload"] == {"hi": 1} and shown["status"] == "open"
     resolved = home.admin.post(f"/v1/failures/{MID}/resolve", json={"note": "resent by hand"})
@@ -85,9 +71,9 @@ def test_show_and_resolve(home):
 
 
 def test_a_participant_sees_and_resolves_only_what_it_sent(home):
-    home.participant("alice").post("/v1/failures", json=report())
+    home.participant("alice").post("/v1/failures", json=failure_report())
     other = "0190b4a2-1234-7000-8000-00000000beef"
-    home.participant("bob").post("/v1/failures", json=report(
+    home.participant("bob").post("/v1/failures", json=failure_report(
         message_id=other, **{"from": "bob", "to": ["alice"]}))
     alice, bob = home.participant("alice"), home.participant("bob")
     # Listing: its own only, whatever it asks for

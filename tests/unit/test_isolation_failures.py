@@ -9,8 +9,7 @@ import pytest
 
 from dmr_appliance.config import FailureLimits
 from dmr_appliance.home.store import Store
-from tests.support.home import home_under_test, older_store
-from tests.unit.test_home_failures import MID, report
+from tests.support.home import MID, failure_report, home_under_test, older_store
 
 PROBLEM = "urn:dmr:problem:"
 
@@ -30,13 +29,13 @@ def home(tmp_path, pki):
 
 
 def bobs(message_id: str = MID, **changes) -> dict:
-    return report(message_id=message_id, **{"from": "bob", "to": ["alice"]}, **changes)
+    return failure_report(message_id=message_id, **{"from": "bob", "to": ["alice"]}, **changes)
 
 
 def test_bob_reporting_alices_id_first_blocks_nothing(home):
     alice, bob = home.participant("alice"), home.participant("bob")
     assert bob.post("/v1/failures", json=bobs()).status_code == 201
-    mine = alice.post("/v1/failures", json=report())
+    mine = alice.post("/v1/failures", json=failure_report())
     assert mine.status_code == 201, mine.text  # was 409 failure-mismatch
     assert mine.headers["location"] == f"/v1/failures/{MID}?from=alice"
     assert [f["from"] for f in alice.get("/v1/failures").json["failures"]] == ["alice"]
@@ -50,7 +49,7 @@ def test_bob_reporting_alices_id_first_blocks_nothing(home):
 
 def test_an_admin_names_the_sender_of_an_ambiguous_id(home):
     home.participant("bob").post("/v1/failures", json=bobs())
-    home.participant("alice").post("/v1/failures", json=report())
+    home.participant("alice").post("/v1/failures", json=failure_report())
     ambiguous = home.admin.get(f"/v1/failures/{MID}")
     assert ambiguous.status_code == 409
     assert ambiguous.headers["content-type"] == "application/problem+json"
@@ -65,7 +64,7 @@ def test_an_admin_names_the_sender_of_an_ambiguous_id(home):
 
 
 def test_a_report_for_a_room_the_reporter_is_not_in_is_refused(home):
-    resp = home.participant("carol").post("/v1/failures", json=report(
+    resp = home.participant("carol").post("/v1/failures", json=failure_report(
         room="lobby", **{"from": "carol", "to": ["alice"]}))
     assert resp.status_code == 403 and resp.json["type"] == PROBLEM + "not-in-room"
     assert home.admin.get("/v1/failures").json["failures"] == []
@@ -73,7 +72,7 @@ def test_a_report_for_a_room_the_reporter_is_not_in_is_refused(home):
 
 def test_a_report_to_a_recipient_sharing_no_room_is_refused(home):
     for to in (["carol"], ["bob", "carol"], ["nobody"]):
-        resp = home.participant("alice").post("/v1/failures", json=report(to=to))
+        resp = home.participant("alice").post("/v1/failures", json=failure_report(to=to))
         assert resp.status_code == 403, resp.text
         assert resp.json["type"] == PROBLEM + "recipient-not-in-room"
 
@@ -87,7 +86,7 @@ def test_open_reports_are_capped_per_participant(home):
     assert over.headers["content-type"] == "application/problem+json"
     assert over.json["type"] == PROBLEM + "failure-quota" and over.json["limit"] == 5
     assert bob.post("/v1/failures", json=bobs(mid(0))).status_code == 200  # a merge: fine
-    assert alice.post("/v1/failures", json=report()).status_code == 201  # her own share
+    assert alice.post("/v1/failures", json=failure_report()).status_code == 201  # her own share
     bob.post(f"/v1/failures/{mid(0)}/resolve", json={"note": "re-sent"})
     assert bob.post("/v1/failures", json=bobs(mid(5))).status_code == 201  # room again
 
@@ -104,15 +103,15 @@ def test_open_report_bytes_are_capped_per_participant(tmp_path, pki):
     over = bob.post("/v1/failures", json=bobs(mid(3), envelope=envelope))
     assert over.status_code == 429 and over.json["type"] == PROBLEM + "failure-quota"
     assert over.json["limit_bytes"] == 10_000
-    assert home.participant("alice").post("/v1/failures", json=report()).status_code == 201
+    assert home.participant("alice").post("/v1/failures", json=failure_report()).status_code == 201
 
 
 def test_an_oversize_envelope_is_refused(home):
-    big = report(envelope={"id": MID, "payload": "x" * 5000})
+    big = failure_report(envelope={"id": MID, "payload": "x" * 5000})
     resp = home.participant("alice").post("/v1/failures", json=big)
     assert resp.status_code == 413 and resp.json["type"] == PROBLEM + "failure-too-large"
     assert resp.json["limit"] == 4096
-    assert home.participant("alice").post("/v1/failures", json=report()).status_code == 201
+    assert home.participant("alice").post("/v1/failures", json=failure_report()).status_code == 201
 
 
 def test_repeated_reports_cannot_grow_one_row_without_bound(home):
@@ -131,7 +130,7 @@ def test_one_senders_reports_never_hide_anothers(tmp_path, pki):
     home = home_under_test(tmp_path, pki)
     home.add("alice", ["lobby"])
     home.add("bob", ["lobby"])
-    home.participant("alice").post("/v1/failures", json=report())
+    home.participant("alice").post("/v1/failures", json=failure_report())
     for n in range(60):
         assert home.participant("bob").post("/v1/failures", json=bobs(mid(n))).status_code == 201
     page = home.admin.get("/").text

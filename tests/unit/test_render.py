@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -15,76 +13,10 @@ import pytest
 from dmr_appliance import config, render, serving
 from dmr_appliance.cli import main
 from dmr_appliance.errors import ConfigError
-
-needs_nginx = pytest.mark.skipif(
-    not (Path(serving.NGINX).exists() or shutil.which("nginx")), reason="nginx not installed"
-)
+from tests.support.nginx_conf import Block, parse
 
 STATUS_PAGE = ("/home/", "/home/metrics", "/home/openapi.json", "/home/v1/failures/")
 PROXIED = ("/v1/messages", "/v1/home/", "/v1/home/sync", *STATUS_PAGE, "/.well-known/jwks.json")
-
-
-# --- a small nginx config parser: enough to look at directives per block -------------------
-
-
-@dataclass
-class Block:
-    name: str
-    args: list[str]
-    children: list[Block] = field(default_factory=list)
-
-    def all(self, name: str) -> list[Block]:
-        return [c for c in self.children if c.name == name]
-
-    def one(self, name: str) -> Block:
-        found = self.all(name)
-        assert len(found) == 1, f"{name}: {len(found)} in {self.name} {self.args}"
-        return found[0]
-
-    def values(self, name: str) -> list[list[str]]:
-        return [c.args for c in self.all(name)]
-
-    def location(self, path: str) -> Block:
-        found = [c for c in self.all("location") if c.args[-1] == path]
-        assert len(found) == 1, path
-        return found[0]
-
-
-_TOKEN = re.compile(
-    r"""\s*(?:(#[^\n]*)|("(?:[^"\\]|\\.)*")|('(?:[^'\\]|\\.)*')|([{};])|([^\s{};"']+))"""
-)
-
-
-def parse(text: str) -> Block:
-    root = Block("root", [])
-    stack, words = [root], []
-    pos = 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            if text[pos:].strip():
-                raise AssertionError(f"cannot parse at {text[pos:pos + 40]!r}")
-            break
-        pos = m.end()
-        comment, dq, sq, punct, word = m.groups()
-        if comment:
-            continue
-        if punct == ";":
-            stack[-1].children.append(Block(words[0], words[1:]))
-            words = []
-        elif punct == "{":
-            block = Block(words[0], words[1:])
-            stack[-1].children.append(block)
-            stack.append(block)
-            words = []
-        elif punct == "}":
-            assert not words, words
-            stack.pop()
-        else:
-            token = dq or sq or word
-            words.append(token[1:-1] if (dq or sq) else token)
-    assert len(stack) == 1 and not words, "unbalanced braces"
-    return root
 
 
 # --- configs ---------------------------------------------------------------------------------
@@ -142,7 +74,7 @@ def variant(request, pki, tmp_path) -> tuple[config.RouterConfig, str, Block]:
 # --- nginx -t ---------------------------------------------------------------------------------
 
 
-@needs_nginx
+@pytest.mark.needs_nginx
 def test_nginx_accepts_every_rendering(variant, tmp_path):
     cfg, text, _ = variant
     conf = tmp_path / "nginx.conf"
@@ -150,7 +82,7 @@ def test_nginx_accepts_every_rendering(variant, tmp_path):
     serving.test_config(conf, cfg.prefix)
 
 
-@needs_nginx
+@pytest.mark.needs_nginx
 def test_nginx_t_failure_is_reported(tmp_path):
     conf = tmp_path / "nginx.conf"
     conf.write_text("events {}\nhttp { server { listen 1 ssl; no_such_directive on; } }\n")
@@ -409,7 +341,7 @@ def test_template_uses_nothing_but_config():
         template.render(config={"listen": 1})
 
 
-@needs_nginx
+@pytest.mark.needs_nginx
 def test_cli_render_writes_and_checks(pki, tmp_path, capsys):
     prefix = tmp_path / "prefix"
     toml = tmp_path / "router.toml"

@@ -12,7 +12,7 @@ from dmr_appliance import config, render, serving, tls_profile
 from dmr_appliance.cli import main
 from dmr_appliance.errors import ConfigError
 from tests.support.apps import gate_settings
-from tests.unit.test_render import needs_nginx, parse
+from tests.support.nginx_conf import parse
 
 
 def app_config(kind: str, pki, tmp_path: Path, **gate_changes):
@@ -49,7 +49,7 @@ def tls_server(tree):
     return server
 
 
-@needs_nginx
+@pytest.mark.needs_nginx
 def test_nginx_accepts_every_rendering(gate, tmp_path):
     _, cfg, text, _ = gate
     conf = tmp_path / "gate.conf"
@@ -173,7 +173,7 @@ def test_values_that_would_bend_the_config_are_refused(pki, tmp_path, changes, n
         render.render_gate("relay", cfg)
 
 
-@needs_nginx
+@pytest.mark.needs_nginx
 def test_cli_render_gate_writes_and_checks(pki, tmp_path, capsys):
     cfg = app_config("home", pki, tmp_path)
     toml = tmp_path / "home.toml"

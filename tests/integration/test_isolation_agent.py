@@ -23,7 +23,7 @@ from dmr_appliance.relay.agent import Agent
 from dmr_appliance.relay.home_peer import Refused
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot
-from tests.support.relay_kit import Home, relay_config
+from tests.support.relay_kit import HomeSigner, relay_config
 
 pytestmark = pytest.mark.slow
 
@@ -101,11 +101,11 @@ def refusals(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
             if getattr(r, "dmr_event", None) == event]
 
 
-def forged(home: Home) -> tuple[bytes, tokens.SigningKey]:
+def forged(signer: HomeSigner) -> tuple[bytes, tokens.SigningKey]:
     """Version 999999, a foreign key beside home's, signed by the foreign key."""
     foreign = tokens.SigningKey.generate()
-    doc = json.loads(Home(key=foreign, version=999_999).document(
-        keys=[home.key.public_jwk(), foreign.public_jwk()]))
+    doc = json.loads(HomeSigner(key=foreign, version=999_999).document(
+        keys=[signer.key.public_jwk(), foreign.public_jwk()]))
     return json.dumps(doc).encode(), foreign
 
 
@@ -117,10 +117,10 @@ def forged(home: Home) -> tuple[bytes, tokens.SigningKey]:
 def test_a_deployment_certificate_not_homes_cannot_feed_the_relay(pki, tmp_path, caplog,
                                                                    kind, name):
     caplog.set_level(logging.INFO, logger="dmr.relay.agent")
-    home = Home(version=5)
+    signer = HomeSigner(version=5)
     with serving(pki, kind, name) as impostor, serving(pki, "router", "router") as router:
-        router.serve(home.document(), home.key)
-        body, foreign = forged(home)
+        router.serve(signer.document(), signer.key)
+        body, foreign = forged(signer)
         impostor.serve(body, foreign)
         # The impostor on the URL tried first: refused at once, the router serves.
         agent = agent_for(pki, tmp_path, impostor.url, router.url)
@@ -140,12 +140,12 @@ def test_a_deployment_certificate_not_homes_cannot_feed_the_relay(pki, tmp_path,
 
 
 def test_homes_own_certificate_is_home_and_home_names_can_name_another(pki, tmp_path):
-    home = Home(version=2)
+    signer = HomeSigner(version=2)
     with serving(pki, "server", "home") as gate, serving(pki, "server", "recipient") as other:
-        gate.serve(home.document(), home.key)
+        gate.serve(signer.document(), signer.key)
         assert agent_for(pki, tmp_path, gate.url).poll_once() is True
-        home.version = 3
-        other.serve(home.document(), home.key)
+        signer.version = 3
+        other.serve(signer.document(), signer.key)
         cfg = relay_config(pki, tmp_path / "relay", home_url=other.url,
                            home_names=["recipient"])
         assert Agent(cfg, RelayMetrics()).poll_once() is True
@@ -154,27 +154,27 @@ def test_homes_own_certificate_is_home_and_home_names_can_name_another(pki, tmp_
 
 def test_a_document_signed_by_a_foreign_key_is_refused(pki, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="dmr.relay.agent")
-    home = Home(version=7)
+    signer = HomeSigner(version=7)
     with serving(pki, "server", "home") as gate:
-        gate.serve(home.document(), home.key)
+        gate.serve(signer.document(), signer.key)
         agent = agent_for(pki, tmp_path, gate.url)
         assert agent.poll_once() is True
-        body, foreign = forged(home)
+        body, foreign = forged(signer)
         for signers in ((foreign,), ()):  # signed by a key home never published; unsigned
             gate.serve(body, *signers)
             with pytest.raises(Refused, match=r"(?i)signature"):
                 agent.poll_once()
-        home.version = 8  # home's own next document still goes in
-        gate.serve(home.document(), home.key)
+        signer.version = 8  # home's own next document still goes in
+        gate.serve(signer.document(), signer.key)
         assert agent.poll_once() is True
-    assert held(tmp_path).version == 8 and held(tmp_path).keys.kids == {home.key.kid}
+    assert held(tmp_path).version == 8 and held(tmp_path).keys.kids == {signer.key.kid}
     assert refusals(caplog, "sync-document-refused") == ["signer-unknown", "unsigned"]
 
 
 def test_a_first_document_must_be_signed_by_its_own_keys(pki, tmp_path):
-    home = Home()
+    signer = HomeSigner()
     with serving(pki, "router", "router") as router:
-        router.serve(home.document(), tokens.SigningKey.generate())
+        router.serve(signer.document(), tokens.SigningKey.generate())
         with pytest.raises(Refused, match=r"(?i)signature"):
             agent_for(pki, tmp_path, router.url).poll_once()
     assert not (tmp_path / "relay" / SYNC_FILE).exists()
@@ -182,35 +182,35 @@ def test_a_first_document_must_be_signed_by_its_own_keys(pki, tmp_path):
 
 def test_a_rollback_is_refused_and_the_floor_survives_a_restart(pki, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="dmr.relay.agent")
-    home = Home(version=5)
+    signer = HomeSigner(version=5)
     with serving(pki, "router", "router") as router:
-        router.serve(home.document(), home.key)
+        router.serve(signer.document(), signer.key)
         assert agent_for(pki, tmp_path, router.url).poll_once() is True
-        home.version = 3  # home's genuine key and certificate, an older document
-        router.serve(home.document(revoked=("mallory",)), home.key)
+        signer.version = 3  # home's genuine key and certificate, an older document
+        router.serve(signer.document(revoked=("mallory",)), signer.key)
         for _ in range(2):  # the running agent, then a restarted one
             agent = agent_for(pki, tmp_path, router.url)
             with pytest.raises(Refused, match="older"):
                 agent.poll_once()
             assert held(tmp_path).version == 5 and agent.version == 5
-        home.version = 5  # the same version again: nothing to do
-        router.serve(home.document(revoked=("mallory",)), home.key)
+        signer.version = 5  # the same version again: nothing to do
+        router.serve(signer.document(revoked=("mallory",)), signer.key)
         assert agent.poll_once() is False
         assert "mallory" not in held(tmp_path).revoked
     assert refusals(caplog, "sync-document-refused") == ["older", "older"]
 
 
 def test_a_rotation_reaches_the_relay_through_the_overlap(pki, tmp_path):
-    home = Home(version=1)
+    signer = HomeSigner(version=1)
     with serving(pki, "router", "router") as router:
-        router.serve(home.document(), home.key)
+        router.serve(signer.document(), signer.key)
         agent = agent_for(pki, tmp_path, router.url)
         assert agent.poll_once() is True
-        old, new = home.key, tokens.SigningKey.generate()
-        home.version = 2  # home publishes both and signs with both
-        router.serve(home.document(keys=[new.public_jwk(), old.public_jwk()]), new, old)
+        old, new = signer.key, tokens.SigningKey.generate()
+        signer.version = 2  # home publishes both and signs with both
+        router.serve(signer.document(keys=[new.public_jwk(), old.public_jwk()]), new, old)
         assert agent.poll_once() is True
-        home.version, home.key = 3, new  # the old key is no longer published
-        router.serve(home.document(), new)
+        signer.version, signer.key = 3, new  # the old key is no longer published
+        router.serve(signer.document(), new)
         assert agent_for(pki, tmp_path, router.url).poll_once() is True  # after a restart
     assert held(tmp_path).keys.kids == {new.kid}

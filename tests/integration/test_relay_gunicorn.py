@@ -70,13 +70,13 @@ def wait_until(predicate, timeout: float = 10.0) -> None:
 
 
 def test_readiness_saved_document_and_live_updates(pki, tmp_path):
-    home = relay_kit.Home()
+    signer = relay_kit.HomeSigner()
     state = tmp_path / "state"
     state.mkdir()
     inbox_log = tmp_path / "inbox.jsonl"
-    token = home.token("alice", pki.cert("participant", "alice"))
+    token = signer.token("alice", pki.cert("participant", "alice"))
     with recipient_thread(pki, inbox_log) as inbox:
-        card = home.card("bob", f"https://127.0.0.1:{inbox.port}/inbox/bob")
+        card = signer.card("bob", f"https://127.0.0.1:{inbox.port}/inbox/bob")
 
         # 1. No sync document, home unreachable: alive, not ready, nothing attempted.
         with RelayProcess(pki, state, tmp_path) as relay:
@@ -85,7 +85,7 @@ def test_readiness_saved_document_and_live_updates(pki, tmp_path):
             assert resp.status_code == 503
             assert resp.json()["type"] == "urn:dmr:problem:not-ready"
             # The agent saves a document (as it would from home): ready without restart.
-            write_atomic(state / "sync.json", home.document())
+            write_atomic(state / "sync.json", signer.document())
             wait_until(lambda: all(relay.get("/readyz").ok for _ in range(10)))
 
         # 2. Restarted with home still down: the saved document is enough to deliver.
@@ -106,8 +106,8 @@ def test_readiness_saved_document_and_live_updates(pki, tmp_path):
             sender = threading.Thread(target=keep_sending)
             sender.start()
             time.sleep(0.5)
-            home.version = 2
-            write_atomic(state / "sync.json", home.document(revoked=("alice",)))
+            signer.version = 2
+            write_atomic(state / "sync.json", signer.document(revoked=("alice",)))
             time.sleep(0.5)
             stop.set()
             sender.join()
@@ -137,8 +137,8 @@ def test_readiness_saved_document_and_live_updates(pki, tmp_path):
                 (503, "urn:dmr:problem:draining")}
             assert relay.get("/readyz").status_code == 503
             assert len(received(inbox_log)) == before
-            home.version = 3  # alice active again, so that a delivery shows the way back
-            write_atomic(state / "sync.json", home.document())
+            signer.version = 3  # alice active again, so that a delivery shows the way back
+            write_atomic(state / "sync.json", signer.document())
             assert drain(tmp_path / "relay.toml", "--undo").returncode == 0
             wait_until(lambda: all(relay.get("/readyz").ok for _ in range(10)))
             assert relay.send(relay_kit.message([card]), token, pki).status_code == 200

@@ -30,7 +30,7 @@ from tests.support.identity import (
 )
 from tests.support.problems import assert_problem
 from tests.support.recipient import received, recipient_thread
-from tests.support.relay_kit import ISSUER, Home, message, relay_config, thumbprint
+from tests.support.relay_kit import ISSUER, HomeSigner, message, relay_config, thumbprint
 
 MAX_BYTES = 4096
 
@@ -38,7 +38,7 @@ MAX_BYTES = 4096
 @dataclasses.dataclass
 class Relay:
     client: falcon.testing.TestClient
-    home: Home
+    signer: HomeSigner
     trust: TrustState
     meters: RelayMetrics
     servers: dict
@@ -47,10 +47,10 @@ class Relay:
 
     def card(self, name: str, rooms=("ops",), **kwargs) -> str:
         server = self.servers[name]
-        return self.home.card(name, f"https://127.0.0.1:{server.port}/{name}", rooms, **kwargs)
+        return self.signer.card(name, f"https://127.0.0.1:{server.port}/{name}", rooms, **kwargs)
 
     def token(self, name: str = "alice", **kwargs) -> str:
-        return self.home.token(name, self.pki.cert("participant", name), **kwargs)
+        return self.signer.token(name, self.pki.cert("participant", name), **kwargs)
 
     def post(self, doc, *, token: str | None = None, caller=("participant", "alice"),
              headers: dict | None = None, body=None):
@@ -65,24 +65,24 @@ class Relay:
 
     def publish(self, **changes) -> None:
         """Home publishes a new sync document; the agent saves it."""
-        self.home.version += 1
-        write_atomic(self.trust.path, self.home.document(**changes))
+        self.signer.version += 1
+        write_atomic(self.trust.path, self.signer.document(**changes))
 
 
 @pytest.fixture
 def relay(pki, tmp_path, monkeypatch):
     monkeypatch.setattr(trust_mod, "RELOAD_INTERVAL", 0.0)
-    home = Home()
+    signer = HomeSigner()
     cfg = relay_config(pki, tmp_path, limits=config.BodyLimits(max_message_bytes=MAX_BYTES))
     state = TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=5)
-    write_atomic(state.path, home.document())
+    write_atomic(state.path, signer.document())
     meters = RelayMetrics()
     deliverer = Deliverer.from_config(cfg, meters)
     with ExitStack() as stack:
         logs = {n: tmp_path / f"{n}.jsonl" for n in ("bob", "carol")}
         servers = {n: stack.enter_context(recipient_thread(pki, logs[n])) for n in logs}
         app = create_app(cfg, state, deliverer, meters)
-        yield Relay(falcon.testing.TestClient(app), home, state, meters, servers, logs, pki)
+        yield Relay(falcon.testing.TestClient(app), signer, state, meters, servers, logs, pki)
     deliverer.close()
 
 
@@ -155,7 +155,7 @@ def test_not_ready_without_a_sync_document(relay):
     relay.client = client
     assert_problem(client.simulate_get("/readyz"), 503, "not-ready")
     assert_problem(relay.post(message([relay.card("bob")])), 503, "not-ready")
-    write_atomic(fresh.path, relay.home.document())
+    write_atomic(fresh.path, relay.signer.document())
     assert client.simulate_get("/readyz").json == {"status": "ready", "sync_version": 1}
     assert relay.post(message([relay.card("bob")])).status_code == 200
 
@@ -199,19 +199,19 @@ def test_only_participants_send(relay):
 
 
 def _foreign_key_token(relay: Relay) -> str:
-    return Home().token("alice", relay.pki.cert("participant", "alice"))
+    return HomeSigner().token("alice", relay.pki.cert("participant", "alice"))
 
 
 def _other_issuer(relay: Relay) -> str:
     return tokens.issue_access_token(
-        relay.home.key, issuer="someone-else", subject="alice", rooms=["ops"],
+        relay.signer.key, issuer="someone-else", subject="alice", rooms=["ops"],
         cert_thumbprint=thumbprint(relay.pki.cert("participant", "alice")), lifetime=60)
 
 
 def _unsigned(relay: Relay) -> str:
     claims = jwt.decode(relay.token(), options={"verify_signature": False})
     return jwt.encode(claims, None, algorithm="none", headers={"typ": tokens.ACCESS_TYP,
-                                                              "kid": relay.home.key.kid})
+                                                              "kid": relay.signer.key.kid})
 
 
 def _expired(relay: Relay) -> str:
@@ -221,7 +221,7 @@ def _expired(relay: Relay) -> str:
 @pytest.mark.parametrize(("make", "code"), [
     (lambda r: "", "token-missing"),
     (lambda r: "not.a.token", "token-malformed"),
-    (lambda r: r.home.token("alice", r.pki.cert("participant", "bob")), "token-cnf-mismatch"),
+    (lambda r: r.signer.token("alice", r.pki.cert("participant", "bob")), "token-cnf-mismatch"),
     (_expired, "token-expired"),
     (_foreign_key_token, "token-unknown-kid"),
     (_other_issuer, "token-wrong-issuer"),
@@ -278,7 +278,7 @@ def test_a_recipient_outside_the_room_is_refused(relay):
 
 
 def test_a_card_home_did_not_sign_is_refused(relay):
-    forged = Home().card("bob", "https://evil.example/")
+    forged = HomeSigner().card("bob", "https://evil.example/")
     doc = assert_problem(relay.post(message([relay.card("carol"), forged])), 422,
                          "card-unknown-kid")
     assert doc["field"] == "to[1]"
@@ -286,7 +286,7 @@ def test_a_card_home_did_not_sign_is_refused(relay):
 
 
 def test_an_expired_card_is_refused(relay):
-    expired = tokens.issue_card(relay.home.key, issuer=ISSUER, subject="bob",
+    expired = tokens.issue_card(relay.signer.key, issuer=ISSUER, subject="bob",
                                 endpoint="https://127.0.0.1:1/", rooms=["ops"], lifetime=60,
                                 now=int(datetime.now(UTC).timestamp()) - 600)
     assert_problem(relay.post(message([expired])), 422, "card-expired")

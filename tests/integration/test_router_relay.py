@@ -37,7 +37,7 @@ def session(ca: Path, cert: Path, key: Path) -> requests.Session:
 @pytest.fixture(scope="module")
 def deployment(pki, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("router-relay")
-    home = relay_kit.Home()
+    signer = relay_kit.HomeSigner()
     # The recipient: the real demo recipient, requiring a relay certificate of the CA.
     inbox = recipient.RecipientServer(
         ("127.0.0.1", 0), cert=pki.cert("server", "home"), key=pki.key("server", "home"),
@@ -46,7 +46,7 @@ def deployment(pki, tmp_path_factory):
     # The relay, with a saved sync document (home itself is not running: not needed).
     state = tmp / "relay-1"
     state.mkdir()
-    (state / "sync.json").write_bytes(home.document())
+    (state / "sync.json").write_bytes(signer.document())
     relay_port = free_port()
     router_port = free_port()
     relay_cfg = relay_kit.relay_config(
@@ -71,7 +71,7 @@ def deployment(pki, tmp_path_factory):
                                            timeout=2).ok, timeout=60)
         router.start()
         yield {
-            "home": home, "url": f"https://127.0.0.1:{router_port}/v1/messages",
+            "signer": signer, "url": f"https://127.0.0.1:{router_port}/v1/messages",
             "endpoint": f"https://localhost:{inbox.port}/inbox/bob",
             "deliveries": tmp / "deliveries.jsonl",
         }
@@ -89,9 +89,9 @@ def delivered_ids(path: Path) -> list[str]:
 
 
 def send(d, pki, *, tls_as: str, token_for: str, forged_header_of: str | None) -> requests.Response:
-    home = d["home"]
-    token = home.token(token_for, pki.cert("participant", token_for))
-    card = home.card("bob", d["endpoint"])
+    signer = d["signer"]
+    token = signer.token(token_for, pki.cert("participant", token_for))
+    card = signer.card("bob", d["endpoint"])
     message = relay_kit.message([card], sender=token_for)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     if forged_header_of:

@@ -19,8 +19,9 @@ def thumbprint(pem_path: Path) -> str:
 
 
 @dataclass
-class Home:
-    """Home's side, in miniature: one signing key and a sync document version counter."""
+class HomeSigner:
+    """Home's side, in miniature: one signing key and a sync document version counter.
+    Tests call it ``signer``; ``home`` is a home that answers requests."""
 
     key: tokens.SigningKey = field(default_factory=tokens.SigningKey.generate)
     version: int = 1

@@ -14,12 +14,12 @@ from dmr_appliance.errors import AuthError, TokenError, Unavailable
 from dmr_appliance.files import write_atomic
 from dmr_appliance.relay import home_peer, trust
 from dmr_appliance.relay.trust import Snapshot, SyncDocumentError, TrustState, VerdictCache
-from tests.support.relay_kit import ISSUER, Home, thumbprint
+from tests.support.relay_kit import ISSUER, HomeSigner, thumbprint
 
 
 @pytest.fixture
-def home() -> Home:
-    return Home()
+def signer() -> HomeSigner:
+    return HomeSigner()
 
 
 @pytest.fixture
@@ -28,11 +28,11 @@ def state(tmp_path, monkeypatch) -> TrustState:
     return TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=0)
 
 
-def test_snapshot_reads_homes_document(home):
-    snap = Snapshot.parse(home.document(revoked=("mallory",), suspended=("eve",),
+def test_snapshot_reads_homes_document(signer):
+    snap = Snapshot.parse(signer.document(revoked=("mallory",), suspended=("eve",),
                                         revoked_jtis=("j1",)))
     assert snap.version == 1
-    assert snap.keys.kids == {home.key.kid}
+    assert snap.keys.kids == {signer.key.kid}
     assert snap.revoked == {"mallory"} and snap.suspended == {"eve"}
     assert snap.revoked_tokens == {"j1"}
 
@@ -52,8 +52,8 @@ def test_snapshot_refuses_what_is_not_a_sync_document(doc):
     ({"revoked": ("bob",)}, "recipient-revoked"),
     ({"suspended": ("bob",)}, "recipient-suspended"),
 ])
-def test_check_active_names_the_state(home, names, code):
-    snap = Snapshot.parse(home.document(**names))
+def test_check_active_names_the_state(signer, names, code):
+    snap = Snapshot.parse(signer.document(**names))
     with pytest.raises(AuthError) as err:
         snap.check_active("bob", "recipient")
     assert (err.value.code, err.value.status) == (code, 403)
@@ -67,12 +67,12 @@ def test_not_ready_without_a_document(state):
     assert (err.value.code, err.value.status) == ("not-ready", 503)
 
 
-def test_draining_while_the_flag_exists_then_serving_again(tmp_path, home, monkeypatch):
+def test_draining_while_the_flag_exists_then_serving_again(tmp_path, signer, monkeypatch):
     monkeypatch.setattr(trust, "RELOAD_INTERVAL", 0.0)
     flag = tmp_path / "run" / "draining"
     flag.parent.mkdir()
     state = TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=0, drain_flag=flag)
-    write_atomic(state.path, home.document())
+    write_atomic(state.path, signer.document())
     assert state.current().version == 1
     flag.touch()
     with pytest.raises(Unavailable) as err:
@@ -82,34 +82,34 @@ def test_draining_while_the_flag_exists_then_serving_again(tmp_path, home, monke
     assert state.current().version == 1
 
 
-def test_a_new_file_replaces_the_snapshot_and_a_broken_one_does_not(state, home):
-    write_atomic(state.path, home.document())
+def test_a_new_file_replaces_the_snapshot_and_a_broken_one_does_not(state, signer):
+    write_atomic(state.path, signer.document())
     assert state.current().version == 1
-    home.version = 2
-    write_atomic(state.path, home.document(revoked=("alice",)))
+    signer.version = 2
+    write_atomic(state.path, signer.document(revoked=("alice",)))
     assert state.current().version == 2
     assert state.current().revoked == {"alice"}
     write_atomic(state.path, b"{broken")
     assert state.current().version == 2  # the last good document stays in use
 
 
-def test_the_file_is_looked_at_only_every_reload_interval(tmp_path, home, monkeypatch):
+def test_the_file_is_looked_at_only_every_reload_interval(tmp_path, signer, monkeypatch):
     monkeypatch.setattr(trust, "RELOAD_INTERVAL", 60.0)
     state = TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=0)
-    write_atomic(state.path, home.document())
+    write_atomic(state.path, signer.document())
     assert state.current().version == 1
-    home.version = 2
-    write_atomic(state.path, home.document())
+    signer.version = 2
+    write_atomic(state.path, signer.document())
     assert state.current().version == 1  # within RELOAD_INTERVAL of the last look
     state.refresh(force=True)
     assert state.current().version == 2
 
 
-def test_access_tokens_are_verified_once_per_sync_version(state, home, pki, monkeypatch):
+def test_access_tokens_are_verified_once_per_sync_version(state, signer, pki, monkeypatch):
     cert = pki.cert("participant", "alice")
-    write_atomic(state.path, home.document())
+    write_atomic(state.path, signer.document())
     snap = state.current()
-    token = home.token("alice", cert)
+    token = signer.token("alice", cert)
     calls = []
     real = tokens.verify_access_token
     monkeypatch.setattr(tokens, "verify_access_token",
@@ -117,37 +117,37 @@ def test_access_tokens_are_verified_once_per_sync_version(state, home, pki, monk
     for _ in range(3):
         assert state.access_token(token, snap, thumbprint(cert)).subject == "alice"
     assert len(calls) == 1
-    home.version = 2
-    write_atomic(state.path, home.document())
+    signer.version = 2
+    write_atomic(state.path, signer.document())
     state.access_token(token, state.current(), thumbprint(cert))
     assert len(calls) == 2  # a new document starts from a clean cache
 
 
-def test_a_cached_token_still_checks_the_certificate(state, home, pki):
-    write_atomic(state.path, home.document())
+def test_a_cached_token_still_checks_the_certificate(state, signer, pki):
+    write_atomic(state.path, signer.document())
     snap = state.current()
-    token = home.token("alice", pki.cert("participant", "alice"))
+    token = signer.token("alice", pki.cert("participant", "alice"))
     state.access_token(token, snap, thumbprint(pki.cert("participant", "alice")))
     with pytest.raises(TokenError) as err:
         state.access_token(token, snap, thumbprint(pki.cert("participant", "bob")))
     assert err.value.code == "token-cnf-mismatch"
 
 
-def test_a_revoked_jti_is_refused(state, home, pki):
+def test_a_revoked_jti_is_refused(state, signer, pki):
     cert = pki.cert("participant", "alice")
-    token = home.token("alice", cert, jti="stolen")
-    write_atomic(state.path, home.document(revoked_jtis=("stolen",)))
+    token = signer.token("alice", cert, jti="stolen")
+    write_atomic(state.path, signer.document(revoked_jtis=("stolen",)))
     with pytest.raises(TokenError) as err:
         state.access_token(token, state.current(), thumbprint(cert))
     assert (err.value.code, err.value.status) == ("token-revoked", 401)
 
 
-def test_a_cached_verdict_is_never_used_past_exp(tmp_path, home, pki):
+def test_a_cached_verdict_is_never_used_past_exp(tmp_path, signer, pki):
     clock = [time.time()]
     state = TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=0, clock=lambda: clock[0])
-    write_atomic(state.path, home.document())
+    write_atomic(state.path, signer.document())
     cert = pki.cert("participant", "alice")
-    token = home.token("alice", cert, lifetime=60, now=int(clock[0]))
+    token = signer.token("alice", cert, lifetime=60, now=int(clock[0]))
     state.access_token(token, state.current(), thumbprint(cert))
     clock[0] += 61
     with pytest.raises(TokenError) as err:
@@ -165,35 +165,35 @@ def test_the_cache_is_bounded_and_drops_the_oldest():
     assert cache.get("d", 1, time.time()) is far
 
 
-def test_a_missing_file_keeps_the_snapshot(state, home):
-    write_atomic(state.path, home.document())
+def test_a_missing_file_keeps_the_snapshot(state, signer):
+    write_atomic(state.path, signer.document())
     assert state.current().version == 1
     os.unlink(state.path)
     assert state.current().version == 1
 
 
 
-def test_an_older_file_is_never_installed(state, home):
-    home.version = 5
-    write_atomic(state.path, home.document())
+def test_an_older_file_is_never_installed(state, signer):
+    signer.version = 5
+    write_atomic(state.path, signer.document())
     assert state.current().version == 5
-    home.version = 3  # the agent never writes one; whoever did is not believed
-    write_atomic(state.path, home.document(revoked=("alice",)))
+    signer.version = 3  # the agent never writes one; whoever did is not believed
+    write_atomic(state.path, signer.document(revoked=("alice",)))
     assert state.current().version == 5 and state.current().revoked == frozenset()
 
 
-def test_sync_signature_verifies_only_under_a_trusted_key(home):
-    body, other = home.document(), tokens.SigningKey.generate()
-    trusted = tokens.KeySet.from_signing_keys([home.key])
-    signed = sync_signature.sign(body, [other, home.key])
-    assert sync_signature.verify(body, signed, trusted) == home.key.kid
+def test_sync_signature_verifies_only_under_a_trusted_key(signer):
+    body, other = signer.document(), tokens.SigningKey.generate()
+    trusted = tokens.KeySet.from_signing_keys([signer.key])
+    signed = sync_signature.sign(body, [other, signer.key])
+    assert sync_signature.verify(body, signed, trusted) == signer.key.kid
     cases = {
         None: "unsigned",
         sync_signature.sign(body, [other]): "signer-unknown",
-        sync_signature.sign(body + b" ", [home.key]): "bad-signature",
+        sync_signature.sign(body + b" ", [signer.key]): "bad-signature",
         # home's kid over another key's signature
-        f"{home.key.kid}:{sync_signature.sign(body, [other]).split(':')[1]}": "bad-signature",
-        f"{home.key.kid}:***": "malformed-signature",
+        f"{signer.key.kid}:{sync_signature.sign(body, [other]).split(':')[1]}": "bad-signature",
+        f"{signer.key.kid}:***": "malformed-signature",
         ", ".join([signed] * 9): "malformed-signature",  # more than MAX_SIGNATURES
     }
     for header, reason in cases.items():

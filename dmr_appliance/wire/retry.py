@@ -1,8 +1,10 @@
-"""The sender's retry policy (ADR-009): pure, no sockets, tested alone.
+"""The one retry policy (ADR-009): pure, no sockets, tested alone.
 
-Per router: up to ``attempts`` tries with exponential backoff and full jitter
-(AWS architecture blog, "Exponential Backoff and Jitter"), never sooner than a
-``Retry-After`` the server asked for; then the next router.
+Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff and
+Jitter"), never sooner than a ``Retry-After`` the server asked for (up to a cap). The
+sender takes up to ``attempts`` tries per router, then the next router; failure reports
+take a few; the relay's sync agent counts its failures without end and uses only the
+delays (``relay/agent.py SYNC_RETRY``).
 """
 
 from __future__ import annotations
@@ -26,16 +28,19 @@ class RetryPolicy:
         if self.base_delay < 0 or self.max_delay < self.base_delay:
             raise ValueError("need 0 <= base_delay <= max_delay")
 
+    def ceiling(self, attempt: int) -> float:
+        """min(max_delay, base_delay * 2**(attempt-1)); the exponent is bounded, so that a
+        caller that never stops counting (the sync agent) never overflows a float."""
+        return min(self.max_delay, self.base_delay * 2.0 ** min(max(attempt - 1, 0), 64))
+
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Full jitter: uniform in [0, min(max_delay, base_delay * 2**(attempt-1))]."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** max(attempt - 1, 0)))
-        return (rng or random).uniform(0.0, ceiling)
+        """Full jitter: uniform in [0, ceiling(attempt)]."""
+        return (rng or random).uniform(0.0, self.ceiling(attempt))
 
     def longest_pauses(self) -> float:
         """The most one router's backoff can add up to (no Retry-After): the bound that
         `dmr send` documents, with attempts x the connect timeout."""
-        return sum(min(self.max_delay, self.base_delay * 2 ** (n - 1))
-                   for n in range(1, self.attempts))
+        return sum(self.ceiling(n) for n in range(1, self.attempts))
 
     def delay(self, attempt: int, retry_after: float | None = None,
               rng: random.Random | None = None) -> float:

@@ -69,3 +69,10 @@ def test_longest_pauses_bound_every_backoff_of_one_router() -> None:
     for _ in range(200):
         total = sum(policy.delay(n, rng=rng) for n in range(1, policy.attempts))
         assert total <= policy.longest_pauses()
+
+
+def test_a_caller_that_never_stops_counting_stays_at_the_cap() -> None:
+    # The sync agent counts failures for as long as home is away: hours of them.
+    policy = RetryPolicy(base_delay=1.0, max_delay=15.0)
+    assert policy.ceiling(10_000) == 15.0
+    assert 0.0 <= policy.delay(10_000, retry_after=None, rng=random.Random(1)) <= 15.0

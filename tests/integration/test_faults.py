@@ -35,11 +35,10 @@ from dmr_appliance.wire.retry import RetryPolicy
 from tests.support.processes import free_port
 from tests.support.recipient import received
 from tests.support.stack_kit import (
-    endpoint,
     ensure_participant,
     extra_router,
     failure_at_home,
-    recipient_in_thread,
+    registered_recipient,
     sender,
 )
 
@@ -61,9 +60,8 @@ def routers(stack, tmp_path_factory) -> Iterator[list]:
 @pytest.fixture(scope="module")
 def frank(stack, tmp_path_factory):
     """A recipient that refuses everything for good (404)."""
-    with recipient_in_thread(stack, tmp_path_factory.mktemp("frank") / "log.jsonl",
-                             status=404) as server:
-        ensure_participant(stack, "frank", endpoint(server, "frank"), [ROOM])
+    with registered_recipient(stack, "frank", ROOM,
+                              tmp_path_factory.mktemp("frank") / "log.jsonl", status=404) as server:
         yield server
 
 
@@ -100,8 +98,7 @@ def test_a_recipient_that_stays_down(stack, routers, gina, tmp_path):
 def test_a_delivery_cut_by_a_relay_crash_is_processed_once(stack, routers, tmp_path):
     """The relay dies while the recipient is still working on the message: the sender
     never hears the outcome and sends it again; the recipient acts on it once."""
-    with recipient_in_thread(stack, tmp_path / "hal.jsonl", delay=2.0) as hal:
-        ensure_participant(stack, "hal", endpoint(hal, "hal"), [ROOM])
+    with registered_recipient(stack, "hal", ROOM, tmp_path / "hal.jsonl", delay=2.0) as hal:
         patient = RetryPolicy(attempts=8, base_delay=0.5, max_delay=1.0)
         outcome: list[SendResult] = []
         with sender(stack, routers[:2], policy=patient) as s:

@@ -16,7 +16,7 @@ from dmr_appliance.envelope import new_message_id
 from dmr_appliance.errors import DmrError
 from dmr_appliance.wire.retry import RetryPolicy
 from tests.support.recipient import received
-from tests.support.stack_kit import endpoint, ensure_participant, recipient_in_thread, sender
+from tests.support.stack_kit import registered_recipient, sender
 
 ROOM = "ops"
 FAST = RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.1)
@@ -30,8 +30,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def hank(stack, tmp_path_factory):
     log = tmp_path_factory.mktemp("hank") / "deliveries.jsonl"
-    with recipient_in_thread(stack, log) as server:
-        ensure_participant(stack, "hank", endpoint(server, "hank"), [ROOM])
+    with registered_recipient(stack, "hank", ROOM, log) as server:
         yield server
 
 

@@ -25,11 +25,10 @@ from dmr_appliance.wire.retry import RetryPolicy
 from tests.support.recipient import received
 from tests.support.stack_kit import (
     dead_router,
-    endpoint,
     ensure_participant,
     extra_router,
     failure_at_home,
-    recipient_in_thread,
+    registered_recipient,
     sender,
 )
 
@@ -43,8 +42,7 @@ FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2)
 @pytest.fixture(scope="module")
 def carol_server(stack, tmp_path_factory):
     log = tmp_path_factory.mktemp("carol") / "deliveries.jsonl"
-    with recipient_in_thread(stack, log) as server:
-        ensure_participant(stack, "carol", endpoint(server, "carol"), [ROOM])
+    with registered_recipient(stack, "carol", ROOM, log) as server:
         yield server
 
 

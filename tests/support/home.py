@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -106,7 +106,9 @@ class HomeUnderTest:
         return resp.json
 
 
-def home_under_test(state: Path, pki, **overrides) -> HomeUnderTest:
+def home_under_test(state: Path, pki, *, rooms: Mapping[str, Sequence[str]] | None = None,
+                    **overrides) -> HomeUnderTest:
+    """An in-process home holding the participants of ``rooms`` (room -> ids)."""
     from dmr_appliance import web
     from dmr_appliance.home.app import create_app
     from dmr_appliance.home.deps import HomeDeps
@@ -116,7 +118,19 @@ def home_under_test(state: Path, pki, **overrides) -> HomeUnderTest:
     store = Store(config.database)
     app = create_app(HomeDeps.build(config, store),
                      web.Identifier.from_files(config.tls.ca, config.tls.crl))
-    return HomeUnderTest(app, config, store, pki)
+    home = HomeUnderTest(app, config, store, pki)
+    for pid, joined in members(rooms or {}).items():
+        home.add(pid, joined)
+    return home
+
+
+def members(rooms: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """room -> participants, turned into participant -> rooms (in the order given)."""
+    found: dict[str, list[str]] = {}
+    for room, pids in rooms.items():
+        for pid in pids:
+            found.setdefault(pid, []).append(room)
+    return found
 
 
 MID = "0190b4a2-1234-7000-8000-00000000abcd"  # the message id of ``failure_report``

@@ -19,6 +19,7 @@ from dmr_appliance.errors import DmrError
 from dmr_appliance.local.processes import NginxProcess
 from dmr_appliance.local.recipient import RecipientServer
 from dmr_appliance.local.stack import Stack
+from tests.support.home import members
 from tests.support.processes import free_port
 from tests.support.recipient import serving
 
@@ -39,15 +40,6 @@ def started(state: Path, relays: int = 1, *, rooms: Mapping[str, Sequence[str]] 
             for pid, joined in members(rooms or {}).items():
                 ensure_participant(stack, pid, stack.endpoint(pid), joined)
             yield stack
-
-
-def members(rooms: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """room -> participants, turned into participant -> rooms (in the order given)."""
-    found: dict[str, list[str]] = {}
-    for room, pids in rooms.items():
-        for pid in pids:
-            found.setdefault(pid, []).append(room)
-    return found
 
 
 def ensure_participant(stack: Stack, pid: str, endpoint: str, rooms: list[str]) -> None:
@@ -107,6 +99,15 @@ def recipient_in_thread(stack: Stack, log_path: Path, **kwargs: Any
     server = ScriptedRecipient(("127.0.0.1", 0), cert=cert, key=key, ca=stack.ca,
                                log_path=log_path, **kwargs)
     with serving(server):
+        yield server
+
+
+@contextmanager
+def registered_recipient(stack: Stack, pid: str, room: str, log_path: Path, **kwargs: Any
+                         ) -> Iterator[ScriptedRecipient]:
+    """``recipient_in_thread``, registered at home as ``pid`` in ``room``."""
+    with recipient_in_thread(stack, log_path, **kwargs) as server:
+        ensure_participant(stack, pid, endpoint(server, pid), [room])
         yield server
 
 

@@ -39,6 +39,7 @@ DENIED = [(m, p, kind) for m, p, kind, allowed in CASES if not allowed]
 # What a home holding alice and bob (lobby) answers each listed kind's request with an
 # empty JSON body: the status, and the body's shape (a JSON object's keys; a problem's
 # code; the content type of anything else, "" for no body).
+LOBBY = {"lobby": ("alice", "bob")}
 PARTICIPANT = "created_at endpoint id rooms status updated_at"
 CARD = "card endpoint expires_at rooms subject"
 TOKEN = "access_token expires_at expires_in jti rooms subject token_type"
@@ -80,14 +81,6 @@ ANSWERS = {
 }
 
 
-def lobby_home(state, pki):
-    """A home holding alice and bob, both in the lobby."""
-    home = home_under_test(state, pki)
-    home.add("alice", ["lobby"])
-    home.add("bob", ["lobby"])
-    return home
-
-
 def ask(home, method: str, path: str, kind: str | None):
     """The route asked as ``kind`` with an empty JSON body (a sync poll does not wait)."""
     return home.caller(kind, KINDS.get(kind)).request(
@@ -97,7 +90,7 @@ def ask(home, method: str, path: str, kind: str | None):
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, pki):
-    return lobby_home(tmp_path_factory.mktemp("home"), pki)
+    return home_under_test(tmp_path_factory.mktemp("home"), pki, rooms=LOBBY)
 
 
 @pytest.mark.parametrize(("method", "path", "kind"), DENIED,
@@ -112,7 +105,7 @@ def test_a_route_refuses_the_kinds_it_does_not_list(home, method, path, kind):
 def test_a_listed_kind_gets_the_routes_own_answer(tmp_path, pki, method, path, kind):
     # A fresh home each time: the answers that change something (DELETE bob, suspend bob,
     # rotate keys) must not change the next one's.
-    resp = ask(lobby_home(tmp_path, pki), method, path, kind)
+    resp = ask(home_under_test(tmp_path, pki, rooms=LOBBY), method, path, kind)
     status, shape = ANSWERS[f"{method} {path} as {kind}"]
     if shape.startswith("problem:"):
         assert_problem(resp, status, shape.removeprefix("problem:"))
@@ -143,9 +136,7 @@ def test_every_app_route_is_in_the_openapi_document(home):
 
 @pytest.mark.parametrize("status", ["suspend", "revoke"])
 def test_inactive_participant_gets_nothing(tmp_path, pki, status):
-    home = home_under_test(tmp_path, pki)
-    home.add("alice", ["lobby"])
-    home.add("bob", ["lobby"])
+    home = home_under_test(tmp_path, pki, rooms=LOBBY)
     assert home.admin.post(f"/v1/participants/alice/{status}").status_code == 200
     alice = home.participant("alice")
     for resp in (alice.post("/v1/tokens"), alice.get("/v1/cards/bob")):
@@ -162,8 +153,7 @@ def test_unregistered_participant_gets_nothing(tmp_path, pki):
 def test_a_forged_header_from_a_non_router_peer_grants_nothing(tmp_path, pki):
     # The trust-boundary reproduction: alice's own certificate at the gate, the admin's in
     # the header. Home sees alice, who may not list participants.
-    home = home_under_test(tmp_path, pki)
-    home.add("alice", ["ops"])
+    home = home_under_test(tmp_path, pki, rooms={"ops": ("alice",)})
     forged = {**direct_headers(pki, "participant", "alice"),
               CLIENT_CERT_HEADER: escaped_cert(pki.cert("admin", "admin"))}
     resp = home.caller(None).get("/v1/participants", headers=forged)

@@ -11,10 +11,7 @@ from tests.support.home import MID, failure_report, home_under_test
 
 @pytest.fixture
 def home(tmp_path, pki):
-    home = home_under_test(tmp_path, pki)
-    home.add("alice", ["lobby"])
-    home.add("bob", ["lobby"])
-    return home
+    return home_under_test(tmp_path, pki, rooms={"lobby": ("alice", "bob")})
 
 
 def test_report_then_duplicate_merges(home):

@@ -35,6 +35,12 @@ def test_ca_and_crl(host):
     assert (CA_DIR / "ca.key").exists()
 
 
+def test_the_crl_watch_is_on(host):
+    """dmr-crl.path, which reloads the gates and nginx on a new CRL: this role's alone."""
+    watch = host.service("dmr-crl.path")
+    assert watch.is_running and watch.is_enabled
+
+
 def test_keys_owned_and_private(host):
     for path, (owner, mode) in KEYS.items():
         f = host.file(path)

@@ -41,9 +41,9 @@ from _common import (
 )
 
 from dmr_appliance import config, envelope, logs, tokens
-from dmr_appliance.client import mtls
 from dmr_appliance.relay.delivery import ANSWER_LIMIT, Deliverer, Recipient
 from dmr_appliance.relay.outbound import tls_context
+from dmr_appliance.wire import mtls
 
 ISSUER = "dmr-bench"
 

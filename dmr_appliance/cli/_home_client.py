@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dmr_appliance.client.home import HomeClient
 from dmr_appliance.config import PKI
 from dmr_appliance.errors import DmrError
+from dmr_appliance.wire.home import HomeClient
 
 DEFAULT_URL = "https://127.0.0.1:8443/v1/home"
 

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 
 from dmr_appliance import logs
-from dmr_appliance.client.home import HomeClient
 from dmr_appliance.errors import DmrError
 from dmr_appliance.timefmt import parse_time
+from dmr_appliance.wire.home import HomeClient
 from dmr_appliance.wire.outcome import transient
 
 RENEW_AT = 0.75  # share of a token's lifetime after which it is renewed

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dmr_appliance import files, logs
-from dmr_appliance.client.home import HomeClient
 from dmr_appliance.errors import DmrError
+from dmr_appliance.wire.home import HomeClient
 from dmr_appliance.wire.outcome import transient
 from dmr_appliance.wire.retry import RetryPolicy
 

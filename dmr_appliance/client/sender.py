@@ -28,15 +28,16 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from dmr_appliance import ids, logs, pki
-from dmr_appliance.client import mtls, resend
+from dmr_appliance.client import resend
 from dmr_appliance.client.answers import Answer, RecipientAnswer, no_answer, read_answer
 from dmr_appliance.client.credentials import CardCache, TokenSource
-from dmr_appliance.client.home import HomeClient
 from dmr_appliance.client.reports import Reporter
 from dmr_appliance.client.result import Attempt, RecipientOutcome, SendResult
 from dmr_appliance.envelope import build_envelope
 from dmr_appliance.errors import DmrError
 from dmr_appliance.timefmt import format_time, parse_time
+from dmr_appliance.wire import mtls
+from dmr_appliance.wire.home import HomeClient
 from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED, transient
 from dmr_appliance.wire.retry import RetryPolicy
 

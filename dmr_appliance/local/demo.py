@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from dmr_appliance import pki
-from dmr_appliance.client.home import HomeClient
 from dmr_appliance.client.result import SendResult
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.envelope import new_message_id
 from dmr_appliance.errors import DmrError
 from dmr_appliance.local.stack import Stack, StackError
 from dmr_appliance.progress import ProgressBar
+from dmr_appliance.wire.home import HomeClient
 
 ROOM = "demo"
 SENDER, RECEIVER, REVOKED = "alice", "bob", "mallory"
@@ -302,7 +302,7 @@ class Demo:
     def wait_relays_synced(self) -> float:
         """Seconds until every relay holds home's current sync document."""
         started = time.monotonic()
-        version = int(self.admin.sync()["version"])
+        version = int(self.admin.sync().document["version"])
         session = self.stack.session()
         pending = set(self.stack.relay_names)
         while pending:

@@ -39,10 +39,10 @@ from typing import Any
 import requests
 
 from dmr_appliance import config, crl_reload, pki, render
-from dmr_appliance.client import mtls
-from dmr_appliance.client.home import HomeClient
 from dmr_appliance.errors import DmrError
 from dmr_appliance.local.processes import HOST, NginxProcess, ProcessGroup, free_port
+from dmr_appliance.wire import mtls
+from dmr_appliance.wire.home import HomeClient
 
 LOCAL_SANS: dict[str, Any] = {"dns": ("localhost",), "ips": ("127.0.0.1",)}
 PARTICIPANTS = ("alice", "bob")

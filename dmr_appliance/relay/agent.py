@@ -5,14 +5,15 @@ If-None-Match) and writes each new, valid document atomically to
 ``state_dir/sync.json``, which every worker picks up within ``trust.RELOAD_INTERVAL``.
 Every ``heartbeat_interval`` it reports to home (``POST {home_url}/heartbeats``) with
 the instance's counters. Home being down only delays both: workers keep serving on the
-saved document. Both calls go through a router with the relay's certificate; a call that
+saved document. Both calls go through a router with the relay's certificate, on the one
+home client (``wire.home.HomeClient``, as the sender and the CLI use it); a call that
 fails goes at once to the next of ``home_url`` and ``home_failover`` (other routers), and
-the agent backs off only when every one of them failed. Stopped cleanly (SIGTERM from
-the master's on_exit, systemd or Kubernetes), it sends one last beat, ``"leaving": true``,
-so that home lists the instance as left rather than, later, down; within ``LEAVE_BUDGET``
-in all, so it never holds up the stop. It takes for home only a peer
-with a router's or home's certificate (``home_peer``), and installs a document only when
-it is not older than the one held and is signed by a key the relay trusts
+the agent backs off (``SYNC_RETRY``) only when every one of them failed. Stopped cleanly
+(SIGTERM from the master's on_exit, systemd or Kubernetes), it sends one last beat,
+``"leaving": true``, so that home lists the instance as left rather than, later, down;
+within ``LEAVE_BUDGET`` in all, so it never holds up the stop. It takes for home only a
+peer with a router's or home's certificate (``home_peer``), and installs a document only
+when it is not older than the one held and is signed by a key the relay trusts
 (``sync_signature``); refusals are logged and counted (``dmr_relay_sync_refused_total``).
 
 A process rather than a thread in the master: the master forks workers, and a thread
@@ -22,61 +23,45 @@ holding a lock at that moment would leave the child with it held.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import random
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for
 from pathlib import Path
-from typing import Any, TypeVar
-
-import urllib3
+from typing import Any
 
 from dmr_appliance import __version__, files, logs, sync_signature
 from dmr_appliance.config import RelayConfig
+from dmr_appliance.errors import Unavailable
 from dmr_appliance.relay import home_peer
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.outbound import describe
 from dmr_appliance.relay.trust import SYNC_FILE, Snapshot, SyncDocumentError
 from dmr_appliance.wire.failover import Failover
+from dmr_appliance.wire.home import HomeClient, SyncAnswer
+from dmr_appliance.wire.retry import RetryPolicy
 
-POLL_MARGIN = 10.0  # seconds of read timeout beyond the wait asked of home
-BACKOFF_MAX = 15.0  # seconds between attempts while home is unreachable
-RETRY_AFTER_MAX = 60.0  # the longest Retry-After believed, seconds
-HOME_TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
+HOME_TIMEOUT = (3.0, 10.0)  # connect, read; a long poll reads for its wait beyond that
 LEAVE_BUDGET = 2.0  # seconds for the leaving beat, every home URL together
+# Between sync attempts while every home URL fails: up to 15 s, or as long as home asks
+# (Retry-After, believed up to a minute). Never out of attempts: the agent tries forever.
+SYNC_RETRY = RetryPolicy(attempts=1, base_delay=1.0, max_delay=15.0, max_retry_after=60.0)
 
 _log = logs.get_logger("dmr.relay.agent")
-T = TypeVar("T")
-
-
-class HomeError(Exception):
-    """Home answered, but not with something usable."""
-
-
-class HomeBusy(HomeError):
-    """429 or 503: home (or a router) asks to be polled again later, after Retry-After."""
-
-    def __init__(self, message: str, headers: Any) -> None:
-        super().__init__(message)
-        try:
-            wait = float(headers.get("Retry-After") or 0)
-        except ValueError:  # an HTTP date: the usual backoff
-            wait = 0.0
-        self.retry_after = min(RETRY_AFTER_MAX, max(0.0, wait))
 
 
 class Agent:
     def __init__(self, cfg: RelayConfig, meters: RelayMetrics) -> None:
         self.cfg = cfg
         self.meters = meters
-        self.homes = Failover([cfg.home_url, *cfg.home_failover])
-        self.http = home_peer.pool_manager(cfg)  # only a router's or home's certificate
+        # Every failure passes the call on: a router down, home unreachable from it, or a
+        # peer or document refused there (only a router's or home's certificate).
+        self.home_client = HomeClient(
+            [cfg.home_url, *cfg.home_failover], session=home_peer.session(cfg),
+            timeout=HOME_TIMEOUT, any_failure_fails_over=True, on_failure=self.failed)
         self.path = Path(cfg.state_dir) / SYNC_FILE
         # The saved document is the floor (no older version is installed, even after a
         # restart) and its keys are the ones a new document must be signed by.
@@ -92,54 +77,46 @@ class Agent:
         self.left = False
 
     @property
+    def homes(self) -> Failover:
+        return self.home_client.failover
+
+    @property
     def home(self) -> str:
         return self.homes.current
 
-    def on_any_home(self, call: Callable[[str], T], what: str) -> T:
-        """``call(base_url)`` on home's URLs, the next one at once when one fails."""
-        def passes_on(url: str, exc: Exception) -> bool:
-            if isinstance(exc, home_peer.Refused):
-                self.refused(exc, url, what)
-            if len(self.homes.urls) > 1:
-                logs.log_event(_log, "home-failover", logging.WARNING, call=what, home=url,
-                               error=describe(exc))
-            return True  # any failure: a router down, or home unreachable from it
-        return self.homes.call(call, passes_on)
+    def failed(self, call: str, url: str, exc: Exception) -> None:
+        """A call failed at ``url`` (and goes on to the next, if any)."""
+        if isinstance(exc, home_peer.Refused):
+            self.refused(exc, url, call)
+        if len(self.homes.urls) > 1:
+            logs.log_event(_log, "home-failover", logging.WARNING, call=call, home=url,
+                           error=describe(exc))
 
     # --- sync ----------------------------------------------------------------------------
 
     def poll_once(self) -> bool:
         """One long poll (on any home URL); True when a new document was saved."""
-        return self.on_any_home(self.poll, "sync")
+        saved = self.home_client.sync(etag=self.etag, wait=self.cfg.sync.poll_wait,
+                                      accept=self.take)
+        if saved is None:  # 304: the document held is current
+            self.confirmed()
+        return bool(saved)
 
-    def poll(self, home: str) -> bool:
-        wait = self.cfg.sync.poll_wait
-        response = self.http.request(
-            "GET", f"{home}/sync?wait={wait}",
-            headers={"If-None-Match": self.etag} if self.etag else {},
-            timeout=urllib3.Timeout(connect=HOME_TIMEOUT.connect_timeout,
-                                    read=wait + POLL_MARGIN),
-            retries=False, redirect=False,
-        )
-        if response.status == 304:
-            self.confirmed()
-            return False
-        if response.status in (429, 503):  # e.g. home's caps on long polls (home/polls.py)
-            raise HomeBusy(f"GET /sync answered {response.status}", response.headers)
-        if response.status != 200:
-            raise HomeError(f"GET /sync answered {response.status}")
+    def take(self, answer: SyncAnswer) -> bool:
+        """Check a document home sent and save it; what this raises fails that URL."""
         try:
-            snapshot = Snapshot.parse(response.data)  # never save what workers would refuse
+            snapshot = Snapshot.parse(answer.body)  # never save what workers would refuse
         except SyncDocumentError as exc:
-            raise HomeError(f"GET /sync sent an unusable document: {exc}") from exc
+            raise Unavailable(f"GET /sync sent an unusable document: {exc}",
+                              code="home-bad-answer") from exc
         if snapshot.version == self.version:
-            self.etag = response.headers.get("ETag")
+            self.etag = answer.etag
             self.confirmed()
             return False
-        self.admit(snapshot, response.data, response.headers.get(sync_signature.HEADER))
-        self.etag = response.headers.get("ETag")
+        self.admit(snapshot, answer.body, answer.signature)
+        self.etag = answer.etag
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        files.write_atomic(self.path, response.data)
+        files.write_atomic(self.path, answer.body)
         logs.log_event(_log, "sync-document-saved", version=snapshot.version,
                        previous=self.version)
         self.version, self.keys = snapshot.version, snapshot.keys
@@ -175,8 +152,8 @@ class Agent:
                 failures = 0
             except Exception as exc:
                 failures += 1
-                delay = min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1)  # noqa: S311
-                delay = max(delay, getattr(exc, "retry_after", 0.0))
+                # e.g. home's caps on long polls (home/polls.py): 429/503 with Retry-After
+                delay = SYNC_RETRY.delay(failures, getattr(exc, "retry_after", None))
                 logs.log_event(_log, "sync-failed", logging.WARNING, error=describe(exc),
                                homes=len(self.homes.urls), attempt=failures,
                                retry_in=round(delay, 1))
@@ -187,7 +164,7 @@ class Agent:
     def heartbeat(self) -> dict[str, Any] | None:
         """Report to home (on any home URL); the beat sent, None once the agent has left."""
         with self.beating:
-            return None if self.left else self.on_any_home(self.beat, "heartbeat")
+            return None if self.left else self.beat()
 
     def leave(self) -> bool:
         """The last beat, of a clean stop: best effort, within LEAVE_BUDGET (waiting for a
@@ -199,7 +176,7 @@ class Agent:
             return False
         try:
             self.left = True
-            self.on_any_home(lambda home: self.beat(home, deadline=deadline), "leave")
+            self.beat(deadline=deadline)
         except Exception as exc:
             logs.log_event(_log, "agent-leave-failed", logging.WARNING, error=describe(exc))
             return False
@@ -208,38 +185,15 @@ class Agent:
         logs.log_event(_log, "agent-left", home=self.home)
         return True
 
-    def beat(self, home: str, deadline: float | None = None) -> dict[str, Any]:
-        """One beat to ``home``; with a ``deadline`` (monotonic), the leaving one, which
-        must end by then."""
-        timeout = HOME_TIMEOUT
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise HomeError("no time left to tell home")
-            timeout = urllib3.Timeout(total=remaining)
-        beat = self.beat_body(leaving=deadline is not None)
-        response = self.http.request(
-            "POST", f"{home}/heartbeats", body=json.dumps(beat).encode(),
-            headers={"Content-Type": "application/json"}, timeout=timeout,
-            retries=False, redirect=False,
-        )
-        if not 200 <= response.status < 300:
-            raise HomeError(f"POST /heartbeats answered {response.status}")
-        return beat
-
-    def beat_body(self, *, leaving: bool = False) -> dict[str, Any]:
-        beat: dict[str, Any] = {  # the shape home/instances.py accepts
-            "instance": self.cfg.instance,
-            "address": self.cfg.advertise or self.cfg.bind,
-            "version": __version__,
-            "sync_version": self.version or 0,  # 0: none held yet
-            "counters": self.meters.totals(),
-        }
-        if self.confirmed_at is not None:
-            beat["sync_age"] = round(max(0.0, time.time() - self.confirmed_at), 1)
-        if leaving:
-            beat["leaving"] = True
-        return beat
+    def beat(self, deadline: float | None = None) -> dict[str, Any]:
+        """One beat; with a ``deadline`` (monotonic), the leaving one, done by then."""
+        age = None if self.confirmed_at is None else round(
+            max(0.0, time.time() - self.confirmed_at), 1)
+        return self.home_client.heartbeat(
+            instance=self.cfg.instance, address=self.cfg.advertise or self.cfg.bind,
+            version=__version__, sync_version=self.version or 0,  # 0: none held yet
+            counters=self.meters.totals(), sync_age=age,
+            leaving=deadline is not None, deadline=deadline)
 
     def heartbeat_forever(self) -> None:
         interval = self.cfg.sync.heartbeat_interval

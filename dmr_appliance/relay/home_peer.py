@@ -6,21 +6,25 @@ certificates and every relay's. The agent talks to home through the routers'
 stands between them (Kubernetes), to home's own gate (kind ``server``, a name in
 ``home_names``). Any other peer is refused right after the handshake, before a byte of
 the request is sent: it neither hands the relay a document nor reads its heartbeat.
+
+The check sits in the TLS context itself (its socket class ends every handshake with
+it), so it holds whatever HTTP client drives the context; the agent's is requests
+(``wire.mtls.context_session``), through which ``Refused`` comes out as it is.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Collection
 
-import urllib3
+import requests
 from cryptography import x509
-from urllib3.connection import HTTPSConnection
-from urllib3.connectionpool import HTTPSConnectionPool
 
 from dmr_appliance import pki
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.errors import PkiError
 from dmr_appliance.relay.outbound import tls_context
+from dmr_appliance.wire import mtls
 
 ROUTER_KIND = "router"  # web.ROUTER_KIND: the kind that vouches; here, that relays home
 HOME_KIND = "server"
@@ -53,24 +57,26 @@ def check_peer(der: bytes | None, home_names: Collection[str]) -> str:
                   f"(home_names: {', '.join(home_names)})")
 
 
-def pool_manager(cfg: RelayConfig) -> urllib3.PoolManager:
-    """urllib3 for the agent's calls: every new connection's peer passes ``check_peer``."""
+def home_context(cfg: RelayConfig) -> ssl.SSLContext:
+    """The relay's client context (``outbound.tls_context``) whose every handshake ends
+    with ``check_peer``: any peer but home is hung up on before a request is sent."""
     names = frozenset(cfg.home_names)
 
-    class HomeConnection(HTTPSConnection):
-        def connect(self) -> None:
-            super().connect()
+    class HomeSocket(ssl.SSLSocket):
+        def do_handshake(self, block: bool = False) -> None:
+            super().do_handshake(block)
             try:
-                check_peer(self.sock.getpeercert(binary_form=True), names)
+                check_peer(self.getpeercert(binary_form=True), names)
             except Refused:
-                self.close()
+                self.close()  # ssl closes it on its own errors only: hang up, send nothing
                 raise
 
-    class HomePool(HTTPSConnectionPool):
-        ConnectionCls = HomeConnection
+    context = tls_context(cfg.tls)
+    context.sslsocket_class = HomeSocket
+    return context
 
-    # Two connections per router: the sync long poll and a heartbeat run at once.
-    http = urllib3.PoolManager(ssl_context=tls_context(cfg.tls), cert_reqs="CERT_REQUIRED",
-                               maxsize=2)
-    http.pool_classes_by_scheme = {**http.pool_classes_by_scheme, "https": HomePool}
-    return http
+
+def session(cfg: RelayConfig) -> requests.Session:
+    """The agent's session to home: only ``home_context``, two connections per router
+    (the sync long poll and a heartbeat run at once)."""
+    return mtls.context_session(home_context(cfg), connections=2)

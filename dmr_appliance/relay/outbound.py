@@ -14,8 +14,8 @@ def tls_context(tls: Tls, *, check_hostname: bool = False) -> ssl.SSLContext:
     deployment's TLS profile.
 
     ``check_hostname``: the context matches the peer's name itself (``http.client``, the
-    delivery's client). urllib3 (the sync agent's) matches it when the context does not;
-    1.26 has to, as it sends no server_hostname for an IP address.
+    delivery's client). urllib3 (under requests, the sync agent's client) matches it when
+    the context does not; 1.26 has to, as it sends no server_hostname for an IP address.
     """
     context = tls_profile.apply(
         ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca)))

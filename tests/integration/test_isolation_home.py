@@ -23,8 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dmr_appliance import cli
 from dmr_appliance.config import Heartbeats
-from dmr_appliance.relay.agent import Agent, HomeBusy
+from dmr_appliance.relay.agent import Agent
 from dmr_appliance.relay.metrics import RelayMetrics
+from dmr_appliance.wire.home import HomeRefused
 from tests.support.home import router_session, running_home
 from tests.support.identity import forwarded
 from tests.support.problems import assert_problem
@@ -144,7 +145,7 @@ def test_a_relay_over_its_poll_cap_gets_429_and_its_agent_backs_off(tmp_path, pk
             cfg = relay_config(pki, tmp_path / "relay", home_url=f"{home.url}/v1")
             agent = Agent(cfg, RelayMetrics())
             agent.poll_once()  # its first document: no wait, not capped
-            with pytest.raises(HomeBusy) as busy:
+            with pytest.raises(HomeRefused) as busy:
                 agent.poll_once()
             assert busy.value.retry_after == int(over.headers["Retry-After"])
             started = time.monotonic()

@@ -11,8 +11,8 @@ import threading
 import time
 
 import pytest
-import urllib3
 
+from dmr_appliance.errors import DmrError
 from dmr_appliance.local.processes import free_port
 from dmr_appliance.relay.agent import Agent
 from dmr_appliance.relay.metrics import RelayMetrics
@@ -94,9 +94,10 @@ def test_agent_fails_over_to_the_next_home_url_at_once(pki, tmp_path):
         [instance] = admin.get(f"{home.url}/v1/instances", timeout=5).json()["instances"]
         assert instance["sync_version"] == agent.version
 
-    # home is gone now: both URLs fail, the last error is raised, and the agent keeps
-    # the URL that answered last as the first to try.
-    with pytest.raises(urllib3.exceptions.HTTPError):
+    # home is gone now: both URLs fail, the error names both, and the agent keeps the URL
+    # that answered last as the first to try.
+    with pytest.raises(DmrError, match="home-unreachable") as caught:
         agent.poll_once()
+    assert dead in caught.value.detail
     assert agent.homes.index == 1
 

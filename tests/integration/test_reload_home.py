@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from dmr_appliance import config
-from dmr_appliance.client.mtls import session as mtls_session
 from dmr_appliance.local.stack import Stack
+from dmr_appliance.wire.mtls import session as mtls_session
 from tests.support.stack_kit import ensure_participant
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dmr_appliance.client.home import HomeClient
 from dmr_appliance.client.reports import Reporter
 from dmr_appliance.local.processes import free_port
+from dmr_appliance.wire.home import HomeClient
 from dmr_appliance.wire.retry import RetryPolicy
 
 # -- the spool, with home unreachable --------------------------------------------------------

@@ -1,29 +1,19 @@
 """A relay that stops cleanly says so: its agent's last beat has ``"leaving": true`` and
 home lists the instance as left, never stale or down, so a rollout or a planned stop
-fires no alert; a crash still does, for ``heartbeats.forget_after`` (a day). Under real
-gunicorn: tests/integration/test_relay_leave.py."""
+fires no alert; a crash still does, for ``heartbeats.forget_after`` (a day). The agent's
+side: tests/unit/test_agent.py; under real gunicorn: tests/integration/test_relay_leave.py."""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import threading
 import time
-from unittest import mock
 
 import pytest
-import urllib3
 from prometheus_client.parser import text_string_to_metric_families
 
 from dmr_appliance.config import Heartbeats
 from dmr_appliance.home import instances
 from dmr_appliance.home.store import Store
-from dmr_appliance.relay import agent as agent_mod
-from dmr_appliance.relay.agent import Agent
-from dmr_appliance.relay.metrics import RelayMetrics
 from tests.support.home import home_under_test, older_store
-from tests.support.relay_kit import relay_config
 
 
 def beat(instance: str = "relay-1", **changes) -> dict:
@@ -130,72 +120,3 @@ def test_migration_4_keeps_every_instance(tmp_path):
     [kept] = instances.listing(Store(path), Heartbeats())
     assert (kept["instance"], kept["sync_version"], kept["health"]) == ("relay-1", 3, "healthy")
 
-
-# --- the relay's agent ------------------------------------------------------------------
-
-def answering(status: int = 200, delay: float = 0.0) -> mock.Mock:
-    def request(*args, **kwargs):
-        time.sleep(delay)
-        return mock.Mock(status=status, headers={}, data=b"{}")
-    return mock.Mock(request=mock.Mock(side_effect=request))
-
-
-@pytest.fixture
-def agent(tmp_path, pki):
-    return Agent(relay_config(pki, tmp_path / "relay", instance="relay-1.pod",
-                              home_failover=["https://router-2.example/v1/home"]), RelayMetrics())
-
-
-def test_the_agent_leaves_with_one_last_beat_then_beats_no_more(agent, caplog):
-    caplog.set_level(logging.INFO, logger="dmr.relay.agent")
-    agent.http = answering()
-    assert agent.leave() is True
-    [call] = agent.http.request.call_args_list
-    sent = json.loads(call.kwargs["body"])
-    assert sent["leaving"] is True and sent["instance"] == "relay-1.pod"
-    assert call.kwargs["timeout"].total <= agent_mod.LEAVE_BUDGET
-    assert "agent-left" in [r.getMessage() for r in caplog.records]
-    assert agent.heartbeat() is None and agent.http.request.call_count == 1
-    assert "leaving" not in agent.beat_body()
-
-
-def test_leaving_gives_up_within_its_budget_across_home_urls(agent, caplog):
-    def request(method, url, **kwargs):  # every router hangs until the timeout
-        time.sleep(kwargs["timeout"].total)
-        raise urllib3.exceptions.ReadTimeoutError(None, url, "read timed out")
-    agent.http = mock.Mock(request=mock.Mock(side_effect=request))
-    started = time.monotonic()
-    assert agent.leave() is False
-    assert time.monotonic() - started < agent_mod.LEAVE_BUDGET + 0.3
-    assert {r.getMessage() for r in caplog.records} >= {"agent-leave-failed"}
-
-
-def test_a_beat_in_flight_goes_first_and_no_beat_follows_the_last(agent):
-    agent.http = answering(delay=0.5)
-    beating = threading.Thread(target=agent.heartbeat)
-    beating.start()
-    time.sleep(0.1)
-    assert agent.leave() is True
-    beating.join()
-    bodies = [c.kwargs["body"] for c in agent.http.request.call_args_list]
-    assert len(bodies) == 2 and b'"leaving": true' in bodies[-1]
-    assert agent.heartbeat() is None
-
-
-def test_a_beat_in_flight_too_long_does_not_hold_up_the_stop(agent):
-    agent.http = answering()
-    with agent.beating:  # a beat stuck on a slow home
-        started = time.monotonic()
-        assert agent.leave() is False
-    assert time.monotonic() - started < agent_mod.LEAVE_BUDGET + 0.3
-    assert agent.http.request.call_count == 0
-
-
-@pytest.mark.parametrize(("orphaned", "leaves"), [(False, True), (True, False)])
-def test_the_agent_leaves_when_told_to_stop_not_when_its_master_died(agent, orphaned, leaves):
-    agent.sync_forever = agent.heartbeat_forever = lambda: None
-    agent.leave = mock.Mock(return_value=True)
-    if not orphaned:
-        agent.stopping.set()  # SIGTERM: the handler sets it
-    agent.run(-1 if orphaned else os.getppid())  # -1: not the parent, as if it died
-    assert agent.leave.called is leaves

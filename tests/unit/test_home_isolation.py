@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from unittest import mock
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,10 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dmr_appliance.config import HomeConfig, HomeSync
 from dmr_appliance.errors import DmrError
 from dmr_appliance.home.polls import RETRY_AFTER, PollLimits
-from dmr_appliance.relay.agent import Agent, HomeBusy
-from dmr_appliance.relay.metrics import RelayMetrics
 from tests.support.home import home_under_test
-from tests.support.relay_kit import relay_config
 
 PROBLEM = "application/problem+json"
 
@@ -94,27 +90,6 @@ def test_caps_are_released_when_a_poll_ends():
         with limits.hold("relay relay-2"):
             assert limits.held() == 2
     assert limits.held() == 0 and limits.held("relay relay-1") == 0
-
-
-@pytest.mark.parametrize(("status", "retry_after", "at_least"),
-                         [(429, "5", 5.0), (503, "7", 7.0), (503, None, 0.0),
-                          (429, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0), (429, "9999", 60.0)])
-def test_the_agent_waits_as_long_as_home_asks(tmp_path, pki, status, retry_after, at_least):
-    agent = Agent(relay_config(pki, tmp_path / "relay"), RelayMetrics())
-    headers = {"Retry-After": retry_after} if retry_after else {}
-    answer = mock.Mock(status=status, headers=headers, data=b"")
-    agent.http = mock.Mock(request=mock.Mock(return_value=answer))
-    with pytest.raises(HomeBusy) as caught:
-        agent.poll(agent.home)
-    assert caught.value.retry_after == at_least
-    waits = []
-
-    def wait(delay):  # one backoff, then stop
-        waits.append(delay)
-        agent.stopping.set()
-    agent.stopping.wait = wait
-    agent.sync_forever()
-    assert agent.http.request.call_count == 2 and waits[0] >= at_least
 
 
 # --- heartbeat members -----------------------------------------------------------------

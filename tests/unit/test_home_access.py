@@ -43,7 +43,8 @@ LOBBY = {"lobby": ("alice", "bob")}
 PARTICIPANT = "created_at endpoint id rooms status updated_at"
 CARD = "card endpoint expires_at rooms subject"
 TOKEN = "access_token expires_at expires_in jti rooms subject token_type"
-SYNC = "generated_at jwks revoked_participants revoked_tokens suspended_participants version"
+SYNC = ("generated_at issuer jwks limits revoked_participants revoked_tokens "
+        "suspended_participants version")
 MID, JTI = PATH_VALUES["{mid}"], PATH_VALUES["{jti}"]
 
 
@@ -95,7 +96,7 @@ def home(tmp_path_factory, pki):
 
 @pytest.mark.parametrize(("method", "path", "kind"), DENIED,
                          ids=[f"{m} {p} as {k}" for m, p, k in DENIED])
-def test_a_route_refuses_the_kinds_it_does_not_list(home, method, path, kind):
+def test_route_admits_only_its_kinds(home, method, path, kind):
     expected = "no-client-identity" if kind is None else "forbidden"
     assert_problem(ask(home, method, path, kind), 403, expected)
 

@@ -9,7 +9,6 @@ through a Condition.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sqlite3
 import threading
@@ -30,17 +29,18 @@ _log = logs.get_logger("dmr.home.sync")
 
 
 def document(store: Store, keyring: KeyRing, config: HomeConfig) -> dict[str, Any]:
-    """Everything a relay needs, read in one snapshot so it matches its version."""
+    """Everything a relay needs, read in one snapshot so it matches its version; only what
+    relays read (relay/trust.py Snapshot), and when it was made. Settings a relay needs
+    (the issuer it expects, its body limit) are in its relay.toml, one source each
+    (docs/architecture.md, the sync document)."""
     with store.read() as conn:
         return {
             "version": store.version(conn),
-            "issuer": config.issuer,
             "jwks": keyring.jwks(conn),
             "revoked_participants": _revoked(conn),
             "suspended_participants": _ids(conn, "SELECT id FROM participants"
                                                  " WHERE status = 'suspended' ORDER BY id"),
             "revoked_tokens": credentials.revoked(conn, config.tokens.leeway),
-            "limits": dataclasses.asdict(config.limits),
             "generated_at": rfc3339(now()),
         }
 

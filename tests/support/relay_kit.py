@@ -31,13 +31,11 @@ class HomeSigner:
         """A sync document of home's shape (home/sync.py)."""
         return json.dumps({
             "version": self.version,
-            "issuer": ISSUER,
             "jwks": {"keys": keys if keys is not None else [self.key.public_jwk()]},
             "revoked_participants": sorted(revoked),
             "suspended_participants": sorted(suspended),
             "revoked_tokens": [{"jti": j, "expires_at": "2099-01-01T00:00:00Z"}
                                for j in revoked_jtis],
-            "limits": {},
             "generated_at": "2024-01-01T00:00:00Z",
         }).encode()
 

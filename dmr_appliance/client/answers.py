@@ -10,26 +10,16 @@ deduplicate), 503 (nothing attempted), 429 (rate limit), or a refusal before del
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import requests
 
-from dmr_appliance.errors import PROBLEM_BASE
-from dmr_appliance.wire.outcome import FAILED, REJECTED, classify
-from dmr_appliance.wire.retry import parse_retry_after
+from dmr_appliance.wire.outcome import REJECTED, Outcome, classify, roll_up
+from dmr_appliance.wire.problem import read_problem
 
-_RECIPIENT_FIELD = re.compile(r"to\[(\d+)\]")
 # Refusals that name one recipient (``field: to[i]``): only that recipient is refused.
 _RECIPIENT_CODES = ("card-", "recipient-")
 EXPIRED_CODE = "envelope-expired"
-
-
-@dataclass(frozen=True)
-class RecipientAnswer:
-    outcome: str
-    status: int | None
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -38,13 +28,16 @@ class Answer:
     code: str = ""  # the problem type's slug, when there is one
     detail: str = ""
     retry_after: float | None = None
-    outcomes: dict[str, RecipientAnswer] = field(default_factory=dict)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # by recipient
     recipient_index: int | None = None  # the to[i] a per-recipient refusal names
     request_id: str | None = None  # the router's, for the trace across its logs
 
     @property
     def outcome(self) -> str:
-        """The whole request's class when the relay listed no outcomes."""
+        """The whole try's outcome: its recipients' roll-up when the relay listed them,
+        else what the status says for all of them."""
+        if self.outcomes:
+            return roll_up(o.outcome for o in self.outcomes.values())
         return classify(self.status)
 
     @property
@@ -72,40 +65,15 @@ def no_answer(exc: requests.RequestException) -> Answer:
 
 
 def read_answer(resp: requests.Response) -> Answer:
-    doc = _json(resp)
-    problem = str(doc.get("type", ""))
-    code = problem[len(PROBLEM_BASE):] if problem.startswith(PROBLEM_BASE) else ""
-    detail = str(doc.get("detail") or resp.reason or "")
-    return Answer(resp.status_code, code=code, detail=detail,
-                  retry_after=parse_retry_after(resp.headers.get("Retry-After")),
-                  outcomes=_outcomes(doc.get("outcomes")),
-                  recipient_index=_index(doc.get("field")),
-                  request_id=resp.headers.get("X-Request-Id"))
+    problem = read_problem(resp.status_code, resp.headers, resp.content, resp.reason or "")
+    return Answer(resp.status_code, code=problem.code,
+                  detail=problem.detail or resp.reason or "",
+                  retry_after=problem.retry_after,
+                  outcomes=_outcomes(problem.doc.get("outcomes")),
+                  recipient_index=problem.field_index,
+                  request_id=problem.request_id)
 
 
-def _json(resp: requests.Response) -> dict:
-    try:
-        doc = resp.json()
-    except ValueError:  # nginx's own HTML error page, or an empty body
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def _outcomes(items: object) -> dict[str, RecipientAnswer]:
-    found: dict[str, RecipientAnswer] = {}
-    for item in items if isinstance(items, list) else ():
-        if not isinstance(item, dict) or not isinstance(item.get("to"), str):
-            continue
-        status = item.get("status") if isinstance(item.get("status"), int) else None
-        outcome = item.get("outcome")
-        if outcome not in ("delivered", "rejected", "failed"):
-            outcome = FAILED  # an outcome we cannot read is not a delivery
-        reason = str(item.get("error") or (f"recipient answered {status}" if status
-                                           else "no answer from the recipient"))
-        found[item["to"]] = RecipientAnswer(outcome, status, reason)
-    return found
-
-
-def _index(value: object) -> int | None:
-    match = _RECIPIENT_FIELD.fullmatch(value) if isinstance(value, str) else None
-    return int(match.group(1)) if match else None
+def _outcomes(items: object) -> dict[str, Outcome]:
+    read = (Outcome.from_json(item) for item in items) if isinstance(items, list) else ()
+    return {o.to: o for o in read if o is not None}

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from dmr_appliance.timefmt import format_time
-from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED
+from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED, Outcome
 
 MAX_DETAIL = 1000  # home keeps at most this much of an attempt's detail
 
@@ -37,11 +37,17 @@ class Attempt:
 
 @dataclass
 class RecipientOutcome:
+    """A recipient's final outcome: the latest wire ``Outcome`` it had (the relay's, or one
+    the sender decided), in words, and how many tries carried it."""
+
     recipient: str
     outcome: str = FAILED
     status: int | None = None  # the recipient's (or the refusing router's) HTTP status
     reason: str = "not attempted"
     attempts: int = 0  # tries that carried this recipient
+
+    def settle(self, latest: Outcome) -> None:
+        self.outcome, self.status, self.reason = latest.outcome, latest.status, latest.reason
 
     def to_json(self) -> dict[str, Any]:
         return {"to": self.recipient, "outcome": self.outcome, "status": self.status,

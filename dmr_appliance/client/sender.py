@@ -29,7 +29,7 @@ from requests.adapters import HTTPAdapter
 
 from dmr_appliance import ids, logs, pki
 from dmr_appliance.client import resend
-from dmr_appliance.client.answers import Answer, RecipientAnswer, no_answer, read_answer
+from dmr_appliance.client.answers import Answer, no_answer, read_answer
 from dmr_appliance.client.credentials import CardCache, TokenSource
 from dmr_appliance.client.reports import Reporter
 from dmr_appliance.client.result import Attempt, RecipientOutcome, SendResult
@@ -38,7 +38,7 @@ from dmr_appliance.errors import DmrError
 from dmr_appliance.timefmt import format_time, parse_time
 from dmr_appliance.wire import mtls
 from dmr_appliance.wire.home import HomeClient
-from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED, transient
+from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED, Outcome, transient
 from dmr_appliance.wire.retry import RetryPolicy
 
 DEFAULT_TIMEOUT = (3.05, 30.0)  # connect, read: the read outlasts a relay's own deliveries
@@ -267,10 +267,11 @@ class _Delivery:
                 found[pid] = self.sender.cards.get(pid)
             except DmrError as exc:
                 if transient(exc):
-                    self._outcome(pid, FAILED, None, f"address card: {exc.code}: {exc.detail}")
+                    self._outcome(Outcome(pid, FAILED, None,
+                                          error=f"address card: {exc.code}: {exc.detail}"))
                 else:
-                    self._outcome(pid, REJECTED, exc.status,
-                                  f"address card refused by home: {exc.code}: {exc.detail}")
+                    self._outcome(Outcome(pid, REJECTED, exc.status, error=f"address card "
+                                          f"refused by home: {exc.code}: {exc.detail}"))
         return found
 
     def _settle(self, answer: Answer, carried: list[str]) -> str:
@@ -282,18 +283,18 @@ class _Delivery:
         if answer.expired:  # clocks disagree: the relay saw it expire before we did
             self.result.expired = True
             for pid in carried:
-                self._outcome(pid, FAILED, answer.status, f"expired: {answer.summary()}")
+                self._outcome(Outcome(pid, FAILED, answer.status,
+                                      error=f"expired: {answer.summary()}"))
             return "next"
         if answer.outcomes:
             for pid in carried:
-                got = answer.outcomes.get(pid) or RecipientAnswer(
-                    FAILED, None, "missing from the relay's answer")
-                self._outcome(pid, got.outcome, got.status, got.reason)
+                self._outcome(answer.outcomes.get(pid) or Outcome(
+                    pid, FAILED, None, error="missing from the relay's answer"))
             return "next"
         if answer.refuses_one_recipient and answer.recipient_index < len(carried):
             return self._refuse_one(answer, carried[answer.recipient_index])
         for pid in carried:
-            self._outcome(pid, answer.outcome, answer.status, answer.summary())
+            self._outcome(Outcome(pid, answer.outcome, answer.status, error=answer.summary()))
         return "next"
 
     def _refuse_one(self, answer: Answer, pid: str) -> str:
@@ -301,18 +302,18 @@ class _Delivery:
             self.cards_refreshed.add(pid)  # e.g. expired or signed by a retired key
             self.sender.cards.forget(pid)
         else:
-            self._outcome(pid, REJECTED, answer.status, answer.summary())
+            self._outcome(Outcome(pid, REJECTED, answer.status, error=answer.summary()))
         return "again"
 
-    def _outcome(self, pid: str, outcome: str, status: int | None, reason: str) -> None:
-        entry = self.result.recipients[pid]
-        entry.outcome, entry.status, entry.reason = outcome, status, reason
-        if outcome != FAILED and pid in self.pending:
-            self.pending.remove(pid)
+    def _outcome(self, got: Outcome) -> None:
+        """A recipient's latest outcome; one that did not fail is settled."""
+        self.result.recipients[got.to].settle(got)
+        if got.outcome != FAILED and got.to in self.pending:
+            self.pending.remove(got.to)
 
     def _record(self, target: str, at: datetime, answer: Answer, carried: list[str],
                 seconds: float) -> None:
-        outcome = _attempt_outcome(answer)
+        outcome = answer.outcome
         attempt = Attempt(len(self.result.attempts) + 1, target, at, outcome,
                           answer.status, answer.summary() or outcome, tuple(carried),
                           round(seconds * 1000, 1))
@@ -350,13 +351,6 @@ def failure_report(envelope: dict[str, Any], result: SendResult, sender: str) ->
     return {"message_id": result.message_id, "room": result.room, "from": sender,
             "to": result.failed, "attempts": attempts, "envelope": envelope,
             "reported_at": format_time(datetime.now(UTC))}
-
-
-def _attempt_outcome(answer: Answer) -> str:
-    if not answer.outcomes:
-        return answer.outcome
-    found = {o.outcome for o in answer.outcomes.values()}
-    return FAILED if FAILED in found else REJECTED if REJECTED in found else DELIVERED
 
 
 def _recipients(to: Sequence[str]) -> list[str]:

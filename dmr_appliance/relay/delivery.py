@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass
-from typing import Any
 
 from dmr_appliance import envelope, logs
 from dmr_appliance.config import RelayConfig
@@ -26,7 +25,7 @@ from dmr_appliance.relay import delivery_body
 from dmr_appliance.relay.connections import ConnectionPool
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.outbound import describe, tls_context
-from dmr_appliance.wire.outcome import FAILED, classify
+from dmr_appliance.wire.outcome import FAILED, Outcome, classify
 
 # Admitted deliveries (running + queued) per delivery thread before the relay says 503.
 QUEUE_FACTOR = 4
@@ -41,23 +40,6 @@ _log = logs.get_logger("dmr.relay.delivery")
 class Recipient:
     id: str
     endpoint: str
-
-
-@dataclass(frozen=True)
-class DeliveryOutcome:
-    recipient: str
-    outcome: str  # delivered | rejected | failed
-    status: int | None  # the recipient's HTTP status; None when it never answered
-    ms: float
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"to": self.recipient, "outcome": self.outcome,
-                               "status": self.status, "ms": self.ms}
-        if self.error:
-            doc["error"] = self.error
-        return doc
-
 
 
 class Deliverer:
@@ -92,7 +74,7 @@ class Deliverer:
 
     def deliver(
         self, message: envelope.Envelope, recipients: Sequence[Recipient], request_id: str
-    ) -> list[DeliveryOutcome]:
+    ) -> list[Outcome]:
         """Every recipient's outcome, in order; ``Unavailable`` (503) if none was attempted."""
         # Encoded once per message: each recipient's body differs only in ``to``.
         parts = delivery_body.parts(message)
@@ -129,7 +111,7 @@ class Deliverer:
             self._admitted += count
         self.meters.in_flight.inc(count)
 
-    def _release(self, _future: Future[DeliveryOutcome] | None) -> None:
+    def _release(self, _future: Future[Outcome] | None) -> None:
         with self._lock:
             self._admitted -= 1
         self.meters.in_flight.dec()
@@ -137,14 +119,14 @@ class Deliverer:
     # --- one recipient -----------------------------------------------------------------
 
     def _guarded(self, message: envelope.Envelope, recipient: Recipient,
-                 parts: delivery_body.Parts, headers: dict[str, str]) -> DeliveryOutcome:
+                 parts: delivery_body.Parts, headers: dict[str, str]) -> Outcome:
         try:
             return self._deliver_one(message, recipient, parts, headers)
         except Exception as exc:  # a bug in _deliver_one must not lose the other outcomes
-            return DeliveryOutcome(recipient.id, FAILED, None, 0.0, f"internal error: {exc!r}")
+            return Outcome(recipient.id, FAILED, None, 0.0, f"internal error: {exc!r}")
 
     def _deliver_one(self, message: envelope.Envelope, recipient: Recipient,
-                     parts: delivery_body.Parts, headers: dict[str, str]) -> DeliveryOutcome:
+                     parts: delivery_body.Parts, headers: dict[str, str]) -> Outcome:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
@@ -160,7 +142,7 @@ class Deliverer:
         logs.log_event(_log, "delivery", message_id=message.id, room=message.room,
                        sender=message.sender, to=recipient.id, status=status, ms=ms,
                        outcome=outcome, error=error, request_id=headers["X-Request-Id"])
-        return DeliveryOutcome(recipient.id, outcome, status, ms, error)
+        return Outcome(recipient.id, outcome, status, ms, error)
 
     @staticmethod
     def _headers(message: envelope.Envelope, request_id: str) -> dict[str, str]:

@@ -16,11 +16,11 @@ import falcon
 
 from dmr_appliance import envelope, web
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError, TokenError
-from dmr_appliance.relay.delivery import Deliverer, DeliveryOutcome, Recipient
+from dmr_appliance.relay.delivery import Deliverer, Recipient
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.trust import Snapshot, TrustState
 from dmr_appliance.tokens import AccessToken
-from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED
+from dmr_appliance.wire.outcome import FAILED, REJECTED, Outcome, roll_up
 
 
 class Messages:
@@ -52,7 +52,7 @@ class Messages:
             self.meters.refusals.labels(exc.code).inc()
             raise
         tally = Counter(o.outcome for o in outcomes)
-        self.meters.messages.labels(message_outcome(tally)).inc()
+        self.meters.messages.labels(roll_up(tally)).inc()
         for outcome, n in tally.items():
             self.meters.deliveries.labels(outcome).inc(n)
         answer(resp, message, outcomes, tally)
@@ -105,13 +105,8 @@ def card_refused(exc: TokenError, index: int) -> DmrError:
                     status=422, title="Address card refused", field=f"to[{index}]")
 
 
-def message_outcome(tally: Counter) -> str:
-    """The message's outcome, as its answer's status says it (see ``answer``)."""
-    return FAILED if tally[FAILED] else REJECTED if tally[REJECTED] else DELIVERED
-
-
 def answer(
-    resp: falcon.Response, message: envelope.Envelope, outcomes: list[DeliveryOutcome],
+    resp: falcon.Response, message: envelope.Envelope, outcomes: list[Outcome],
     tally: Counter,
 ) -> None:
     doc = {"id": message.id, "outcomes": [o.to_json() for o in outcomes]}

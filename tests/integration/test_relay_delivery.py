@@ -52,7 +52,7 @@ def test_delivers_with_headers_body_and_the_relay_certificate(pki, deliverer, si
     with recipient_thread(pki, log) as server:
         url = f"https://127.0.0.1:{server.port}/inbox/bob"
         [outcome] = deliverer.deliver(msg, [Recipient("bob", url)], "req-1")
-    assert (outcome.recipient, outcome.outcome, outcome.status) == ("bob", DELIVERED, 200)
+    assert (outcome.to, outcome.outcome, outcome.status) == ("bob", DELIVERED, 200)
     [got] = received(log)
     assert got["id"] == msg.id and got["room"] == "ops" and got["from"] == "alice"
     assert got["to"] == ["bob"]  # the delivered body names the recipient, not its card
@@ -103,7 +103,7 @@ def test_fan_out_is_concurrent(pki, deliverer, signer, log):
         outcomes = deliverer.deliver(envelope_for(signer, ids), recipients, "r")
         elapsed = time.monotonic() - started
     assert [o.outcome for o in outcomes] == [DELIVERED] * 6
-    assert [o.recipient for o in outcomes] == ids
+    assert [o.to for o in outcomes] == ids
     assert all(o.ms >= 500 for o in outcomes)
     assert elapsed < 1.5, f"6 recipients x 0.5 s took {elapsed:.2f} s: not concurrent"
 

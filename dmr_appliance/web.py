@@ -127,6 +127,9 @@ def _peer(req: falcon.Request) -> str | None:
 def install_error_handlers(app: falcon.App) -> None:
     """Make every exception leave ``app`` as ``application/problem+json`` (RFC 9457).
 
+    Only refusals are raised (and logged ``refused``); a result that is a problem
+    document, such as a partly failed delivery, is answered with ``answer_problem``.
+
     Falcon picks the handler of the most specific class in the exception's MRO, so a
     DmrError never reaches the catch-all ``Exception`` handler.
     """
@@ -187,10 +190,21 @@ def _unexpected_error(
     _write_problem(resp, 500, doc)
 
 
-def _problem(code: str, status: int, detail: str, *, instance: str | None) -> dict[str, Any]:
+def answer_problem(req: falcon.Request, resp: falcon.Response, *, code: str, status: int,
+                   title: str, detail: str, **extra: Any) -> None:
+    """Answer with a problem document that reports a result rather than a refusal (the
+    relay's 502 and 422 listing every recipient's outcome): the document a raised
+    ``DmrError`` would give, without the error handler's ``refused`` line."""
+    doc = _problem(code, status, detail, instance=req.path, title=title)
+    doc.update(extra)
+    _write_problem(resp, status, doc)
+
+
+def _problem(code: str, status: int, detail: str, *, instance: str | None,
+             title: str | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
-        "title": _phrase(status),
+        "title": title or _phrase(status),
         "status": status,
         "detail": detail,
     }

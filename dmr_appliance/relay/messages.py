@@ -6,21 +6,29 @@ Answer codes (also in docs/architecture.md and the OpenAPI document):
 but at least one recipient rejected the message for good; 503 nothing was attempted
 (not ready, overloaded): the router may try another relay. Refusals before delivery
 are 4xx problems: 401 token, 403 certificate/room/revocation, 4xx envelope.
+
+Refusals are raised (the error handler answers them and logs ``refused``); the answers
+after delivery are results, written here and logged by what happened (``failed``,
+``rejected``; each delivery has its own line).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
+from typing import Any
 
 import falcon
 
-from dmr_appliance import envelope, web
+from dmr_appliance import envelope, logs, web
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError, TokenError
 from dmr_appliance.relay.delivery import Deliverer, Recipient
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.trust import Snapshot, TrustState
 from dmr_appliance.tokens import AccessToken
 from dmr_appliance.wire.outcome import FAILED, REJECTED, Outcome, roll_up
+
+_log = logs.get_logger("dmr.relay.messages")
 
 
 class Messages:
@@ -55,7 +63,7 @@ class Messages:
         self.meters.messages.labels(roll_up(tally)).inc()
         for outcome, n in tally.items():
             self.meters.deliveries.labels(outcome).inc(n)
-        answer(resp, message, outcomes, tally)
+        answer(req, resp, message, outcomes, tally)
 
     def recipients(self, message: envelope.Envelope, snapshot: Snapshot) -> list[Recipient]:
         """One recipient per participant, from cards home signed for this room."""
@@ -106,14 +114,29 @@ def card_refused(exc: TokenError, index: int) -> DmrError:
 
 
 def answer(
-    resp: falcon.Response, message: envelope.Envelope, outcomes: list[Outcome],
-    tally: Counter,
+    req: falcon.Request, resp: falcon.Response, message: envelope.Envelope,
+    outcomes: list[Outcome], tally: Counter,
 ) -> None:
+    """200 when every recipient has it; else the problem document that tells the sender
+    what to do next: 502 retry the failed ones, 422 none to retry."""
     doc = {"id": message.id, "outcomes": [o.to_json() for o in outcomes]}
-    if tally[FAILED]:
-        raise DmrError(f"{tally[FAILED]} of {len(outcomes)} deliveries failed; retry those",
-                       code="delivery-failed", status=502, title="Delivery failed", **doc)
-    if tally[REJECTED]:
-        raise DmrError(f"{tally[REJECTED]} of {len(outcomes)} recipients rejected the message",
-                       code="delivery-rejected", status=422, title="Delivery rejected", **doc)
-    resp.media = doc
+    outcome = roll_up(tally)
+    if outcome == FAILED:
+        _not_all_delivered(
+            req, resp, FAILED, code="delivery-failed", status=502, title="Delivery failed",
+            detail=f"{tally[FAILED]} of {len(outcomes)} deliveries failed; retry those", **doc)
+    elif outcome == REJECTED:
+        _not_all_delivered(
+            req, resp, REJECTED, code="delivery-rejected", status=422,
+            title="Delivery rejected",
+            detail=f"{tally[REJECTED]} of {len(outcomes)} recipients rejected the message",
+            **doc)
+    else:
+        resp.media = doc
+
+
+def _not_all_delivered(req: falcon.Request, resp: falcon.Response, outcome: str, *,
+                       code: str, status: int, title: str, detail: str, **doc: Any) -> None:
+    web.answer_problem(req, resp, code=code, status=status, title=title, detail=detail, **doc)
+    logs.log_event(_log, outcome, logging.WARNING if outcome == FAILED else logging.INFO,
+                   message_id=doc["id"], code=code, status=status, detail=detail)

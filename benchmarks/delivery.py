@@ -41,6 +41,7 @@ from _common import (
 )
 
 from dmr_appliance import config, envelope, logs, tokens
+from dmr_appliance.relay import delivery_body
 from dmr_appliance.relay.delivery import ANSWER_LIMIT, Deliverer, Recipient
 from dmr_appliance.relay.outbound import tls_context
 from dmr_appliance.wire import mtls
@@ -111,7 +112,7 @@ def per_call(p: Pki, count: int, rounds: int) -> None:
         deliverer = Deliverer.from_config(relay_config(p))
         former = urllib3_post(p)
         session = requests_session(p)
-        body = envelope.delivery_body(msg, ["bob"])
+        body = delivery_body.body(msg, "bob")
         headers = Deliverer._headers(msg, "bench")  # the relay's own delivery headers
 
         def via_requests() -> None:

@@ -1,4 +1,4 @@
-"""Message envelope v1: parse, validate, build, and the body delivered to recipients.
+"""Message envelope v1: parse and validate (the relay), build (a sender).
 
 Pure: standard library only, no Falcon, no sockets. ``parse_envelope`` is on the
 relay's hot path for every message, so it reads the body once, checks its nesting
@@ -14,7 +14,7 @@ import math
 import re
 import secrets
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -34,20 +34,8 @@ SYNTAX = 400
 TOO_LARGE = 413
 SEMANTIC = 422
 
-FIELDS = frozenset(
-    {
-        "id",
-        "room",
-        "from",
-        "to",
-        "created_at",
-        "expires_at",
-        "content_type",
-        "payload",
-        "payload_b64",
-        "headers",
-    }
-)
+FIELDS = frozenset({"id", "room", "from", "to", "created_at", "expires_at", "content_type",
+                    "payload", "payload_b64", "headers"})
 REQUIRED = ("id", "room", "from", "to", "created_at", "expires_at", "content_type")
 
 # RFC 9110 token, the charset of header names and media type parts.
@@ -239,6 +227,10 @@ def _fields(doc: Any) -> None:
         )
 
 
+# How ``to`` is read: address cards (the relay), or participant ids (a sender's own copy).
+RecipientRule = Callable[[dict[str, Any], "EnvelopeLimits"], tuple[str, ...]]
+
+
 def _recipients(doc: dict[str, Any], limits: EnvelopeLimits) -> tuple[str, ...]:
     cards = doc["to"]
     if not isinstance(cards, list):
@@ -372,14 +364,15 @@ def _payload_b64(doc: dict[str, Any]) -> str | None:
     return value
 
 
-def _validate(doc: Any, limits: EnvelopeLimits, now: datetime) -> Envelope:
+def _validate(doc: Any, limits: EnvelopeLimits, now: datetime,
+              recipients: RecipientRule = _recipients) -> Envelope:
     _fields(doc)
     message_id = _matching(doc, "id", ids.is_message_id, "envelope-bad-id", "a UUID or a ULID")
     room = _matching(doc, "room", ids.is_room, "envelope-bad-room", ids.PARTICIPANT_ID_RULE)
     sender = _matching(
         doc, "from", ids.is_participant_id, "envelope-bad-from", ids.PARTICIPANT_ID_RULE
     )
-    to = _recipients(doc, limits)
+    to = recipients(doc, limits)
     created, expires = _times(doc, limits, now)
     content_type = _content_type(doc, limits)
     headers = _headers(doc, limits)
@@ -408,73 +401,34 @@ def parse_envelope(
     return _validate(_decode(body, limits), limits, _utc(now))
 
 
-# ------------------------------------------------------------------------- encoding
+# ------------------------------------------------------------------------- building
 
 
-def compact_json(doc: Any) -> bytes:
-    """The compact UTF-8 JSON of every delivery body (and its parts)."""
-    try:
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-    except UnicodeEncodeError:
-        # A lone surrogate from a "\ud800" escape cannot be UTF-8; escape it back.
-        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+def _participants(to: Sequence[str] | str) -> list[str]:
+    """The recipients a sender names: participant ids, each once, in the order given."""
+    recipients = list(dict.fromkeys([to] if isinstance(to, str) else to))
+    if not recipients:
+        _fail("envelope-no-recipients", "name at least one recipient", status=SYNTAX)
+    for pid in recipients:
+        if not ids.is_participant_id(pid):
+            _fail("envelope-bad-recipient",
+                  f"recipient {pid!r} is not a participant id ({ids.PARTICIPANT_ID_RULE})",
+                  status=SYNTAX)
+    return recipients
 
 
-def _document(envelope: Envelope, to: list[str]) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "id": envelope.id,
-        "room": envelope.room,
-        "from": envelope.sender,
-        "to": to,
-        "created_at": format_time(envelope.created_at),
-        "expires_at": format_time(envelope.expires_at),
-        "content_type": envelope.content_type,
-        "headers": dict(envelope.headers),
-    }
-    if envelope.payload_b64 is not None:
-        doc["payload_b64"] = envelope.payload_b64
-    else:
-        doc["payload"] = envelope.payload
-    return doc
-
-
-def delivery_body(envelope: Envelope, recipients: Sequence[str]) -> bytes:
-    """The compact UTF-8 JSON sent to each recipient: the envelope with ``to`` holding
-    the recipients' participant ids instead of their address cards."""
-    return compact_json(_document(envelope, list(recipients)))
-
-
-def build_envelope(
-    *,
-    room: str,
-    sender: str,
-    cards: Sequence[str],
-    payload: Any = None,
-    payload_b64: str | None = None,
-    content_type: str = "application/json",
-    headers: Mapping[str, str] | None = None,
-    ttl: int = 300,
-    message_id: str | None = None,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """The JSON document a sender posts to ``/v1/messages``.
-
-    ``payload_b64`` wins over ``payload`` when given (passing both is an error). The
-    result is checked with ``parse_envelope`` so a bad argument fails here, in the
-    sender's process, with the same ``EnvelopeError`` the relay would answer.
-    """
+def _assemble(to: list[str], created: datetime, *, room: str, sender: str, payload: Any = None,
+              payload_b64: str | None = None, content_type: str = "application/json",
+              headers: Mapping[str, str] | None = None, ttl: int = 300,
+              message_id: str | None = None) -> dict[str, Any]:
     if payload is not None and payload_b64 is not None:
-        _fail(
-            "envelope-payload-conflict",
-            "pass either payload or payload_b64, not both",
-            field="payload",
-        )
-    created = _utc(now)
+        _fail("envelope-payload-conflict", "pass either payload or payload_b64, not both",
+              field="payload")
     doc: dict[str, Any] = {
         "id": message_id if message_id is not None else new_message_id(created),
         "room": room,
         "from": sender,
-        "to": list(cards),
+        "to": to,
         "created_at": format_time(created),
         "expires_at": format_time(created + timedelta(seconds=ttl)),
         "content_type": content_type,
@@ -484,9 +438,53 @@ def build_envelope(
         doc["payload_b64"] = payload_b64
     else:
         doc["payload"] = payload
+    return doc
+
+
+def _checked(to: list[str], rule: RecipientRule, now: datetime | None,
+             fields: dict[str, Any]) -> dict[str, Any]:
+    """The document, checked as the relay would take it (``to`` by ``rule``): a bad
+    argument fails in the sender's process with the ``EnvelopeError`` the relay would
+    answer."""
+    created = _utc(now)
+    doc = _assemble(to, created, **fields)
     try:
         body = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
         _fail("envelope-bad-type", f"payload is not JSON-serialisable: {exc}", field="payload")
-    parse_envelope(body, now=created)
+    _validate(_decode(body, DEFAULT_LIMITS), DEFAULT_LIMITS, created, rule)
     return doc
+
+
+def _given_ids(doc: dict[str, Any], limits: EnvelopeLimits) -> tuple[str, ...]:
+    return tuple(doc["to"])  # checked by _participants before
+
+
+def sender_envelope(*, room: str, sender: str, to: Sequence[str] | str, payload: Any = None,
+                    payload_b64: str | None = None, content_type: str = "application/json",
+                    headers: Mapping[str, str] | None = None, ttl: int = 300,
+                    message_id: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """A message as its sender keeps it across tries: ``to`` holds the recipients'
+    participant ids (each once; what a failure report carries too), every other field
+    checked as the relay checks it. Each try posts ``with_cards(doc, cards)``.
+
+    ``payload_b64`` wins over ``payload`` when given (passing both is an error).
+    """
+    return _checked(_participants(to), _given_ids, now, {
+        "room": room, "sender": sender, "payload": payload, "payload_b64": payload_b64,
+        "content_type": content_type, "headers": headers, "ttl": ttl,
+        "message_id": message_id})
+
+
+def with_cards(doc: Mapping[str, Any], cards: Sequence[str]) -> dict[str, Any]:
+    """What one try posts to ``/v1/messages``: the sender's envelope addressed by the
+    cards of the recipients it carries (the relay reads recipients from cards only)."""
+    return {**doc, "to": list(cards)}
+
+
+def build_envelope(*, cards: Sequence[str], now: datetime | None = None,
+                   **fields: Any) -> dict[str, Any]:
+    """The document posted to ``/v1/messages`` in one step, for a caller that holds the
+    recipients' address cards already (tools, tests): the other fields as in
+    ``sender_envelope``, and checked as the relay checks them, cards included."""
+    return _checked(list(cards), _recipients, now, fields)

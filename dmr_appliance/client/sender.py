@@ -27,13 +27,13 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from dmr_appliance import ids, logs, pki
+from dmr_appliance import logs, pki
 from dmr_appliance.client import resend
 from dmr_appliance.client.answers import Answer, no_answer, read_answer
 from dmr_appliance.client.credentials import CardCache, TokenSource
 from dmr_appliance.client.reports import Reporter
 from dmr_appliance.client.result import Attempt, RecipientOutcome, SendResult
-from dmr_appliance.envelope import build_envelope
+from dmr_appliance.envelope import sender_envelope, with_cards
 from dmr_appliance.errors import DmrError
 from dmr_appliance.timefmt import format_time, parse_time
 from dmr_appliance.wire import mtls
@@ -46,8 +46,6 @@ HOME_TIMEOUT = 5.0
 EXPIRY_MARGIN = 1.0  # seconds: a message this close to expires_at is not sent any more
 FLUSH_EVERY = 30.0  # seconds between tries to empty the report spool
 MAX_REPORTED_ATTEMPTS = 100  # home keeps at most this many attempts per report
-# Only to validate an envelope's other fields before any card is known; never sent.
-_SHAPE_ONLY_CARD = "shape.only.card"
 
 DEFAULT_POLICY = RetryPolicy()  # 3 tries per router, 0.2 s base, full jitter
 
@@ -109,12 +107,10 @@ class Sender:
         Raises ``DmrError`` only for a message that could never be sent (bad room,
         recipient id, payload); every other outcome is in the ``SendResult``.
         """
-        recipients = _recipients(to)
-        envelope = build_envelope(
-            room=room, sender=self.participant, cards=[_SHAPE_ONLY_CARD], payload=payload,
+        envelope = sender_envelope(
+            room=room, sender=self.participant, to=to, payload=payload,
             payload_b64=payload_b64, content_type=content_type, headers=headers,
-            ttl=self.ttl, message_id=message_id)
-        envelope["to"] = recipients  # ids here; each try puts the pending ones' cards in
+            ttl=self.ttl, message_id=message_id)  # recipient ids; each try adds cards
         result = _Delivery(self, envelope).run()
         if result.failed:
             self._fail(result, envelope)
@@ -256,8 +252,8 @@ class _Delivery:
                 return home, Answer(exc.status, code=exc.code,
                                     detail=f"access token refused: {exc.detail}")
             return home, Answer(None, code=exc.code, detail=f"no access token: {exc.detail}")
-        envelope = {**self.envelope, "to": list(cards.values())}
-        return router, self.sender.post(router, envelope, self.token)
+        return router, self.sender.post(router, with_cards(self.envelope, cards.values()),
+                                        self.token)
 
     def _cards(self) -> dict[str, str]:
         """Cards of the pending recipients; a recipient home refuses is rejected here."""
@@ -351,19 +347,6 @@ def failure_report(envelope: dict[str, Any], result: SendResult, sender: str) ->
     return {"message_id": result.message_id, "room": result.room, "from": sender,
             "to": result.failed, "attempts": attempts, "envelope": envelope,
             "reported_at": format_time(datetime.now(UTC))}
-
-
-def _recipients(to: Sequence[str]) -> list[str]:
-    if isinstance(to, str):
-        to = [to]
-    recipients = list(dict.fromkeys(to))
-    if not recipients:
-        raise DmrError("name at least one recipient", code="envelope-no-recipients", status=400)
-    for pid in recipients:
-        if not isinstance(pid, str) or not ids.is_participant_id(pid):
-            raise DmrError(f"recipient {pid!r} is not a participant id ({ids.PARTICIPANT_ID_RULE})",
-                           code="envelope-bad-recipient", status=400)
-    return recipients
 
 
 def _session(cert: Path | str, key: Path | str, ca: Path | str, connections: int

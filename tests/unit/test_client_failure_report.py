@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from dmr_appliance.client.result import Attempt, RecipientOutcome, SendResult
 from dmr_appliance.client.sender import failure_report
-from dmr_appliance.envelope import build_envelope
+from dmr_appliance.envelope import sender_envelope
 from dmr_appliance.home import failures
 from dmr_appliance.wire.outcome import DELIVERED, FAILED
 
@@ -23,8 +23,7 @@ def failed_result(envelope: dict) -> SendResult:
 
 
 def test_failure_report_is_what_home_accepts():
-    envelope = build_envelope(room="ops", sender="alice", cards=["a.b.c"], payload={"n": 1})
-    envelope["to"] = ["bob", "carol"]
+    envelope = sender_envelope(room="ops", sender="alice", to=["bob", "carol"], payload={"n": 1})
     report = failure_report(envelope, failed_result(envelope), "alice")
     checked = failures.validate(report)  # home's own validator, unchanged
     assert checked["to"] == ["carol"]

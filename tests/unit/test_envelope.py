@@ -1,4 +1,4 @@
-"""Envelope v1: one test per refusal code, the happy paths, and what recipients get."""
+"""Envelope v1: one test per refusal code, the happy paths, and how a sender builds one."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from dmr_appliance.envelope import (
     Envelope,
     EnvelopeLimits,
     build_envelope,
-    delivery_body,
     format_time,
     new_message_id,
     parse_envelope,
     parse_time,
+    sender_envelope,
+    with_cards,
 )
 from dmr_appliance.errors import EnvelopeError
 
@@ -402,38 +403,6 @@ def test_malformed_json_detail_says_where() -> None:
     assert "line 1 column 2" in refuse(b"{,}").detail
 
 
-# ---------------------------------------------------------------- delivery body
-
-
-def test_delivery_body_swaps_cards_for_participant_ids() -> None:
-    env = parse_envelope(encode(valid_doc()), now=NOW)
-    body = delivery_body(env, ["bob", "carol"])
-    assert b" " not in body.replace(b"application/json", b"")  # compact
-    assert "héllo".encode() in body  # UTF-8, not \\u escapes
-    assert CARD_A.encode() not in body
-    assert json.loads(body) == {
-        "id": MSG_ID,
-        "room": "ops",
-        "from": "alice",
-        "to": ["bob", "carol"],
-        "created_at": "2024-05-01T11:59:58Z",
-        "expires_at": "2024-05-01T12:05:00Z",
-        "content_type": "application/json",
-        "payload": {"text": "héllo", "n": [1, 2.5, None, True]},
-        "headers": {"X-Trace": "abc"},
-    }
-
-
-def test_delivery_body_carries_bytes_and_lone_surrogates() -> None:
-    doc = {**without("payload"), "payload_b64": "AAEC"}
-    assert (
-        json.loads(delivery_body(parse_envelope(encode(doc), now=NOW), ["bob"]))["payload_b64"]
-        == "AAEC"
-    )
-    env = parse_envelope(encode(valid_doc(payload="\ud800")), now=NOW)
-    assert json.loads(delivery_body(env, ["bob"]))["payload"] == "\ud800"
-
-
 # ------------------------------------------------------------------ building
 
 
@@ -483,6 +452,41 @@ def test_build_envelope_refuses_what_the_relay_would(kwargs: dict[str, Any], cod
     with pytest.raises(EnvelopeError) as info:
         build_envelope(**{**args, **kwargs})
     assert info.value.code == code
+
+
+def test_a_sender_keeps_ids_and_posts_each_try_with_cards() -> None:
+    doc = sender_envelope(room="ops", sender="alice", to=["bob", "carol", "bob"],
+                          payload={"n": 1}, message_id=MSG_ID, now=NOW)
+    assert doc["to"] == ["bob", "carol"]  # each once, in order
+    assert sender_envelope(room="ops", sender="alice", to="bob", now=NOW)["to"] == ["bob"]
+    posted = with_cards(doc, iter([CARD_B]))
+    assert doc["to"] == ["bob", "carol"]  # the sender's own copy is left as it was
+    env = parse_envelope(encode(posted), now=NOW)
+    assert (env.id, env.to, env.payload) == (MSG_ID, (CARD_B,), {"n": 1})
+    assert {k: v for k, v in posted.items() if k != "to"} == {
+        k: v for k, v in doc.items() if k != "to"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code", "status"),
+    [
+        ({"to": []}, "envelope-no-recipients", 400),
+        ({"to": ["Bob"]}, "envelope-bad-recipient", 400),
+        ({"to": ["bob", 7]}, "envelope-bad-recipient", 400),
+        ({"to": ["Bob"], "room": "Bad Room"}, "envelope-bad-recipient", 400),  # ids first
+        ({"room": "Bad Room"}, "envelope-bad-room", 422),
+        ({"payload": 1, "payload_b64": "AA=="}, "envelope-payload-conflict", 422),
+        ({"ttl": 0}, "envelope-expired", 422),
+        ({"payload": {1, 2}}, "envelope-bad-type", 422),
+    ],
+)
+def test_a_sender_envelope_is_refused_before_any_card_is_known(
+    kwargs: dict[str, Any], code: str, status: int
+) -> None:
+    args: dict[str, Any] = {"room": "ops", "sender": "alice", "to": ["bob"], "now": NOW}
+    with pytest.raises(EnvelopeError) as info:
+        sender_envelope(**{**args, **kwargs})
+    assert (info.value.code, info.value.status) == (code, status)
 
 
 # ---------------------------------------------------------------- ids and times

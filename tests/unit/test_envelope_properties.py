@@ -19,11 +19,11 @@ from dmr_appliance.envelope import (
     Envelope,
     EnvelopeLimits,
     build_envelope,
-    delivery_body,
     format_time,
     parse_envelope,
 )
 from dmr_appliance.errors import EnvelopeError
+from dmr_appliance.relay import delivery_body as bodies
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 LIMITS = EnvelopeLimits()
@@ -267,7 +267,7 @@ def test_valid_envelopes_parse_and_mutants_get_their_code(
         doc["from"],
         tuple(doc["to"]),
     )
-    assert json.loads(delivery_body(env, ["bob"]))["to"] == ["bob"]
+    assert json.loads(bodies.body(env, "bob"))["to"] == ["bob"]
     expected = mutate(doc, data)
     assert code_of(encode(doc)) == expected
 

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from dmr_appliance import logs, pki
 from dmr_appliance.cli import _numbers
+from dmr_appliance.client import resend
 from dmr_appliance.client.result import RecipientOutcome, SendResult
 from dmr_appliance.client.sender import Sender
 from dmr_appliance.config import PKI
@@ -259,7 +260,7 @@ def run(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> int:
     with sender:
         sender.flush_reports()  # reports left by an earlier run while home was down
         if args.retry_failed:
-            results = sender.retry_failed()
+            results = resend.retry_failed(sender)
         else:
             results = send_all(sender, messages, args.parallel if args.batch else 1,
                                ProgressBar(len(messages), sys.stderr, prefix="dmr send: ")

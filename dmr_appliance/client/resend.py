@@ -1,4 +1,6 @@
-"""Re-sending what failed: a sender's own open failure reports at home, sent again.
+"""Re-sending what failed: a sender's own open failure reports at home, sent again
+(``retry_failed(sender)``; ``dmr send --retry-failed``). Built on ``Sender``, which
+knows nothing of it.
 
 Each is sent with its message id, to the recipients that failed, with its payload,
 content type and headers, under a fresh validity window (the first may have run out
@@ -13,20 +15,19 @@ stays open too, for an operator to decide.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dmr_appliance import logs
 from dmr_appliance.client.result import SendResult
+from dmr_appliance.client.sender import Sender
 from dmr_appliance.errors import DmrError
-
-if TYPE_CHECKING:
-    from dmr_appliance.client.sender import Sender
 
 _log = logs.get_logger("dmr.sender")
 
 
 def retry_failed(sender: Sender, limit: int = 100) -> list[SendResult]:
-    """Re-send this sender's open failures (oldest report first); one result each."""
+    """Re-send ``sender``'s open failures at home (oldest report first), same message
+    ids; each delivered one is resolved there. One result each."""
     listed = sender.home.list_failures(status="open", sender=sender.participant, limit=limit)
     listed.sort(key=lambda f: (f["first_reported_at"], f["message_id"]))  # ULIDs: in order
     return [resend(sender, sender.home.get_failure(item["message_id"])) for item in listed]

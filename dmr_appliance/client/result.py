@@ -64,7 +64,7 @@ class SendResult:
     reported: bool = False  # home holds the failure report
     spooled: bool = False  # the report waits in the local spool for home to come back
     report_error: str | None = None
-    resent: bool = False  # a re-send of a reported failure (``Sender.retry_failed``)
+    resent: bool = False  # a re-send of a reported failure (``resend.retry_failed``)
     resolved: bool = False  # ... which home now records as resolved
 
     @property

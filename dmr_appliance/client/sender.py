@@ -28,7 +28,6 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from dmr_appliance import logs, pki
-from dmr_appliance.client import resend
 from dmr_appliance.client.answers import Answer, no_answer, read_answer
 from dmr_appliance.client.credentials import CardCache, TokenSource
 from dmr_appliance.client.reports import Reporter
@@ -122,11 +121,6 @@ class Sender:
                            delivered=len(result.delivered), rejected=result.rejected or None)
         self._maybe_flush()
         return result
-
-    def retry_failed(self, limit: int = 100) -> list[SendResult]:
-        """Re-send this sender's open failures at home, same message ids; each delivered
-        one is resolved there (``client/resend.py``)."""
-        return resend.retry_failed(self, limit)
 
     def flush_reports(self) -> int:
         """Send failure reports spooled while home was down; returns how many left the spool."""

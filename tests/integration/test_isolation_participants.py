@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from dmr_appliance.client.resend import retry_failed
 from dmr_appliance.envelope import new_message_id
 from dmr_appliance.errors import DmrError
 from dmr_appliance.wire.retry import RetryPolicy
@@ -63,7 +64,7 @@ def test_an_id_alice_reuses_does_not_swallow_bobs_retry(stack, hank):
         hank.status = 200
         with sender(stack, name="alice", policy=FAST) as alice:  # a co-recipient saw X
             assert alice.send(ROOM, ["hank"], {"from": "alice"}, message_id=x).ok
-        (retried,) = bob.retry_failed()
+        (retried,) = retry_failed(bob)
     assert retried.ok and retried.resolved and retried.message_id == x
     assert hanks(hank, x)[-2:] == [("alice", 200, False), ("bob", 200, False)]
 
@@ -79,7 +80,7 @@ def test_bobs_report_of_alices_id_blocks_nothing(stack, hank):
         mine = alice.home.list_failures(status="open")
         assert [f["message_id"] for f in mine] == [m] and mine[0]["to"] == ["hank"]
         hank.status = 200
-        (retried,) = alice.retry_failed()
+        (retried,) = retry_failed(alice)
     assert retried.ok and retried.resolved
     assert hanks(hank, m)[-1] == ("alice", 200, False)
     admin = stack.admin_client()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dmr_appliance.client.resend import retry_failed
 from dmr_appliance.wire.retry import RetryPolicy
 from tests.support import stack_kit
 from tests.support.monitoring import named_metrics
@@ -159,7 +160,7 @@ def test_a_failed_message_is_resent_once_the_recipient_is_back(stack):
         assert [r.failed for r in down] == [["bob"], ["bob"]] and all(r.reported for r in down)
         first, second = (r.message_id for r in down)
 
-        resent = alice.retry_failed()  # every open failure of alice's, oldest first
+        resent = retry_failed(alice)  # every open failure of alice's, oldest first
     assert [r.message_id for r in resent] == [first, second]
     assert all(r.ok and r.resent and r.resolved for r in resent)
     admin = stack.admin_client()
@@ -173,7 +174,7 @@ def test_a_failed_message_is_resent_once_the_recipient_is_back(stack):
                      and not e["duplicate"]]
         assert len(processed) == 1, processed  # delivered, once
     with stack_kit.sender(stack) as alice:
-        assert alice.retry_failed() == []  # nothing open any more
+        assert retry_failed(alice) == []  # nothing open any more
 
 
 def test_dmr_send_retry_failed(stack):

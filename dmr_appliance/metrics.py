@@ -64,6 +64,12 @@ def prepare_directory(path: Path) -> dict[str, str]:
     return {ENV: str(path)}
 
 
+def read_directory(path: Path) -> list[Metric]:
+    """Every process' values as written to the metrics directory ``path``: what a scrape
+    merges, and what another process (``dmr relay drain``) can read of a running one."""
+    return list(multiprocess.MultiProcessCollector(None, path=str(path)).collect())
+
+
 def process_exited(pid: int) -> None:
     """gunicorn's ``child_exit``: drop the live gauges (in flight, waiters) of ``pid``."""
     if multiprocess_dir() is not None:
@@ -83,10 +89,8 @@ class Exposition:
         self.live = live
 
     def collect(self) -> list[Metric]:
-        if multiprocess_dir() is not None:
-            families = list(multiprocess.MultiProcessCollector(None).collect())
-        else:
-            families = list(self.registry.collect())
+        shared = multiprocess_dir()
+        families = read_directory(shared) if shared else list(self.registry.collect())
         if self.live is not None:
             families += self.live(families)
         return families

@@ -20,13 +20,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector
-
 from dmr_appliance import metrics
+from dmr_appliance.relay import metrics as relay_metrics
 
 FLAG = "draining"
-IN_FLIGHT = "dmr_relay_deliveries_in_flight"
 
 
 def flag_path(socket: Path | str) -> Path:
@@ -50,13 +47,9 @@ def stop(socket: Path | str) -> bool:
 
 
 def in_flight(socket: Path | str) -> float:
-    """Deliveries in flight, summed over the live workers' metrics files (0 without any)."""
-    directory = metrics.directory(Path(socket))
-    if not directory.is_dir():
-        return 0.0
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(directory))
-    return sum(metrics.sample_values(registry.collect(), IN_FLIGHT, "").values())
+    """Deliveries in flight in the relay serving on ``socket``: its workers' gauge, read
+    from the instance's metrics directory (``relay/metrics.py`` names it)."""
+    return relay_metrics.in_flight(metrics.directory(Path(socket)))
 
 
 def wait_idle(socket: Path | str, timeout: float, *, settle: float,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import Metric
@@ -21,6 +22,7 @@ from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED
 
 OUTCOMES = (DELIVERED, REJECTED, FAILED)
 CONFIRMED = "dmr_relay_sync_confirmed_timestamp_seconds"
+IN_FLIGHT = "dmr_relay_deliveries_in_flight"
 
 
 class RelayMetrics:
@@ -42,7 +44,7 @@ class RelayMetrics:
             "dmr_relay_refusals", "Messages refused before any delivery, by problem code.",
             ("problem",), registry=reg)
         self.in_flight = Gauge(
-            "dmr_relay_deliveries_in_flight", "Deliveries admitted and not yet finished.",
+            IN_FLIGHT, "Deliveries admitted and not yet finished.",
             registry=reg, multiprocess_mode="livesum")
         self.sync_confirmed = Gauge(
             CONFIRMED, "When the sync agent last heard from home that its document is "
@@ -69,6 +71,14 @@ class RelayMetrics:
         counts = {"messages": sum(messages.values()), "refused": sum(refused.values())}
         counts.update({o: deliveries.get(o, 0.0) for o in OUTCOMES})
         return {k: int(v) for k, v in counts.items()}
+
+
+def in_flight(directory: Path) -> float:
+    """Deliveries in flight in a running instance, summed over the live workers' values
+    in its metrics ``directory`` (0 without any): what ``dmr relay drain`` waits on."""
+    if not directory.is_dir():
+        return 0.0
+    return sum(metrics.sample_values(metrics.read_directory(directory), IN_FLIGHT, "").values())
 
 
 def live(found: list[Metric], trust: TrustState, cfg: RelayConfig) -> Iterable[Metric]:

@@ -47,7 +47,8 @@ class HomeRefused(DmrError):
 
     def __init__(self, problem: Problem) -> None:
         error = problem.error(default_code="home-error")
-        super().__init__(error.detail, code=error.code, status=error.status, title=error.title)
+        detail = problem.detail or f"home answered {problem.status} {problem.title}".rstrip()
+        super().__init__(detail, code=error.code, status=error.status, title=error.title)
         self.problem = problem
         self.retry_after = problem.retry_after  # seconds home asked to wait, if any
 

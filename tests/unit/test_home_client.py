@@ -56,6 +56,7 @@ def test_a_page_from_in_between_is_a_home_error_with_its_retry_after(server):
     with pytest.raises(HomeRefused) as caught:
         plain(server.url).list_instances()
     assert (caught.value.code, caught.value.retry_after) == ("home-error", 7.0)
+    assert caught.value.detail == "home answered 503 Service Unavailable"
     assert transient(caught.value)
 
 

@@ -1,8 +1,9 @@
 """Rolling restarts for routine changes (issue 23, item 6), read from the files without
-running Ansible: playbooks/relays.yml takes one relay at a time; the dmr_relay restart
-handler drains first and waits until ready (tasks shared with upgrade.yml); a renewed
-relay certificate goes through that handler when the play has dmr_relay. The site scenario
-(molecule/site, step 9) proves it on hosts, under load."""
+running Ansible: playbooks/relays.yml takes one relay at a time; the relay's restart
+handlers (dmr_service's, ending with dmr_relay's restart.yml) drain first and wait until
+ready (tasks shared with upgrade.yml); a renewed relay certificate goes through them when
+the play has dmr_relay. The site scenario (molecule/site, step 9) proves it on hosts,
+under load."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from tests.support.ansible_files import PLAYBOOKS, ROLES, evaluate, load, module
 
 RELAY = ROLES / "dmr_relay"
 PKI_HANDLERS = ROLES / "dmr_pki/handlers/main.yml"
+SERVICE_HANDLERS = ROLES / "dmr_service/handlers/restart.yml"
 
 
 def test_relays_yml_takes_one_relay_at_a_time_unless_told():
@@ -21,10 +23,17 @@ def test_relays_yml_takes_one_relay_at_a_time_unless_told():
 
 
 def test_the_relay_restart_handler_drains_restarts_then_waits_until_ready():
-    handlers = load(RELAY / "handlers/main.yml")
+    # the handlers home and relays share (dmr_service), loaded by the relay's import of
+    # its config task, end with the importing role's own restart.yml
+    [write] = [t for t in load(RELAY / "tasks/config.yml")
+               if module(t)[0] == "ansible.builtin.import_role"]
+    assert module(write)[1] == {"name": "dmr_service", "tasks_from": "config.yml",
+                                "handlers_from": "restart.yml"}
+    handlers = load(SERVICE_HANDLERS)
+    assert all("dmr_relay restart" in h["listen"] for h in handlers)
     last = handlers[-1]
-    assert last["listen"] == "dmr_relay restart"
-    assert module(last) == ("ansible.builtin.include_tasks", "restart.yml")
+    assert module(last) == ("ansible.builtin.include_tasks",
+                            "{{ ansible_parent_role_paths[0] }}/tasks/restart.yml")
     assert not [h for h in handlers if module(h)[0] == "ansible.builtin.systemd"]
     [block] = load(RELAY / "tasks/restart.yml")
     steps = [module(t) for t in block["block"]]

@@ -513,7 +513,7 @@ def test_a_rolling_upgrade_under_load_loses_no_message():
 # systemd's own journal lines for a unit's jobs (systemd.catalog): a stop job began, a
 # start job finished.
 STOPPING, STARTED = "de5b426a63be47a7b6ac3eaac82e2f6f", "39f53479d3a045ac8e11786248231fbf"
-DRAINED = "RUNNING HANDLER [dmr_relay : Drain the relay]"
+DRAINED = "RUNNING HANDLER [dmr_service : Drain the relay]"
 
 
 def restarts(name: str, since: float) -> list[tuple[float, float]]:

@@ -1,8 +1,9 @@
 """dmr_home: home and its gate running as dmr from a home.toml written from variables,
 the gate the only TLS endpoint (client certificate required), gunicorn on its socket;
-check mode clean; a value the package refuses fails before the live file is touched,
-and the running service is left alone; a wrong type fails at the start; the daily backup
-timer enabled, and its service writes a complete private backup."""
+check mode clean; a changed setting restarts home after its checks; a value the package
+refuses fails before the live file is touched, and the running service is left alone; a
+wrong type fails at the start; the daily backup timer enabled, and its service writes a
+complete private backup."""
 
 import sys
 from pathlib import Path
@@ -82,6 +83,24 @@ def test_check_mode_reports_no_change():
     helpers.assert_check_mode_clean()
 
 
+def test_a_changed_setting_restarts_home_after_the_checks(host):
+    """The handlers dmr_service holds, in order, ending with this role's tasks/restart.yml;
+    then the converged value again (and another restart)."""
+    for level in ("warning", "info"):
+        pid = main_pid(host, "dmr-home")
+        proc = helpers.playbook("--tags", "dmr_home", extra_vars={"dmr_home_log_level": level})
+        assert proc.returncode == 0, helpers.tail(proc)
+        ran = [line.split("[", 1)[1].split("]")[0] for line in proc.stdout.splitlines()
+               if line.startswith("RUNNING HANDLER [")]
+        assert ran == ["dmr_service : Check the config file",
+                       "dmr_service : Check the gate's nginx configuration rendered from it",
+                       "dmr_service : Restart the service and its gate",
+                       "dmr_service : Restart home and its gate"], ran
+        assert f'log_level = "{level}"' in host.file(CONFIG).content_string
+        assert main_pid(host, "dmr-home") != pid
+        assert host.service("dmr-home-gate").is_running
+
+
 def test_bad_port_fails_before_the_live_file_is_touched(host):
     before, pid = host.file(CONFIG).sha256sum, main_pid(host, "dmr-home")
     proc = helpers.playbook("--tags", "dmr_home", extra_vars={"dmr_home_bind": "0.0.0.0:99999"})
@@ -93,4 +112,4 @@ def test_bad_port_fails_before_the_live_file_is_touched(host):
 def test_wrong_type_fails_at_the_start():
     proc = helpers.playbook("--tags", "dmr_home", extra_vars={"dmr_home_workers": "many"})
     helpers.assert_fails(proc, "dmr_home_workers")
-    assert "Write home.toml" not in proc.stdout
+    assert "Write the config file" not in proc.stdout

@@ -64,9 +64,9 @@ def test_renewed_certificate_restarts_the_relay(host):
         "--tags", "dmr_pki", extra_vars={"dmr_pki_renew_days": 400, "dmr_pki_days": 800}
     )
     assert proc.returncode == 0, helpers.tail(proc)
-    # through the dmr_relay handler: drained first (tasks/restart.yml)
+    # through the handlers dmr_service holds: drained first (dmr_relay's tasks/restart.yml)
     assert "Restart the relay drained (the dmr_relay role's handler)" in proc.stdout
-    assert "RUNNING HANDLER [dmr_relay : Drain the relay]" in proc.stdout
+    assert "RUNNING HANDLER [dmr_service : Drain the relay]" in proc.stdout
     assert started_at(host, "dmr-relay") != before
     assert host.service("dmr-relay-gate").is_running
     # nothing due any more: nothing restarts
@@ -91,4 +91,4 @@ def test_bad_port_fails_before_the_live_file_is_touched(host):
 def test_wrong_type_fails_at_the_start():
     proc = helpers.playbook("--tags", "dmr_relay", extra_vars={"dmr_relay_port": "eighty"})
     helpers.assert_fails(proc, "dmr_relay_port")
-    assert "Write relay.toml" not in proc.stdout
+    assert "Write the config file" not in proc.stdout

@@ -4,7 +4,7 @@ request left (what the relays' delays are measured from)."""
 import sys
 import time
 
-from dmr_appliance.client.home import HomeClient
+from dmr_appliance.client import HomeClient
 
 PKI = "/etc/dmr-appliance/pki"
 home = HomeClient("https://127.0.0.1:8443/v1/home", cert=f"{PKI}/admin/admin.pem",

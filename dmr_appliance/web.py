@@ -1,5 +1,5 @@
-"""What both Falcon apps share: request ids and the access log, problem+json errors,
-the client identity the router vouches for, and a bounded JSON body reader.
+"""What both Falcon apps share: request ids and the access log, problem+json errors and a
+bounded JSON body reader (who the caller is: ``identity``).
 
 Works on Falcon 3.1 (Debian 12) and 4.x: it uses only APIs present in both
 (``add_error_handler`` with ``(req, resp, ex, params)``, ``set_error_serializer``,
@@ -8,30 +8,20 @@ middleware ``process_response(req, resp, resource, req_succeeded)``).
 
 from __future__ import annotations
 
-import functools
 import http
 import json
 import logging
 import re
 import time
-import urllib.parse
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import falcon
-from cryptography import x509
 
-from dmr_appliance import logs, pki
-from dmr_appliance.crl import CrlFile
-from dmr_appliance.errors import PROBLEM_BASE, AuthError, DmrError, PkiError
+from dmr_appliance import logs
+from dmr_appliance.errors import PROBLEM_BASE, DmrError
 
-CLIENT_CERT_HEADER = "X-DMR-Client-Cert"  # forwarded by a router: whom it vouches for
-PEER_CERT_HEADER = "X-DMR-Peer-Cert"  # set by the gate: who proved a key at the handshake
 PEER_ADDR_HEADER = "X-DMR-Peer-Addr"  # set by the gate: that peer's address
-ROUTER_KIND = "router"
 REQUEST_ID_HEADER = "X-Request-Id"
 PROBLEM_JSON = "application/problem+json"
 
@@ -94,7 +84,7 @@ class RequestContext:
             path=req.path,
             status=status_code(resp.status),
             ms=ms,
-            remote_addr=_peer(req),
+            remote_addr=peer_address(req),
             request_id=getattr(req.context, "request_id", None),
         )
         token = getattr(req.context, "log_token", None)
@@ -115,7 +105,7 @@ def status_code(status: Any) -> int:
     return int(falcon.http_status_to_code(status))
 
 
-def _peer(req: falcon.Request) -> str | None:
+def peer_address(req: falcon.Request) -> str | None:
     # gunicorn listens on a unix socket only the gate reaches: the gate names the peer.
     # Not req.remote_addr: Falcon reports 127.0.0.1 when REMOTE_ADDR is missing.
     return req.get_header(PEER_ADDR_HEADER) or req.env.get("REMOTE_ADDR") or None
@@ -225,147 +215,6 @@ def _write_problem(resp: falcon.Response, status: int, doc: dict[str, Any]) -> N
     resp.content_type = PROBLEM_JSON
     # resp.text, not resp.media: no media handler is registered for problem+json.
     resp.text = json.dumps(doc, default=str)
-
-
-# --- client identity from the router -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClientIdentity:
-    """Who the router says the caller is, from the client certificate it verified."""
-
-    kind: str
-    name: str
-    thumbprint: str  # x5t#S256 of the certificate, as in a token's cnf claim
-    certificate: x509.Certificate = field(repr=False, compare=False)
-
-
-class Identifier:
-    """``identify(req)``: the caller, as both apps learn it (see ``client_identity``)."""
-
-    def __init__(self, ca_cert: x509.Certificate, revoked: CrlFile | None = None) -> None:
-        self.ca_cert = ca_cert
-        self.revoked = revoked
-
-    @classmethod
-    def from_files(cls, ca: Path, crl: Path | None) -> Identifier:
-        """From the deployment CA's certificate and its CRL (re-read when it changes)."""
-        ca_cert = pki.load_certificate(Path(ca).read_bytes())
-        return cls(ca_cert, CrlFile(crl, ca_cert))
-
-    def __call__(self, req: falcon.Request) -> ClientIdentity | None:
-        return client_identity(req, ca_cert=self.ca_cert, revoked=self.revoked)
-
-    def certificate(self, pem: str) -> ClientIdentity:
-        """A certificate handed over in a request body, checked as a peer's would be."""
-        return _accepted(urllib.parse.quote(pem, safe=""), self.ca_cert, self.revoked)
-
-
-class CheckCaller:
-    """Middleware: no route answers a certificate the app does not accept (CA, validity, CRL).
-
-    nginx checks the CRL at a full handshake only: a resumed TLS session skips it, and
-    nginx's session cache outlives the reload that brings a new CRL. The gate's TLS port
-    always passes the peer's certificate, so every request from it is checked here, on
-    identity-free routes too (/metrics, /openapi.json, the JWKS, the probes). A request
-    without one came from the gate's health port (the probes only) or gunicorn's own
-    socket. ``skip``: paths whose responder identifies (and counts) the caller itself.
-    """
-
-    def __init__(self, identify: Identifier, skip: frozenset[str] = frozenset()) -> None:
-        self.identify = identify
-        self.skip = skip
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path not in self.skip and req.get_header(PEER_CERT_HEADER):
-            # An app that identifies its callers anyway (home) shares that one answer.
-            shared = getattr(req.context, "identify", None)
-            if shared is not None:
-                shared()  # raises a 403 problem for a certificate it cannot accept
-            else:
-                self.identify(req)
-
-
-def client_identity(
-    req: falcon.Request, *, ca_cert: x509.Certificate, revoked: CrlFile | None = None
-) -> ClientIdentity | None:
-    """The caller: the gate's peer, or whom a router peer vouches for.
-
-    The gate in front of the app always sets ``X-DMR-Peer-Cert`` to the certificate the
-    peer proved at the TLS handshake. Only a peer of kind ``router`` may name someone
-    else, in ``X-DMR-Client-Cert``; from any other peer that header is ignored and the
-    caller is exactly the peer. A certificate we cannot accept is an error, never
-    "anonymous". No peer header at all (only a request that did not come through the
-    gate, e.g. a probe on the health port) has no identity.
-    """
-    peer_value = req.get_header(PEER_CERT_HEADER)
-    if not peer_value:
-        return None
-    peer = _accepted(peer_value, ca_cert, revoked)
-    forwarded = req.get_header(CLIENT_CERT_HEADER)
-    if peer.kind != ROUTER_KIND:
-        if forwarded:
-            logs.log_event(_error_log, "client-cert-ignored", logging.WARNING,
-                           peer_kind=peer.kind, peer=peer.name, remote_addr=_peer(req))
-        return peer
-    return _accepted(forwarded, ca_cert, revoked) if forwarded else peer
-
-
-def _accepted(value: str, ca_cert: x509.Certificate,
-              revoked: CrlFile | None) -> ClientIdentity:
-    identity = _identity_from_header(value, ca_cert)
-    _check_validity(identity.certificate)
-    if revoked is not None and identity.certificate in revoked:
-        raise AuthError(f"the {identity.kind} certificate of {identity.name!r} is revoked "
-                        "(listed in the deployment's CRL)", code="client-cert-revoked",
-                        title="Client certificate revoked")
-    return identity
-
-
-@functools.lru_cache(maxsize=1024)
-def _identity_from_header(value: str, ca_cert: x509.Certificate) -> ClientIdentity:
-    # Cached: parsing and an ECDSA verification on every relay request add up. The CA
-    # certificate (hashed and compared by its DER) is part of the key, so a rotated CA
-    # never reuses a verdict; validity depends on the clock, so it is checked outside.
-    # Errors are not cached.
-    try:
-        cert = pki.load_certificate(urllib.parse.unquote(value))
-    except (PkiError, ValueError, UnicodeError) as exc:
-        raise _invalid("the client certificate could not be parsed") from exc
-    if not pki.verify_issued_by(cert, ca_cert):
-        raise _invalid("the client certificate was not issued by this deployment's CA")
-    kind = pki.certificate_kind(cert)
-    try:
-        name = pki.certificate_name(cert)
-    except PkiError as exc:
-        raise _invalid("the client certificate has no single common name (CN)") from exc
-    if kind is None or not name:
-        raise _invalid("the client certificate states no known kind (OU)")
-    return ClientIdentity(kind, name, pki.cert_thumbprint(cert), cert)
-
-
-def _check_validity(cert: x509.Certificate) -> None:
-    now = datetime.now(UTC)
-    if not pki.cert_not_before(cert) <= now <= pki.cert_not_after(cert):
-        raise _invalid("the client certificate is outside its validity period")
-
-
-def _invalid(detail: str) -> AuthError:
-    return AuthError(detail, code="client-cert-invalid", title="Client certificate refused")
-
-
-def require(identity: ClientIdentity | None, *kinds: str) -> ClientIdentity:
-    """``identity`` if it is one of ``kinds``; otherwise a 403 problem."""
-    if identity is None:
-        raise AuthError(
-            "this endpoint needs a client certificate presented through the router",
-            code="no-client-identity",
-        )
-    if identity.kind not in kinds:
-        raise AuthError(
-            f"this route is not for {identity.kind} certificates; allowed: {', '.join(kinds)}"
-        )
-    return identity
 
 
 # --- JSON request bodies ----------------------------------------------------------------

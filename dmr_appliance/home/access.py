@@ -1,7 +1,7 @@
 """Who may call what: the client kinds a responder admits, as a Falcon ``before`` hook.
 
 The caller's identity is the gate's peer, or whom a router peer vouches for
-(``web.client_identity``,
+(``identity.Verifier.caller``,
 read lazily so open routes like /healthz never parse it). A participant must also be
 registered and active: a suspended or revoked one gets nothing.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import falcon
 
-from dmr_appliance import web
+from dmr_appliance import identity
 from dmr_appliance.errors import AuthError
 from dmr_appliance.home import participants
 
@@ -22,23 +22,24 @@ ADMIN, RELAY, PARTICIPANT = "admin", "relay", "participant"
 ANY_KIND = (ADMIN, RELAY, PARTICIPANT)
 
 
-class Identify:
-    """Middleware: gives each request ``context.identify()``, the caller or None."""
+class CallerOnce:
+    """Middleware: gives each request ``context.find_caller()``, the caller or None, worked
+    out once (identity.CheckCaller and the route's allow() hook both ask), and
+    ``context.verifier`` for certificates handed over in a body."""
 
-    def __init__(self, identify: web.Identifier) -> None:
-        self.identify = identify
+    def __init__(self, verifier: identity.Verifier) -> None:
+        self.verifier = verifier
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        # Once per request: web.CheckCaller and the route's allow() hook both ask.
-        req.context.identify = functools.cache(functools.partial(self.identify, req))
-        req.context.identifier = self.identify
+        req.context.find_caller = functools.cache(functools.partial(self.verifier.caller, req))
+        req.context.verifier = self.verifier
 
 
 def allow(*kinds: str) -> Callable[..., None]:
     """``@falcon.before(allow(...))``: 403 problem unless the caller is one of ``kinds``."""
 
     def hook(req: falcon.Request, resp: falcon.Response, resource: Any, params: dict) -> None:
-        caller = web.require(req.context.identify(), *kinds)
+        caller = identity.require(req.context.find_caller(), *kinds)
         if caller.kind == PARTICIPANT:
             found = participants.find(resource.home.store, caller.name)
             if found is None or found.status != "active":

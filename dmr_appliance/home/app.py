@@ -9,9 +9,9 @@ from collections.abc import Mapping
 import falcon
 
 from dmr_appliance import config as config_mod
-from dmr_appliance import logs, web
+from dmr_appliance import identity, logs, web
 from dmr_appliance.config import HomeConfig
-from dmr_appliance.home.access import Identify
+from dmr_appliance.home.access import CallerOnce
 from dmr_appliance.home.deps import HomeDeps
 from dmr_appliance.home.resources import (
     credentials,
@@ -26,10 +26,10 @@ from dmr_appliance.home.resources import (
 from dmr_appliance.home.store import Store
 
 
-def create_app(home: HomeDeps, identifier: web.Identifier) -> falcon.App:
+def create_app(home: HomeDeps, verifier: identity.Verifier) -> falcon.App:
     """The app around its built dependencies: nothing is read or written here."""
-    app = falcon.App(middleware=[web.RequestContext(), home.metrics.requests, Identify(identifier),
-                                 web.CheckCaller(identifier)])
+    app = falcon.App(middleware=[web.RequestContext(), home.metrics.requests, CallerOnce(verifier),
+                                 identity.CheckCaller(verifier)])
     web.install_error_handlers(app)
 
     people = participants.Participants(home)
@@ -76,4 +76,4 @@ def get_app(environ: Mapping[str, str] = os.environ) -> falcon.App:
     config = config_mod.load(HomeConfig, environ.get("DMR_CONFIG"), environ)
     logs.configure(config.log_level, instance=config.instance)
     home = HomeDeps.build(config, Store(config.database))
-    return create_app(home, web.Identifier.from_files(config.tls.ca, config.tls.crl))
+    return create_app(home, identity.Verifier.from_files(config.tls.ca, config.tls.crl))

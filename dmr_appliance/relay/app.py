@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import falcon
 
-from dmr_appliance import config, envelope, logs, web
+from dmr_appliance import config, envelope, identity, logs, web
 from dmr_appliance.relay import draining, health
 from dmr_appliance.relay.delivery import Deliverer
 from dmr_appliance.relay.messages import Messages
@@ -22,14 +22,14 @@ def create_app(
     meters: RelayMetrics | None = None,
 ) -> falcon.App:
     meters = meters if meters is not None else deliverer.meters
-    identify = web.Identifier.from_files(cfg.tls.ca, cfg.tls.crl)
+    verifier = identity.Verifier.from_files(cfg.tls.ca, cfg.tls.crl)
     # POST /v1/messages identifies its caller itself (and counts a refusal by its problem).
-    checked = web.CheckCaller(identify, skip=frozenset({"/v1/messages"}))
+    checked = identity.CheckCaller(verifier, skip=frozenset({"/v1/messages"}))
     app = falcon.App(middleware=[web.RequestContext(), meters.requests, checked])
     web.install_error_handlers(app)
     limits = envelope.EnvelopeLimits(max_message_bytes=cfg.limits.max_message_bytes)
     app.add_route("/v1/messages", Messages(
-        trust, deliverer, meters, identify=identify, limits=limits,
+        trust, deliverer, meters, verifier=verifier, limits=limits,
     ))
     app.add_route("/healthz", health.Health())
     app.add_route("/readyz", health.Ready(trust))

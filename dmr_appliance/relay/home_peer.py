@@ -26,7 +26,7 @@ from dmr_appliance.errors import PkiError
 from dmr_appliance.relay.outbound import tls_context
 from dmr_appliance.wire import mtls
 
-ROUTER_KIND = "router"  # web.ROUTER_KIND: the kind that vouches; here, that relays home
+ROUTER_KIND = "router"  # identity.ROUTER_KIND: the kind that vouches; here, that relays home
 HOME_KIND = "server"
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import falcon
 
-from dmr_appliance import envelope, logs, web
+from dmr_appliance import envelope, identity, logs, web
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError, TokenError
 from dmr_appliance.relay.delivery import Deliverer, Recipient
 from dmr_appliance.relay.metrics import RelayMetrics
@@ -38,20 +38,20 @@ class Messages:
         deliverer: Deliverer,
         meters: RelayMetrics,
         *,
-        identify: web.Identifier,
+        verifier: identity.Verifier,
         limits: envelope.EnvelopeLimits,
     ) -> None:
         self.trust = trust
         self.deliverer = deliverer
         self.meters = meters
-        self.identify = identify
+        self.verifier = verifier
         self.limits = limits
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
             snapshot = self.trust.current()  # 503 while not ready: nothing attempted
-            identity = web.require(self.identify(req), "participant")
-            token = self.trust.access_token(bearer_token(req), snapshot, identity.thumbprint)
+            caller = identity.require(self.verifier.caller(req), "participant")
+            token = self.trust.access_token(bearer_token(req), snapshot, caller.thumbprint)
             message = envelope.parse_envelope(read_body(req, self.limits), self.limits)
             check_sender(message, token, snapshot)
             recipients = self.recipients(message, snapshot)

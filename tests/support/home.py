@@ -109,7 +109,7 @@ class HomeUnderTest:
 def home_under_test(state: Path, pki, *, rooms: Mapping[str, Sequence[str]] | None = None,
                     **overrides) -> HomeUnderTest:
     """An in-process home holding the participants of ``rooms`` (room -> ids)."""
-    from dmr_appliance import web
+    from dmr_appliance import identity
     from dmr_appliance.home.app import create_app
     from dmr_appliance.home.deps import HomeDeps
     from dmr_appliance.home.store import Store
@@ -117,7 +117,7 @@ def home_under_test(state: Path, pki, *, rooms: Mapping[str, Sequence[str]] | No
     config = home_config(state, pki, **overrides)
     store = Store(config.database)
     app = create_app(HomeDeps.build(config, store),
-                     web.Identifier.from_files(config.tls.ca, config.tls.crl))
+                     identity.Verifier.from_files(config.tls.ca, config.tls.crl))
     home = HomeUnderTest(app, config, store, pki)
     for pid, joined in members(rooms or {}).items():
         home.add(pid, joined)

@@ -2,7 +2,7 @@
 resumed TLS session after a revocation), and the status page's response headers.
 
 nginx checks the CRL at full handshakes only; the apps check the certificate the gate
-passes (``web.CheckCaller``) on every route, identity-free ones too. The real resumption,
+passes (``identity.CheckCaller``) on every route, identity-free ones too. The real resumption,
 against nginx, is in tests/integration/test_isolation_tls.py.
 """
 
@@ -13,8 +13,8 @@ import re
 import falcon.testing
 import pytest
 
+from dmr_appliance import identity, web
 from dmr_appliance import pki as pki_mod
-from dmr_appliance import web
 from dmr_appliance.relay.app import create_app
 from dmr_appliance.relay.delivery import Deliverer
 from dmr_appliance.relay.metrics import RelayMetrics
@@ -77,9 +77,9 @@ def test_probes_without_a_peer_certificate_still_answer(home, relay):
 
 
 def test_check_caller_skips_only_the_paths_it_is_told(revoked_pki):
-    identify = web.Identifier.from_files(revoked_pki.ca, revoked_pki.crl)
+    verifier = identity.Verifier.from_files(revoked_pki.ca, revoked_pki.crl)
     app = falcon.App(middleware=[web.RequestContext(),
-                                 web.CheckCaller(identify, skip=frozenset({"/own"}))])
+                                 identity.CheckCaller(verifier, skip=frozenset({"/own"}))])
     web.install_error_handlers(app)
 
     class Ok:

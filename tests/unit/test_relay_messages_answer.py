@@ -15,7 +15,7 @@ import falcon
 import falcon.testing
 import pytest
 
-from dmr_appliance import envelope, logs, web
+from dmr_appliance import envelope, identity, logs, web
 from dmr_appliance.errors import DmrError
 from dmr_appliance.relay.messages import Messages
 from dmr_appliance.relay.metrics import RelayMetrics
@@ -59,11 +59,11 @@ def lines() -> Iterator[io.StringIO]:
 @pytest.fixture
 def relay() -> SimpleNamespace:
     meters, deliverer = RelayMetrics(), Deliverer()
-    alice = web.ClientIdentity("participant", "alice", "thumb", certificate=None)
+    alice = identity.Caller("participant", "alice", "thumb", certificate=None)
     app = falcon.App(middleware=[web.RequestContext()])
     web.install_error_handlers(app)
     app.add_route("/v1/messages", Messages(Trust(), deliverer, meters,  # type: ignore[arg-type]
-                                           identify=lambda req: alice,  # type: ignore[arg-type]
+                                           verifier=SimpleNamespace(caller=lambda req: alice),  # type: ignore[arg-type]
                                            limits=envelope.EnvelopeLimits()))
     return SimpleNamespace(client=falcon.testing.TestClient(app), meters=meters,
                            deliverer=deliverer)

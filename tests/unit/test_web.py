@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from dmr_appliance import logs, web
+from dmr_appliance import identity, logs, web
 from dmr_appliance import pki as pki_mod
 from dmr_appliance.crl import CrlFile
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError
@@ -51,30 +51,30 @@ class FalconMedia:
 
 
 class WhoAmI:
-    def __init__(self, identify: web.Identifier) -> None:
-        self.identify = identify
+    def __init__(self, verifier: identity.Verifier) -> None:
+        self.verifier = verifier
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        identity = self.identify(req)
-        resp.media = identity and {
-            "kind": identity.kind,
-            "name": identity.name,
-            "thumbprint": identity.thumbprint,
+        caller = self.verifier.caller(req)
+        resp.media = caller and {
+            "kind": caller.kind,
+            "name": caller.name,
+            "thumbprint": caller.thumbprint,
         }
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
-        web.require(self.identify(req), "admin")
+        identity.require(self.verifier.caller(req), "admin")
         resp.status = falcon.HTTP_204
 
 
-def make_app(identify: web.Identifier) -> falcon.App:
+def make_app(verifier: identity.Verifier) -> falcon.App:
     app = falcon.App(middleware=[web.RequestContext()])
     web.install_error_handlers(app)
     app.add_route("/echo", Echo())
     app.add_route("/refuse", Refuse())
     app.add_route("/boom", Boom())
     app.add_route("/media", FalconMedia())
-    app.add_route("/whoami", WhoAmI(identify))
+    app.add_route("/whoami", WhoAmI(verifier))
     return app
 
 
@@ -104,7 +104,7 @@ def load(path: Path) -> x509.Certificate:
 
 @pytest.fixture
 def client(pki) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(make_app(web.Identifier.from_files(pki.ca, pki.crl)))
+    return falcon.testing.TestClient(make_app(identity.Verifier.from_files(pki.ca, pki.crl)))
 
 
 def escaped(pem: str | bytes) -> str:
@@ -266,11 +266,11 @@ def test_json_body_without_content_length_is_still_capped() -> None:
 
 
 def peer(pem: str) -> dict[str, str]:
-    return {web.PEER_CERT_HEADER: escaped(pem)}
+    return {identity.PEER_CERT_HEADER: escaped(pem)}
 
 
 def via_router(pki, pem: str) -> dict[str, str]:
-    return {**peer(pki.pem("router", "router")), web.CLIENT_CERT_HEADER: escaped(pem)}
+    return {**peer(pki.pem("router", "router")), identity.CLIENT_CERT_HEADER: escaped(pem)}
 
 
 def test_identity_forwarded_by_a_router_peer(client, pki) -> None:
@@ -299,7 +299,7 @@ def test_forged_header_from_a_non_router_peer_is_ignored(client, pki, captured, 
     # The reproduction of the trust-boundary issue: alice (or a relay, or a server
     # certificate named "router") claims to be the admin. She stays herself.
     headers = {**peer(pki.pem(kind, name)),
-               web.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
+               identity.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
     result = client.simulate_get("/whoami", headers=headers)
     assert (result.json["kind"], result.json["name"]) == (kind, name)
     [warning] = captured.lines("client-cert-ignored")
@@ -311,7 +311,7 @@ def test_forged_header_from_a_non_router_peer_is_ignored(client, pki, captured, 
 
 def test_forwarded_header_without_a_peer_is_no_identity(client, pki) -> None:
     # Only the gate sets the peer header: without it nothing is believed.
-    header = {web.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
+    header = {identity.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
     assert client.simulate_get("/whoami", headers=header).json is None
     assert_problem(client.simulate_delete("/whoami", headers=header), 403,
                    "no-client-identity")
@@ -319,7 +319,7 @@ def test_forwarded_header_without_a_peer_is_no_identity(client, pki) -> None:
 
 def test_no_header_means_no_identity(client) -> None:
     assert client.simulate_get("/whoami").json is None
-    assert client.simulate_get("/whoami", headers={web.PEER_CERT_HEADER: ""}).json is None
+    assert client.simulate_get("/whoami", headers={identity.PEER_CERT_HEADER: ""}).json is None
 
 
 def test_require_checks_the_kind(client, pki) -> None:
@@ -331,10 +331,10 @@ def test_require_checks_the_kind(client, pki) -> None:
 
 def test_require_returns_the_identity(pki) -> None:
     cert = load(pki.cert("relay", "relay-2"))
-    identity = web.ClientIdentity("relay", "relay-2", pki_mod.cert_thumbprint(cert), cert)
-    assert web.require(identity, "relay", "admin") is identity
+    caller = identity.Caller("relay", "relay-2", pki_mod.cert_thumbprint(cert), cert)
+    assert identity.require(caller, "relay", "admin") is caller
     with pytest.raises(AuthError) as caught:
-        web.require(None, "relay")
+        identity.require(None, "relay")
     assert caught.value.code == "no-client-identity"
     assert caught.value.status == 403
 
@@ -346,7 +346,7 @@ def test_certificate_of_another_ca_is_refused(client, pki, tmp_path) -> None:
                    "client-cert-invalid")
     # A router certificate of another CA vouches for nobody either.
     router = pki_mod.paths(other).cert("router", "router").read_text()
-    headers = {**peer(router), web.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
+    headers = {**peer(router), identity.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
     assert_problem(client.simulate_get("/whoami", headers=headers), 403, "client-cert-invalid")
 
 
@@ -363,10 +363,10 @@ def test_cached_verdict_is_not_reused_for_another_ca(pki, tmp_path) -> None:
     other = _other_pki(tmp_path)
     req = falcon.testing.create_req(headers=via_router(pki, pki.pem("participant", "bob")))
     ours, theirs = load(pki.ca), load(pki_mod.paths(other).ca)
-    first = web.client_identity(req, ca_cert=ours)
-    assert web.client_identity(req, ca_cert=ours) is first  # cache hit
+    first = identity.Verifier(ours).caller(req)
+    assert identity.Verifier(ours).caller(req) is first  # cache hit
     with pytest.raises(AuthError):
-        web.client_identity(req, ca_cert=theirs)
+        identity.Verifier(theirs).caller(req)
 
 
 @pytest.mark.parametrize(
@@ -379,9 +379,9 @@ def test_cached_verdict_is_not_reused_for_another_ca(pki, tmp_path) -> None:
     ],
 )
 def test_garbage_header_from_router_is_refused(client, pki, value) -> None:
-    headers = {**peer(pki.pem("router", "router")), web.CLIENT_CERT_HEADER: value}
+    headers = {**peer(pki.pem("router", "router")), identity.CLIENT_CERT_HEADER: value}
     assert_problem(client.simulate_get("/whoami", headers=headers), 403, "client-cert-invalid")
-    assert_problem(client.simulate_get("/whoami", headers={web.PEER_CERT_HEADER: value}), 403,
+    assert_problem(client.simulate_get("/whoami", headers={identity.PEER_CERT_HEADER: value}), 403,
                    "client-cert-invalid")
 
 
@@ -434,8 +434,8 @@ def test_unacceptable_certificate_from_our_ca_is_refused(client, pki, subject, d
 
 def test_revoked_certificates_are_refused_as_peer_and_as_forwarded(fresh_pki) -> None:
     client = falcon.testing.TestClient(
-        make_app(web.Identifier(load(fresh_pki.ca),
-                                CrlFile(fresh_pki.crl, load(fresh_pki.ca), interval=0))))
+        make_app(identity.Verifier(load(fresh_pki.ca),
+                                     CrlFile(fresh_pki.crl, load(fresh_pki.ca), interval=0))))
     alice = via_router(fresh_pki, fresh_pki.pem("participant", "alice"))
     assert client.simulate_get("/whoami", headers=alice).json["name"] == "alice"
     pki_mod.revoke(fresh_pki.dir, "participant", "alice")

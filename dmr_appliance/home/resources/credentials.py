@@ -58,7 +58,7 @@ class Tokens:
             raise InvalidRequest("an admin names the participant and sends its certificate "
                                  "(PEM), which home checks against the CA and its CRL")
         # Checked like a presented one: this CA, valid now, not revoked, and really pid's.
-        cert = req.context.identifier.certificate(pem)
+        cert = req.context.verifier.certificate(pem)
         if cert.kind != PARTICIPANT or cert.name != pid:
             raise InvalidRequest(f"the certificate is {cert.kind} {cert.name!r}, not "
                                  f"participant {pid!r}", field="certificate")

@@ -43,8 +43,7 @@ LOBBY = {"lobby": ("alice", "bob")}
 PARTICIPANT = "created_at endpoint id rooms status updated_at"
 CARD = "card endpoint expires_at rooms subject"
 TOKEN = "access_token expires_at expires_in jti rooms subject token_type"
-SYNC = ("generated_at issuer jwks limits revoked_participants revoked_tokens "
-        "suspended_participants version")
+SYNC = "generated_at jwks revoked_participants revoked_tokens suspended_participants version"
 MID, JTI = PATH_VALUES["{mid}"], PATH_VALUES["{jti}"]
 
 

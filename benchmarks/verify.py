@@ -1,13 +1,13 @@
-"""Verification: a message's access token and address card, cold vs through trust.py's cache.
+"""Verification: a message's access token and address card, cold vs through sync_state.py's cache.
 
 Per message the relay verifies one access token (bound to the sender's certificate) and
 one card per recipient (one here). Three ways, in alternating rounds:
 
   cold (tokens.verify_*)     the baseline: EdDSA signature and every claim checked, each time
-  trust.py, first sight      TrustState on a token it has not seen: verify, then cache
-  trust.py, cached           TrustState on a token it has seen (the hot path of a busy sender)
+  sync_state.py, first sight     SyncState on a token it has not seen: verify, then cache
+  sync_state.py, cached      SyncState on a token it has seen (the hot path of a busy sender)
 
-The sync document is a real one on disk, read by TrustState as a relay worker reads it.
+The sync document is a real one on disk, read by SyncState as a relay worker reads it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from _common import (
 )
 
 from dmr_appliance import tokens
-from dmr_appliance.relay.trust import SYNC_FILE, TrustState
+from dmr_appliance.relay.sync_state import SYNC_FILE, SyncState
 
 ISSUER = "dmr-bench"
 ENDPOINT = "https://localhost:9443/inbox/bob"
@@ -63,7 +63,7 @@ def credentials(key: tokens.SigningKey, cnf: str, count: int) -> Iterator[tuple[
 def variants(state_dir: Path, cnf: str, count: int) -> dict[str, Callable[[], None]]:
     key = tokens.SigningKey.generate()
     (state_dir / SYNC_FILE).write_bytes(sync_document(key))
-    trust = TrustState.in_dir(state_dir, issuer=ISSUER, leeway=30)
+    trust = SyncState.in_dir(state_dir, issuer=ISSUER, leeway=30)
     snapshot = trust.current()
     # More pairs than will be asked for (warm-up included): neither sees one twice.
     fresh_cold, fresh_trust = (credentials(key, cnf, count + 100) for _ in range(2))
@@ -87,8 +87,8 @@ def variants(state_dir: Path, cnf: str, count: int) -> dict[str, Callable[[], No
         trust.card(hot_card, current)
 
     return {"cold (tokens.verify_*, baseline)": cold,
-            "trust.py, first sight": first_sight,
-            "trust.py, cached (hot path)": cached}
+            "sync_state.py, first sight": first_sight,
+            "sync_state.py, cached (hot path)": cached}
 
 
 def main() -> None:
@@ -108,7 +108,7 @@ def main() -> None:
     stats = {name: Stats.of(s) for name, s in samples.items()}
     for name, s in stats.items():
         figure(name, s, extra=f"{s.count / sum(samples[name]):9.0f} messages/s")
-    cold, hot = stats["cold (tokens.verify_*, baseline)"], stats["trust.py, cached (hot path)"]
+    cold, hot = stats["cold (tokens.verify_*, baseline)"], stats["sync_state.py, cached (hot path)"]
     note("cold - cached", f"median {(cold.median - hot.median) * 1e6:+8.1f} µs per message "
                           f"({cold.median / hot.median:.0f}x faster when cached)")
 

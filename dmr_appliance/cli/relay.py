@@ -9,7 +9,7 @@ import sys
 from dmr_appliance import config, serving
 from dmr_appliance.cli import _numbers
 from dmr_appliance.cli._serve import config_option, register_serve
-from dmr_appliance.relay import draining, trust
+from dmr_appliance.relay import draining
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ def run_drain(args: argparse.Namespace) -> int:
             print(f"relay {settings.instance} draining: {left:g} deliveries in flight "
                   f"({seconds:.0f} s)", file=sys.stderr, flush=True)
 
-    waited = draining.wait_idle(socket, args.timeout, settle=2 * trust.RELOAD_INTERVAL,
+    waited = draining.wait_idle(socket, args.timeout, settle=2 * draining.CHECK_INTERVAL,
                                 on_wait=progress)
     try:
         status, body = serving.unix_get(socket, "/readyz", 2.0)

@@ -30,7 +30,7 @@ _log = logs.get_logger("dmr.home.sync")
 
 def document(store: Store, keyring: KeyRing, config: HomeConfig) -> dict[str, Any]:
     """Everything a relay needs, read in one snapshot so it matches its version; only what
-    relays read (relay/trust.py Snapshot), and when it was made. Settings a relay needs
+    relays read (relay/sync_state.py Snapshot), and when it was made. Settings a relay needs
     (the issuer it expects, its body limit) are in its relay.toml, one source each
     (docs/architecture.md, the sync document)."""
     with store.read() as conn:

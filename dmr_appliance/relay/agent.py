@@ -2,7 +2,7 @@
 
 It long-polls home's sync document (``GET {home_url}/sync?wait=N``, ETag and
 If-None-Match) and writes each new, valid document atomically to
-``state_dir/sync.json``, which every worker picks up within ``trust.RELOAD_INTERVAL``.
+``state_dir/sync.json``, which every worker picks up within ``sync_state.RELOAD_INTERVAL``.
 Every ``heartbeat_interval`` it reports to home (``POST {home_url}/heartbeats``) with
 the instance's counters. Home being down only delays both: workers keep serving on the
 saved document. Both calls go through a router with the relay's certificate, on the one
@@ -39,7 +39,7 @@ from dmr_appliance.errors import Unavailable
 from dmr_appliance.relay import home_peer
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.outbound import describe
-from dmr_appliance.relay.trust import SYNC_FILE, Snapshot, SyncDocumentError
+from dmr_appliance.relay.sync_state import SYNC_FILE, Snapshot, SyncDocumentError
 from dmr_appliance.wire.failover import Failover
 from dmr_appliance.wire.home import HomeClient, SyncAnswer
 from dmr_appliance.wire.retry import RetryPolicy

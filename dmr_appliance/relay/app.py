@@ -12,14 +12,15 @@ from dmr_appliance.relay import draining, health
 from dmr_appliance.relay.delivery import Deliverer
 from dmr_appliance.relay.messages import Messages
 from dmr_appliance.relay.metrics import RelayMetrics
-from dmr_appliance.relay.trust import TrustState
+from dmr_appliance.relay.sync_state import SyncState
 
 
 def create_app(
     cfg: config.RelayConfig,
-    trust: TrustState,
+    state: SyncState,
     deliverer: Deliverer,
     meters: RelayMetrics | None = None,
+    drain: draining.Flag | None = None,
 ) -> falcon.App:
     meters = meters if meters is not None else deliverer.meters
     verifier = identity.Verifier.from_files(cfg.tls.ca, cfg.tls.crl)
@@ -29,11 +30,11 @@ def create_app(
     web.install_error_handlers(app)
     limits = envelope.EnvelopeLimits(max_message_bytes=cfg.limits.max_message_bytes)
     app.add_route("/v1/messages", Messages(
-        trust, deliverer, meters, verifier=verifier, limits=limits,
+        state, deliverer, meters, verifier=verifier, limits=limits, drain=drain,
     ))
     app.add_route("/healthz", health.Health())
-    app.add_route("/readyz", health.Ready(trust))
-    app.add_route("/metrics", meters.exposition(trust, cfg))
+    app.add_route("/readyz", health.Ready(state, drain))
+    app.add_route("/metrics", meters.exposition(state, cfg))
     app.add_route("/openapi.json", health.OpenApi())
     return app
 
@@ -42,7 +43,7 @@ def get_app(environ: Mapping[str, str] = os.environ) -> falcon.App:
     """The app as gunicorn runs it: config from ``DMR_CONFIG`` and ``DMR_*`` variables."""
     cfg = config.load(config.RelayConfig, environ.get("DMR_CONFIG"), environ)
     logs.configure(cfg.log_level, instance=cfg.instance, queued=True)
-    trust = TrustState.in_dir(cfg.state_dir, issuer=cfg.issuer, leeway=cfg.tokens.leeway,
-                              drain_flag=draining.flag_path(cfg.gate.socket))
+    state = SyncState.in_dir(cfg.state_dir, issuer=cfg.issuer, leeway=cfg.tokens.leeway)
     meters = RelayMetrics()
-    return create_app(cfg, trust, Deliverer.from_config(cfg, meters), meters)
+    return create_app(cfg, state, Deliverer.from_config(cfg, meters), meters,
+                      draining.Flag(draining.flag_path(cfg.gate.socket)))

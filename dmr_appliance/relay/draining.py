@@ -9,8 +9,8 @@ drain`` sets the flag and waits until no delivery is in flight; the gunicorn mas
 clears it when it starts (``relay/gunicorn_conf.py``), so a restarted (upgraded) relay
 takes messages again.
 
-Workers look for the flag when they look for a new sync document (``trust.py``, at most
-every ``RELOAD_INTERVAL``): no extra system call per request.
+Workers look for the flag at most every ``CHECK_INTERVAL`` (``Flag``): not a system call
+per request.
 """
 
 from __future__ import annotations
@@ -21,9 +21,31 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dmr_appliance import metrics
+from dmr_appliance.errors import Unavailable
 from dmr_appliance.relay import metrics as relay_metrics
 
 FLAG = "draining"
+CHECK_INTERVAL = 0.1  # seconds between a worker's looks at the flag
+
+
+class Flag:
+    """A worker's look at the drain flag: ``refuse_if_set()`` answers 503 ``draining`` while
+    it exists. Threads may race to look again; each sees a recent answer."""
+
+    def __init__(self, path: Path, interval: float = CHECK_INTERVAL) -> None:
+        self.path = path
+        self.interval = interval
+        self._set = False
+        self._next_look = 0.0
+
+    def refuse_if_set(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_look:
+            self._next_look = now + self.interval
+            self._set = self.path.exists()
+        if self._set:
+            raise Unavailable("this relay is draining (it is about to stop); another relay "
+                              "takes the message", code="draining", title="Draining")
 
 
 def flag_path(socket: Path | str) -> Path:

@@ -6,7 +6,8 @@ from importlib import resources
 
 import falcon
 
-from dmr_appliance.relay.trust import TrustState
+from dmr_appliance.relay import draining
+from dmr_appliance.relay.sync_state import SyncState
 
 
 class Health:
@@ -17,13 +18,17 @@ class Health:
 
 
 class Ready:
-    """Ready once a sync document is held (from home, or saved by an earlier run)."""
+    """Ready once a sync document is held (from home, or saved by an earlier run), and not
+    while draining."""
 
-    def __init__(self, trust: TrustState) -> None:
-        self.trust = trust
+    def __init__(self, state: SyncState, drain: draining.Flag | None = None) -> None:
+        self.state = state
+        self.drain = drain
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        snapshot = self.trust.current()  # 503 not-ready, as POST /v1/messages answers
+        if self.drain is not None:  # 503 draining / not-ready, as POST /v1/messages answers
+            self.drain.refuse_if_set()
+        snapshot = self.state.current()
         resp.media = {"status": "ready", "sync_version": snapshot.version}
 
 

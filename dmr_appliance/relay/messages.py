@@ -22,9 +22,10 @@ import falcon
 
 from dmr_appliance import envelope, identity, logs, web
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError, TokenError
+from dmr_appliance.relay import draining
 from dmr_appliance.relay.delivery import Deliverer, Recipient
 from dmr_appliance.relay.metrics import RelayMetrics
-from dmr_appliance.relay.trust import Snapshot, TrustState
+from dmr_appliance.relay.sync_state import Snapshot, SyncState
 from dmr_appliance.tokens import AccessToken
 from dmr_appliance.wire.outcome import FAILED, REJECTED, Outcome, roll_up
 
@@ -34,14 +35,16 @@ _log = logs.get_logger("dmr.relay.messages")
 class Messages:
     def __init__(
         self,
-        trust: TrustState,
+        state: SyncState,
         deliverer: Deliverer,
         meters: RelayMetrics,
         *,
         verifier: identity.Verifier,
         limits: envelope.EnvelopeLimits,
+        drain: draining.Flag | None = None,
     ) -> None:
-        self.trust = trust
+        self.state = state
+        self.drain = drain
         self.deliverer = deliverer
         self.meters = meters
         self.verifier = verifier
@@ -49,9 +52,11 @@ class Messages:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            snapshot = self.trust.current()  # 503 while not ready: nothing attempted
+            if self.drain is not None:  # 503 draining: nothing attempted
+                self.drain.refuse_if_set()
+            snapshot = self.state.current()  # 503 while not ready: nothing attempted
             caller = identity.require(self.verifier.caller(req), "participant")
-            token = self.trust.access_token(bearer_token(req), snapshot, caller.thumbprint)
+            token = self.state.access_token(bearer_token(req), snapshot, caller.thumbprint)
             message = envelope.parse_envelope(read_body(req, self.limits), self.limits)
             check_sender(message, token, snapshot)
             recipients = self.recipients(message, snapshot)
@@ -70,7 +75,7 @@ class Messages:
         found: dict[str, Recipient] = {}
         for i, card_token in enumerate(message.to):
             try:
-                card = self.trust.card(card_token, snapshot)
+                card = self.state.card(card_token, snapshot)
             except TokenError as exc:
                 raise card_refused(exc, i) from None
             if message.room not in card.rooms:

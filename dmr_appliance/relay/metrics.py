@@ -17,7 +17,7 @@ from prometheus_client.core import Metric
 
 from dmr_appliance import __version__, metrics
 from dmr_appliance.config import RelayConfig
-from dmr_appliance.relay.trust import TrustState
+from dmr_appliance.relay.sync_state import SyncState
 from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED
 
 OUTCOMES = (DELIVERED, REJECTED, FAILED)
@@ -59,8 +59,8 @@ class RelayMetrics:
             self.deliveries.labels(outcome)
             self.delivery_duration.labels(outcome)
 
-    def exposition(self, trust: TrustState, cfg: RelayConfig) -> metrics.Exposition:
-        return metrics.Exposition(self.registry, lambda found: live(found, trust, cfg))
+    def exposition(self, state: SyncState, cfg: RelayConfig) -> metrics.Exposition:
+        return metrics.Exposition(self.registry, lambda found: live(found, state, cfg))
 
     def totals(self) -> dict[str, int]:
         """The instance's counts, for its heartbeat (home's status page charts them)."""
@@ -81,10 +81,10 @@ def in_flight(directory: Path) -> float:
     return sum(metrics.sample_values(metrics.read_directory(directory), IN_FLIGHT, "").values())
 
 
-def live(found: list[Metric], trust: TrustState, cfg: RelayConfig) -> Iterable[Metric]:
+def live(found: list[Metric], state: SyncState, cfg: RelayConfig) -> Iterable[Metric]:
     """What the scraping worker knows itself: its sync document and how old it is, its
     certificates' expiry."""
-    snapshot = trust.snapshot
+    snapshot = state.snapshot
     yield metrics.gauge("dmr_relay_info", "The relay instance and its package version.", 1,
                         relay=cfg.instance, version=__version__)
     yield metrics.gauge("dmr_relay_ready", "1 when a sync document is held.",

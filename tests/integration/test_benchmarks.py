@@ -20,7 +20,7 @@ FIGURES = {
     "delivery.py": ["http.client pool (Deliverer._post)", "urllib3 PoolManager (former)",
                     "requests.Session.post (baseline)", "urllib3 - http.client",
                     "requests - http.client", "Deliverer.deliver, 10 recipients"],
-    "verify.py": ["cold (tokens.verify_*, baseline)", "trust.py, cached (hot path)",
+    "verify.py": ["cold (tokens.verify_*, baseline)", "sync_state.py, cached (hot path)",
                   "cold - cached"],
     "relay_wrk.py": ["relay/B", "relay/C", "relay CPU µs/message", "B at half the relay's max",
                      "relay at half the relay's max", "fan-out to 1 recipients",

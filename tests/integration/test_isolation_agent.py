@@ -22,7 +22,7 @@ from dmr_appliance import sync_signature, tokens
 from dmr_appliance.relay.agent import Agent
 from dmr_appliance.relay.home_peer import Refused
 from dmr_appliance.relay.metrics import RelayMetrics
-from dmr_appliance.relay.trust import SYNC_FILE, Snapshot
+from dmr_appliance.relay.sync_state import SYNC_FILE, Snapshot
 from tests.support.relay_kit import HomeSigner, relay_config
 
 pytestmark = pytest.mark.slow

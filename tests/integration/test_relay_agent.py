@@ -16,7 +16,7 @@ from dmr_appliance.errors import DmrError
 from dmr_appliance.local.processes import free_port
 from dmr_appliance.relay.agent import Agent
 from dmr_appliance.relay.metrics import RelayMetrics
-from dmr_appliance.relay.trust import SYNC_FILE, Snapshot
+from dmr_appliance.relay.sync_state import SYNC_FILE, Snapshot
 from tests.support.home import router_session, running_home
 from tests.support.identity import forwarded
 from tests.support.relay_kit import relay_config

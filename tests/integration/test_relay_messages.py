@@ -16,11 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dmr_appliance import __version__, config, tokens
 from dmr_appliance.files import write_atomic
-from dmr_appliance.relay import trust as trust_mod
+from dmr_appliance.relay import sync_state as sync_state_mod
 from dmr_appliance.relay.app import create_app
 from dmr_appliance.relay.delivery import Deliverer
 from dmr_appliance.relay.metrics import RelayMetrics
-from dmr_appliance.relay.trust import TrustState
+from dmr_appliance.relay.sync_state import SyncState
 from tests.support.identity import (
     CLIENT_CERT_HEADER,
     PEER_CERT_HEADER,
@@ -39,7 +39,7 @@ MAX_BYTES = 4096
 class Relay:
     client: falcon.testing.TestClient
     signer: HomeSigner
-    trust: TrustState
+    trust: SyncState
     meters: RelayMetrics
     servers: dict
     logs: dict
@@ -71,10 +71,10 @@ class Relay:
 
 @pytest.fixture
 def relay(pki, tmp_path, monkeypatch):
-    monkeypatch.setattr(trust_mod, "RELOAD_INTERVAL", 0.0)
+    monkeypatch.setattr(sync_state_mod, "RELOAD_INTERVAL", 0.0)
     signer = HomeSigner()
     cfg = relay_config(pki, tmp_path, limits=config.BodyLimits(max_message_bytes=MAX_BYTES))
-    state = TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=5)
+    state = SyncState.in_dir(tmp_path, issuer=ISSUER, leeway=5)
     write_atomic(state.path, signer.document())
     meters = RelayMetrics()
     deliverer = Deliverer.from_config(cfg, meters)
@@ -148,7 +148,7 @@ def test_a_permanent_rejection_is_422(relay):
 
 def test_not_ready_without_a_sync_document(relay):
     relay.trust.path.unlink()
-    fresh = TrustState(relay.trust.path, issuer=ISSUER, leeway=5)
+    fresh = SyncState(relay.trust.path, issuer=ISSUER, leeway=5)
     app = create_app(relay_config(relay.pki, relay.trust.path.parent), fresh,
                      Deliverer.from_config(relay_config(relay.pki, relay.trust.path.parent)))
     client = falcon.testing.TestClient(app)

@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dmr_appliance import metrics
+from dmr_appliance.errors import Unavailable
 from dmr_appliance.relay import draining
 
 WORKER = ("import os; from dmr_appliance.relay.metrics import RelayMetrics; "
@@ -43,3 +46,24 @@ def test_drain_waits_for_the_deliveries_in_flight_of_every_live_worker(tmp_path,
     metrics.process_exited(second)
     waited = draining.wait_idle(socket, 5, settle=0)
     assert waited is not None and waited < 5
+
+
+def test_the_flag_refuses_while_it_exists_then_serves_again(tmp_path):
+    path = tmp_path / "run" / "draining"
+    path.parent.mkdir()
+    flag = draining.Flag(path, interval=0.0)
+    flag.refuse_if_set()  # no flag: nothing raised
+    path.touch()
+    with pytest.raises(Unavailable) as err:
+        flag.refuse_if_set()
+    assert (err.value.code, err.value.status) == ("draining", 503)
+    path.unlink()
+    flag.refuse_if_set()
+
+
+def test_the_flag_is_looked_at_only_every_interval(tmp_path):
+    path = tmp_path / "draining"
+    flag = draining.Flag(path, interval=60.0)
+    flag.refuse_if_set()
+    path.touch()
+    flag.refuse_if_set()  # not looked at again yet: still serving

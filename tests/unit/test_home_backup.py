@@ -21,7 +21,7 @@ from dmr_appliance.home.resources.health import live
 from dmr_appliance.home.store import MIGRATIONS, Store
 from dmr_appliance.relay.agent import Agent
 from dmr_appliance.relay.metrics import RelayMetrics
-from dmr_appliance.relay.trust import SYNC_FILE, Snapshot
+from dmr_appliance.relay.sync_state import SYNC_FILE, Snapshot
 from dmr_appliance.sync_signature import HEADER
 from tests.support.home import home_under_test, write_toml
 from tests.support.relay_kit import relay_config

@@ -18,7 +18,7 @@ from dmr_appliance import pki as pki_mod
 from dmr_appliance.relay.app import create_app
 from dmr_appliance.relay.delivery import Deliverer
 from dmr_appliance.relay.metrics import RelayMetrics
-from dmr_appliance.relay.trust import TrustState
+from dmr_appliance.relay.sync_state import SyncState
 from tests.support.home import home_under_test
 from tests.support.identity import direct_headers
 from tests.support.relay_kit import relay_config
@@ -42,7 +42,7 @@ def relay(tmp_path, revoked_pki):
     cfg = relay_config(revoked_pki, tmp_path)
     meters = RelayMetrics()
     deliverer = Deliverer.from_config(cfg, meters)
-    trust = TrustState.in_dir(tmp_path, issuer="dmr-home", leeway=5)
+    trust = SyncState.in_dir(tmp_path, issuer="dmr-home", leeway=5)
     yield falcon.testing.TestClient(create_app(cfg, trust, deliverer, meters))
     deliverer.close()
 

@@ -1,4 +1,5 @@
-"""The retry policy alone: classification, full-jitter backoff, Retry-After."""
+"""The retry policy alone: full-jitter backoff, Retry-After (classification:
+test_wire_outcome.py)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED, classify
 from dmr_appliance.wire.retry import RetryPolicy, parse_retry_after
-
-
-@pytest.mark.parametrize(
-    ("status", "outcome"),
-    [(200, DELIVERED), (204, DELIVERED), (400, REJECTED), (403, REJECTED), (404, REJECTED),
-     (408, FAILED), (429, FAILED), (500, FAILED), (502, FAILED), (503, FAILED), (None, FAILED),
-     (301, FAILED)],
-)
-def test_classify(status: int | None, outcome: str) -> None:
-    assert classify(status) == outcome
 
 
 @given(attempt=st.integers(1, 30), seed=st.integers(0, 2**32))

@@ -1,4 +1,4 @@
-"""What a relay trusts: home's current sync document and the tokens it has verified.
+"""A relay worker's sync state: home's current sync document and the tokens it has verified.
 
 The sync agent (one per relay instance) writes the last good document to
 ``state_dir/sync.json`` atomically; every worker holds it as an immutable ``Snapshot``
@@ -132,7 +132,7 @@ class VerdictCache(Generic[V]):
         return len(self._items)
 
 
-class TrustState:
+class SyncState:
     """A worker's view of the sync document on disk, plus its verdict caches."""
 
     def __init__(
@@ -143,11 +143,8 @@ class TrustState:
         leeway: int,
         clock: Callable[[], float] = time.time,
         cache_size: int = CACHE_SIZE,
-        drain_flag: Path | None = None,
     ) -> None:
         self.path = Path(path)
-        self.drain_flag = drain_flag  # relay/draining.py: 503 draining while it exists
-        self.draining = False
         self.issuer = issuer
         self.leeway = leeway
         self.clock = clock
@@ -159,7 +156,7 @@ class TrustState:
         self._reload = threading.Lock()
 
     @classmethod
-    def in_dir(cls, state_dir: Path, **kwargs: Any) -> TrustState:
+    def in_dir(cls, state_dir: Path, **kwargs: Any) -> SyncState:
         return cls(Path(state_dir) / SYNC_FILE, **kwargs)
 
     # --- the sync document -------------------------------------------------------------
@@ -171,14 +168,9 @@ class TrustState:
         return self._snapshot
 
     def current(self) -> Snapshot:
-        """The document in use; 503 while the relay holds none or is draining (nothing was
-        attempted: the router gives the message to another relay)."""
+        """The document in use; 503 while the relay holds none (nothing was attempted: the
+        router gives the message to another relay)."""
         snapshot = self.snapshot
-        if self.draining:
-            raise Unavailable(
-                "this relay is draining (it is about to stop); another relay takes the "
-                "message", code="draining", title="Draining",
-            )
         if snapshot is None:
             raise Unavailable(
                 "this relay holds no sync document from home yet", code="not-ready",
@@ -195,8 +187,6 @@ class TrustState:
             return
         try:
             self._next_check = now + RELOAD_INTERVAL
-            if self.drain_flag is not None:
-                self.draining = self.drain_flag.exists()
             self._load_if_changed()
         finally:
             self._reload.release()

@@ -1,4 +1,4 @@
-"""The relay's trust state: sync document snapshots, reloads, verdict caches."""
+"""The relay's sync state: sync document snapshots, reloads, verdict caches."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from dmr_appliance import pki as pki_mod
 from dmr_appliance import sync_signature, tokens
 from dmr_appliance.errors import AuthError, TokenError, Unavailable
 from dmr_appliance.files import write_atomic
-from dmr_appliance.relay import home_peer, trust
-from dmr_appliance.relay.trust import Snapshot, SyncDocumentError, TrustState, VerdictCache
+from dmr_appliance.relay import home_peer, sync_state
+from dmr_appliance.relay.sync_state import Snapshot, SyncDocumentError, SyncState, VerdictCache
 from tests.support.relay_kit import ISSUER, HomeSigner, thumbprint
 
 
@@ -23,9 +23,9 @@ def signer() -> HomeSigner:
 
 
 @pytest.fixture
-def state(tmp_path, monkeypatch) -> TrustState:
-    monkeypatch.setattr(trust, "RELOAD_INTERVAL", 0.0)  # every look stats the file
-    return TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=0)
+def state(tmp_path, monkeypatch) -> SyncState:
+    monkeypatch.setattr(sync_state, "RELOAD_INTERVAL", 0.0)  # every look stats the file
+    return SyncState.in_dir(tmp_path, issuer=ISSUER, leeway=0)
 
 
 def test_snapshot_reads_homes_document(signer):
@@ -67,21 +67,6 @@ def test_not_ready_without_a_document(state):
     assert (err.value.code, err.value.status) == ("not-ready", 503)
 
 
-def test_draining_while_the_flag_exists_then_serving_again(tmp_path, signer, monkeypatch):
-    monkeypatch.setattr(trust, "RELOAD_INTERVAL", 0.0)
-    flag = tmp_path / "run" / "draining"
-    flag.parent.mkdir()
-    state = TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=0, drain_flag=flag)
-    write_atomic(state.path, signer.document())
-    assert state.current().version == 1
-    flag.touch()
-    with pytest.raises(Unavailable) as err:
-        state.current()
-    assert (err.value.code, err.value.status) == ("draining", 503)
-    flag.unlink()
-    assert state.current().version == 1
-
-
 def test_a_new_file_replaces_the_snapshot_and_a_broken_one_does_not(state, signer):
     write_atomic(state.path, signer.document())
     assert state.current().version == 1
@@ -94,8 +79,8 @@ def test_a_new_file_replaces_the_snapshot_and_a_broken_one_does_not(state, signe
 
 
 def test_the_file_is_looked_at_only_every_reload_interval(tmp_path, signer, monkeypatch):
-    monkeypatch.setattr(trust, "RELOAD_INTERVAL", 60.0)
-    state = TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=0)
+    monkeypatch.setattr(sync_state, "RELOAD_INTERVAL", 60.0)
+    state = SyncState.in_dir(tmp_path, issuer=ISSUER, leeway=0)
     write_atomic(state.path, signer.document())
     assert state.current().version == 1
     signer.version = 2
@@ -144,7 +129,7 @@ def test_a_revoked_jti_is_refused(state, signer, pki):
 
 def test_a_cached_verdict_is_never_used_past_exp(tmp_path, signer, pki):
     clock = [time.time()]
-    state = TrustState.in_dir(tmp_path, issuer=ISSUER, leeway=0, clock=lambda: clock[0])
+    state = SyncState.in_dir(tmp_path, issuer=ISSUER, leeway=0, clock=lambda: clock[0])
     write_atomic(state.path, signer.document())
     cert = pki.cert("participant", "alice")
     token = signer.token("alice", cert, lifetime=60, now=int(clock[0]))

@@ -26,8 +26,10 @@ FIGURES = {
                      "relay at half the relay's max", "fan-out to 1 recipients",
                      "fan-out to 10 recipients", "fan-out to 50 recipients",
                      "relay worker RSS after", "relay RSS growth"],
-    "revocation.py": ["suspend: every relay's sync.json", "suspend: every message refused",
-                      "reinstate: every message delivered", "no-op admin call (baseline)"],
+    "participant_revocation.py": ["suspend: every relay's sync.json",
+                                  "suspend: every message refused",
+                                  "reinstate: every message delivered",
+                                  "no-op admin call (baseline)"],
 }
 RELAY_WRK_KEYS = [
     f"{path}_{figure}" for path in ("B", "C", "relay")
@@ -40,7 +42,7 @@ RELAY_WRK_KEYS = [
 
 @pytest.mark.parametrize("script", [
     "delivery.py", "verify.py",
-    pytest.param("revocation.py", marks=pytest.mark.needs_nginx),
+    pytest.param("participant_revocation.py", marks=pytest.mark.needs_nginx),
     pytest.param("relay_wrk.py", marks=[pytest.mark.needs_nginx, NEEDS_WRK]),
 ])
 def test_benchmark_runs_quick_and_prints_its_figures(script):

@@ -1,4 +1,5 @@
-"""Revocation: how long a participant's suspension (and reinstatement) takes to reach relays.
+"""Participant revocation: how long a participant's suspension (and reinstatement) takes to
+reach relays (not certificate revocation, the CRL's: tests/integration/test_trust_boundary).
 
 The local stack (home, 2 relays, nginx router, recipient; real TLS on loopback). ``--repeat``
 times: the admin suspends the sender through the router's home API, then, every ``--poll``
@@ -158,9 +159,9 @@ def main() -> None:
     args = cli.parse_args()
     require_nginx()
     repeat = args.repeat or (2 if args.quick else 10)
-    header("revocation: suspend/reinstate until relays act on it", repeat=repeat,
+    header("participant revocation: suspend/reinstate until relays act on it", repeat=repeat,
            poll_ms=round(args.poll * 1000), relays=args.relays)
-    with scratch("revocation") as tmp, running_stack(tmp / "stack", args.relays) as stack:
+    with scratch("participants") as tmp, running_stack(tmp / "stack", args.relays) as stack:
         creds = enroll(stack, "bench")
         admin = stack.admin_client()
         probe = Probe(stack, creds)

@@ -1,8 +1,8 @@
 """Message envelope v1: parse and validate (the relay), build (a sender).
 
 Pure: standard library only, no Falcon, no sockets. ``parse_envelope`` is on the
-relay's hot path for every message, so it reads the body once, checks its nesting
-depth without recursion, decodes it once, and validates every field in one pass.
+relay's hot path for every message, so it decodes the body once (``envelope_json``: size,
+UTF-8, nesting depth without recursion, strict JSON) and validates every field in one pass.
 Each broken rule raises ``EnvelopeError`` with its own stable ``code``; the error's
 ``extra`` names the offending ``field`` so the problem+json document shows it.
 """
@@ -10,28 +10,24 @@ Each broken rule raises ``EnvelopeError`` with its own stable ``code``; the erro
 from __future__ import annotations
 
 import json
-import math
 import re
 import secrets
-from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate
 from types import MappingProxyType
 from typing import Any, NoReturn
 
-from dmr_appliance import ids
+from dmr_appliance import envelope_json, ids
 from dmr_appliance.errors import EnvelopeError
 from dmr_appliance.timefmt import format_time, parse_time
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 MAX_CARD_CHARS = 8192
 
-# 400: the body is not a JSON document we are willing to decode; 413: too big;
-# 422: valid JSON whose content breaks a v1 rule.
-SYNTAX = 400
-TOO_LARGE = 413
+# 422: valid JSON whose content breaks a v1 rule; 400 a document we will not read at all
+# (envelope_json's, and no recipients).
+SYNTAX = envelope_json.SYNTAX
 SEMANTIC = 422
 
 FIELDS = frozenset({"id", "room", "from", "to", "created_at", "expires_at", "content_type",
@@ -49,16 +45,6 @@ _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _BASE64 = re.compile(
     r"[A-Za-z0-9+/]*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?"
 )
-# The depth scan works on the raw bytes (UTF-8 never puts an ASCII byte inside a
-# multi-byte character). It blanks out JSON strings, so brackets in them do not
-# count, then keeps only brackets as +1/-1. The string pattern is possessive and
-# always matches once a quote opens (even unterminated or ending in a backslash),
-# which keeps it linear on hostile input; on valid JSON it is exact, and on invalid
-# JSON it agrees with the parser up to the point where the parser gives up.
-_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
-_BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # +1 / -1 as signed bytes
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
-
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -126,67 +112,9 @@ def _fail(code: str, detail: str, *, status: int = SEMANTIC, **extra: Any) -> No
     raise EnvelopeError(detail, code=code, status=status, **extra)
 
 
-def _check_depth(body: bytes, limit: int) -> None:
-    # Cheap bound first: nesting can never exceed the number of opening brackets.
-    if body.count(b"[") + body.count(b"{") <= limit:
-        return
-    steps = _JSON_STRING.sub(b"", body).translate(_BRACKET_STEPS, _NOT_BRACKETS)
-    if max(accumulate(array("b", steps)), default=0) > limit:
-        _fail(
-            "envelope-too-deep",
-            f"JSON nesting is deeper than {limit} arrays and objects",
-            status=SYNTAX,
-            limit=limit,
-        )
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):  # only then pay for finding which key repeats
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                _fail("envelope-malformed-json", f"duplicate key {key[:64]!r}", status=SYNTAX)
-            seen.add(key)
-    return obj
-
-
-def _constant(name: str) -> NoReturn:
-    _fail("envelope-malformed-json", f"{name} is not valid JSON", status=SYNTAX)
-
-
-def _float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # e.g. 1e999, which would come back out as Infinity
-        _fail("envelope-malformed-json", f"number out of range: {text[:40]}", status=SYNTAX)
-    return value
-
-
 def _decode(body: bytes, limits: EnvelopeLimits) -> Any:
-    if len(body) > limits.max_message_bytes:
-        _fail(
-            "envelope-too-large",
-            f"body is {len(body)} bytes; at most {limits.max_message_bytes} are allowed",
-            status=TOO_LARGE,
-            limit=limits.max_message_bytes,
-        )
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        _fail("envelope-malformed-json", f"body is not UTF-8 (byte {exc.start})", status=SYNTAX)
-    _check_depth(body, limits.max_json_depth)
-    try:
-        return json.loads(
-            text, object_pairs_hook=_object, parse_constant=_constant, parse_float=_float
-        )
-    except json.JSONDecodeError as exc:
-        _fail(
-            "envelope-malformed-json",
-            f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            status=SYNTAX,
-        )
-    except ValueError:  # an integer beyond Python's digit limit
-        _fail("envelope-malformed-json", "body is not JSON: a number is too long", status=SYNTAX)
+    return envelope_json.decode(body, max_bytes=limits.max_message_bytes,
+                                max_depth=limits.max_json_depth)
 
 
 # ----------------------------------------------------------------------- validation

@@ -48,7 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Send a message as a participant: retries per router, "
                             "failover to the next router, failed messages reported to home. "
                             "Exit 0: all delivered; 1: any recipient failed or refused; 2: usage.")
-    what = parser.add_argument_group("the message")
+    _message_options(parser.add_argument_group("the message"))
+    _delivery_options(parser.add_argument_group("delivery"))
+    _identity_options(parser.add_argument_group("identity"))
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="one JSON result per message")
+    out.add_argument("--log-level", default="warning", choices=sorted(logs.LEVELS),
+                     help="JSON log lines on stderr from this level (default %(default)s: "
+                     "retries, failovers, failures)")
+    parser.set_defaults(func=run)
+
+
+def _message_options(what: argparse._ArgumentGroup) -> None:
     what.add_argument("--room", help="room name (default for --batch lines)")
     what.add_argument("--to", action="append", default=[], metavar="ID",
                       help="recipient participant id; repeat for several")
@@ -67,7 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--id", help="message id (default: a fresh ULID)")
     what.add_argument("--ttl", type=_numbers.whole(1), default=300,
                       help="seconds until the message expires (default %(default)s)")
-    how = parser.add_argument_group("delivery")
+
+
+def _delivery_options(how: argparse._ArgumentGroup) -> None:
     how.add_argument("--router", action="append", default=[], metavar="URL",
                      help="router base URL, in order of preference; repeatable (default: "
                      "$DMR_ROUTERS, comma-separated, the --state-dir stack's, or "
@@ -83,7 +96,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "failure reports (default: $DMR_HOME_URL, else the first router's /v1/home)")
     how.add_argument("--spool", type=Path, help="where failure reports wait while home is "
                      "down (default: STATE_DIR/sender/ or ~/.local/state/dmr/)")
-    who = parser.add_argument_group("identity")
+
+
+def _identity_options(who: argparse._ArgumentGroup) -> None:
     who.add_argument("--as", dest="participant", default=os.environ.get("DMR_PARTICIPANT"),
                      help="participant whose certificate PKI/participant/NAME.pem is used "
                      "($DMR_PARTICIPANT)")
@@ -94,14 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "NAME.pem)")
     who.add_argument("--key", type=Path, help="its private key")
     who.add_argument("--ca", type=Path, help="deployment CA (default PKI/ca.pem)")
-    out = parser.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="one JSON result per message")
-    out.add_argument("--log-level", default="warning", choices=sorted(logs.LEVELS),
-                     help="JSON log lines on stderr from this level (default %(default)s: "
-                     "retries, failovers, failures)")
-    parser.set_defaults(func=run)
-
-
 
 
 # -- messages --------------------------------------------------------------------------------

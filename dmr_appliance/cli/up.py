@@ -11,7 +11,8 @@ from pathlib import Path
 
 from dmr_appliance.cli import _numbers
 from dmr_appliance.cli._lifecycle import Stopped, relay_count, supervised
-from dmr_appliance.local.stack import PARTICIPANTS, Stack
+from dmr_appliance.local.layout import PARTICIPANTS
+from dmr_appliance.local.stack import Stack
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dmr_appliance.local import stack as local_stack
+from dmr_appliance.local import layout as local_layout
 from dmr_appliance.local.stack import Stack
 from tests.support.doc_blocks import ROOT, Block, blocks_for
 
@@ -74,7 +74,7 @@ def test_readme_first_message(tmp_path, monkeypatch):
     site: its PKI holds the CA and the admin (as site.yml with the example inventory leaves
     inventories/prod/pki), no participant; home and a relay behind the router."""
     block = only_block("test_readme_first_message")
-    monkeypatch.setattr(local_stack, "PARTICIPANTS", ())  # the site run issues none
+    monkeypatch.setattr(local_layout, "PARTICIPANTS", ())  # the site run issues none
     with Stack(tmp_path / "state", relays=1, port=0) as stack:
         inbox = f"https://localhost:{stack.ports['recipient']}/inbox"
         code = script(block, {

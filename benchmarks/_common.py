@@ -42,8 +42,11 @@ LABEL = 40  # width of a figure line's label
 def parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser with ``--quick`` (a few seconds, for smoke tests)."""
     first, _, rest = (doc or "").strip().partition("\n")
-    p = argparse.ArgumentParser(description=first, epilog=rest.strip() or None,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=first,
+        epilog=rest.strip() or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="a short run (a few seconds)")
     return p
 
@@ -52,8 +55,10 @@ def header(title: str, **settings: object) -> None:
     """What ran where: one line of context for figures from a shared, noisy machine."""
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"# {title}")
-    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
-          f"urllib3 {urllib3.__version__}, {os.cpu_count()} CPUs, load {load}")
+    print(
+        f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
+        f"urllib3 {urllib3.__version__}, {os.cpu_count()} CPUs, load {load}"
+    )
     if settings:
         print("# " + ", ".join(f"{k}={v}" for k, v in settings.items()))
 
@@ -96,8 +101,9 @@ def timed(call: Callable[[], object], count: int) -> list[float]:
     return samples
 
 
-def interleaved(variants: dict[str, Callable[[], object]], count: int, rounds: int,
-                warmup: int = 20) -> dict[str, list[float]]:
+def interleaved(
+    variants: dict[str, Callable[[], object]], count: int, rounds: int, warmup: int = 20
+) -> dict[str, list[float]]:
     """Per-call seconds of each variant, run in alternating rounds so that a noisy
     neighbour hurts every variant alike."""
     for call in variants.values():
@@ -125,14 +131,18 @@ def note(label: str, text: str) -> None:
 
 def figure(label: str, stats: Stats, unit: Callable[[float], str] = us, extra: str = "") -> None:
     """One figure line: ``label  median … p90 … p99 … [extra]``."""
-    print(f"  {label:<{LABEL}} median {unit(stats.median)}  p90 {unit(stats.p90)}  "
-          f"p99 {unit(stats.p99)}  (n={stats.count}){'  ' + extra if extra else ''}")
+    print(
+        f"  {label:<{LABEL}} median {unit(stats.median)}  p90 {unit(stats.p90)}  "
+        f"p99 {unit(stats.p99)}  (n={stats.count}){'  ' + extra if extra else ''}"
+    )
 
 
 def spread(label: str, stats: Stats, unit: Callable[[float], str] = ms, extra: str = "") -> None:
     """One figure line for few samples: ``label  min … median … max …``."""
-    print(f"  {label:<{LABEL}} min {unit(stats.low)}  median {unit(stats.median)}  "
-          f"max {unit(stats.high)}  (n={stats.count}){'  ' + extra if extra else ''}")
+    print(
+        f"  {label:<{LABEL}} min {unit(stats.low)}  median {unit(stats.median)}  "
+        f"max {unit(stats.high)}  (n={stats.count}){'  ' + extra if extra else ''}"
+    )
 
 
 # --- a deployment PKI and TLS -----------------------------------------------------------
@@ -170,8 +180,12 @@ def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
 
 
 def client_pool(ca: Path, cert: Path, key: Path, connections: int) -> urllib3.PoolManager:
-    return urllib3.PoolManager(maxsize=connections, block=True, cert_reqs="CERT_REQUIRED",
-                               ssl_context=client_context(ca, cert, key))
+    return urllib3.PoolManager(
+        maxsize=connections,
+        block=True,
+        cert_reqs="CERT_REQUIRED",
+        ssl_context=client_context(ca, cert, key),
+    )
 
 
 def thumbprint(cert: Path) -> str:
@@ -195,10 +209,25 @@ def scratch(prefix: str) -> Iterator[Path]:
 def recipient_process(p: Pki, delay: float = 0.0) -> Iterator[int]:
     """``dmr recipient`` (its own process, so it does not share our GIL); yields its port."""
     cert, key = p.pair("server", "recipient")
-    argv = [sys.executable, "-m", "dmr_appliance", "recipient", "--bind", f"{HOST}:0",
-            "--cert", str(cert), "--key", str(key), "--ca", str(p.ca), "--delay", str(delay)]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                               text=True, start_new_session=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "dmr_appliance",
+        "recipient",
+        "--bind",
+        f"{HOST}:0",
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
+        "--ca",
+        str(p.ca),
+        "--delay",
+        str(delay),
+    ]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()  # {"event": "listening", "port": ...}
@@ -239,8 +268,10 @@ def group_rss(pgid: int) -> dict[int, int]:
 def require_nginx() -> None:
     """The stack's router is Debian's nginx; say so plainly if it is missing."""
     if not Path(serving.NGINX).exists():
-        sys.exit(f"this benchmark runs the real router and needs Debian's nginx at "
-                 f"{serving.NGINX}: apt-get install -y nginx")
+        sys.exit(
+            f"this benchmark runs the real router and needs Debian's nginx at "
+            f"{serving.NGINX}: apt-get install -y nginx"
+        )
 
 
 class BenchStack(Stack):
@@ -253,8 +284,9 @@ class BenchStack(Stack):
         self.relay_settings = {k: v for k, v in relay_settings.items() if v is not None}
 
     def router_config(self) -> config.RouterConfig:
-        unlimited = config.RateLimit(rate="100000r/s", burst=100_000,
-                                     home_rate="100000r/s", home_burst=100_000)
+        unlimited = config.RateLimit(
+            rate="100000r/s", burst=100_000, home_rate="100000r/s", home_burst=100_000
+        )
         return dataclasses.replace(super().router_config(), rate_limit=unlimited)
 
     def relay_config(self, name: str) -> config.RelayConfig:
@@ -290,8 +322,13 @@ class Credentials:
         return self.cards[0]
 
 
-def enroll(stack: Stack, room: str, sender: str = "alice", to: Sequence[str] = ("bob",),
-           endpoint: str | None = None) -> Credentials:
+def enroll(
+    stack: Stack,
+    room: str,
+    sender: str = "alice",
+    to: Sequence[str] = ("bob",),
+    endpoint: str | None = None,
+) -> Credentials:
     """Register ``sender`` and the recipients ``to`` at home (``to`` at ``endpoint``, else
     at the stack's recipient); a token for ``sender``, the cards of ``to``."""
     admin = stack.admin_client()

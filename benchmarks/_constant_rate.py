@@ -18,8 +18,9 @@ from _common import note, rank
 THREADS = 32  # enough in flight for the rate x latency these runs see
 
 
-def constant_rate(url: str, body: bytes, rate: float,
-                  seconds: float) -> tuple[float, list[float], int]:
+def constant_rate(
+    url: str, body: bytes, rate: float, seconds: float
+) -> tuple[float, list[float], int]:
     """(achieved rate, latencies from due time in s, non-200 answers)."""
     parts = urllib.parse.urlsplit(url)
     total = max(1, int(rate * seconds))
@@ -60,20 +61,26 @@ def constant_rate(url: str, body: bytes, rate: float,
     return total / (time.perf_counter() - start), sorted(latencies), failures[0]
 
 
-def at_half_rate(relay_url: str, b_url: str, body: bytes, rate: float,
-                 seconds: float) -> dict[str, float]:
+def at_half_rate(
+    relay_url: str, b_url: str, body: bytes, rate: float, seconds: float
+) -> dict[str, float]:
     """p50/p99 of the relay path and of B at ``rate`` requests/s."""
     found: dict[str, float] = {"half_rate_target": round(rate)}
     for name, url in (("B", b_url), ("relay", relay_url)):
         achieved, lat, failed = constant_rate(url, body, rate, seconds)
         p50, p99 = rank(lat, 0.50) * 1000, rank(lat, 0.99) * 1000
-        note(f"{name} at half the relay's max", f"target {rate:.0f}/s achieved {achieved:.0f}/s"
-                                                f"  p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
-                                                f"({failed} not 200)")
-        found |= {f"half_rate_{name}_achieved": round(achieved),
-                  f"half_rate_{name}_p50_ms": round(p50, 2),
-                  f"half_rate_{name}_p99_ms": round(p99, 2),
-                  f"half_rate_{name}_errors": failed}
+        note(
+            f"{name} at half the relay's max",
+            f"target {rate:.0f}/s achieved {achieved:.0f}/s"
+            f"  p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
+            f"({failed} not 200)",
+        )
+        found |= {
+            f"half_rate_{name}_achieved": round(achieved),
+            f"half_rate_{name}_p50_ms": round(p50, 2),
+            f"half_rate_{name}_p99_ms": round(p99, 2),
+            f"half_rate_{name}_errors": failed,
+        }
         if name == "relay":
             found["_relay_messages"] = len(lat)
     return found

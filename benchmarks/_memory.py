@@ -33,11 +33,15 @@ class RssWatch:
             while self.messages < target:
                 self.messages += more().requests
             found[f"rss_{target}_mib"] = round(self.worker_rss(), 1)
-            note(f"relay worker RSS after {target} messages",
-                 f"{found[f'rss_{target}_mib']} MiB (start {found['rss_start_mib']} MiB, "
-                 f"{self.messages} sent)")
+            note(
+                f"relay worker RSS after {target} messages",
+                f"{found[f'rss_{target}_mib']} MiB (start {found['rss_start_mib']} MiB, "
+                f"{self.messages} sent)",
+            )
         first, second = (found[f"rss_{t}_mib"] for t in targets)
         found["rss_growth_pct"] = round((second - first) / first * 100, 1)
-        note("relay RSS growth", f"{found['rss_growth_pct']:+.1f} % from {targets[0]} to "
-                                 f"{targets[1]} messages")
+        note(
+            "relay RSS growth",
+            f"{found['rss_growth_pct']:+.1f} % from {targets[0]} to {targets[1]} messages",
+        )
         return found

@@ -34,23 +34,49 @@ def noop_service(stack: Stack, root: Path, workers: int, threads: int) -> Iterat
     own. Yields (C's router port, gunicorn's process group)."""
     relay = stack.relay_config(stack.relay_names[0])
     gate = dataclasses.replace(relay.gate, socket=root / "gunicorn.sock", prefix=root / "gate")
-    cfg = dataclasses.replace(relay, instance="noop", bind=f"{HOST}:{free_port()}",
-                              state_dir=root, gate=gate, workers=workers, threads=threads)
-    router = dataclasses.replace(stack.router_config(), listen=free_port(),
-                                 relays=[cfg.bind], prefix=root / "router", stub_status_bind="",
-                                 pid_file=root / "router" / "nginx.pid")
+    cfg = dataclasses.replace(
+        relay,
+        instance="noop",
+        bind=f"{HOST}:{free_port()}",
+        state_dir=root,
+        gate=gate,
+        workers=workers,
+        threads=threads,
+    )
+    router = dataclasses.replace(
+        stack.router_config(),
+        listen=free_port(),
+        relays=[cfg.bind],
+        prefix=root / "router",
+        stub_status_bind="",
+        pid_file=root / "router" / "nginx.pid",
+    )
     for d in (gate.prefix, router.prefix):
         d.mkdir(parents=True, exist_ok=True)
-    argv = serving.gunicorn_argv("noop_app:app", socket=gate.socket, workers=workers,
-                                 threads=threads, name="dmr-bench-noop")
-    app = ProcessGroup("noop", argv, log_path=root / "noop.log", env={"PYTHONPATH": str(BENCH)},
-                       stop_signal=signal.SIGINT)  # gunicorn's quick shutdown
-    gate_nginx = NginxProcess(render.write_gate("relay", cfg, root / "gate.conf"),
-                              prefix=gate.prefix, pid_file=gate.prefix / "nginx.pid",
-                              log_path=root / "gate.log", name="noop-gate")
-    router_nginx = NginxProcess(render.write(router, root / "router.conf"), prefix=router.prefix,
-                                pid_file=router.pid_file, log_path=root / "router.log",
-                                name="noop-router")
+    argv = serving.gunicorn_argv(
+        "noop_app:app", socket=gate.socket, workers=workers, threads=threads, name="dmr-bench-noop"
+    )
+    app = ProcessGroup(
+        "noop",
+        argv,
+        log_path=root / "noop.log",
+        env={"PYTHONPATH": str(BENCH)},
+        stop_signal=signal.SIGINT,
+    )  # gunicorn's quick shutdown
+    gate_nginx = NginxProcess(
+        render.write_gate("relay", cfg, root / "gate.conf"),
+        prefix=gate.prefix,
+        pid_file=gate.prefix / "nginx.pid",
+        log_path=root / "gate.log",
+        name="noop-gate",
+    )
+    router_nginx = NginxProcess(
+        render.write(router, root / "router.conf"),
+        prefix=router.prefix,
+        pid_file=router.pid_file,
+        log_path=root / "router.log",
+        name="noop-router",
+    )
     started: list[ProcessGroup] = []
     try:
         for service in (app, gate_nginx, router_nginx):
@@ -66,6 +92,7 @@ def noop_service(stack: Stack, root: Path, workers: int, threads: int) -> Iterat
 
 def _wait_socket(path: Path, timeout: float = 30.0) -> None:
     import time
+
     deadline = time.monotonic() + timeout
     while not path.exists():
         if time.monotonic() > deadline:
@@ -74,8 +101,9 @@ def _wait_socket(path: Path, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def bench_nginx(stack: Stack, root: Path, ports: Ports, c_router: int,
-                token: str) -> Iterator[None]:
+def bench_nginx(
+    stack: Stack, root: Path, ports: Ports, c_router: int, token: str
+) -> Iterator[None]:
     """The adapter (plain HTTP in, the participant's certificate and token out), B's two
     pass-through hops, and the recipient, in one nginx."""
     prefix = root / "bench-nginx"
@@ -90,10 +118,16 @@ def bench_nginx(stack: Stack, root: Path, ports: Ports, c_router: int,
         Hop(hop2, f"{HOST}:{ports.recipient}", stack.cert("relay", stack.relay_names[0])),
     ]
     conf = prefix / "nginx.conf"
-    conf.write_text(nginx_conf(prefix, stack.ca, stack.cert("server", RECIPIENT), hops,
-                               ports.recipient))
-    nginx = NginxProcess(conf, prefix=prefix, pid_file=prefix / "nginx.pid",
-                         log_path=root / "bench-nginx.log", name="bench-nginx")
+    conf.write_text(
+        nginx_conf(prefix, stack.ca, stack.cert("server", RECIPIENT), hops, ports.recipient)
+    )
+    nginx = NginxProcess(
+        conf,
+        prefix=prefix,
+        pid_file=prefix / "nginx.pid",
+        log_path=root / "bench-nginx.log",
+        name="bench-nginx",
+    )
     nginx.start()
     try:
         yield

@@ -30,12 +30,15 @@ class Hop:
     token: str | None = None  # a bearer token added to every request (the adapter)
 
 
-def nginx_conf(prefix: Path, ca: Path, server: tuple[Path, Path], hops: list[Hop],
-               recipient_port: int) -> str:
+def nginx_conf(
+    prefix: Path, ca: Path, server: tuple[Path, Path], hops: list[Hop], recipient_port: int
+) -> str:
     """nginx with every hop and the recipient (TLS, client certificate required, 200)."""
-    tls_in = (f"ssl_certificate {server[0]}; ssl_certificate_key {server[1]};\n"
-              f"        ssl_client_certificate {ca}; ssl_verify_client on;\n"
-              "        ssl_session_cache shared:bench:10m;")
+    tls_in = (
+        f"ssl_certificate {server[0]}; ssl_certificate_key {server[1]};\n"
+        f"        ssl_client_certificate {ca}; ssl_verify_client on;\n"
+        "        ssl_session_cache shared:bench:10m;"
+    )
     blocks = [_hop(i, hop, ca, tls_in) for i, hop in enumerate(hops)]
     return f"""worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -112,12 +115,27 @@ end
     return path
 
 
-def wrk(url: str, script: Path, *, seconds: float, connections: int,
-        threads: int = 2) -> WrkRun:
+def wrk(url: str, script: Path, *, seconds: float, connections: int, threads: int = 2) -> WrkRun:
     done = subprocess.run(
-        [WRK, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
-         "--timeout", "30s", "-s", str(script), url],
-        capture_output=True, text=True, timeout=seconds + 60, check=True)
+        [
+            WRK,
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds:g}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
     found = _RESULT.search(done.stdout)
     if not found:
         raise RuntimeError(f"wrk printed no result line:\n{done.stdout}{done.stderr}")

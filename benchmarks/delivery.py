@@ -60,10 +60,12 @@ def relay_config(p: Pki, connections: int = 8) -> config.RelayConfig:
 def message(endpoint: str) -> envelope.Envelope:
     """A small real envelope (its card is signed, though delivery does not look at it)."""
     key = tokens.SigningKey.generate()
-    card = tokens.issue_card(key, issuer=ISSUER, subject="bob", endpoint=endpoint,
-                             rooms=["bench"], lifetime=600)
-    doc = envelope.build_envelope(room="bench", sender="alice", cards=[card],
-                                  payload={"text": "hello", "n": 42})
+    card = tokens.issue_card(
+        key, issuer=ISSUER, subject="bob", endpoint=endpoint, rooms=["bench"], lifetime=600
+    )
+    doc = envelope.build_envelope(
+        room="bench", sender="alice", cards=[card], payload={"text": "hello", "n": 42}
+    )
     return envelope.parse_envelope(json.dumps(doc).encode())
 
 
@@ -90,18 +92,28 @@ class Cpu:
 
 def urllib3_post(p: Pki) -> Callable[[str, bytes, dict[str, str]], int]:
     """The relay's POST as it was on urllib3 (PoolManager, no retries, answer bounded)."""
-    pool = urllib3.PoolManager(maxsize=8, ssl_context=tls_context(relay_config(p).tls),
-                               cert_reqs="CERT_REQUIRED")
+    pool = urllib3.PoolManager(
+        maxsize=8, ssl_context=tls_context(relay_config(p).tls), cert_reqs="CERT_REQUIRED"
+    )
     timeout = urllib3.Timeout(connect=3.0, read=10.0, total=13.0)
 
     def post(url: str, body: bytes, headers: dict[str, str]) -> int:
-        response = pool.urlopen("POST", url, body=body, headers=headers, timeout=timeout,
-                                retries=False, redirect=False, preload_content=False)
+        response = pool.urlopen(
+            "POST",
+            url,
+            body=body,
+            headers=headers,
+            timeout=timeout,
+            retries=False,
+            redirect=False,
+            preload_content=False,
+        )
         try:
             response.read(ANSWER_LIMIT, decode_content=False)
         finally:
             response.release_conn()
         return int(response.status)
+
     return post
 
 
@@ -116,8 +128,9 @@ def per_call(p: Pki, count: int, rounds: int) -> None:
         headers = Deliverer._headers(msg, "bench")  # the relay's own delivery headers
 
         def via_requests() -> None:
-            response = session.post(url, data=body, headers=headers, timeout=10,
-                                    allow_redirects=False)
+            response = session.post(
+                url, data=body, headers=headers, timeout=10, allow_redirects=False
+            )
             assert response.status_code == 200, response.status_code
 
         def via_pool() -> None:
@@ -145,11 +158,17 @@ def per_call(p: Pki, count: int, rounds: int) -> None:
     stats = {name: Stats.of(s) for name, s in samples.items()}
     cpu = {name: variant.per_call for name, variant in variants.items()}
     for name, s in stats.items():
-        figure(name, s, extra=f"{s.count / sum(samples[name]):7.0f} calls/s, "
-                              f"CPU {cpu[name] * 1e6:6.1f} µs/call")
+        figure(
+            name,
+            s,
+            extra=f"{s.count / sum(samples[name]):7.0f} calls/s, "
+            f"CPU {cpu[name] * 1e6:6.1f} µs/call",
+        )
     ours = cpu["http.client pool (Deliverer._post)"]
-    for name, label in (("urllib3 PoolManager (former)", "urllib3 - http.client"),
-                        ("requests.Session.post (baseline)", "requests - http.client")):
+    for name, label in (
+        ("urllib3 PoolManager (former)", "urllib3 - http.client"),
+        ("requests.Session.post (baseline)", "requests - http.client"),
+    ):
         saved = cpu[name] - ours
         note(label, f"CPU {saved * 1e6:+8.1f} µs per call ({saved / cpu[name]:.0%} of it)")
 
@@ -168,19 +187,24 @@ def fan_out(p: Pki, count: int, delay: float) -> None:
             def call() -> None:
                 outcomes = deliverer.deliver(msg, targets[n], "bench")
                 assert all(o.outcome == "delivered" for o in outcomes), outcomes
+
             return call
 
         for n in targets:
             timed(deliver_to(n), 2)  # warm: connections made
         results = {n: Stats.of(timed(deliver_to(n), count)) for n in targets}
         deliverer.close()
-    print(f"fan-out, each recipient answers after {delay * 1000:.0f} ms "
-          f"(one Deliverer, {cfg.delivery.pool_size} delivery threads):")
+    print(
+        f"fan-out, each recipient answers after {delay * 1000:.0f} ms "
+        f"(one Deliverer, {cfg.delivery.pool_size} delivery threads):"
+    )
     for n, s in results.items():
         figure(f"Deliverer.deliver, {n} recipient{'s' if n > 1 else ''}", s, unit=ms)
     one, many = results[1].median, results[width].median
-    note("10 recipients / 1 recipient", f"{many / one:.2f}x the time (one at a time "
-                                        f"would take >= {width * delay * 1000:.0f} ms)")
+    note(
+        "10 recipients / 1 recipient",
+        f"{many / one:.2f}x the time (one at a time would take >= {width * delay * 1000:.0f} ms)",
+    )
 
 
 def main() -> None:
@@ -191,8 +215,12 @@ def main() -> None:
     calls = args.calls or (300 if args.quick else 3000)
     rounds = 3 if args.quick else 10
     fan_calls = 5 if args.quick else 30
-    header("delivery: the relay's http.client pool vs urllib3 and requests", calls=calls,
-           rounds=rounds, fan_out_calls=fan_calls)
+    header(
+        "delivery: the relay's http.client pool vs urllib3 and requests",
+        calls=calls,
+        rounds=rounds,
+        fan_out_calls=fan_calls,
+    )
     # The relay writes a JSON log line per delivery; here they go nowhere, but are made.
     with open(os.devnull, "w") as sink, scratch("delivery") as tmp:
         logs.configure("info", instance="bench", stream=sink)

@@ -64,15 +64,24 @@ class Probe:
         self.stack = stack
         self.creds = creds
         self.pool: urllib3.PoolManager = client_pool(stack.ca, creds.cert, creds.key, 1)
-        self.headers = {"Content-Type": "application/json",
-                        "Authorization": f"Bearer {creds.token}"}
+        self.headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {creds.token}",
+        }
 
     def send(self) -> str:
         """``delivered``, or the problem code of the refusal."""
-        doc = envelope.build_envelope(room=self.creds.room, sender=SENDER,
-                                      cards=[self.creds.card], payload={"probe": True})
-        response = self.pool.request("POST", self.stack.messages_url, body=json.dumps(doc),
-                                     headers=self.headers, retries=False, timeout=10)
+        doc = envelope.build_envelope(
+            room=self.creds.room, sender=SENDER, cards=[self.creds.card], payload={"probe": True}
+        )
+        response = self.pool.request(
+            "POST",
+            self.stack.messages_url,
+            body=json.dumps(doc),
+            headers=self.headers,
+            retries=False,
+            timeout=10,
+        )
         if response.status == 200:
             return "delivered"
         with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -90,8 +99,7 @@ class Probe:
         return found
 
 
-def propagate(probe: Probe, change: Callable[[], object], expect: str,
-              poll: float) -> Propagation:
+def propagate(probe: Probe, change: Callable[[], object], expect: str, poll: float) -> Propagation:
     """Make ``change``; poll until every relay's sync.json moved on and messages have been
     answered ``expect`` twice per relay in a row (or ``DEADLINE`` passed)."""
     old = probe.versions()
@@ -101,8 +109,9 @@ def propagate(probe: Probe, change: Callable[[], object], expect: str,
     admin_call = time.perf_counter() - started
     answers: list[tuple[float, bool]] = []  # (seconds, answered as expected)
     synced: dict[str, float] = {}
-    while (len(synced) < len(old) or not _settled(answers, settled)) and \
-            time.perf_counter() - started < DEADLINE:
+    while (
+        len(synced) < len(old) or not _settled(answers, settled)
+    ) and time.perf_counter() - started < DEADLINE:
         tick = time.perf_counter()
         for name, version in probe.versions().items():
             if name not in synced and version is not None and version != old[name]:
@@ -152,15 +161,18 @@ def report(results: dict[str, list[Propagation]], noop: list[float], relays: int
 
 def main() -> None:
     cli = parser(__doc__)
-    cli.add_argument("--repeat", type=int, help="suspend + reinstate cycles (default 10, "
-                     "quick 2)")
+    cli.add_argument("--repeat", type=int, help="suspend + reinstate cycles (default 10, quick 2)")
     cli.add_argument("--poll", type=float, default=0.01, help="seconds between two probes")
     cli.add_argument("--relays", type=int, default=2)
     args = cli.parse_args()
     require_nginx()
     repeat = args.repeat or (2 if args.quick else 10)
-    header("participant revocation: suspend/reinstate until relays act on it", repeat=repeat,
-           poll_ms=round(args.poll * 1000), relays=args.relays)
+    header(
+        "participant revocation: suspend/reinstate until relays act on it",
+        repeat=repeat,
+        poll_ms=round(args.poll * 1000),
+        relays=args.relays,
+    )
     with scratch("participants") as tmp, running_stack(tmp / "stack", args.relays) as stack:
         creds = enroll(stack, "bench")
         admin = stack.admin_client()
@@ -170,12 +182,16 @@ def main() -> None:
         results: dict[str, list[Propagation]] = {"suspend": [], "reinstate": []}
         noop: list[float] = []
         for _ in range(repeat):
-            for action, expect in (("suspend", "sender-suspended"),
-                                   ("reinstate", "delivered")):
+            for action, expect in (("suspend", "sender-suspended"), ("reinstate", "delivered")):
                 noop += timed(lambda: admin.get_participant(SENDER), 3)
-                results[action].append(propagate(
-                    probe, lambda a=action: admin.set_participant_status(SENDER, a),
-                    expect, args.poll))
+                results[action].append(
+                    propagate(
+                        probe,
+                        lambda a=action: admin.set_participant_status(SENDER, a),
+                        expect,
+                        args.poll,
+                    )
+                )
     print(f"seconds from the admin call's start ({repeat} of each):")
     missing = report(results, noop, args.relays)
     if missing:

@@ -38,13 +38,21 @@ PATHS = ("B", "C", "relay")
 
 
 def message(cards: Sequence[str]) -> bytes:
-    doc = envelope.build_envelope(room="bench", sender="alice", cards=cards, payload=PAYLOAD,
-                                  ttl=3600)
+    doc = envelope.build_envelope(
+        room="bench", sender="alice", cards=cards, payload=PAYLOAD, ttl=3600
+    )
     return json.dumps(doc).encode()
 
 
-def rounds(urls: dict[str, str], script: Path, *, count: int, seconds: float,
-           connections: int, cpu_groups: dict[str, list[int]]) -> dict[str, dict]:
+def rounds(
+    urls: dict[str, str],
+    script: Path,
+    *,
+    count: int,
+    seconds: float,
+    connections: int,
+    cpu_groups: dict[str, list[int]],
+) -> dict[str, dict]:
     runs: dict[str, list[WrkRun]] = {p: [] for p in PATHS}
     cpu = dict.fromkeys(PATHS, 0.0)
     for _ in range(count):
@@ -57,13 +65,16 @@ def rounds(urls: dict[str, str], script: Path, *, count: int, seconds: float,
 
 def summary(runs: list[WrkRun], cpu: float) -> dict:
     n = sum(r.requests for r in runs)
-    return {"rps": round(n / sum(r.seconds for r in runs)), "requests": n,
-            "errors": sum(r.errors for r in runs),
-            # per round, wrk's percentiles; the median round's is printed
-            "p50_ms": _ms(statistics.median(r.p50 for r in runs)),
-            "p99_ms": _ms(statistics.median(r.p99 for r in runs)),
-            "p999_ms": _ms(statistics.median(r.p999 for r in runs)),
-            "cpu_us": round(cpu / n * 1e6) if n else None}
+    return {
+        "rps": round(n / sum(r.seconds for r in runs)),
+        "requests": n,
+        "errors": sum(r.errors for r in runs),
+        # per round, wrk's percentiles; the median round's is printed
+        "p50_ms": _ms(statistics.median(r.p50 for r in runs)),
+        "p99_ms": _ms(statistics.median(r.p99 for r in runs)),
+        "p999_ms": _ms(statistics.median(r.p999 for r in runs)),
+        "cpu_us": round(cpu / n * 1e6) if n else None,
+    }
 
 
 def _ms(seconds: float) -> float:
@@ -71,18 +82,25 @@ def _ms(seconds: float) -> float:
 
 
 def print_rounds(figures: dict[str, dict]) -> None:
-    print(f"{'path':6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7}"
-          f" {'CPU µs/req':>11}")
+    print(
+        f"{'path':6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7}"
+        f" {'CPU µs/req':>11}"
+    )
     for path in PATHS:
         f = figures[path]
         cpu = "-" if path == "B" else f"{f['cpu_us']}"
-        print(f"{path:6} {f['rps']:8} {f['p50_ms']:8} {f['p99_ms']:8} {f['p999_ms']:9}"
-              f" {f['errors']:7} {cpu:>11}")
+        print(
+            f"{path:6} {f['rps']:8} {f['p50_ms']:8} {f['p99_ms']:8} {f['p999_ms']:9}"
+            f" {f['errors']:7} {cpu:>11}"
+        )
     relay, b, c = figures["relay"], figures["B"], figures["C"]
     note("relay/B", f"{relay['rps'] / b['rps']:.3f}")
     note("relay/C", f"{relay['rps'] / c['rps']:.3f}")
-    note("relay CPU µs/message", f"{relay['cpu_us']} (C's CPU µs/request {c['cpu_us']}, "
-                                 f"ratio {relay['cpu_us'] / c['cpu_us']:.2f})")
+    note(
+        "relay CPU µs/message",
+        f"{relay['cpu_us']} (C's CPU µs/request {c['cpu_us']}, "
+        f"ratio {relay['cpu_us'] / c['cpu_us']:.2f})",
+    )
 
 
 def fanout(url: str, tmp: Path, cards: Sequence[str], seconds: float) -> dict[str, float]:
@@ -94,8 +112,11 @@ def fanout(url: str, tmp: Path, cards: Sequence[str], seconds: float) -> dict[st
         script = wrk_script(tmp / f"fanout-{n}.lua", message(cards[:n]))
         run = wrk(url, script, seconds=seconds, connections=1, threads=1)
         found[f"fanout_{n}_p50_ms"], found[f"fanout_{n}_p99_ms"] = _ms(run.p50), _ms(run.p99)
-        note(f"fan-out to {n} recipients", f"p50 {_ms(run.p50)} ms  p99 {_ms(run.p99)} ms "
-                                           f"({run.requests} messages, {run.errors} errors)")
+        note(
+            f"fan-out to {n} recipients",
+            f"p50 {_ms(run.p50)} ms  p99 {_ms(run.p99)} ms "
+            f"({run.requests} messages, {run.errors} errors)",
+        )
     return found
 
 
@@ -104,12 +125,25 @@ def main() -> None:
     cli.add_argument("--seconds", type=float, help="per round and path (default 8, quick 1)")
     cli.add_argument("--rounds", type=int, help="rounds of B, C, relay (default 3, quick 1)")
     cli.add_argument("--connections", type=int, default=32)
-    cli.add_argument("--relay-workers", type=int, metavar="N",
-                     help="gunicorn workers per relay (default: the local stack's, 1)")
-    cli.add_argument("--relay-threads", type=int, metavar="N",
-                     help="gunicorn threads per relay worker (default: the local stack's, 16)")
-    cli.add_argument("--rss-messages", type=int, nargs=2, metavar=("FIRST", "SECOND"),
-                     help="RSS after this many messages (default 10000 100000, quick 500 1000)")
+    cli.add_argument(
+        "--relay-workers",
+        type=int,
+        metavar="N",
+        help="gunicorn workers per relay (default: the local stack's, 1)",
+    )
+    cli.add_argument(
+        "--relay-threads",
+        type=int,
+        metavar="N",
+        help="gunicorn threads per relay worker (default: the local stack's, 16)",
+    )
+    cli.add_argument(
+        "--rss-messages",
+        type=int,
+        nargs=2,
+        metavar=("FIRST", "SECOND"),
+        help="RSS after this many messages (default 10000 100000, quick 500 1000)",
+    )
     args = cli.parse_args()
     require_nginx()
     if not Path(WRK).exists():
@@ -117,60 +151,91 @@ def main() -> None:
     seconds = args.seconds or (1.0 if args.quick else 8.0)
     count = args.rounds or (1 if args.quick else 3)
     rss_at = args.rss_messages or ((500, 1000) if args.quick else (10_000, 100_000))
-    header("relay throughput with wrk: B (nginx) / C (no-op app) / relay, alternating",
-           seconds=seconds, rounds=count, connections=args.connections,
-           relay_workers=args.relay_workers or 1, relay_threads=args.relay_threads or 16,
-           memory_gib=round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1))
-    with scratch("wrk") as tmp, running_stack(tmp / "stack", 2, workers=args.relay_workers,
-                                              threads=args.relay_threads) as stack:
+    header(
+        "relay throughput with wrk: B (nginx) / C (no-op app) / relay, alternating",
+        seconds=seconds,
+        rounds=count,
+        connections=args.connections,
+        relay_workers=args.relay_workers or 1,
+        relay_threads=args.relay_threads or 16,
+        memory_gib=round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    )
+    with (
+        scratch("wrk") as tmp,
+        running_stack(
+            tmp / "stack", 2, workers=args.relay_workers, threads=args.relay_threads
+        ) as stack,
+    ):
         run(stack, tmp, args, seconds, count, rss_at)
 
 
-def run(stack: Stack, tmp: Path, args, seconds: float, count: int,
-        rss_at: tuple[int, int]) -> None:
+def run(stack: Stack, tmp: Path, args, seconds: float, count: int, rss_at: tuple[int, int]) -> None:
     from _constant_rate import at_half_rate
     from _memory import RssWatch
 
     ports = Ports()
     # bob-1 .. bob-50, every one at the nginx recipient
-    creds = enroll(stack, "bench", to=[f"bob-{i}" for i in range(1, 51)],
-                   endpoint=f"https://{HOST}:{ports.recipient}/")
+    creds = enroll(
+        stack,
+        "bench",
+        to=[f"bob-{i}" for i in range(1, 51)],
+        endpoint=f"https://{HOST}:{ports.recipient}/",
+    )
     token, cards = creds.token, creds.cards
     relays = [stack.services[n].pid or 0 for n in stack.relay_names]
     workers = stack.relay_config(stack.relay_names[0]).workers * len(relays)
     threads = stack.relay_config(stack.relay_names[0]).threads
-    with noop_service(stack, tmp / "noop", workers, threads) as (c_router, c_group), \
-            bench_nginx(stack, tmp, ports, c_router, token):
-        urls = {"relay": f"http://{HOST}:{ports.relay}/v1/messages",
-                "C": f"http://{HOST}:{ports.noop}/v1/messages",
-                "B": f"http://{HOST}:{ports.passthrough}/v1/messages"}
+    with (
+        noop_service(stack, tmp / "noop", workers, threads) as (c_router, c_group),
+        bench_nginx(stack, tmp, ports, c_router, token),
+    ):
+        urls = {
+            "relay": f"http://{HOST}:{ports.relay}/v1/messages",
+            "C": f"http://{HOST}:{ports.noop}/v1/messages",
+            "B": f"http://{HOST}:{ports.passthrough}/v1/messages",
+        }
         script = wrk_script(tmp / "one.lua", message(cards[:1]))
         memory = RssWatch(relays)
         for path in PATHS:  # warm: connections, caches, first imports
-            memory.count(wrk(urls[path], script, seconds=1, connections=args.connections),
-                         path)
-        figures = rounds(urls, script, count=count, seconds=seconds,
-                         connections=args.connections, cpu_groups={"relay": relays,
-                                                                   "C": [c_group]})
+            memory.count(wrk(urls[path], script, seconds=1, connections=args.connections), path)
+        figures = rounds(
+            urls,
+            script,
+            count=count,
+            seconds=seconds,
+            connections=args.connections,
+            cpu_groups={"relay": relays, "C": [c_group]},
+        )
         memory.add(figures["relay"]["requests"])
         print_rounds(figures)
-        extra = at_half_rate(urls["relay"], urls["B"], message(cards[:1]),
-                             figures["relay"]["rps"] / 2, seconds=max(seconds, 2.0))
+        extra = at_half_rate(
+            urls["relay"],
+            urls["B"],
+            message(cards[:1]),
+            figures["relay"]["rps"] / 2,
+            seconds=max(seconds, 2.0),
+        )
         memory.add(extra.pop("_relay_messages"))
         extra |= fanout(urls["relay"], tmp, cards, seconds)
-        extra |= memory.until(rss_at, lambda: wrk(urls["relay"], script, seconds=seconds,
-                                                  connections=args.connections))
+        extra |= memory.until(
+            rss_at,
+            lambda: wrk(urls["relay"], script, seconds=seconds, connections=args.connections),
+        )
     report(figures, extra)
 
 
 def report(figures: dict[str, dict], extra: dict) -> None:
     relay, b, c = figures["relay"], figures["B"], figures["C"]
-    doc = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(), "load": [round(x, 2) for x in os.getloadavg()],
+    doc = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "load": [round(x, 2) for x in os.getloadavg()],
         **{f"{p}_{k}": v for p in PATHS for k, v in figures[p].items()},
         "relay_over_B": round(relay["rps"] / b["rps"], 3),
         "relay_over_C": round(relay["rps"] / c["rps"], 3),
-        "relay_cpu_over_C_cpu": round(relay["cpu_us"] / c["cpu_us"], 2), **extra}
+        "relay_cpu_over_C_cpu": round(relay["cpu_us"] / c["cpu_us"], 2),
+        **extra,
+    }
     errors = relay["errors"] + b["errors"] + c["errors"]
     print(json.dumps(doc, separators=(",", ":")))
     if errors:

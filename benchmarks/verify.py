@@ -38,23 +38,40 @@ ENDPOINT = "https://localhost:9443/inbox/bob"
 
 def sync_document(key: tokens.SigningKey) -> bytes:
     """A sync document of home's shape, with a few revocations to look through."""
-    return json.dumps({
-        "version": 7,
-        "jwks": {"keys": [key.public_jwk()]},
-        "revoked_participants": [f"gone-{i}" for i in range(50)],
-        "suspended_participants": [f"away-{i}" for i in range(50)],
-        "revoked_tokens": [{"jti": f"{i:032x}", "expires_at": "2099-01-01T00:00:00Z"}
-                           for i in range(200)],
-    }).encode()
+    return json.dumps(
+        {
+            "version": 7,
+            "jwks": {"keys": [key.public_jwk()]},
+            "revoked_participants": [f"gone-{i}" for i in range(50)],
+            "suspended_participants": [f"away-{i}" for i in range(50)],
+            "revoked_tokens": [
+                {"jti": f"{i:032x}", "expires_at": "2099-01-01T00:00:00Z"} for i in range(200)
+            ],
+        }
+    ).encode()
 
 
 def credentials(key: tokens.SigningKey, cnf: str, count: int) -> Iterator[tuple[str, str]]:
     """``count`` distinct (access token, card) pairs, endlessly repeated."""
     pairs = [
-        (tokens.issue_access_token(key, issuer=ISSUER, subject="alice", rooms=["bench"],
-                                   cert_thumbprint=cnf, lifetime=3600),
-         tokens.issue_card(key, issuer=ISSUER, subject=f"bob{i}", endpoint=ENDPOINT,
-                           rooms=["bench"], lifetime=3600))
+        (
+            tokens.issue_access_token(
+                key,
+                issuer=ISSUER,
+                subject="alice",
+                rooms=["bench"],
+                cert_thumbprint=cnf,
+                lifetime=3600,
+            ),
+            tokens.issue_card(
+                key,
+                issuer=ISSUER,
+                subject=f"bob{i}",
+                endpoint=ENDPOINT,
+                rooms=["bench"],
+                lifetime=3600,
+            ),
+        )
         for i in range(count)
     ]
     return itertools.cycle(pairs)
@@ -71,8 +88,9 @@ def variants(state_dir: Path, cnf: str, count: int) -> dict[str, Callable[[], No
 
     def cold() -> None:
         token, card = next(fresh_cold)
-        verdict = tokens.verify_access_token(token, snapshot.keys, issuer=ISSUER,
-                                             cert_thumbprint=cnf, leeway=30)
+        verdict = tokens.verify_access_token(
+            token, snapshot.keys, issuer=ISSUER, cert_thumbprint=cnf, leeway=30
+        )
         assert verdict.jti not in snapshot.revoked_tokens
         tokens.verify_card(card, snapshot.keys, issuer=ISSUER, leeway=30)
 
@@ -86,9 +104,11 @@ def variants(state_dir: Path, cnf: str, count: int) -> dict[str, Callable[[], No
         trust.access_token(hot_token, current, cnf)
         trust.card(hot_card, current)
 
-    return {"cold (tokens.verify_*, baseline)": cold,
-            "sync_state.py, first sight": first_sight,
-            "sync_state.py, cached (hot path)": cached}
+    return {
+        "cold (tokens.verify_*, baseline)": cold,
+        "sync_state.py, first sight": first_sight,
+        "sync_state.py, cached (hot path)": cached,
+    }
 
 
 def main() -> None:
@@ -97,8 +117,7 @@ def main() -> None:
     args = cli.parse_args()
     count = args.messages or (1000 if args.quick else 10000)
     rounds = 4 if args.quick else 10
-    header("verify: access token + card per message, cold vs cached", messages=count,
-           rounds=rounds)
+    header("verify: access token + card per message, cold vs cached", messages=count, rounds=rounds)
     with scratch("verify") as tmp:
         deployment = make_pki(tmp / "pki")
         cnf = thumbprint(deployment.pair("participant", "alice")[0])
@@ -109,8 +128,11 @@ def main() -> None:
     for name, s in stats.items():
         figure(name, s, extra=f"{s.count / sum(samples[name]):9.0f} messages/s")
     cold, hot = stats["cold (tokens.verify_*, baseline)"], stats["sync_state.py, cached (hot path)"]
-    note("cold - cached", f"median {(cold.median - hot.median) * 1e6:+8.1f} µs per message "
-                          f"({cold.median / hot.median:.0f}x faster when cached)")
+    note(
+        "cold - cached",
+        f"median {(cold.median - hot.median) * 1e6:+8.1f} µs per message "
+        f"({cold.median / hot.median:.0f}x faster when cached)",
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,7 @@ def https_urls(value: Any) -> str | None:
 def certificate_names(value: Any) -> str | None:
     if not value:
         return "must name at least one certificate"
-    bad = [item for item in value if not isinstance(item, str) or not item.strip()
-           or "," in item]
+    bad = [item for item in value if not isinstance(item, str) or not item.strip() or "," in item]
     return f"{bad[0]!r} is not a certificate name" if bad else None
 
 

@@ -18,8 +18,9 @@ from dmr_appliance.errors import ConfigError
 T = TypeVar("T")
 
 
-def load(cls: type[T], path: Path | str | None = None,
-         environ: Mapping[str, str] | None = None) -> T:
+def load(
+    cls: type[T], path: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> T:
     """Read ``cls`` from a TOML file (optional), then apply ``DMR_*`` overrides."""
     return load_layers(cls, [] if path is None else [Path(path)], environ)
 
@@ -105,8 +106,13 @@ def convert(value: Any, kind: Any, *, source: str, key: str, f: dataclasses.Fiel
 def type_name(kind: Any) -> str:
     if typing.get_origin(kind) is list:
         return "a list of strings"
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             Path: "a path (string)"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        Path: "a path (string)",
+    }
     return names.get(kind, getattr(kind, "__name__", str(kind)))
 
 
@@ -199,8 +205,9 @@ def to_toml(settings: Any) -> str:
             lines.append(f"{f.name} = {toml_value(value)}")
     for name, table in tables:
         lines += ["", f"[{name}]"]
-        lines += [f"{f.name} = {toml_value(getattr(table, f.name))}"
-                  for f in dataclasses.fields(table)]
+        lines += [
+            f"{f.name} = {toml_value(getattr(table, f.name))}" for f in dataclasses.fields(table)
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -27,8 +27,9 @@ CHECK_INTERVAL = 1.0  # seconds between stats of the CRL file
 class CrlFile:
     """``cert in crl``: is ``cert``'s serial listed in the deployment's CRL file?"""
 
-    def __init__(self, path: Path | None, ca_cert: x509.Certificate,
-                 *, interval: float = CHECK_INTERVAL) -> None:
+    def __init__(
+        self, path: Path | None, ca_cert: x509.Certificate, *, interval: float = CHECK_INTERVAL
+    ) -> None:
         self.path = path
         self.ca_cert = ca_cert
         self.interval = interval
@@ -70,8 +71,9 @@ class CrlFile:
                 raise ValueError("not signed by the deployment CA")
         except (OSError, ValueError) as exc:
             # Keep the last good list; try again once the file changes.
-            logs.log_event(_log, "crl-invalid", logging.ERROR, path=str(self.path),
-                           error=str(exc)[:200])
+            logs.log_event(
+                _log, "crl-invalid", logging.ERROR, path=str(self.path), error=str(exc)[:200]
+            )
             self._stamp = stamp
             return
         self._serials = frozenset(entry.serial_number for entry in crl)

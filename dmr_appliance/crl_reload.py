@@ -29,8 +29,15 @@ _log = logging.getLogger("dmr.crl")
 # The kubelet refreshes a mounted Secret within about a minute: a few seconds more is noise.
 INTERVAL = 5.0
 # Signals meant for nginx (stop, graceful quit, reload, reopen logs, upgrade) are passed on.
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
-             signal.SIGUSR2, signal.SIGWINCH)
+FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
 
 
 def digest(path: Path) -> bytes | None:

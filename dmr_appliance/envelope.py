@@ -30,8 +30,20 @@ MAX_CARD_CHARS = 8192
 SYNTAX = envelope_json.SYNTAX
 SEMANTIC = 422
 
-FIELDS = frozenset({"id", "room", "from", "to", "created_at", "expires_at", "content_type",
-                    "payload", "payload_b64", "headers"})
+FIELDS = frozenset(
+    {
+        "id",
+        "room",
+        "from",
+        "to",
+        "created_at",
+        "expires_at",
+        "content_type",
+        "payload",
+        "payload_b64",
+        "headers",
+    }
+)
 REQUIRED = ("id", "room", "from", "to", "created_at", "expires_at", "content_type")
 
 # RFC 9110 token, the charset of header names and media type parts.
@@ -113,8 +125,9 @@ def _fail(code: str, detail: str, *, status: int = SEMANTIC, **extra: Any) -> No
 
 
 def _decode(body: bytes, limits: EnvelopeLimits) -> Any:
-    return envelope_json.decode(body, max_bytes=limits.max_message_bytes,
-                                max_depth=limits.max_json_depth)
+    return envelope_json.decode(
+        body, max_bytes=limits.max_message_bytes, max_depth=limits.max_json_depth
+    )
 
 
 # ----------------------------------------------------------------------- validation
@@ -292,8 +305,9 @@ def _payload_b64(doc: dict[str, Any]) -> str | None:
     return value
 
 
-def _validate(doc: Any, limits: EnvelopeLimits, now: datetime,
-              recipients: RecipientRule = _recipients) -> Envelope:
+def _validate(
+    doc: Any, limits: EnvelopeLimits, now: datetime, recipients: RecipientRule = _recipients
+) -> Envelope:
     _fields(doc)
     message_id = _matching(doc, "id", ids.is_message_id, "envelope-bad-id", "a UUID or a ULID")
     room = _matching(doc, "room", ids.is_room, "envelope-bad-room", ids.PARTICIPANT_ID_RULE)
@@ -339,19 +353,33 @@ def _participants(to: Sequence[str] | str) -> list[str]:
         _fail("envelope-no-recipients", "name at least one recipient", status=SYNTAX)
     for pid in recipients:
         if not ids.is_participant_id(pid):
-            _fail("envelope-bad-recipient",
-                  f"recipient {pid!r} is not a participant id ({ids.PARTICIPANT_ID_RULE})",
-                  status=SYNTAX)
+            _fail(
+                "envelope-bad-recipient",
+                f"recipient {pid!r} is not a participant id ({ids.PARTICIPANT_ID_RULE})",
+                status=SYNTAX,
+            )
     return recipients
 
 
-def _assemble(to: list[str], created: datetime, *, room: str, sender: str, payload: Any = None,
-              payload_b64: str | None = None, content_type: str = "application/json",
-              headers: Mapping[str, str] | None = None, ttl: int = 300,
-              message_id: str | None = None) -> dict[str, Any]:
+def _assemble(
+    to: list[str],
+    created: datetime,
+    *,
+    room: str,
+    sender: str,
+    payload: Any = None,
+    payload_b64: str | None = None,
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+    ttl: int = 300,
+    message_id: str | None = None,
+) -> dict[str, Any]:
     if payload is not None and payload_b64 is not None:
-        _fail("envelope-payload-conflict", "pass either payload or payload_b64, not both",
-              field="payload")
+        _fail(
+            "envelope-payload-conflict",
+            "pass either payload or payload_b64, not both",
+            field="payload",
+        )
     doc: dict[str, Any] = {
         "id": message_id if message_id is not None else new_message_id(created),
         "room": room,
@@ -369,8 +397,9 @@ def _assemble(to: list[str], created: datetime, *, room: str, sender: str, paylo
     return doc
 
 
-def _checked(to: list[str], rule: RecipientRule, now: datetime | None,
-             fields: dict[str, Any]) -> dict[str, Any]:
+def _checked(
+    to: list[str], rule: RecipientRule, now: datetime | None, fields: dict[str, Any]
+) -> dict[str, Any]:
     """The document, checked as the relay would take it (``to`` by ``rule``): a bad
     argument fails in the sender's process with the ``EnvelopeError`` the relay would
     answer."""
@@ -388,20 +417,40 @@ def _given_ids(doc: dict[str, Any], limits: EnvelopeLimits) -> tuple[str, ...]:
     return tuple(doc["to"])  # checked by _participants before
 
 
-def sender_envelope(*, room: str, sender: str, to: Sequence[str] | str, payload: Any = None,
-                    payload_b64: str | None = None, content_type: str = "application/json",
-                    headers: Mapping[str, str] | None = None, ttl: int = 300,
-                    message_id: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+def sender_envelope(
+    *,
+    room: str,
+    sender: str,
+    to: Sequence[str] | str,
+    payload: Any = None,
+    payload_b64: str | None = None,
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+    ttl: int = 300,
+    message_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """A message as its sender keeps it across tries: ``to`` holds the recipients'
     participant ids (each once; what a failure report carries too), every other field
     checked as the relay checks it. Each try posts ``with_cards(doc, cards)``.
 
     ``payload_b64`` wins over ``payload`` when given (passing both is an error).
     """
-    return _checked(_participants(to), _given_ids, now, {
-        "room": room, "sender": sender, "payload": payload, "payload_b64": payload_b64,
-        "content_type": content_type, "headers": headers, "ttl": ttl,
-        "message_id": message_id})
+    return _checked(
+        _participants(to),
+        _given_ids,
+        now,
+        {
+            "room": room,
+            "sender": sender,
+            "payload": payload,
+            "payload_b64": payload_b64,
+            "content_type": content_type,
+            "headers": headers,
+            "ttl": ttl,
+            "message_id": message_id,
+        },
+    )
 
 
 def with_cards(doc: Mapping[str, Any], cards: Sequence[str]) -> dict[str, Any]:
@@ -410,8 +459,9 @@ def with_cards(doc: Mapping[str, Any], cards: Sequence[str]) -> dict[str, Any]:
     return {**doc, "to": list(cards)}
 
 
-def build_envelope(*, cards: Sequence[str], now: datetime | None = None,
-                   **fields: Any) -> dict[str, Any]:
+def build_envelope(
+    *, cards: Sequence[str], now: datetime | None = None, **fields: Any
+) -> dict[str, Any]:
     """The document posted to ``/v1/messages`` in one step, for a caller that holds the
     recipients' address cards already (tools, tests): the other fields as in
     ``sender_envelope``, and checked as the relay checks them, cards included."""

@@ -14,8 +14,7 @@ import secrets
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int | None = None,
-                 replace: bool = True) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int | None = None, replace: bool = True) -> None:
     """Put ``data`` at ``path`` in one step. Without ``replace`` an existing file stays
     and ``FileExistsError`` is raised (the final link fails rather than replacing it)."""
     tmp = write_temp(path, data, mode)

@@ -8,8 +8,11 @@ logconfig_dict = {
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "dmr_appliance.logs.JsonFormatter"}},
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "formatter": "json",
-                   "stream": "ext://sys.stdout"},
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        },
     },
     # gunicorn merges this over its defaults, whose root logger names a "console" handler
     # that this dict replaces: the root must be restated. No handler here: the app's

@@ -107,20 +107,28 @@ def _caller(
     forwarded = req.get_header(CLIENT_CERT_HEADER)
     if peer.kind != ROUTER_KIND:
         if forwarded:
-            logs.log_event(_log, "client-cert-ignored", logging.WARNING,
-                           peer_kind=peer.kind, peer=peer.name, remote_addr=web.peer_address(req))
+            logs.log_event(
+                _log,
+                "client-cert-ignored",
+                logging.WARNING,
+                peer_kind=peer.kind,
+                peer=peer.name,
+                remote_addr=web.peer_address(req),
+            )
         return peer
     return _accepted(forwarded, ca_cert, revoked) if forwarded else peer
 
 
-def _accepted(value: str, ca_cert: x509.Certificate,
-              revoked: CrlFile | None) -> Caller:
+def _accepted(value: str, ca_cert: x509.Certificate, revoked: CrlFile | None) -> Caller:
     caller = _from_header(value, ca_cert)
     _check_validity(caller.certificate)
     if revoked is not None and caller.certificate in revoked:
-        raise AuthError(f"the {caller.kind} certificate of {caller.name!r} is revoked "
-                        "(listed in the deployment's CRL)", code="client-cert-revoked",
-                        title="Client certificate revoked")
+        raise AuthError(
+            f"the {caller.kind} certificate of {caller.name!r} is revoked "
+            "(listed in the deployment's CRL)",
+            code="client-cert-revoked",
+            title="Client certificate revoked",
+        )
     return caller
 
 

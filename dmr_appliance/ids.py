@@ -61,7 +61,7 @@ ENDPOINT_RULE = (
     f" characters; at most {ENDPOINT_MAX_LENGTH} characters"
 )
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
-_PATH_CHARS = _UNRESERVED | frozenset("!$&'()*+,;=" ":@" "/")  # sub-delims, pchar, '/'
+_PATH_CHARS = _UNRESERVED | frozenset("!$&'()*+,;=:@/")  # sub-delims, pchar, '/'
 _QUERY_CHARS = _PATH_CHARS | {"?"}
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII | re.IGNORECASE)
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
@@ -87,7 +87,7 @@ def endpoint_problem(value: object) -> str | None:
         return "the endpoint has a fragment (#...)"
     if not value.startswith("https://"):
         return "the endpoint must start with https:// (lowercase)"
-    authority, path, query = _split(value[len("https://"):])
+    authority, path, query = _split(value[len("https://") :])
     return _authority_problem(authority) or _path_problem(path) or _query_problem(query)
 
 
@@ -123,7 +123,7 @@ def _authority_problem(authority: str) -> str | None:
         close = authority.find("]")
         if close < 0:
             return "the endpoint's IPv6 address has no closing ']'"
-        host, rest = authority[:close + 1], authority[close + 1:]
+        host, rest = authority[: close + 1], authority[close + 1 :]
         if rest and not rest.startswith(":"):
             return "the endpoint has characters between its IPv6 address and its port"
         port = rest[1:] if rest else None
@@ -151,8 +151,10 @@ def _dns_name_problem(host: str) -> str | None:
     labels = host.split(".")
     for label in labels:
         if _LABEL.fullmatch(label) is None:
-            return (f"the endpoint's host label {label!r} is not 1-63 of a-z, 0-9, '-'"
-                    " (not starting or ending with '-')")
+            return (
+                f"the endpoint's host label {label!r} is not 1-63 of a-z, 0-9, '-'"
+                " (not starting or ending with '-')"
+            )
     if labels[-1].isdigit():
         return "the endpoint's host name must not end in an all-digit label"
     if host != host.lower():  # clients lowercase it: the URL would change on the way
@@ -196,7 +198,7 @@ def _component_problem(name: str, text: str, allowed: frozenset[str]) -> str | N
     if bad is not None:
         return f"the endpoint's {name} contains {bad!r}; percent-encode it"
     for at in (i for i, char in enumerate(text) if char == "%"):
-        problem = _percent_problem(name, text[at + 1:at + 3])
+        problem = _percent_problem(name, text[at + 1 : at + 3])
         if problem:
             return problem
     return None
@@ -208,6 +210,8 @@ def _percent_problem(name: str, code: str) -> str | None:
     if code != code.upper():
         return f"the endpoint's {name} must use uppercase hex (%{code.upper()}, not %{code})"
     if chr(int(code, 16)) in _UNRESERVED:
-        return (f"the endpoint's {name} percent-encodes {chr(int(code, 16))!r} (%{code});"
-                " write it as is")
+        return (
+            f"the endpoint's {name} percent-encodes {chr(int(code, 16))!r} (%{code});"
+            " write it as is"
+        )
     return None

@@ -34,12 +34,28 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 # announce 1.0.0, which only matters for names outside [a-zA-Z_:][a-zA-Z0-9_:]*.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds. Up to a minute: home's long polls (GET /v1/sync) last up to sync.max_wait.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                   10.0, 30.0, 60.0)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 UNMATCHED = "unmatched"  # the route label of a request no route took (404)
 # Any other method a client makes up is counted as "other": a label never takes a value
 # from the client unbounded.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 def multiprocess_dir() -> Path | None:
     value = os.environ.get(ENV)
@@ -83,8 +99,11 @@ class Exposition:
     time its agent last heard from home) and yields families of its own.
     """
 
-    def __init__(self, registry: CollectorRegistry,
-                 live: Callable[[list[Metric]], Iterable[Metric]] | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        live: Callable[[list[Metric]], Iterable[Metric]] | None = None,
+    ) -> None:
         self.registry = registry
         self.live = live
 
@@ -135,10 +154,14 @@ class RequestMetrics:
         self.duration = Histogram(
             f"{prefix}_request_duration_seconds",
             "Time from the request's arrival to its response, by route, method and status.",
-            ("route", "method", "code"), buckets=LATENCY_BUCKETS, registry=registry)
+            ("route", "method", "code"),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response,
-                         resource: object, req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
         started = getattr(req.context, "started", None)
         if started is None:
             return
@@ -155,8 +178,7 @@ def gauge(name: str, help_text: str, value: float, **labels: str) -> GaugeMetric
     return family
 
 
-def gauges(name: str, help_text: str, label: str,
-           values: dict[str, Any]) -> GaugeMetricFamily:
+def gauges(name: str, help_text: str, label: str, values: dict[str, Any]) -> GaugeMetricFamily:
     """A gauge with one sample per value of ``label``."""
     family = GaugeMetricFamily(name, help_text, labels=[label])
     for key, value in values.items():
@@ -170,7 +192,9 @@ def certificate_expiry(tls: Any) -> Iterable[Metric]:
     (the app would not be serving with them)."""
     expiry = GaugeMetricFamily(
         "dmr_certificate_expiry_timestamp_seconds",
-        "When the certificate stops being valid, in Unix time.", labels=["certificate"])
+        "When the certificate stops being valid, in Unix time.",
+        labels=["certificate"],
+    )
     for label, path in (("service", tls.cert), ("ca", tls.ca)):
         moment = _not_after(Path(path), _read_not_after)
         if moment is not None:
@@ -180,9 +204,12 @@ def certificate_expiry(tls: Any) -> Iterable[Metric]:
     # certificates' 14-day alert would call an expiry.
     next_update = _not_after(Path(tls.crl), _read_next_update) if tls.crl else None
     if next_update is not None:
-        yield gauge("dmr_crl_next_update_timestamp_seconds",
-                    "When the CRL this service checks must be replaced by (its nextUpdate; "
-                    "nginx then refuses every client), in Unix time.", next_update)
+        yield gauge(
+            "dmr_crl_next_update_timestamp_seconds",
+            "When the CRL this service checks must be replaced by (its nextUpdate; "
+            "nginx then refuses every client), in Unix time.",
+            next_update,
+        )
 
 
 @functools.lru_cache(maxsize=16)

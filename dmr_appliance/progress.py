@@ -10,8 +10,15 @@ from typing import IO
 class ProgressBar:
     WIDTH = 30
 
-    def __init__(self, total: int, stream: IO[str], *, prefix: str = "",
-                 every: float = 5.0, verb: str = "sent") -> None:
+    def __init__(
+        self,
+        total: int,
+        stream: IO[str],
+        *,
+        prefix: str = "",
+        every: float = 5.0,
+        verb: str = "sent",
+    ) -> None:
         self.total = max(1, total)
         self.stream = stream
         self.prefix = prefix

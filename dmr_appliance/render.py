@@ -64,8 +64,12 @@ def check(config: RouterConfig) -> None:
 def check_gate(kind: str, config: AppConfig) -> None:
     """As ``check``, for the settings the gate template reads."""
     _check_workers(kind, "gate.worker_processes", config.gate.worker_processes)
-    leaves = [("bind", config.bind), ("instance", config.instance),
-              *_leaves(config.tls, "tls."), *_leaves(config.gate, "gate.")]
+    leaves = [
+        ("bind", config.bind),
+        ("instance", config.instance),
+        *_leaves(config.tls, "tls."),
+        *_leaves(config.gate, "gate."),
+    ]
     _check_leaves(kind, leaves)
 
 

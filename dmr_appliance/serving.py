@@ -39,10 +39,18 @@ class AppService:
 
 
 APP_SERVICES = {
-    "home": AppService("home", "dmr_appliance.home.wsgi:app",
-                       "python:dmr_appliance.home.gunicorn_conf", config.HomeConfig),
-    "relay": AppService("relay", "dmr_appliance.relay.wsgi:app",
-                        "python:dmr_appliance.relay.gunicorn_conf", config.RelayConfig),
+    "home": AppService(
+        "home",
+        "dmr_appliance.home.wsgi:app",
+        "python:dmr_appliance.home.gunicorn_conf",
+        config.HomeConfig,
+    ),
+    "relay": AppService(
+        "relay",
+        "dmr_appliance.relay.wsgi:app",
+        "python:dmr_appliance.relay.gunicorn_conf",
+        config.RelayConfig,
+    ),
 }
 
 AppConfig = config.HomeConfig | config.RelayConfig
@@ -50,9 +58,14 @@ AppConfig = config.HomeConfig | config.RelayConfig
 
 def service_argv(service: AppService, settings: AppConfig) -> list[str]:
     """gunicorn serving ``service`` on its unix socket."""
-    return gunicorn_argv(service.app, socket=settings.gate.socket, workers=settings.workers,
-                         threads=settings.threads,
-                         name=f"dmr-{service.kind}-{settings.instance}", conf_module=service.conf)
+    return gunicorn_argv(
+        service.app,
+        socket=settings.gate.socket,
+        workers=settings.workers,
+        threads=settings.threads,
+        name=f"dmr-{service.kind}-{settings.instance}",
+        conf_module=service.conf,
+    )
 
 
 def gunicorn_argv(
@@ -66,25 +79,38 @@ def gunicorn_argv(
 ) -> list[str]:
     """The full argv for ``python -m gunicorn`` serving ``app`` (``module:attr``)."""
     return [
-        sys.executable, "-m", "gunicorn",
-        "--config", conf_module,
-        "--name", name,
-        "--bind", f"unix:{socket}",
-        "--umask", oct(UMASK),
-        "--workers", str(workers),
-        "--worker-class", "gthread",
-        "--threads", str(threads),
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        conf_module,
+        "--name",
+        name,
+        "--bind",
+        f"unix:{socket}",
+        "--umask",
+        oct(UMASK),
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
         # gthread's timeout watches the worker, not the request: long polls are fine.
-        "--timeout", "60",
-        "--graceful-timeout", "30",
+        "--timeout",
+        "60",
+        "--graceful-timeout",
+        "30",
         # Longer than the gate's idle upstream connections live: the gate closes first.
-        "--keep-alive", "75",
+        "--keep-alive",
+        "75",
         app,
     ]
 
 
-def exec_gunicorn(argv: list[str], *, config_path: Path | str | None,
-                  env: dict[str, str] | None = None) -> None:
+def exec_gunicorn(
+    argv: list[str], *, config_path: Path | str | None, env: dict[str, str] | None = None
+) -> None:
     """Replace this process with gunicorn (systemd then supervises gunicorn itself);
     ``env`` adds to the environment."""
     env = {**os.environ, **(env or {})}
@@ -113,14 +139,16 @@ def exec_gate(service: AppService, settings: AppConfig) -> None:
     os.execv(argv[0], argv)  # noqa: S606  (fixed argv, no shell)
 
 
-def supervise_gate(service: AppService, settings: AppConfig,
-                   interval: float = crl_reload.INTERVAL) -> int:
+def supervise_gate(
+    service: AppService, settings: AppConfig, interval: float = crl_reload.INTERVAL
+) -> int:
     """Like ``exec_gate``, but nginx runs as a child that is reloaded when the CRL's content
     changes (a container: nothing else would reload it); returns nginx's exit status."""
     _clear_stale(settings.gate.prefix)
     conf = prepare_gate(service, settings)
-    return crl_reload.supervise(nginx_argv(conf, settings.gate.prefix, foreground=True),
-                                Path(settings.tls.crl), interval)
+    return crl_reload.supervise(
+        nginx_argv(conf, settings.gate.prefix, foreground=True), Path(settings.tls.crl), interval
+    )
 
 
 def reload_gate(service: AppService, settings: AppConfig) -> int:
@@ -169,8 +197,10 @@ def binary() -> str:
     found = shutil.which("nginx")
     if found:
         return found
-    raise NginxError("nginx is not installed; install it with 'apt-get install nginx-light' "
-                     "(or nginx) and try again")
+    raise NginxError(
+        "nginx is not installed; install it with 'apt-get install nginx-light' "
+        "(or nginx) and try again"
+    )
 
 
 def _globals() -> str:
@@ -219,8 +249,7 @@ def signal_pid_file(pid_file: Path | str, action: str) -> int:
     try:
         pid = int(Path(pid_file).read_text().strip())
     except (FileNotFoundError, ValueError):
-        raise NginxError(f"no running nginx: {pid_file} names no process; start it first") \
-            from None
+        raise NginxError(f"no running nginx: {pid_file} names no process; start it first") from None
     try:
         os.kill(pid, SIGNALS[action])
     except ProcessLookupError:
@@ -229,6 +258,7 @@ def signal_pid_file(pid_file: Path | str, action: str) -> int:
 
 
 # --- gunicorn itself, over its socket (probes, tests) ---------------------------------
+
 
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: Path | str, timeout: float) -> None:

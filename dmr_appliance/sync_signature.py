@@ -35,8 +35,7 @@ class SignatureError(ValueError):
 
 def sign(body: bytes, keys: Iterable[SigningKey]) -> str:
     """The header value: one signature of ``body`` per key."""
-    return ", ".join(f"{key.kid}:{_b64(key.private_key.sign(_CONTEXT + body))}"
-                     for key in keys)
+    return ", ".join(f"{key.kid}:{_b64(key.private_key.sign(_CONTEXT + body))}" for key in keys)
 
 
 def verify(body: bytes, header: str | None, trusted: KeySet) -> str:
@@ -44,8 +43,11 @@ def verify(body: bytes, header: str | None, trusted: KeySet) -> str:
     pairs = _pairs(header)
     known = [(kid, sig) for kid, sig in pairs if kid in trusted.kids]
     if not known:
-        raise SignatureError("signer-unknown", "no signature by a key this relay trusts "
-                             f"(signed by {sorted(kid for kid, _ in pairs)[:4]})")
+        raise SignatureError(
+            "signer-unknown",
+            "no signature by a key this relay trusts "
+            f"(signed by {sorted(kid for kid, _ in pairs)[:4]})",
+        )
     for kid, sig in known:
         try:
             trusted.get(kid).verify(sig, _CONTEXT + body)

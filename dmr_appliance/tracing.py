@@ -25,8 +25,18 @@ ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MESSAGE_KEYS = ("message_id", "id")
 LOG_SUFFIXES = (".log", ".jsonl")
 COMPRESSED = {".gz", ".xz", ".bz2", ".zst"}
-DETAIL_KEYS = ("outcome", "to", "target", "method", "uri", "upstream_addr", "path", "error",
-               "detail", "duplicate")
+DETAIL_KEYS = (
+    "outcome",
+    "to",
+    "target",
+    "method",
+    "uri",
+    "upstream_addr",
+    "path",
+    "error",
+    "detail",
+    "duplicate",
+)
 
 Progress = Callable[[int], None]  # bytes read so far
 
@@ -69,9 +79,16 @@ class Entry:
         return " ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        return {"at": self.at, "host": self.source.host, "component": self.source.component,
-                "event": self.event, "status": self.status, "ms": self.ms,
-                "file": str(self.source.path), "line": self.record}
+        return {
+            "at": self.at,
+            "host": self.source.host,
+            "component": self.source.component,
+            "event": self.event,
+            "status": self.status,
+            "ms": self.ms,
+            "file": str(self.source.path),
+            "line": self.record,
+        }
 
 
 def state_dir_sources(state: Path) -> list[Source]:
@@ -111,13 +128,17 @@ def trace(ident: str, sources: list[Source], progress: Progress | None = None) -
                 progress(read)
             yield raw, record
 
-    first = [(s, r) for s in sources for raw, r in counted(s) if ident in raw
-             and _names(r, ident)]
+    first = [(s, r) for s in sources for raw, r in counted(s) if ident in raw and _names(r, ident)]
     request_ids = {r["request_id"] for _, r in first if isinstance(r.get("request_id"), str)}
     request_ids.discard(ident)
-    linked = [(s, r) for s in sources for raw, r in counted(s)
-              if any(rid in raw for rid in request_ids) and r.get("request_id") in request_ids
-              and not _names(r, ident)]  # those the first pass has
+    linked = [
+        (s, r)
+        for s in sources
+        for raw, r in counted(s)
+        if any(rid in raw for rid in request_ids)
+        and r.get("request_id") in request_ids
+        and not _names(r, ident)
+    ]  # those the first pass has
     return sorted((Entry(_time(r), s, r) for s, r in first + linked), key=lambda e: e.at)
 
 

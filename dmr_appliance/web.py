@@ -180,8 +180,16 @@ def _unexpected_error(
     _write_problem(resp, 500, doc)
 
 
-def answer_problem(req: falcon.Request, resp: falcon.Response, *, code: str, status: int,
-                   title: str, detail: str, **extra: Any) -> None:
+def answer_problem(
+    req: falcon.Request,
+    resp: falcon.Response,
+    *,
+    code: str,
+    status: int,
+    title: str,
+    detail: str,
+    **extra: Any,
+) -> None:
     """Answer with a problem document that reports a result rather than a refusal (the
     relay's 502 and 422 listing every recipient's outcome): the document a raised
     ``DmrError`` would give, without the error handler's ``refused`` line."""
@@ -190,8 +198,9 @@ def answer_problem(req: falcon.Request, resp: falcon.Response, *, code: str, sta
     _write_problem(resp, status, doc)
 
 
-def _problem(code: str, status: int, detail: str, *, instance: str | None,
-             title: str | None = None) -> dict[str, Any]:
+def _problem(
+    code: str, status: int, detail: str, *, instance: str | None, title: str | None = None
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
         "title": title or _phrase(status),
@@ -222,8 +231,12 @@ def _write_problem(resp: falcon.Response, status: int, doc: dict[str, Any]) -> N
 
 def json_body(req: falcon.Request, max_bytes: int) -> Any:
     """The request's JSON body, refused when not JSON, too large or malformed."""
-    too_large = DmrError(f"the body is larger than {max_bytes} bytes", code="too-large",
-                         status=413, title="Content too large")
+    too_large = DmrError(
+        f"the body is larger than {max_bytes} bytes",
+        code="too-large",
+        status=413,
+        title="Content too large",
+    )
     return _parse_json(read_body(req, max_bytes, too_large=too_large))
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine (as root):
-#   ruff; pytest on today's PyPI releases (.venv); pytest on Debian 12's versions
+#   ruff (lint and format); pytest on today's PyPI releases (.venv); pytest on Debian 12's versions
 #   (.venv-debian12); then the system tests (Debian package in a systemd container), the
 #   Kubernetes manifests and image (scripts/k8s.sh), then the Ansible roles
 #   (scripts/molecule.sh: lint, one Molecule scenario per role, the local site).
@@ -14,6 +14,7 @@ if [ "$system" = 1 ]; then bash scripts/setup.sh --test --system; else bash scri
 
 echo "== ruff"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 
 echo "== pytest: current PyPI releases (.venv)"
 .venv/bin/python -m pytest -q -m "not system" -p no:cacheprovider

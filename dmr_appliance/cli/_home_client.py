@@ -25,23 +25,36 @@ def client_options() -> argparse.ArgumentParser:
     """A parent parser with the connection options and --json, for every leaf command."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("connection to home")
-    group.add_argument("--home-url", default=os.environ.get("DMR_HOME_URL", DEFAULT_URL),
-                       help="home API base (default: %(default)s; env DMR_HOME_URL)")
-    group.add_argument("--cert", default=os.environ.get("DMR_CLIENT_CERT",
-                                                        str(PKI / "admin" / "admin.pem")),
-                       help="client certificate (default: %(default)s)")
-    group.add_argument("--key", default=os.environ.get("DMR_CLIENT_KEY",
-                                                       str(PKI / "admin" / "admin.key")),
-                       help="its private key (default: %(default)s)")
-    group.add_argument("--ca", default=os.environ.get("DMR_CA", str(PKI / "ca.pem")),
-                       help="deployment CA certificate (default: %(default)s)")
+    group.add_argument(
+        "--home-url",
+        default=os.environ.get("DMR_HOME_URL", DEFAULT_URL),
+        help="home API base (default: %(default)s; env DMR_HOME_URL)",
+    )
+    group.add_argument(
+        "--cert",
+        default=os.environ.get("DMR_CLIENT_CERT", str(PKI / "admin" / "admin.pem")),
+        help="client certificate (default: %(default)s)",
+    )
+    group.add_argument(
+        "--key",
+        default=os.environ.get("DMR_CLIENT_KEY", str(PKI / "admin" / "admin.key")),
+        help="its private key (default: %(default)s)",
+    )
+    group.add_argument(
+        "--ca",
+        default=os.environ.get("DMR_CA", str(PKI / "ca.pem")),
+        help="deployment CA certificate (default: %(default)s)",
+    )
     parent.add_argument("--json", action="store_true", help="print JSON for scripts")
     return parent
 
 
 def client_from_args(args: argparse.Namespace) -> HomeClient:
-    require_files((args.cert, "--cert", "DMR_CLIENT_CERT"), (args.key, "--key", "DMR_CLIENT_KEY"),
-                  (args.ca, "--ca", "DMR_CA"))
+    require_files(
+        (args.cert, "--cert", "DMR_CLIENT_CERT"),
+        (args.key, "--key", "DMR_CLIENT_KEY"),
+        (args.ca, "--ca", "DMR_CA"),
+    )
     return HomeClient(args.home_url, cert=args.cert, key=args.key, ca=args.ca)
 
 
@@ -49,23 +62,26 @@ def require_files(*files: tuple[str, str, str]) -> None:
     """Name the missing file and how to point at another, before any connection."""
     for path, option, variable in files:
         if not Path(path).is_file():
-            raise DmrError(f"{path} does not exist: pass {option} or set {variable} "
-                           f"(the local stack writes them: '. STATE_DIR/env.sh')",
-                           code="tls-file-missing")
+            raise DmrError(
+                f"{path} does not exist: pass {option} or set {variable} "
+                f"(the local stack writes them: '. STATE_DIR/env.sh')",
+                code="tls-file-missing",
+            )
 
 
-def group(sub: argparse._SubParsersAction, name: str,
-          help_text: str) -> argparse._SubParsersAction:
+def group(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse._SubParsersAction:
     """A command group (``dmr NAME VERB ...``); add its verbs with ``leaf``."""
     verbs = sub.add_parser(name, help=help_text).add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     return verbs
 
 
-def leaf(verbs: argparse._SubParsersAction, name: str, func: Callable[..., int],
-         help_text: str) -> argparse.ArgumentParser:
-    parser = verbs.add_parser(name, help=help_text, description=help_text,
-                              parents=[client_options()])
+def leaf(
+    verbs: argparse._SubParsersAction, name: str, func: Callable[..., int], help_text: str
+) -> argparse.ArgumentParser:
+    parser = verbs.add_parser(
+        name, help=help_text, description=help_text, parents=[client_options()]
+    )
     parser.set_defaults(func=func)
     return parser
 
@@ -89,8 +105,9 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = [[c.upper() for c in columns], *cells]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
-                     for line in lines)
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
 
 
 def _cell(value: Any) -> str:

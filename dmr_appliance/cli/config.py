@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def defaults(args: argparse.Namespace) -> int:
-    print(config.defaults_toml(config.KINDS[args.kind], f"dmr-appliance {args.kind} settings"),
-          end="")
+    print(
+        config.defaults_toml(config.KINDS[args.kind], f"dmr-appliance {args.kind} settings"), end=""
+    )
     return 0
 
 

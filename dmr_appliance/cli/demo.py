@@ -34,23 +34,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "id against the recipient's log, the sender's refusals and home's failure list. "
         "Exit 0 only when none is unaccounted.",
     )
-    parser.add_argument("--messages", type=_numbers.whole(1), default=200,
-                        help="messages in the batch (default %(default)s)")
+    parser.add_argument(
+        "--messages",
+        type=_numbers.whole(1),
+        default=200,
+        help="messages in the batch (default %(default)s)",
+    )
     parser.add_argument("--relays", type=relay_count, default=2, help="relay instances (default 2)")
-    parser.add_argument("--threads", type=_numbers.whole(1), default=8,
-                        help="sending threads (default %(default)s)")
+    parser.add_argument(
+        "--threads", type=_numbers.whole(1), default=8, help="sending threads (default %(default)s)"
+    )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                       help="PKI, config, state and logs (default ./.dmr-demo)")
-    where.add_argument("--temp", action="store_true",
-                       help="use a fresh temporary state directory, removed afterwards")
-    parser.add_argument("--json", action="store_true",
-                        help="end stdout with one JSON line: sent, delivered, refused, "
-                        "reported_failed, unaccounted, revocation_ms, ...")
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the stack running after the demo until Ctrl-C")
+    where.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="PKI, config, state and logs (default ./.dmr-demo)",
+    )
+    where.add_argument(
+        "--temp",
+        action="store_true",
+        help="use a fresh temporary state directory, removed afterwards",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="end stdout with one JSON line: sent, delivered, refused, "
+        "reported_failed, unaccounted, revocation_ms, ...",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the stack running after the demo until Ctrl-C"
+    )
     parser.set_defaults(func=run)
-
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,9 +113,12 @@ def _scenario(stack: Stack, args: argparse.Namespace) -> Report:
 
 
 def _wait_for_stop(stack: Stack) -> None:
-    print(f"dmr demo: the stack keeps running (router {stack.router_url}, status page "
-          f"{stack.status_url}, admin CLI: . {stack.state_dir / 'env.sh'}); Ctrl-C stops it",
-          file=sys.stderr, flush=True)
+    print(
+        f"dmr demo: the stack keeps running (router {stack.router_url}, status page "
+        f"{stack.status_url}, admin CLI: . {stack.state_dir / 'env.sh'}); Ctrl-C stops it",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         while not stack.dead():
             time.sleep(0.5)

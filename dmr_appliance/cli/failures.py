@@ -23,9 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--room")
     listing.add_argument("--from", dest="sender")
     listing.add_argument("--limit", type=int)
-    listing.add_argument("--per-sender", type=int, default=PER_SENDER,
-                         help=f"at most this many of each sender (default {PER_SENDER}; "
-                              "0: no cap)")
+    listing.add_argument(
+        "--per-sender",
+        type=int,
+        default=PER_SENDER,
+        help=f"at most this many of each sender (default {PER_SENDER}; 0: no cap)",
+    )
     counts = leaf(verbs, "counts", run_counts, "open and resolved reports per sender")
     counts.add_argument("--room")
     show_cmd = leaf(verbs, "show", run_show, "show one report with its envelope")
@@ -40,8 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_list(args: argparse.Namespace) -> int:
     status = None if args.status == "all" else args.status
     home = _home_client.client_from_args(args)
-    found = home.list_failures(status=status, room=args.room, sender=args.sender,
-                               limit=args.limit, per_sender=args.per_sender or None)
+    found = home.list_failures(
+        status=status,
+        room=args.room,
+        sender=args.sender,
+        limit=args.limit,
+        per_sender=args.per_sender or None,
+    )
     return show(args, found, COLUMNS)
 
 

@@ -14,26 +14,42 @@ from dmr_appliance.home import backup, restore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    verbs = register_serve(sub, "home", help_text="run the home service",
-                           serve_help="serve home with gunicorn (replaces this process)")
+    verbs = register_serve(
+        sub,
+        "home",
+        help_text="run the home service",
+        serve_help="serve home with gunicorn (replaces this process)",
+    )
     saving = verbs.add_parser(
-        "backup", help="back up home's store and signing keys (while home serves)",
+        "backup",
+        help="back up home's store and signing keys (while home serves)",
         description="Write a new backup, DIR/home-<UTC time>: an online copy of the SQLite "
         "store (one consistent snapshot; home keeps serving), its signing keys and home.toml, "
         "and manifest.json (versions, checksums), files 0600. Then remove the oldest beyond "
-        "--keep. Run as root, the files go to the store's owner. Prints the new directory.")
+        "--keep. Run as root, the files go to the store's owner. Prints the new directory.",
+    )
     config_option(saving, "home")
-    saving.add_argument("dir", nargs="?", type=Path, metavar="DIR",
-                        help="where backups are kept (default: backup.dir of home.toml)")
-    saving.add_argument("--keep", type=whole(1), help="backups kept in DIR, this one "
-                        "included (default: backup.keep of home.toml)")
+    saving.add_argument(
+        "dir",
+        nargs="?",
+        type=Path,
+        metavar="DIR",
+        help="where backups are kept (default: backup.dir of home.toml)",
+    )
+    saving.add_argument(
+        "--keep",
+        type=whole(1),
+        help="backups kept in DIR, this one included (default: backup.keep of home.toml)",
+    )
     saving.set_defaults(func=run_backup)
     putting = verbs.add_parser(
-        "restore", help="put a backup back in place of home's store (home stopped)",
+        "restore",
+        help="put a backup back in place of home's store (home stopped)",
         description="Check the backup DIR (complete, its checksums, a schema this package "
         "knows), then replace home's store with it and add its signing keys. Home must be "
         "stopped. The sync version is moved past any the replaced home can have issued "
-        "(the clock in milliseconds), so relays take the restored home's documents.")
+        "(the clock in milliseconds), so relays take the restored home's documents.",
+    )
     config_option(putting, "home")
     putting.add_argument("dir", type=Path, metavar="DIR", help="one backup: .../home-<time>")
     putting.set_defaults(func=run_restore)
@@ -44,8 +60,9 @@ def run_backup(args: argparse.Namespace) -> int:
     root = args.dir if args.dir is not None else settings.backup.dir
     keep = args.keep if args.keep is not None else settings.backup.keep
     try:
-        made = backup.backup(settings, root, keep=keep, config_file=Path(args.config),
-                             progress=sys.stderr)
+        made = backup.backup(
+            settings, root, keep=keep, config_file=Path(args.config), progress=sys.stderr
+        )
     except OSError as exc:
         raise _refused(exc) from None
     print(made)
@@ -59,14 +76,20 @@ def run_restore(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _refused(exc) from None
     made = done.manifest
-    print(f"restored {args.dir} (made {made['created_at']} by dmr-appliance "
-          f"{made['package_version']}, schema {made['schema_version']}) into "
-          f"{settings.database}, {len(made['keys'])} signing keys into {settings.keys_dir}")
-    print(f"sync version {done.previous_version} -> {done.sync_version} (backup's: "
-          f"{made['sync_version']}): relays take it; start home (systemctl start dmr-home)")
+    print(
+        f"restored {args.dir} (made {made['created_at']} by dmr-appliance "
+        f"{made['package_version']}, schema {made['schema_version']}) into "
+        f"{settings.database}, {len(made['keys'])} signing keys into {settings.keys_dir}"
+    )
+    print(
+        f"sync version {done.previous_version} -> {done.sync_version} (backup's: "
+        f"{made['sync_version']}): relays take it; start home (systemctl start dmr-home)"
+    )
     return 0
 
 
 def _refused(exc: OSError) -> backup.BackupError:
-    return backup.BackupError(f"{exc.filename or 'a file'}: {exc.strerror}: run as root or as "
-                              "the store's owner (dmr), with room on the disk")
+    return backup.BackupError(
+        f"{exc.filename or 'a file'}: {exc.strerror}: run as root or as "
+        "the store's owner (dmr), with room on the disk"
+    )

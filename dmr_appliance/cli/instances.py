@@ -13,13 +13,18 @@ COLUMNS = ("instance", "health", "age_seconds", "address", "version", "sync_vers
 
 def register(sub: argparse._SubParsersAction) -> None:
     # `dmr instances` alone lists them, as it always has; the verbs are optional.
-    parser = sub.add_parser("instances", help="relay instances and their health (admin)",
-                            parents=[client_options()])
+    parser = sub.add_parser(
+        "instances", help="relay instances and their health (admin)", parents=[client_options()]
+    )
     parser.set_defaults(func=run)
     verbs = parser.add_subparsers(dest="verb", metavar="[VERB]")
     leaf(verbs, "list", run, "list relay instances and their health")
-    forget = leaf(verbs, "forget", run_forget, "forget an instance that is gone (it comes "
-                  "back if it beats again)")
+    forget = leaf(
+        verbs,
+        "forget",
+        run_forget,
+        "forget an instance that is gone (it comes back if it beats again)",
+    )
     forget.add_argument("name", help="instance name, as `dmr instances` shows it")
 
 

@@ -15,16 +15,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     add = leaf(verbs, "add", run_add, "register a participant")
     add.add_argument("id")
     add.add_argument("--endpoint", required=True, help="https URL where it receives")
-    add.add_argument("--room", action="append", required=True, dest="rooms",
-                     help="a room it belongs to (repeat for several)")
+    add.add_argument(
+        "--room",
+        action="append",
+        required=True,
+        dest="rooms",
+        help="a room it belongs to (repeat for several)",
+    )
     listing = leaf(verbs, "list", run_list, "list participants")
     listing.add_argument("--status", choices=("active", "suspended", "revoked"))
     listing.add_argument("--room")
-    for verb, text in (("show", "show one participant"),
-                       ("suspend", "suspend (reversible)"),
-                       ("reinstate", "reinstate a suspended participant"),
-                       ("revoke", "revoke (permanent)"),
-                       ("delete", "delete (relays keep refusing it until its tokens expire)")):
+    for verb, text in (
+        ("show", "show one participant"),
+        ("suspend", "suspend (reversible)"),
+        ("reinstate", "reinstate a suspended participant"),
+        ("revoke", "revoke (permanent)"),
+        ("delete", "delete (relays keep refusing it until its tokens expire)"),
+    ):
         leaf(verbs, verb, run_one, text).add_argument("id")
 
 

@@ -63,14 +63,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
 
     watch = sub.add_parser(
-        "watch-crl", help="run nginx, reloading it when the CRL changes (containers)",
+        "watch-crl",
+        help="run nginx, reloading it when the CRL changes (containers)",
         description="Run COMMAND (nginx in the foreground) as a child, pass signals on to it "
         "and send it SIGHUP when the CRL file's content changes: nginx reads the CRL only at "
         "start and on reload. For containers, where the CRL is a mounted Secret; hosts use "
-        "dmr-crl.path.")
+        "dmr-crl.path.",
+    )
     watch.add_argument("--crl", type=Path, default=HOST_CRL, help="default: %(default)s")
-    watch.add_argument("--interval", type=_numbers.positive, default=crl_reload.INTERVAL,
-                       help="seconds between reads of the CRL (default %(default)s)")
+    watch.add_argument(
+        "--interval",
+        type=_numbers.positive,
+        default=crl_reload.INTERVAL,
+        help="seconds between reads of the CRL (default %(default)s)",
+    )
     watch.add_argument("command", nargs=argparse.REMAINDER, help="-- nginx ARGS...")
     watch.set_defaults(func=_watch_crl)
 
@@ -146,9 +152,6 @@ def _add_renew(sub: argparse._SubParsersAction) -> None:
 def _kind_and_name(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", required=True, choices=pki.KINDS, help=KIND_HELP)
     parser.add_argument("--name", required=True, help="subject CN; a participant's id")
-
-
-
 
 
 def _init(args: argparse.Namespace) -> int:

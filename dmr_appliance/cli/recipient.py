@@ -16,16 +16,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run a demo recipient endpoint (records deliveries as JSON lines)",
         description=recipient.__doc__.splitlines()[0] if recipient.__doc__ else None,
     )
-    parser.add_argument("--bind", default="127.0.0.1:9443", type=_address,
-                        help="HOST:PORT to listen on (port 0: any free port)")
+    parser.add_argument(
+        "--bind",
+        default="127.0.0.1:9443",
+        type=_address,
+        help="HOST:PORT to listen on (port 0: any free port)",
+    )
     parser.add_argument("--cert", type=Path, required=True, help="server certificate (PEM)")
     parser.add_argument("--key", type=Path, required=True, help="its private key")
-    parser.add_argument("--ca", type=Path,
-                        help="require a client certificate from this CA (the relays')")
+    parser.add_argument(
+        "--ca", type=Path, help="require a client certificate from this CA (the relays')"
+    )
     parser.add_argument("--log", type=Path, help="append one JSON line per delivery here")
-    parser.add_argument("--seen", type=Path,
-                        help="keep processed message ids in this SQLite file, so duplicates "
-                        "are recognised across restarts (default: in memory)")
+    parser.add_argument(
+        "--seen",
+        type=Path,
+        help="keep processed message ids in this SQLite file, so duplicates "
+        "are recognised across restarts (default: in memory)",
+    )
     parser.add_argument("--status", type=int, default=200, help="HTTP status to answer")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before it")
     parser.set_defaults(func=run)
@@ -46,8 +54,14 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     server = recipient.RecipientServer(
-        args.bind, cert=args.cert, key=args.key, ca=args.ca, log_path=args.log,
-        status=args.status, delay=args.delay, seen_path=args.seen,
+        args.bind,
+        cert=args.cert,
+        key=args.key,
+        ca=args.ca,
+        log_path=args.log,
+        status=args.status,
+        delay=args.delay,
+        seen_path=args.seen,
     )
     signal.signal(signal.SIGTERM, _interrupt)
     recipient.serve(server)

@@ -26,13 +26,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render the router's complete nginx.conf from router.toml "
         "(and DMR_* variables). Without --output it goes to stdout.",
     )
-    parser.add_argument("--config", type=Path, action="append",
-                        help=f"router settings (default {DEFAULT_CONFIG}); repeat to "
-                        "layer files: a later file's keys replace an earlier one's")
-    parser.add_argument("--output", type=Path, metavar="FILE",
-                        help="write here (atomically) instead of stdout")
-    parser.add_argument("--test", action="store_true",
-                        help="then check the written file with 'nginx -t' (needs --output)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        help=f"router settings (default {DEFAULT_CONFIG}); repeat to "
+        "layer files: a later file's keys replace an earlier one's",
+    )
+    parser.add_argument(
+        "--output", type=Path, metavar="FILE", help="write here (atomically) instead of stdout"
+    )
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="then check the written file with 'nginx -t' (needs --output)",
+    )
     parser.set_defaults(func=_nginx, parser=parser)
 
     gate = sub.add_parser(
@@ -44,12 +52,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "for looking at it, and for deployments that run nginx another way (Kubernetes).",
     )
     gate.add_argument("kind", choices=sorted(serving.APP_SERVICES), help="whose gate")
-    gate.add_argument("--config", type=Path, help="the app's settings (default "
-                      f"{config.ETC}/KIND.toml)")
-    gate.add_argument("--output", type=Path, metavar="FILE",
-                      help="write here (atomically) instead of stdout")
-    gate.add_argument("--test", action="store_true",
-                      help="then check the written file with 'nginx -t' (needs --output)")
+    gate.add_argument(
+        "--config", type=Path, help=f"the app's settings (default {config.ETC}/KIND.toml)"
+    )
+    gate.add_argument(
+        "--output", type=Path, metavar="FILE", help="write here (atomically) instead of stdout"
+    )
+    gate.add_argument(
+        "--test",
+        action="store_true",
+        help="then check the written file with 'nginx -t' (needs --output)",
+    )
     gate.set_defaults(func=_gate, parser=gate)
 
 

@@ -44,69 +44,133 @@ class UsageError(Exception):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("send", help="send a message (retries, failover, failure reports)",
-                            description="Send a message as a participant: retries per router, "
-                            "failover to the next router, failed messages reported to home. "
-                            "Exit 0: all delivered; 1: any recipient failed or refused; 2: usage.")
+    parser = sub.add_parser(
+        "send",
+        help="send a message (retries, failover, failure reports)",
+        description="Send a message as a participant: retries per router, "
+        "failover to the next router, failed messages reported to home. "
+        "Exit 0: all delivered; 1: any recipient failed or refused; 2: usage.",
+    )
     _message_options(parser.add_argument_group("the message"))
     _delivery_options(parser.add_argument_group("delivery"))
     _identity_options(parser.add_argument_group("identity"))
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="one JSON result per message")
-    out.add_argument("--log-level", default="warning", choices=sorted(logs.LEVELS),
-                     help="JSON log lines on stderr from this level (default %(default)s: "
-                     "retries, failovers, failures)")
+    out.add_argument(
+        "--log-level",
+        default="warning",
+        choices=sorted(logs.LEVELS),
+        help="JSON log lines on stderr from this level (default %(default)s: "
+        "retries, failovers, failures)",
+    )
     parser.set_defaults(func=run)
 
 
 def _message_options(what: argparse._ArgumentGroup) -> None:
     what.add_argument("--room", help="room name (default for --batch lines)")
-    what.add_argument("--to", action="append", default=[], metavar="ID",
-                      help="recipient participant id; repeat for several")
+    what.add_argument(
+        "--to",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="recipient participant id; repeat for several",
+    )
     source = what.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="JSON", help="the payload, a JSON value")
-    source.add_argument("--file", type=Path, metavar="F", help="the payload from a file "
-                        "(JSON when --content-type is JSON, else sent as bytes)")
-    source.add_argument("--batch", metavar="FILE", help="one message per line, JSON objects "
-                        f"with {', '.join(sorted(BATCH_FIELDS))} ('-': stdin)")
-    source.add_argument("--retry-failed", action="store_true",
-                        help="re-send this participant's open failures at home (same message "
-                        "ids, to the recipients that failed); each delivered one is resolved")
+    source.add_argument(
+        "--file",
+        type=Path,
+        metavar="F",
+        help="the payload from a file (JSON when --content-type is JSON, else sent as bytes)",
+    )
+    source.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="one message per line, JSON objects "
+        f"with {', '.join(sorted(BATCH_FIELDS))} ('-': stdin)",
+    )
+    source.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-send this participant's open failures at home (same message "
+        "ids, to the recipients that failed); each delivered one is resolved",
+    )
     what.add_argument("--content-type", default="application/json")
-    what.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
-                      help="a header carried to the recipients; repeatable")
+    what.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a header carried to the recipients; repeatable",
+    )
     what.add_argument("--id", help="message id (default: a fresh ULID)")
-    what.add_argument("--ttl", type=_numbers.whole(1), default=300,
-                      help="seconds until the message expires (default %(default)s)")
+    what.add_argument(
+        "--ttl",
+        type=_numbers.whole(1),
+        default=300,
+        help="seconds until the message expires (default %(default)s)",
+    )
 
 
 def _delivery_options(how: argparse._ArgumentGroup) -> None:
-    how.add_argument("--router", action="append", default=[], metavar="URL",
-                     help="router base URL, in order of preference; repeatable (default: "
-                     "$DMR_ROUTERS, comma-separated, the --state-dir stack's, or "
-                     f"{DEFAULT_ROUTER})")
-    how.add_argument("--attempts", type=_numbers.whole(1), default=3,
-                     help="tries per router (default %(default)s)")
-    how.add_argument("--timeout", type=_numbers.positive, default=30.0,
-                     help="seconds to wait for a router's answer (default %(default)s)")
+    how.add_argument(
+        "--router",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="router base URL, in order of preference; repeatable (default: "
+        "$DMR_ROUTERS, comma-separated, the --state-dir stack's, or "
+        f"{DEFAULT_ROUTER})",
+    )
+    how.add_argument(
+        "--attempts",
+        type=_numbers.whole(1),
+        default=3,
+        help="tries per router (default %(default)s)",
+    )
+    how.add_argument(
+        "--timeout",
+        type=_numbers.positive,
+        default=30.0,
+        help="seconds to wait for a router's answer (default %(default)s)",
+    )
     how.add_argument("--connect-timeout", type=_numbers.positive, default=3.05)
-    how.add_argument("--parallel", type=_numbers.whole(1), default=4,
-                     help="messages in flight at once with --batch (default %(default)s)")
-    how.add_argument("--home", metavar="URL", help="home API base for tokens, cards and "
-                     "failure reports (default: $DMR_HOME_URL, else the first router's /v1/home)")
-    how.add_argument("--spool", type=Path, help="where failure reports wait while home is "
-                     "down (default: STATE_DIR/sender/ or ~/.local/state/dmr/)")
+    how.add_argument(
+        "--parallel",
+        type=_numbers.whole(1),
+        default=4,
+        help="messages in flight at once with --batch (default %(default)s)",
+    )
+    how.add_argument(
+        "--home",
+        metavar="URL",
+        help="home API base for tokens, cards and "
+        "failure reports (default: $DMR_HOME_URL, else the first router's /v1/home)",
+    )
+    how.add_argument(
+        "--spool",
+        type=Path,
+        help="where failure reports wait while home is "
+        "down (default: STATE_DIR/sender/ or ~/.local/state/dmr/)",
+    )
 
 
 def _identity_options(who: argparse._ArgumentGroup) -> None:
-    who.add_argument("--as", dest="participant", default=os.environ.get("DMR_PARTICIPANT"),
-                     help="participant whose certificate PKI/participant/NAME.pem is used "
-                     "($DMR_PARTICIPANT)")
-    who.add_argument("--state-dir", type=Path, help="a local stack's state directory (dmr up):"
-                     " its PKI and router")
+    who.add_argument(
+        "--as",
+        dest="participant",
+        default=os.environ.get("DMR_PARTICIPANT"),
+        help="participant whose certificate PKI/participant/NAME.pem is used ($DMR_PARTICIPANT)",
+    )
+    who.add_argument(
+        "--state-dir",
+        type=Path,
+        help="a local stack's state directory (dmr up): its PKI and router",
+    )
     who.add_argument("--pki", type=Path, help=f"PKI directory (default {PKI}, or STATE_DIR/pki)")
-    who.add_argument("--cert", type=Path, help="client certificate (default: PKI/participant/"
-                     "NAME.pem)")
+    who.add_argument(
+        "--cert", type=Path, help="client certificate (default: PKI/participant/NAME.pem)"
+    )
     who.add_argument("--key", type=Path, help="its private key")
     who.add_argument("--ca", type=Path, help="deployment CA (default PKI/ca.pem)")
 
@@ -128,11 +192,21 @@ class Message:
 def single_message(args: argparse.Namespace, stdin: IO[bytes]) -> Message:
     if not args.room or not args.to:
         raise UsageError("name the room (--room) and at least one recipient (--to)")
-    raw = args.data.encode() if args.data is not None else (
-        args.file.read_bytes() if args.file is not None else stdin.read())
+    raw = (
+        args.data.encode()
+        if args.data is not None
+        else (args.file.read_bytes() if args.file is not None else stdin.read())
+    )
     payload, payload_b64 = _payload(raw, args.content_type, json_required=args.data is not None)
-    return Message(args.room, list(args.to), payload, payload_b64, args.content_type,
-                   _headers(args.header), args.id)
+    return Message(
+        args.room,
+        list(args.to),
+        payload,
+        payload_b64,
+        args.content_type,
+        _headers(args.header),
+        args.id,
+    )
 
 
 def batch_messages(args: argparse.Namespace, stdin: IO[bytes]) -> list[Message]:
@@ -164,8 +238,15 @@ def _batch_line(line: str, number: int, args: argparse.Namespace) -> Message:
     if not room or not to or not isinstance(to, list):
         raise UsageError(f"batch line {number}: needs room and to (or --room and --to)")
     headers = doc.get("headers", _headers(args.header))
-    return Message(room, to, doc.get("payload"), doc.get("payload_b64"),
-                   doc.get("content_type", args.content_type), headers, doc.get("id"))
+    return Message(
+        room,
+        to,
+        doc.get("payload"),
+        doc.get("payload_b64"),
+        doc.get("content_type", args.content_type),
+        headers,
+        doc.get("id"),
+    )
 
 
 def _payload(raw: bytes, content_type: str, *, json_required: bool) -> tuple[Any, str | None]:
@@ -174,8 +255,9 @@ def _payload(raw: bytes, content_type: str, *, json_required: bool) -> tuple[Any
         try:
             return json.loads(raw), None
         except ValueError as exc:
-            raise UsageError(f"the payload is not JSON ({exc}); use --content-type for "
-                             "other data") from None
+            raise UsageError(
+                f"the payload is not JSON ({exc}); use --content-type for other data"
+            ) from None
     return None, base64.b64encode(raw).decode("ascii")
 
 
@@ -215,10 +297,17 @@ def make_sender(args: argparse.Namespace) -> Sender:
         if not path.is_file():
             raise UsageError(f"{path} does not exist (see --as, --cert, --key, --ca, --pki)")
     routers = routers_from(args)
-    return Sender(routers, cert=cert, key=key, ca=ca,
-                  home=args.home or os.environ.get("DMR_HOME_URL") or None,
-                  policy=RetryPolicy(attempts=args.attempts), ttl=args.ttl,
-                  timeout=(args.connect_timeout, args.timeout), spool=spool_path(args))
+    return Sender(
+        routers,
+        cert=cert,
+        key=key,
+        ca=ca,
+        home=args.home or os.environ.get("DMR_HOME_URL") or None,
+        policy=RetryPolicy(attempts=args.attempts),
+        ttl=args.ttl,
+        timeout=(args.connect_timeout, args.timeout),
+        spool=spool_path(args),
+    )
 
 
 def routers_from(args: argparse.Namespace) -> list[str]:
@@ -237,8 +326,9 @@ def stack_router(state_dir: Path) -> str:
     try:
         cfg = tomllib.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise UsageError(f"no local stack in {state_dir} ({exc}); start it with 'dmr up' "
-                         "or name --router") from None
+        raise UsageError(
+            f"no local stack in {state_dir} ({exc}); start it with 'dmr up' or name --router"
+        ) from None
     return f"https://{cfg.get('listen_address', '127.0.0.1')}:{cfg['listen']}"
 
 
@@ -258,8 +348,11 @@ def run(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> int:
     logs.configure(args.log_level, stream=sys.stderr)
     stdin = stdin if stdin is not None else sys.stdin.buffer
     try:
-        messages = [] if args.retry_failed else (
-            batch_messages(args, stdin) if args.batch else [single_message(args, stdin)])
+        messages = (
+            []
+            if args.retry_failed
+            else (batch_messages(args, stdin) if args.batch else [single_message(args, stdin)])
+        )
         sender = make_sender(args)
     except UsageError as exc:
         print(f"dmr send: {exc}", file=sys.stderr)
@@ -269,20 +362,26 @@ def run(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> int:
         if args.retry_failed:
             results = resend.retry_failed(sender)
         else:
-            results = send_all(sender, messages, args.parallel if args.batch else 1,
-                               ProgressBar(len(messages), sys.stderr, prefix="dmr send: ")
-                               if args.batch else None)
+            results = send_all(
+                sender,
+                messages,
+                args.parallel if args.batch else 1,
+                ProgressBar(len(messages), sys.stderr, prefix="dmr send: ") if args.batch else None,
+            )
     for result in results:
         print(json.dumps(result.to_json()) if args.json else describe(result))
     if args.retry_failed and not args.json:
         resolved = sum(r.resolved for r in results)
-        print(f"{len(results)} open failure(s) of {sender.participant} re-sent: {resolved} "
-              f"delivered and resolved, {len(results) - resolved} still open")
+        print(
+            f"{len(results)} open failure(s) of {sender.participant} re-sent: {resolved} "
+            f"delivered and resolved, {len(results) - resolved} still open"
+        )
     return 0 if all(r.ok for r in results) else 1
 
 
-def send_all(sender: Sender, messages: list[Message], parallel: int,
-             progress: ProgressBar | None) -> list[SendResult]:
+def send_all(
+    sender: Sender, messages: list[Message], parallel: int, progress: ProgressBar | None
+) -> list[SendResult]:
     results: list[SendResult | None] = [None] * len(messages)
     done = delivered = 0
     with ThreadPoolExecutor(max_workers=parallel) as pool:
@@ -299,32 +398,48 @@ def send_all(sender: Sender, messages: list[Message], parallel: int,
 
 def send_one(sender: Sender, m: Message) -> SendResult:
     try:
-        return sender.send(m.room, m.to, m.payload, payload_b64=m.payload_b64,
-                           content_type=m.content_type, headers=m.headers, message_id=m.id)
+        return sender.send(
+            m.room,
+            m.to,
+            m.payload,
+            payload_b64=m.payload_b64,
+            content_type=m.content_type,
+            headers=m.headers,
+            message_id=m.id,
+        )
     except DmrError as exc:  # the message itself is invalid: refused here, never sent
         return refused_locally(m, exc)
 
 
 def refused_locally(m: Message, exc: DmrError) -> SendResult:
-    outcomes = {str(pid): RecipientOutcome(str(pid), "rejected", None,
-                                           f"{exc.code}: {exc.detail}") for pid in m.to}
+    outcomes = {
+        str(pid): RecipientOutcome(str(pid), "rejected", None, f"{exc.code}: {exc.detail}")
+        for pid in m.to
+    }
     return SendResult(m.id or "-", m.room, outcomes)
 
 
 def describe(result: SendResult) -> str:
-    lines = [f"message {result.message_id} in {result.room}: "
-             f"{'delivered' if result.ok else 'NOT delivered to every recipient'}"]
+    lines = [
+        f"message {result.message_id} in {result.room}: "
+        f"{'delivered' if result.ok else 'NOT delivered to every recipient'}"
+    ]
     for r in result.recipients.values():
         status = r.status if r.status is not None else "-"
         tries = f"{r.attempts} attempt{'s' if r.attempts != 1 else ''}"
         reason = "" if r.outcome == "delivered" else f"  {r.reason}"
         lines.append(f"  {r.recipient:<24} {r.outcome:<9} {status!s:<4} {tries}{reason}")
     if result.failed:
-        where = ("reported to home" if result.reported else "spooled until home answers"
-                 if result.spooled else f"NOT reported: {result.report_error}")
+        where = (
+            "reported to home"
+            if result.reported
+            else "spooled until home answers"
+            if result.spooled
+            else f"NOT reported: {result.report_error}"
+        )
         lines.append(f"  failure {where}")
     if result.resent and result.ok:
-        lines.append("  failure resolved at home" if result.resolved
-                     else f"  {result.report_error}")
+        lines.append(
+            "  failure resolved at home" if result.resolved else f"  {result.report_error}"
+        )
     return "\n".join(lines)
-

@@ -15,8 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = group(sub, "token", "issue or revoke access tokens (admin)")
     issue = leaf(verbs, "issue", run_issue, "issue an access token for a participant")
     issue.add_argument("participant")
-    issue.add_argument("--for-cert", type=Path, required=True,
-                       help="the participant's certificate (PEM): the token is bound to it")
+    issue.add_argument(
+        "--for-cert",
+        type=Path,
+        required=True,
+        help="the participant's certificate (PEM): the token is bound to it",
+    )
     issue.add_argument("--lifetime", type=int, help="seconds (up to tokens.access_max_ttl)")
     leaf(verbs, "revoke", run_revoke, "revoke an access token by its id").add_argument("jti")
 
@@ -31,8 +35,10 @@ def run_issue(args: argparse.Namespace) -> int:
         raise PkiError(f"--for-cert {args.for_cert}: cannot read it ({exc})") from exc
     pki.load_certificate(pem)  # a file that is no certificate fails here, in one line
     home = _home_client.client_from_args(args)
-    return show(args, home.issue_token(participant=args.participant, certificate=pem,
-                                       lifetime=args.lifetime))
+    return show(
+        args,
+        home.issue_token(participant=args.participant, certificate=pem, lifetime=args.lifetime),
+    )
 
 
 def run_revoke(args: argparse.Namespace) -> int:

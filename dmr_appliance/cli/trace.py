@@ -23,25 +23,42 @@ PROGRESS_FROM = 8 << 20  # bytes: smaller searches finish before a bar would hel
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "trace", help="every log line about a message or request, as one timeline",
+        "trace",
+        help="every log line about a message or request, as one timeline",
         description="Gather the router's, the gates', the relays', home's, the sender's and "
         "the recipient's JSON log lines about a message id (or a request id) and print them "
-        "in time order: time, host, component, event, status, ms. Exit 1 if none is found.")
+        "in time order: time, host, component, event, status, ms. Exit 1 if none is found.",
+    )
     parser.add_argument("id", help="a message id (UUID or ULID) or a request id")
-    parser.add_argument("files", nargs="*", type=Path, metavar="FILE",
-                        help="log files to search (JSON lines); default: see --log-dir")
-    parser.add_argument("--log-dir", type=Path, help=f"a log host's tree, HOST/PROGRAM.log "
-                        f"(default {LOG_HOST_DIR} when no file and no stack is named)")
-    parser.add_argument("--state-dir", type=Path, help="a local stack's state directory "
-                        f"(default {DEFAULT_STATE} if it exists)")
+    parser.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="log files to search (JSON lines); default: see --log-dir",
+    )
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        help=f"a log host's tree, HOST/PROGRAM.log "
+        f"(default {LOG_HOST_DIR} when no file and no stack is named)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help=f"a local stack's state directory (default {DEFAULT_STATE} if it exists)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if not tracing.ID.fullmatch(args.id):
-        print(f"dmr trace: {args.id[:80]!r} is not a message or request id "
-              "(letters, digits, '.', '_', '-'; at most 64)", file=sys.stderr)
+        print(
+            f"dmr trace: {args.id[:80]!r} is not a message or request id "
+            "(letters, digits, '.', '_', '-'; at most 64)",
+            file=sys.stderr,
+        )
         return 2
     try:
         sources = sources_from(args)
@@ -49,8 +66,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"dmr trace: {exc}", file=sys.stderr)
         return 2
     size = sum(_size(s.path) for s in sources)
-    bar = ProgressBar(2 * size, sys.stderr, prefix="dmr trace: ",
-                                     verb="bytes read") if size > PROGRESS_FROM else None
+    bar = (
+        ProgressBar(2 * size, sys.stderr, prefix="dmr trace: ", verb="bytes read")
+        if size > PROGRESS_FROM
+        else None
+    )
     entries = tracing.trace(args.id, sources, bar.update if bar else None)
     if bar:
         bar.finish(f"{len(entries)} lines")
@@ -74,21 +94,26 @@ def sources_from(args: argparse.Namespace) -> list[tracing.Source]:
     if state is not None:
         return tracing.state_dir_sources(state)
     if not LOG_HOST_DIR.is_dir():
-        raise FileNotFoundError("no log files to search: name them, or use --log-dir DIR "
-                                "or --state-dir DIR")
+        raise FileNotFoundError(
+            "no log files to search: name them, or use --log-dir DIR or --state-dir DIR"
+        )
     return tracing.log_dir_sources(LOG_HOST_DIR)
 
 
 def table(entries: list[tracing.Entry]) -> list[str]:
     day = datetime.fromtimestamp(entries[0].at, UTC).date().isoformat()
-    lines = [f"{'time (UTC ' + day + ')':<24} {'host':<12} {'component':<16} "
-             f"{'event':<22} {'status':>6} {'ms':>8}  detail"]
+    lines = [
+        f"{'time (UTC ' + day + ')':<24} {'host':<12} {'component':<16} "
+        f"{'event':<22} {'status':>6} {'ms':>8}  detail"
+    ]
     for e in entries:
         when = datetime.fromtimestamp(e.at, UTC).strftime("%H:%M:%S.%f")[:-3]
         ms = f"{e.ms:.1f}" if e.ms is not None else "-"
         status = e.status if e.status not in (None, "") else "-"
-        lines.append(f"{when:<24} {e.source.host:<12} {e.source.component:<16} "
-                     f"{e.event:<22} {status!s:>6} {ms:>8}  {e.detail()}")
+        lines.append(
+            f"{when:<24} {e.source.host:<12} {e.source.component:<16} "
+            f"{e.event:<22} {status!s:>6} {ms:>8}  {e.detail()}"
+        )
     return lines
 
 

@@ -24,17 +24,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Ctrl-C or SIGTERM, which stops every one of them.",
     )
     parser.add_argument("--relays", type=relay_count, default=2, help="relay instances (default 2)")
-    parser.add_argument("--state-dir", type=Path, default=Path(".dmr"),
-                        help="PKI, config, state and logs (default ./.dmr)")
-    parser.add_argument("--port", type=_numbers.whole(0, 65535), default=8443,
-                        help="router's HTTPS port on 127.0.0.1 (default 8443; 0: any free)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".dmr"),
+        help="PKI, config, state and logs (default ./.dmr)",
+    )
+    parser.add_argument(
+        "--port",
+        type=_numbers.whole(0, 65535),
+        default=8443,
+        help="router's HTTPS port on 127.0.0.1 (default 8443; 0: any free)",
+    )
     parser.set_defaults(func=run)
 
 
-
 def run(args: argparse.Namespace) -> int:
-    stack = Stack(args.state_dir, relays=args.relays, port=args.port,
-                  log=lambda line: print(f"dmr up: {line}", flush=True))
+    stack = Stack(
+        args.state_dir,
+        relays=args.relays,
+        port=args.port,
+        log=lambda line: print(f"dmr up: {line}", flush=True),
+    )
     try:
         with supervised(stack):
             stack.start()
@@ -54,16 +65,21 @@ def _watch(stack: Stack) -> int:
     clean-up waiting on that lock for each process's whole stop timeout.
     """
     requested = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: requested.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, lambda *_: requested.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         while not requested.wait(0.5):
             dead = stack.dead()
             if dead:
                 name = dead[0]
-                print(f"dmr up: {name} exited unexpectedly; see "
-                      f"{stack.logs_dir / (name + '.log')}. Stopping everything.",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"dmr up: {name} exited unexpectedly; see "
+                    f"{stack.logs_dir / (name + '.log')}. Stopping everything.",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return 1
         return 0
     finally:
@@ -101,7 +117,7 @@ def instructions(stack: Stack) -> str:
         f"  {dmr} participants add {sender} --endpoint {stack.endpoint(sender)} --room demo",
         f"  {dmr} participants add {receiver} --endpoint {stack.endpoint(receiver)} --room demo",
         f"  {dmr} send --state-dir {stack.state_dir} --as {sender} \\",
-        f"      --room demo --to {receiver} --data '{{\"text\": \"hello\"}}'",
+        f'      --room demo --to {receiver} --data \'{{"text": "hello"}}\'',
         f"  tail -n 1 {stack.recipient_log}",
         "",
         "Or run the whole demonstration:  dmr demo",

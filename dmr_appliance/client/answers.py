@@ -50,8 +50,11 @@ class Answer:
 
     @property
     def refuses_one_recipient(self) -> bool:
-        return (self.recipient_index is not None and self.outcome == REJECTED
-                and self.code.startswith(_RECIPIENT_CODES))
+        return (
+            self.recipient_index is not None
+            and self.outcome == REJECTED
+            and self.code.startswith(_RECIPIENT_CODES)
+        )
 
     def summary(self) -> str:
         if self.status is None:
@@ -66,12 +69,15 @@ def no_answer(exc: requests.RequestException) -> Answer:
 
 def read_answer(resp: requests.Response) -> Answer:
     problem = read_problem(resp.status_code, resp.headers, resp.content, resp.reason or "")
-    return Answer(resp.status_code, code=problem.code,
-                  detail=problem.detail or resp.reason or "",
-                  retry_after=problem.retry_after,
-                  outcomes=_outcomes(problem.doc.get("outcomes")),
-                  recipient_index=problem.field_index,
-                  request_id=problem.request_id)
+    return Answer(
+        resp.status_code,
+        code=problem.code,
+        detail=problem.detail or resp.reason or "",
+        retry_after=problem.retry_after,
+        outcomes=_outcomes(problem.doc.get("outcomes")),
+        recipient_index=problem.field_index,
+        request_id=problem.request_id,
+    )
 
 
 def _outcomes(items: object) -> dict[str, Outcome]:

@@ -59,8 +59,14 @@ class TokenSource:
             except DmrError as exc:
                 if held is None or not held.usable(now) or not transient(exc):
                     raise
-                logs.log_event(_log, "send.token-stale", logging.WARNING, code=exc.code,
-                               detail=exc.detail, expires_in=round(held.expires_at - now))
+                logs.log_event(
+                    _log,
+                    "send.token-stale",
+                    logging.WARNING,
+                    code=exc.code,
+                    detail=exc.detail,
+                    expires_in=round(held.expires_at - now),
+                )
                 return held.value
             return self._held.value
 

@@ -71,37 +71,59 @@ Expiry = float | datetime | str | None
 class SeenIds:
     """Message ids already processed, per ``scope`` (e.g. the recipient they were for)."""
 
-    def __init__(self, path: Path | str = ":memory:", *, max_ids: int = DEFAULT_MAX_IDS,
-                 hold: float = DEFAULT_HOLD) -> None:
+    def __init__(
+        self,
+        path: Path | str = ":memory:",
+        *,
+        max_ids: int = DEFAULT_MAX_IDS,
+        hold: float = DEFAULT_HOLD,
+    ) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.max_ids = max_ids
         self.hold = hold
-        self._db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None,
-                                   check_same_thread=False)
+        self._db = sqlite3.connect(
+            str(path), timeout=10.0, isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a process crash
         self._migrate()
         self._lock = threading.Lock()
         self._inserts = 0
 
-    def first_time(self, message_id: str, expires_at: Expiry = None, *, sender: str,
-                   scope: str = "", now: float | None = None) -> bool:
+    def first_time(
+        self,
+        message_id: str,
+        expires_at: Expiry = None,
+        *,
+        sender: str,
+        scope: str = "",
+        now: float | None = None,
+    ) -> bool:
         """True the first time ``sender``'s ``message_id`` is offered in ``scope``; False
         for a repeat. The same id from another sender is another message."""
         now = time.time() if now is None else now
         until = _timestamp(expires_at, now + self.hold)
         with self._lock:
             # A row whose message expired is stale: a "new" copy of it is not a repeat.
-            self._db.execute("DELETE FROM seen WHERE scope = ? AND sender IN (?, ?) AND"
-                             " message_id = ? AND expires_at < ?",
-                             (scope, sender, LEGACY, message_id, now))
-            if self._db.execute("SELECT 1 FROM seen WHERE scope = ? AND sender = ? AND"
-                                " message_id = ?", (scope, LEGACY, message_id)).fetchone():
+            self._db.execute(
+                "DELETE FROM seen WHERE scope = ? AND sender IN (?, ?) AND"
+                " message_id = ? AND expires_at < ?",
+                (scope, sender, LEGACY, message_id, now),
+            )
+            if self._db.execute(
+                "SELECT 1 FROM seen WHERE scope = ? AND sender = ? AND message_id = ?",
+                (scope, LEGACY, message_id),
+            ).fetchone():
                 return False  # processed before senders were kept
-            added = self._db.execute(
-                "INSERT OR IGNORE INTO seen (scope, sender, message_id, expires_at)"
-                " VALUES (?, ?, ?, ?)", (scope, sender, message_id, until)).rowcount == 1
+            added = (
+                self._db.execute(
+                    "INSERT OR IGNORE INTO seen (scope, sender, message_id, expires_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (scope, sender, message_id, until),
+                ).rowcount
+                == 1
+            )
             if added:
                 self._inserts += 1
                 if self._inserts % PRUNE_EVERY == 0:
@@ -111,8 +133,10 @@ class SeenIds:
     def forget(self, message_id: str, *, sender: str, scope: str = "") -> None:
         """Processing failed: let the next copy of ``sender``'s ``message_id`` be processed."""
         with self._lock:
-            self._db.execute("DELETE FROM seen WHERE scope = ? AND sender IN (?, ?) AND"
-                             " message_id = ?", (scope, sender, LEGACY, message_id))
+            self._db.execute(
+                "DELETE FROM seen WHERE scope = ? AND sender IN (?, ?) AND message_id = ?",
+                (scope, sender, LEGACY, message_id),
+            )
 
     def prune(self, now: float | None = None) -> None:
         with self._lock:
@@ -145,11 +169,15 @@ class SeenIds:
         held = int(self._db.execute("SELECT count(*) FROM seen").fetchone()[0])
         excess = held - self.max_ids
         if excess > 0:
-            self._db.execute("DELETE FROM seen WHERE (scope, sender, message_id) IN (SELECT"
-                             " scope, sender, message_id FROM seen ORDER BY expires_at"
-                             " LIMIT ?)", (excess,))
-            logs.log_event(_log, "dedup.evicted", logging.WARNING, count=excess,
-                           max_ids=self.max_ids)
+            self._db.execute(
+                "DELETE FROM seen WHERE (scope, sender, message_id) IN (SELECT"
+                " scope, sender, message_id FROM seen ORDER BY expires_at"
+                " LIMIT ?)",
+                (excess,),
+            )
+            logs.log_event(
+                _log, "dedup.evicted", logging.WARNING, count=excess, max_ids=self.max_ids
+            )
 
 
 def _timestamp(value: Expiry, default: float) -> float:

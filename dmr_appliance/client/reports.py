@@ -34,8 +34,13 @@ _log = logs.get_logger("dmr.sender")
 
 
 class Reporter:
-    def __init__(self, home: HomeClient, *, spool: Path | str | None = None,
-                 policy: RetryPolicy = REPORT_POLICY) -> None:
+    def __init__(
+        self,
+        home: HomeClient,
+        *,
+        spool: Path | str | None = None,
+        policy: RetryPolicy = REPORT_POLICY,
+    ) -> None:
         self.home = home
         self.spool = Path(spool) if spool is not None else None
         self.policy = policy
@@ -45,14 +50,26 @@ class Reporter:
         """Send ``doc``; returns (reported, spooled, error)."""
         failure = self._send(doc, tries=self.policy.attempts)
         if failure is None:
-            logs.log_event(_log, "send.reported", message_id=doc["message_id"],
-                           to=doc["to"], attempts=len(doc["attempts"]))
+            logs.log_event(
+                _log,
+                "send.reported",
+                message_id=doc["message_id"],
+                to=doc["to"],
+                attempts=len(doc["attempts"]),
+            )
             return True, False, None
         error = f"{failure.code}: {failure.detail}"
         spooled = transient(failure) and self._spool(doc)
         # The report itself, in full: with no spool, the log is where it survives.
-        logs.log_event(_log, "send.report-failed", logging.ERROR, message_id=doc["message_id"],
-                       error=error, spooled=spooled, report=None if spooled else doc)
+        logs.log_event(
+            _log,
+            "send.report-failed",
+            logging.ERROR,
+            message_id=doc["message_id"],
+            error=error,
+            spooled=spooled,
+            report=None if spooled else doc,
+        )
         return False, spooled, error
 
     def pending(self) -> int:
@@ -75,14 +92,19 @@ class Reporter:
                 if failure is not None and transient(failure):
                     break  # home is still away: keep this one and the rest
                 if failure is not None:  # refused for good: it stays only in the log
-                    logs.log_event(_log, "send.report-refused", logging.ERROR,
-                                   message_id=doc.get("message_id"), code=failure.code,
-                                   error=failure.detail, report=doc)
+                    logs.log_event(
+                        _log,
+                        "send.report-refused",
+                        logging.ERROR,
+                        message_id=doc.get("message_id"),
+                        code=failure.code,
+                        error=failure.detail,
+                        report=doc,
+                    )
                 done += 1
             if done:
                 _rewrite(self.spool, waiting[done:])
-                logs.log_event(_log, "send.spool-flushed", sent=done,
-                               left=len(waiting) - done)
+                logs.log_event(_log, "send.spool-flushed", sent=done, left=len(waiting) - done)
             return done
 
     def _send(self, doc: dict[str, Any], *, tries: int) -> DmrError | None:
@@ -112,8 +134,9 @@ class Reporter:
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
-            logs.log_event(_log, "send.spool-failed", logging.ERROR, path=str(self.spool),
-                           error=str(exc))
+            logs.log_event(
+                _log, "send.spool-failed", logging.ERROR, path=str(self.spool), error=str(exc)
+            )
             return False
         return True
 
@@ -136,8 +159,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
         try:
             docs.append(json.loads(line))
         except ValueError:  # a torn line from a crash mid-append: skip it, loudly, in full
-            logs.log_event(_log, "send.spool-bad-line", logging.ERROR, path=str(path),
-                           line=line)
+            logs.log_event(_log, "send.spool-bad-line", logging.ERROR, path=str(path), line=line)
     return docs
 
 
@@ -150,5 +172,6 @@ def _torn(fh: BinaryIO) -> bool:
 
 
 def _rewrite(path: Path, docs: list[dict[str, Any]]) -> None:
-    files.write_atomic(path, b"".join(json.dumps(d, separators=(",", ":")).encode() + b"\n"
-                                      for d in docs))
+    files.write_atomic(
+        path, b"".join(json.dumps(d, separators=(",", ":")).encode() + b"\n" for d in docs)
+    )

@@ -36,20 +36,39 @@ def retry_failed(sender: Sender, limit: int = 100) -> list[SendResult]:
 def resend(sender: Sender, failure: dict[str, Any]) -> SendResult:
     envelope, mid = failure["envelope"], failure["message_id"]
     payload = {"payload_b64": envelope["payload_b64"]} if "payload_b64" in envelope else {}
-    logs.log_event(_log, "send.resend", message_id=mid, room=failure["room"],
-                   to=failure["to"], reports=failure["reports"])
-    result = sender.send(failure["room"], failure["to"], envelope.get("payload"),
-                         content_type=envelope.get("content_type", "application/json"),
-                         headers=envelope.get("headers") or {}, message_id=mid, **payload)
+    logs.log_event(
+        _log,
+        "send.resend",
+        message_id=mid,
+        room=failure["room"],
+        to=failure["to"],
+        reports=failure["reports"],
+    )
+    result = sender.send(
+        failure["room"],
+        failure["to"],
+        envelope.get("payload"),
+        content_type=envelope.get("content_type", "application/json"),
+        headers=envelope.get("headers") or {},
+        message_id=mid,
+        **payload,
+    )
     result.resent = True
     if result.ok:
-        note = (f"re-sent by {sender.participant} with the same message id: delivered to "
-                f"{', '.join(result.delivered)}")
+        note = (
+            f"re-sent by {sender.participant} with the same message id: delivered to "
+            f"{', '.join(result.delivered)}"
+        )
         try:
             sender.home.resolve_failure(mid, note)
             result.resolved = True
         except DmrError as exc:  # home down: it stays open, and a re-send is harmless
             result.report_error = f"delivered, not marked resolved: {exc.code}: {exc.detail}"
-            logs.log_event(_log, "send.resolve-failed", logging.WARNING, message_id=mid,
-                           error=result.report_error)
+            logs.log_event(
+                _log,
+                "send.resolve-failed",
+                logging.WARNING,
+                message_id=mid,
+                error=result.report_error,
+            )
     return result

@@ -31,8 +31,13 @@ class Attempt:
 
     def for_report(self) -> dict[str, Any]:
         """The attempt as home's failure report holds it."""
-        return {"target": self.target, "at": format_time(self.at), "outcome": self.outcome,
-                "status": self.status, "detail": self.detail[:MAX_DETAIL]}
+        return {
+            "target": self.target,
+            "at": format_time(self.at),
+            "outcome": self.outcome,
+            "status": self.status,
+            "detail": self.detail[:MAX_DETAIL],
+        }
 
 
 @dataclass
@@ -50,8 +55,13 @@ class RecipientOutcome:
         self.outcome, self.status, self.reason = latest.outcome, latest.status, latest.reason
 
     def to_json(self) -> dict[str, Any]:
-        return {"to": self.recipient, "outcome": self.outcome, "status": self.status,
-                "reason": self.reason, "attempts": self.attempts}
+        return {
+            "to": self.recipient,
+            "outcome": self.outcome,
+            "status": self.status,
+            "reason": self.reason,
+            "attempts": self.attempts,
+        }
 
 
 @dataclass
@@ -88,11 +98,17 @@ class SendResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.message_id, "room": self.room, "ok": self.ok,
+            "id": self.message_id,
+            "room": self.room,
+            "ok": self.ok,
             "outcomes": [r.to_json() for r in self.recipients.values()],
-            "attempts": [{"number": a.number, **a.for_report(), "ms": a.ms,
-                          "recipients": list(a.recipients)} for a in self.attempts],
-            "expired": self.expired, "reported": self.reported, "spooled": self.spooled,
+            "attempts": [
+                {"number": a.number, **a.for_report(), "ms": a.ms, "recipients": list(a.recipients)}
+                for a in self.attempts
+            ],
+            "expired": self.expired,
+            "reported": self.reported,
+            "spooled": self.spooled,
             "report_error": self.report_error,
             **({"resent": True, "resolved": self.resolved} if self.resent else {}),
         }

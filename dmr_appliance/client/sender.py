@@ -81,9 +81,14 @@ class Sender:
         self.timeout = timeout
         self._sessions = {r: _session(cert, key, ca, connections) for r in self.routers}
         if not isinstance(home, HomeClient):  # default: home's API through each router
-            home = HomeClient(home or [f"{r}/v1/home" for r in self.routers],
-                              cert=cert, key=key, ca=ca,
-                              timeout=HOME_TIMEOUT, session=_session(cert, key, ca, connections))
+            home = HomeClient(
+                home or [f"{r}/v1/home" for r in self.routers],
+                cert=cert,
+                key=key,
+                ca=ca,
+                timeout=HOME_TIMEOUT,
+                session=_session(cert, key, ca, connections),
+            )
         self.home = home
         self.tokens = TokenSource(home)
         self.cards = CardCache(home)
@@ -107,18 +112,32 @@ class Sender:
         recipient id, payload); every other outcome is in the ``SendResult``.
         """
         envelope = sender_envelope(
-            room=room, sender=self.participant, to=to, payload=payload,
-            payload_b64=payload_b64, content_type=content_type, headers=headers,
-            ttl=self.ttl, message_id=message_id)  # recipient ids; each try adds cards
+            room=room,
+            sender=self.participant,
+            to=to,
+            payload=payload,
+            payload_b64=payload_b64,
+            content_type=content_type,
+            headers=headers,
+            ttl=self.ttl,
+            message_id=message_id,
+        )  # recipient ids; each try adds cards
         result = _Delivery(self, envelope).run()
         if result.failed:
             self._fail(result, envelope)
         else:
             last = result.attempts[-1].target if result.attempts else None
-            logs.log_event(_log, "send.done", message_id=result.message_id, room=room,
-                           attempt=len(result.attempts), target=last,
-                           outcome=DELIVERED if result.ok else REJECTED,
-                           delivered=len(result.delivered), rejected=result.rejected or None)
+            logs.log_event(
+                _log,
+                "send.done",
+                message_id=result.message_id,
+                room=room,
+                attempt=len(result.attempts),
+                target=last,
+                outcome=DELIVERED if result.ok else REJECTED,
+                delivered=len(result.delivered),
+                rejected=result.rejected or None,
+            )
         self._maybe_flush()
         return result
 
@@ -144,8 +163,11 @@ class Sender:
         body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
         try:
             resp = self._sessions[router].post(
-                f"{router}/v1/messages", data=body, timeout=self.timeout,
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                f"{router}/v1/messages",
+                data=body,
+                timeout=self.timeout,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
         except requests.RequestException as exc:
             return no_answer(exc)
         with resp:
@@ -157,18 +179,33 @@ class Sender:
         report = failure_report(envelope, result, self.participant)
         result.reported, result.spooled, result.report_error = self.reporter.report(report)
         last = result.attempts[-1].target if result.attempts else None
-        logs.log_event(_log, "send.failed", logging.ERROR, message_id=result.message_id,
-                       room=result.room, attempt=len(result.attempts), target=last,
-                       outcome=FAILED, to=result.failed, rejected=result.rejected or None,
-                       expired=result.expired, reported=result.reported,
-                       spooled=result.spooled)
+        logs.log_event(
+            _log,
+            "send.failed",
+            logging.ERROR,
+            message_id=result.message_id,
+            room=result.room,
+            attempt=len(result.attempts),
+            target=last,
+            outcome=FAILED,
+            to=result.failed,
+            rejected=result.rejected or None,
+            expired=result.expired,
+            reported=result.reported,
+            spooled=result.spooled,
+        )
         if self.on_failure is None:
             return
         try:
             self.on_failure(result)
         except Exception:  # the caller's bug must not turn a reported failure into a crash
-            logs.log_event(_log, "send.on-failure-raised", logging.ERROR,
-                           message_id=result.message_id, exc_info=True)
+            logs.log_event(
+                _log,
+                "send.on-failure-raised",
+                logging.ERROR,
+                message_id=result.message_id,
+                exc_info=True,
+            )
 
     def _maybe_flush(self) -> None:
         spool = self.reporter.spool
@@ -187,8 +224,9 @@ class _Delivery:
         self.envelope = envelope
         self.expires_at = parse_time(envelope["expires_at"]).timestamp()
         self.pending: list[str] = list(envelope["to"])
-        self.result = SendResult(envelope["id"], envelope["room"],
-                                 {pid: RecipientOutcome(pid) for pid in self.pending})
+        self.result = SendResult(
+            envelope["id"], envelope["room"], {pid: RecipientOutcome(pid) for pid in self.pending}
+        )
         self.token: str | None = None
         self.token_renewed = False
         self.cards_refreshed: set[str] = set()
@@ -198,9 +236,15 @@ class _Delivery:
             if not self.pending or self.result.expired:
                 break
             if index:
-                logs.log_event(_log, "send.failover", logging.WARNING, **self._fields(router),
-                               outcome=FAILED, previous=self.sender.routers[index - 1],
-                               to=self.pending)
+                logs.log_event(
+                    _log,
+                    "send.failover",
+                    logging.WARNING,
+                    **self._fields(router),
+                    outcome=FAILED,
+                    previous=self.sender.routers[index - 1],
+                    to=self.pending,
+                )
             self._on_router(router)
         return self.result
 
@@ -218,9 +262,14 @@ class _Delivery:
             delay = policy.delay(tries, answer.retry_after)
             if self._expiring(delay):
                 return
-            logs.log_event(_log, "send.retry", **self._fields(router),
-                           outcome=self.result.attempts[-1].outcome if self.result.attempts
-                           else FAILED, delay=round(delay, 3), to=self.pending)
+            logs.log_event(
+                _log,
+                "send.retry",
+                **self._fields(router),
+                outcome=self.result.attempts[-1].outcome if self.result.attempts else FAILED,
+                delay=round(delay, 3),
+                to=self.pending,
+            )
             time.sleep(delay)
 
     def _attempt(self, router: str) -> tuple[Answer, list[str]]:
@@ -237,17 +286,22 @@ class _Delivery:
         """(where the try ended, its answer): home when no card or token could be had."""
         home = self.sender.home.base_url
         if not cards:
-            return home, Answer(None, code="no-card", detail="no address card for any "
-                                "pending recipient: home is unreachable")
+            return home, Answer(
+                None,
+                code="no-card",
+                detail="no address card for any pending recipient: home is unreachable",
+            )
         try:
             self.token = self.sender.tokens.get()
         except DmrError as exc:
             if not transient(exc):  # home refuses this sender itself (suspended, revoked)
-                return home, Answer(exc.status, code=exc.code,
-                                    detail=f"access token refused: {exc.detail}")
+                return home, Answer(
+                    exc.status, code=exc.code, detail=f"access token refused: {exc.detail}"
+                )
             return home, Answer(None, code=exc.code, detail=f"no access token: {exc.detail}")
-        return router, self.sender.post(router, with_cards(self.envelope, cards.values()),
-                                        self.token)
+        return router, self.sender.post(
+            router, with_cards(self.envelope, cards.values()), self.token
+        )
 
     def _cards(self) -> dict[str, str]:
         """Cards of the pending recipients; a recipient home refuses is rejected here."""
@@ -257,11 +311,18 @@ class _Delivery:
                 found[pid] = self.sender.cards.get(pid)
             except DmrError as exc:
                 if transient(exc):
-                    self._outcome(Outcome(pid, FAILED, None,
-                                          error=f"address card: {exc.code}: {exc.detail}"))
+                    self._outcome(
+                        Outcome(pid, FAILED, None, error=f"address card: {exc.code}: {exc.detail}")
+                    )
                 else:
-                    self._outcome(Outcome(pid, REJECTED, exc.status, error=f"address card "
-                                          f"refused by home: {exc.code}: {exc.detail}"))
+                    self._outcome(
+                        Outcome(
+                            pid,
+                            REJECTED,
+                            exc.status,
+                            error=f"address card refused by home: {exc.code}: {exc.detail}",
+                        )
+                    )
         return found
 
     def _settle(self, answer: Answer, carried: list[str]) -> str:
@@ -273,13 +334,16 @@ class _Delivery:
         if answer.expired:  # clocks disagree: the relay saw it expire before we did
             self.result.expired = True
             for pid in carried:
-                self._outcome(Outcome(pid, FAILED, answer.status,
-                                      error=f"expired: {answer.summary()}"))
+                self._outcome(
+                    Outcome(pid, FAILED, answer.status, error=f"expired: {answer.summary()}")
+                )
             return "next"
         if answer.outcomes:
             for pid in carried:
-                self._outcome(answer.outcomes.get(pid) or Outcome(
-                    pid, FAILED, None, error="missing from the relay's answer"))
+                self._outcome(
+                    answer.outcomes.get(pid)
+                    or Outcome(pid, FAILED, None, error="missing from the relay's answer")
+                )
             return "next"
         if answer.refuses_one_recipient and answer.recipient_index < len(carried):
             return self._refuse_one(answer, carried[answer.recipient_index])
@@ -301,20 +365,36 @@ class _Delivery:
         if got.outcome != FAILED and got.to in self.pending:
             self.pending.remove(got.to)
 
-    def _record(self, target: str, at: datetime, answer: Answer, carried: list[str],
-                seconds: float) -> None:
+    def _record(
+        self, target: str, at: datetime, answer: Answer, carried: list[str], seconds: float
+    ) -> None:
         outcome = answer.outcome
-        attempt = Attempt(len(self.result.attempts) + 1, target, at, outcome,
-                          answer.status, answer.summary() or outcome, tuple(carried),
-                          round(seconds * 1000, 1))
+        attempt = Attempt(
+            len(self.result.attempts) + 1,
+            target,
+            at,
+            outcome,
+            answer.status,
+            answer.summary() or outcome,
+            tuple(carried),
+            round(seconds * 1000, 1),
+        )
         self.result.attempts.append(attempt)
         for pid in carried:
             self.result.recipients[pid].attempts += 1
         level = logging.INFO if outcome == DELIVERED else logging.WARNING
-        logs.log_event(_log, "send.attempt", level, **self._fields(target), outcome=outcome,
-                       status=answer.status, ms=attempt.ms, to=list(carried),
-                       detail=None if outcome == DELIVERED else attempt.detail,
-                       request_id=answer.request_id)
+        logs.log_event(
+            _log,
+            "send.attempt",
+            level,
+            **self._fields(target),
+            outcome=outcome,
+            status=answer.status,
+            ms=attempt.ms,
+            to=list(carried),
+            detail=None if outcome == DELIVERED else attempt.detail,
+            request_id=answer.request_id,
+        )
 
     def _expiring(self, delay: float) -> bool:
         """True (and the message marked expired) if it cannot be sent after ``delay``."""
@@ -327,8 +407,13 @@ class _Delivery:
         return True
 
     def _fields(self, target: str) -> dict[str, Any]:
-        return {"message_id": self.result.message_id, "attempt": len(self.result.attempts),
-                "target": target, "room": self.result.room, "sender": self.sender.participant}
+        return {
+            "message_id": self.result.message_id,
+            "attempt": len(self.result.attempts),
+            "target": target,
+            "room": self.result.room,
+            "sender": self.sender.participant,
+        }
 
 
 def failure_report(envelope: dict[str, Any], result: SendResult, sender: str) -> dict[str, Any]:
@@ -336,17 +421,32 @@ def failure_report(envelope: dict[str, Any], result: SendResult, sender: str) ->
     with recipient ids instead of cards (what an operator needs to act on it)."""
     attempts = [a.for_report() for a in result.attempts[-MAX_REPORTED_ATTEMPTS:]]
     if not attempts:  # nothing could even be tried: say so rather than report no attempt
-        attempts = [{"target": "sender", "at": format_time(datetime.now(UTC)),
-                     "outcome": FAILED, "status": None, "detail": "no attempt was possible"}]
-    return {"message_id": result.message_id, "room": result.room, "from": sender,
-            "to": result.failed, "attempts": attempts, "envelope": envelope,
-            "reported_at": format_time(datetime.now(UTC))}
+        attempts = [
+            {
+                "target": "sender",
+                "at": format_time(datetime.now(UTC)),
+                "outcome": FAILED,
+                "status": None,
+                "detail": "no attempt was possible",
+            }
+        ]
+    return {
+        "message_id": result.message_id,
+        "room": result.room,
+        "from": sender,
+        "to": result.failed,
+        "attempts": attempts,
+        "envelope": envelope,
+        "reported_at": format_time(datetime.now(UTC)),
+    }
 
 
-def _session(cert: Path | str, key: Path | str, ca: Path | str, connections: int
-             ) -> requests.Session:
+def _session(
+    cert: Path | str, key: Path | str, ca: Path | str, connections: int
+) -> requests.Session:
     """Kept-alive mutual TLS to one router. No hidden retries: we count them."""
     session = mtls.session(ca, cert, key)
-    session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=connections,
-                                          max_retries=0))
+    session.mount(
+        "https://", HTTPAdapter(pool_connections=1, pool_maxsize=connections, max_retries=0)
+    )
     return session

@@ -44,8 +44,9 @@ def allow(*kinds: str) -> Callable[..., None]:
             found = participants.find(resource.home.store, caller.name)
             if found is None or found.status != "active":
                 state = found.status if found else "not registered"
-                raise AuthError(f"participant {caller.name!r} is {state}",
-                                code="participant-not-active")
+                raise AuthError(
+                    f"participant {caller.name!r} is {state}", code="participant-not-active"
+                )
             req.context.participant = found
         req.context.caller = caller
 

@@ -28,8 +28,14 @@ from dmr_appliance.home.store import Store
 
 def create_app(home: HomeDeps, verifier: identity.Verifier) -> falcon.App:
     """The app around its built dependencies: nothing is read or written here."""
-    app = falcon.App(middleware=[web.RequestContext(), home.metrics.requests, CallerOnce(verifier),
-                                 identity.CheckCaller(verifier)])
+    app = falcon.App(
+        middleware=[
+            web.RequestContext(),
+            home.metrics.requests,
+            CallerOnce(verifier),
+            identity.CheckCaller(verifier),
+        ]
+    )
     web.install_error_handlers(app)
 
     people = participants.Participants(home)

@@ -53,18 +53,29 @@ class Snapshot:
     kids: list[str]
 
 
-def backup(config: HomeConfig, root: Path, *, keep: int, config_file: Path | None = None,
-           progress: IO[str] | None = None) -> Path:
+def backup(
+    config: HomeConfig,
+    root: Path,
+    *,
+    keep: int,
+    config_file: Path | None = None,
+    progress: IO[str] | None = None,
+) -> Path:
     """A new complete backup under ``root``; older ones beyond ``keep`` are removed."""
     database = config.database
     if not database.is_file():
-        raise BackupError(f"no home store at {database}: check database in the config "
-                          "(--config), or start home once to create it")
+        raise BackupError(
+            f"no home store at {database}: check database in the config "
+            "(--config), or start home once to create it"
+        )
     owner = store_owner(database)
     make_dir(root, owner)
     created = time.time()
-    name = PREFIX + time.strftime("%Y%m%dT%H%M%S", time.gmtime(created)) + \
-        f".{int(created * 1000) % 1000:03d}Z"
+    name = (
+        PREFIX
+        + time.strftime("%Y%m%dT%H%M%S", time.gmtime(created))
+        + f".{int(created * 1000) % 1000:03d}Z"
+    )
     partial = root / f".{name}.partial"
     make_dir(partial, owner)
     try:
@@ -80,8 +91,13 @@ def backup(config: HomeConfig, root: Path, *, keep: int, config_file: Path | Non
     return root / name
 
 
-def _fill(partial: Path, config: HomeConfig, config_file: Path | None, owner: Owner,
-          progress: IO[str] | None) -> dict[str, Any]:
+def _fill(
+    partial: Path,
+    config: HomeConfig,
+    config_file: Path | None,
+    owner: Owner,
+    progress: IO[str] | None,
+) -> dict[str, Any]:
     """The backup's files; their sizes and digests by name ("": the store's snapshot)."""
     snapshot = copy_store(config.database, partial / DATABASE, owner, progress)
     files: dict[str, Any] = {"": snapshot, DATABASE: digest(partial / DATABASE)}
@@ -91,8 +107,10 @@ def _fill(partial: Path, config: HomeConfig, config_file: Path | None, owner: Ow
         try:
             data = source.read_bytes()
         except OSError as exc:
-            raise BackupError(f"cannot read signing key {source} ({exc.strerror}): run the "
-                              "backup as the store's owner (dmr) or root") from exc
+            raise BackupError(
+                f"cannot read signing key {source} ({exc.strerror}): run the "
+                "backup as the store's owner (dmr) or root"
+            ) from exc
         write_file(partial / "keys" / f"{kid}.pem", data, owner)
         files[f"keys/{kid}.pem"] = digest(partial / "keys" / f"{kid}.pem")
     if config_file is not None and config_file.is_file():
@@ -101,12 +119,15 @@ def _fill(partial: Path, config: HomeConfig, config_file: Path | None, owner: Ow
     return files
 
 
-def copy_store(database: Path, target: Path, owner: Owner,
-               progress: IO[str] | None) -> Snapshot:
+def copy_store(database: Path, target: Path, owner: Owner, progress: IO[str] | None) -> Snapshot:
     """Copy ``database`` (live) to ``target`` (new) within one read snapshot."""
     create_private(target, owner)
-    source = sqlite3.connect(database.resolve().as_uri() + "?mode=rw", uri=True,
-                             timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    source = sqlite3.connect(
+        database.resolve().as_uri() + "?mode=rw",
+        uri=True,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+    )
     try:
         # The backup reuses this read transaction for every step: one snapshot, never
         # restarted by home's writes, which go on meanwhile.
@@ -121,8 +142,12 @@ def copy_store(database: Path, target: Path, owner: Owner,
     return snapshot
 
 
-def copy_pages(source: sqlite3.Connection, target: Path | sqlite3.Connection,
-               progress: IO[str] | None, prefix: str) -> None:
+def copy_pages(
+    source: sqlite3.Connection,
+    target: Path | sqlite3.Connection,
+    progress: IO[str] | None,
+    prefix: str,
+) -> None:
     """SQLite's backup API from ``source`` into ``target``, with a progress bar by pages;
     a new ``target`` file is left standalone (rollback journal, no -wal beside it)."""
     dest = sqlite3.connect(target, isolation_level=None) if isinstance(target, Path) else target
@@ -155,16 +180,26 @@ def read_snapshot(conn: sqlite3.Connection) -> Snapshot:
     return Snapshot(schema, sync, kids)
 
 
-def _manifest(config: HomeConfig, created: float, snapshot: Snapshot,
-              files: dict[str, Any]) -> bytes:
-    doc = {"format": FORMAT, "kind": KIND, "created_at": rfc3339(int(created)),
-           "created_unix": round(created, 3), "package_version": __version__,
-           "instance": config.instance, "schema_version": snapshot.schema_version,
-           "sync_version": snapshot.sync_version, "keys": snapshot.kids, "files": files}
+def _manifest(
+    config: HomeConfig, created: float, snapshot: Snapshot, files: dict[str, Any]
+) -> bytes:
+    doc = {
+        "format": FORMAT,
+        "kind": KIND,
+        "created_at": rfc3339(int(created)),
+        "created_unix": round(created, 3),
+        "package_version": __version__,
+        "instance": config.instance,
+        "schema_version": snapshot.schema_version,
+        "sync_version": snapshot.sync_version,
+        "keys": snapshot.kids,
+        "files": files,
+    }
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
 # --- the backups in a directory --------------------------------------------------------
+
 
 def complete(root: Path) -> list[Path]:
     """The complete backups under ``root``, oldest first (names sort by time)."""
@@ -205,6 +240,7 @@ def prune(root: Path, keep: int) -> list[Path]:
 
 
 # --- files -----------------------------------------------------------------------------
+
 
 def digest(path: Path) -> dict[str, Any]:
     sha = hashlib.sha256()

@@ -31,25 +31,50 @@ class CredentialSigner:
         with self.keyring.store.write() as conn:
             key = self.keyring.active(conn)
             token = tokens.issue_access_token(
-                key, issuer=self.issuer, subject=who.id, rooms=who.rooms,
-                cert_thumbprint=thumbprint, lifetime=lifetime, now=stamp, jti=jti)
+                key,
+                issuer=self.issuer,
+                subject=who.id,
+                rooms=who.rooms,
+                cert_thumbprint=thumbprint,
+                lifetime=lifetime,
+                now=stamp,
+                jti=jti,
+            )
             conn.execute(
                 "INSERT INTO issued_tokens (jti, subject, kid, issued_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (jti, who.id, key.kid, stamp, stamp + lifetime))
+                (jti, who.id, key.kid, stamp, stamp + lifetime),
+            )
             # Old entries are only needed until they expire; prune while holding the lock.
             conn.execute("DELETE FROM issued_tokens WHERE expires_at < ?", (stamp - 86400,))
-        return {"access_token": token, "token_type": "Bearer", "jti": jti,
-                "subject": who.id, "rooms": list(who.rooms), "expires_in": lifetime,
-                "expires_at": rfc3339(stamp + lifetime)}
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "jti": jti,
+            "subject": who.id,
+            "rooms": list(who.rooms),
+            "expires_in": lifetime,
+            "expires_at": rfc3339(stamp + lifetime),
+        }
 
     def card(self, target: Participant, rooms: list[str], lifetime: int) -> dict[str, Any]:
         key, stamp = self.keyring.active(), now()
-        card = tokens.issue_card(key, issuer=self.issuer, subject=target.id,
-                                 endpoint=target.endpoint, rooms=rooms, lifetime=lifetime,
-                                 now=stamp)
-        return {"card": card, "subject": target.id, "endpoint": target.endpoint,
-                "rooms": sorted(rooms), "expires_at": rfc3339(stamp + lifetime)}
+        card = tokens.issue_card(
+            key,
+            issuer=self.issuer,
+            subject=target.id,
+            endpoint=target.endpoint,
+            rooms=rooms,
+            lifetime=lifetime,
+            now=stamp,
+        )
+        return {
+            "card": card,
+            "subject": target.id,
+            "endpoint": target.endpoint,
+            "rooms": sorted(rooms),
+            "expires_at": rfc3339(stamp + lifetime),
+        }
 
 
 def revoke(store: Store, jti: str) -> dict[str, Any]:
@@ -62,12 +87,19 @@ def revoke(store: Store, jti: str) -> dict[str, Any]:
             conn.execute("UPDATE issued_tokens SET revoked_at = ? WHERE jti = ?", (now(), jti))
             store.bump(conn)
         row = conn.execute("SELECT * FROM issued_tokens WHERE jti = ?", (jti,)).fetchone()
-    return {"jti": jti, "subject": row["subject"], "expires_at": rfc3339(row["expires_at"]),
-            "revoked_at": rfc3339(row["revoked_at"])}
+    return {
+        "jti": jti,
+        "subject": row["subject"],
+        "expires_at": rfc3339(row["expires_at"]),
+        "revoked_at": rfc3339(row["revoked_at"]),
+    }
 
 
 def revoked(conn: sqlite3.Connection, leeway: int) -> list[dict[str, Any]]:
     """Revoked tokens that would still verify (expiry plus the verifiers' leeway)."""
-    rows = conn.execute("SELECT jti, expires_at FROM issued_tokens WHERE revoked_at IS NOT NULL"
-                        " AND expires_at >= ? ORDER BY jti", (now() - leeway,))
+    rows = conn.execute(
+        "SELECT jti, expires_at FROM issued_tokens WHERE revoked_at IS NOT NULL"
+        " AND expires_at >= ? ORDER BY jti",
+        (now() - leeway,),
+    )
     return [{"jti": row[0], "expires_at": rfc3339(row[1])} for row in rows]

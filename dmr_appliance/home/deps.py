@@ -28,9 +28,16 @@ class HomeDeps:
         keyring = KeyRing(store, config.keys_dir, retention=token_horizon(config))
         keyring.ensure_active()
         meters = HomeMetrics()
-        return cls(config, store, keyring, CredentialSigner(keyring, config.issuer),
-                   ChangeWatcher(store, meters.sync_waiters), meters,
-                   PollLimits.for_config(config))
+        return cls(
+            config,
+            store,
+            keyring,
+            CredentialSigner(keyring, config.issuer),
+            ChangeWatcher(store, meters.sync_waiters),
+            meters,
+            PollLimits.for_config(config),
+        )
+
 
 def token_horizon(config: HomeConfig) -> int:
     """Longest a token or card issued now may be accepted: how long a retired key stays

@@ -44,23 +44,31 @@ def validate(doc: Any) -> dict[str, Any]:
     unknown = sorted(set(doc) - FIELDS)
     missing = sorted(FIELDS - set(doc))
     if unknown or missing:
-        raise InvalidRequest(f"unknown field {unknown[0]!r}" if unknown
-                             else f"missing {missing[0]!r}")
+        raise InvalidRequest(
+            f"unknown field {unknown[0]!r}" if unknown else f"missing {missing[0]!r}"
+        )
     if not ids.is_message_id(doc["message_id"]):
         raise InvalidRequest("message_id must be a UUID or a ULID")
     if not ids.is_room(doc["room"]) or not ids.is_participant_id(doc["from"]):
         raise InvalidRequest("room and from must be a room name and a participant id")
     to = doc["to"]
-    if not isinstance(to, list) or not 0 < len(to) <= MAX_RECIPIENTS \
-            or not all(ids.is_participant_id(item) for item in to):
+    if (
+        not isinstance(to, list)
+        or not 0 < len(to) <= MAX_RECIPIENTS
+        or not all(ids.is_participant_id(item) for item in to)
+    ):
         raise InvalidRequest(f"to must list 1-{MAX_RECIPIENTS} participant ids")
     attempts = doc["attempts"]
     if not isinstance(attempts, list) or not 0 < len(attempts) <= MAX_ATTEMPTS:
         raise InvalidRequest(f"attempts must list 1-{MAX_ATTEMPTS} attempts")
     if not isinstance(doc["envelope"], dict):
         raise InvalidRequest("envelope must be the message envelope (an object, without cards)")
-    return {**doc, "to": sorted(set(to)), "attempts": [_attempt(a) for a in attempts],
-            "reported_at": _time(doc["reported_at"], "reported_at")}
+    return {
+        **doc,
+        "to": sorted(set(to)),
+        "attempts": [_attempt(a) for a in attempts],
+        "reported_at": _time(doc["reported_at"], "reported_at"),
+    }
 
 
 def _attempt(item: Any) -> dict[str, Any]:
@@ -76,8 +84,13 @@ def _attempt(item: Any) -> dict[str, Any]:
         raise InvalidRequest("attempt status must be an HTTP status code")
     if detail is not None and (not isinstance(detail, str) or len(detail) > MAX_TEXT):
         raise InvalidRequest(f"attempt detail must be a string of at most {MAX_TEXT} characters")
-    return {"target": target, "at": _time(item.get("at"), "attempt at"), "outcome": outcome,
-            "status": status, "detail": detail}
+    return {
+        "target": target,
+        "at": _time(item.get("at"), "attempt at"),
+        "outcome": outcome,
+        "status": status,
+        "detail": detail,
+    }
 
 
 def _time(value: Any, name: str) -> str:
@@ -87,22 +100,28 @@ def _time(value: Any, name: str) -> str:
         raise InvalidRequest(f"{name} must be an RFC 3339 date-time") from None
 
 
-def report(store: Store, doc: dict[str, Any], reporter: str,
-           share: FailureLimits | None = None) -> tuple[dict[str, Any], bool]:
+def report(
+    store: Store, doc: dict[str, Any], reporter: str, share: FailureLimits | None = None
+) -> tuple[dict[str, Any], bool]:
     """Record or merge a validated report; returns (failure, created). ``share``: the
     reporter is a participant, held to its rooms and its share of home."""
     key, stamp = (doc["from"], doc["message_id"]), now()
     envelope = json.dumps(doc["envelope"], separators=(",", ":"))
     if share is not None and len(envelope.encode()) > share.max_envelope_bytes:
-        raise DmrError(f"the envelope is {len(envelope.encode())} bytes; a failure report "
-                       f"carries at most {share.max_envelope_bytes}", code="failure-too-large",
-                       status=413, title="Failure report too large",
-                       limit=share.max_envelope_bytes)
+        raise DmrError(
+            f"the envelope is {len(envelope.encode())} bytes; a failure report "
+            f"carries at most {share.max_envelope_bytes}",
+            code="failure-too-large",
+            status=413,
+            title="Failure report too large",
+            limit=share.max_envelope_bytes,
+        )
     with store.write() as conn:
         if share is not None:
             _check_rooms(conn, doc)
-        row = conn.execute("SELECT * FROM failures WHERE sender = ? AND message_id = ?",
-                           key).fetchone()
+        row = conn.execute(
+            "SELECT * FROM failures WHERE sender = ? AND message_id = ?", key
+        ).fetchone()
         if row is None:
             if share is not None:
                 _check_quota(conn, doc["from"], share, len(envelope.encode()))
@@ -110,15 +129,20 @@ def report(store: Store, doc: dict[str, Any], reporter: str,
                 "INSERT INTO failures (sender, message_id, room, recipients, envelope,"
                 " reported_by, first_reported_at, last_reported_at, reports, status)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 'open')",
-                (*key, doc["room"], json.dumps(doc["to"]), envelope, reporter, stamp, stamp))
+                (*key, doc["room"], json.dumps(doc["to"]), envelope, reporter, stamp, stamp),
+            )
         elif row["room"] != doc["room"]:
-            raise Conflict(f"message {key[1]} of {key[0]} was reported with another room",
-                           code="failure-mismatch")
+            raise Conflict(
+                f"message {key[1]} of {key[0]} was reported with another room",
+                code="failure-mismatch",
+            )
         else:
             recipients = sorted(set(json.loads(row["recipients"])) | set(doc["to"]))
-            conn.execute("UPDATE failures SET recipients = ?, last_reported_at = ?,"
-                         " reports = reports + 1 WHERE sender = ? AND message_id = ?",
-                         (json.dumps(recipients), stamp, *key))
+            conn.execute(
+                "UPDATE failures SET recipients = ?, last_reported_at = ?,"
+                " reports = reports + 1 WHERE sender = ? AND message_id = ?",
+                (json.dumps(recipients), stamp, *key),
+            )
         _add_attempts(conn, key, doc["attempts"])
         return _get(conn, key), row is None
 
@@ -126,29 +150,41 @@ def report(store: Store, doc: dict[str, Any], reporter: str,
 def _check_rooms(conn: sqlite3.Connection, doc: dict[str, Any]) -> None:
     """A participant reports only in a room it is in, to recipients of that room (the same
     answer whether an outsider exists or not: it learns nothing of other rooms)."""
-    members = {r[0] for r in conn.execute(
-        "SELECT participant_id FROM participant_rooms WHERE room = ?", (doc["room"],))}
+    members = {
+        r[0]
+        for r in conn.execute(
+            "SELECT participant_id FROM participant_rooms WHERE room = ?", (doc["room"],)
+        )
+    }
     if doc["from"] not in members:
-        raise AuthError(f"{doc['from']} is not a member of room {doc['room']!r}",
-                        code="not-in-room")
+        raise AuthError(
+            f"{doc['from']} is not a member of room {doc['room']!r}", code="not-in-room"
+        )
     outside = sorted(set(doc["to"]) - members)
     if outside:
-        raise AuthError(f"recipient {outside[0]!r} is not in room {doc['room']!r}",
-                        code="recipient-not-in-room")
+        raise AuthError(
+            f"recipient {outside[0]!r} is not in room {doc['room']!r}", code="recipient-not-in-room"
+        )
 
 
-def _check_quota(conn: sqlite3.Connection, sender: str, share: FailureLimits,
-                 size: int) -> None:
+def _check_quota(conn: sqlite3.Connection, sender: str, share: FailureLimits, size: int) -> None:
     """Within the sender's share: its open reports, counted and in envelope bytes."""
     held, held_bytes = conn.execute(
         "SELECT count(*), coalesce(sum(length(CAST(envelope AS BLOB))), 0) FROM failures"
-        " WHERE sender = ? AND status = 'open'", (sender,)).fetchone()
+        " WHERE sender = ? AND status = 'open'",
+        (sender,),
+    ).fetchone()
     if held >= share.max_open or held_bytes + size > share.max_open_bytes:
-        raise DmrError(f"{sender} already has {held} open failure reports of {held_bytes}"
-                       f" bytes (at most {share.max_open}, {share.max_open_bytes} bytes):"
-                       " re-send or resolve some first", code="failure-quota", status=429,
-                       title="Too many open failure reports", limit=share.max_open,
-                       limit_bytes=share.max_open_bytes)
+        raise DmrError(
+            f"{sender} already has {held} open failure reports of {held_bytes}"
+            f" bytes (at most {share.max_open}, {share.max_open_bytes} bytes):"
+            " re-send or resolve some first",
+            code="failure-quota",
+            status=429,
+            title="Too many open failure reports",
+            limit=share.max_open,
+            limit_bytes=share.max_open_bytes,
+        )
 
 
 def _add_attempts(conn: sqlite3.Connection, key: Key, attempts: list[dict[str, Any]]) -> None:
@@ -156,11 +192,14 @@ def _add_attempts(conn: sqlite3.Connection, key: Key, attempts: list[dict[str, A
     cannot grow its row without bound."""
     conn.executemany(
         "INSERT OR IGNORE INTO failure_attempts VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(*key, a["target"], a["at"], a["outcome"], a["status"], a["detail"])
-         for a in attempts])
-    conn.execute("DELETE FROM failure_attempts WHERE rowid IN (SELECT rowid FROM"
-                 " failure_attempts WHERE sender = ? AND message_id = ?"
-                 " ORDER BY at DESC, target LIMIT -1 OFFSET ?)", (*key, MAX_ATTEMPTS))
+        [(*key, a["target"], a["at"], a["outcome"], a["status"], a["detail"]) for a in attempts],
+    )
+    conn.execute(
+        "DELETE FROM failure_attempts WHERE rowid IN (SELECT rowid FROM"
+        " failure_attempts WHERE sender = ? AND message_id = ?"
+        " ORDER BY at DESC, target LIMIT -1 OFFSET ?)",
+        (*key, MAX_ATTEMPTS),
+    )
 
 
 def get(store: Store, mid: str, sender: str | None = None) -> dict[str, Any]:
@@ -170,14 +209,23 @@ def get(store: Store, mid: str, sender: str | None = None) -> dict[str, Any]:
         return _get(conn, _key(conn, mid, sender))
 
 
-def listing(store: Store, *, status: str | None, room: str | None, sender: str | None,
-            limit: int, per_sender: int | None = None) -> list[dict[str, Any]]:
+def listing(
+    store: Store,
+    *,
+    status: str | None,
+    room: str | None,
+    sender: str | None,
+    limit: int,
+    per_sender: int | None = None,
+) -> list[dict[str, Any]]:
     """Newest first; ``per_sender``: at most that many of each sender, so no sender's
     reports push another's out of the list."""
     where, args = _where(status=status, room=room, sender=sender)
-    query = ("WITH ranked AS (SELECT sender, message_id, last_reported_at, ROW_NUMBER() OVER"
-             " (PARTITION BY sender ORDER BY last_reported_at DESC, message_id) AS n"
-             " FROM failures WHERE 1 = 1")
+    query = (
+        "WITH ranked AS (SELECT sender, message_id, last_reported_at, ROW_NUMBER() OVER"
+        " (PARTITION BY sender ORDER BY last_reported_at DESC, message_id) AS n"
+        " FROM failures WHERE 1 = 1"
+    )
     query += where
     query += ") SELECT sender, message_id FROM ranked WHERE n <= ?"
     query += " ORDER BY last_reported_at DESC, message_id, sender LIMIT ?"
@@ -187,24 +235,30 @@ def listing(store: Store, *, status: str | None, room: str | None, sender: str |
         return [_get(conn, key, with_envelope=False) for key in keys]
 
 
-def counts(store: Store, *, room: str | None = None,
-           sender: str | None = None) -> list[dict[str, Any]]:
+def counts(
+    store: Store, *, room: str | None = None, sender: str | None = None
+) -> list[dict[str, Any]]:
     """Open and resolved reports per sender, most open first."""
     where, args = _where(room=room, sender=sender)
-    query = ("SELECT sender, sum(status = 'open'), sum(status = 'resolved') FROM failures"
-             " WHERE 1 = 1")
+    query = (
+        "SELECT sender, sum(status = 'open'), sum(status = 'resolved') FROM failures WHERE 1 = 1"
+    )
     query += where
     query += " GROUP BY sender ORDER BY 2 DESC, sender"
     with store.read() as conn:
         return [{"from": s, "open": o, "resolved": r} for s, o, r in conn.execute(query, args)]
 
 
-def resolve(store: Store, mid: str, note: str, by: str, sender: str | None = None
-            ) -> dict[str, Any]:
+def resolve(
+    store: Store, mid: str, note: str, by: str, sender: str | None = None
+) -> dict[str, Any]:
     with store.write() as conn:
         key = _key(conn, mid, sender)
-        conn.execute("UPDATE failures SET status = 'resolved', resolved_at = ?, resolved_by = ?,"
-                     " note = ? WHERE sender = ? AND message_id = ?", (now(), by, note, *key))
+        conn.execute(
+            "UPDATE failures SET status = 'resolved', resolved_at = ?, resolved_by = ?,"
+            " note = ? WHERE sender = ? AND message_id = ?",
+            (now(), by, note, *key),
+        )
         return _get(conn, key)
 
 
@@ -223,30 +277,44 @@ def _where(**filters: str | None) -> tuple[str, list[Any]]:
 def _key(conn: sqlite3.Connection, mid: str, sender: str | None) -> Key:
     if sender is not None:
         return sender, mid
-    senders = [r[0] for r in conn.execute(
-        "SELECT sender FROM failures WHERE message_id = ? ORDER BY sender", (mid,))]
+    senders = [
+        r[0]
+        for r in conn.execute(
+            "SELECT sender FROM failures WHERE message_id = ? ORDER BY sender", (mid,)
+        )
+    ]
     if len(senders) > 1:
-        raise Conflict(f"message id {mid} was reported by {len(senders)} senders: name one"
-                       " with ?from=", code="failure-ambiguous", senders=senders)
+        raise Conflict(
+            f"message id {mid} was reported by {len(senders)} senders: name one with ?from=",
+            code="failure-ambiguous",
+            senders=senders,
+        )
     return (senders[0] if senders else ""), mid
 
 
 def _get(conn: sqlite3.Connection, key: Key, *, with_envelope: bool = True) -> dict[str, Any]:
     mid = key[1]
-    row = conn.execute("SELECT * FROM failures WHERE sender = ? AND message_id = ?",
-                       key).fetchone()
+    row = conn.execute("SELECT * FROM failures WHERE sender = ? AND message_id = ?", key).fetchone()
     if row is None:
         raise NotFound(f"no failure report for message {mid!r}", code="failure-not-found")
-    attempts = conn.execute("SELECT target, at, outcome, status, detail FROM failure_attempts"
-                            " WHERE sender = ? AND message_id = ? ORDER BY at, target", key)
+    attempts = conn.execute(
+        "SELECT target, at, outcome, status, detail FROM failure_attempts"
+        " WHERE sender = ? AND message_id = ? ORDER BY at, target",
+        key,
+    )
     doc = {
-        "message_id": mid, "room": row["room"], "from": row["sender"],
-        "to": json.loads(row["recipients"]), "status": row["status"],
+        "message_id": mid,
+        "room": row["room"],
+        "from": row["sender"],
+        "to": json.loads(row["recipients"]),
+        "status": row["status"],
         "attempts": [_present(a) for a in attempts],
-        "reported_by": row["reported_by"], "reports": row["reports"],
+        "reported_by": row["reported_by"],
+        "reports": row["reports"],
         "first_reported_at": rfc3339(row["first_reported_at"]),
         "last_reported_at": rfc3339(row["last_reported_at"]),
-        "resolved_at": rfc3339(row["resolved_at"]), "resolved_by": row["resolved_by"],
+        "resolved_at": rfc3339(row["resolved_at"]),
+        "resolved_by": row["resolved_by"],
         "note": row["note"],
     }
     if with_envelope:

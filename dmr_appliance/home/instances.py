@@ -34,16 +34,20 @@ def validate_beat(doc: Any, caller: str) -> dict[str, Any]:
     a Kubernetes Deployment, each beat under their own name)."""
     if not isinstance(doc, dict):
         raise InvalidRequest("the body must be a JSON object")
-    unknown = sorted(set(doc) - {"instance", "address", "version", "sync_version", "counters",
-                                 "sync_age", "leaving"})
+    unknown = sorted(
+        set(doc)
+        - {"instance", "address", "version", "sync_version", "counters", "sync_age", "leaving"}
+    )
     if unknown:
         raise InvalidRequest(f"unknown field {unknown[0]!r}")
     instance = doc.get("instance")
     if not ids.is_participant_id(instance):
         raise InvalidRequest(f"instance must be {ids.PARTICIPANT_ID_RULE}")
     if instance != caller and not instance.startswith(caller + "."):
-        raise AuthError(f"a relay certificate for {caller!r} cannot beat for {instance!r}",
-                        code="instance-mismatch")
+        raise AuthError(
+            f"a relay certificate for {caller!r} cannot beat for {instance!r}",
+            code="instance-mismatch",
+        )
     for name in ("address", "version"):
         if not isinstance(doc.get(name), str) or not 0 < len(doc[name]) <= MAX_TEXT:
             raise InvalidRequest(f"{name} must be a string of 1-{MAX_TEXT} characters")
@@ -56,14 +60,20 @@ def validate_beat(doc: Any, caller: str) -> dict[str, Any]:
     if not all(isinstance(k, str) and len(k) <= 64 and _is_count(v) for k, v in counters.items()):
         raise InvalidRequest("counters maps names (<= 64 characters) to integers >= 0")
     sync_age = doc.get("sync_age")
-    if sync_age is not None and (not isinstance(sync_age, int | float) or isinstance(
-            sync_age, bool) or not 0 <= sync_age < MAX_AGE):
-        raise InvalidRequest("sync_age must be seconds since home last confirmed the relay's "
-                             "sync document (a number >= 0)")
+    if sync_age is not None and (
+        not isinstance(sync_age, int | float)
+        or isinstance(sync_age, bool)
+        or not 0 <= sync_age < MAX_AGE
+    ):
+        raise InvalidRequest(
+            "sync_age must be seconds since home last confirmed the relay's "
+            "sync document (a number >= 0)"
+        )
     leaving = doc.get("leaving", False)
     if not isinstance(leaving, bool):
-        raise InvalidRequest("leaving must be a boolean (true: the relay's last beat, it is "
-                             "stopping cleanly)")
+        raise InvalidRequest(
+            "leaving must be a boolean (true: the relay's last beat, it is stopping cleanly)"
+        )
     return {**doc, "counters": counters, "sync_age": sync_age, "leaving": leaving}
 
 
@@ -77,8 +87,9 @@ def record(store: Store, beat: dict[str, Any], caller: str, rules: Heartbeats) -
     one (a restart) clears it; one of an instance home does not know is ignored."""
     stamp = time.time()
     with store.write() as conn:
-        silent = conn.execute("SELECT id FROM instances WHERE last_beat < ?",
-                              (stamp - rules.forget_after,))
+        silent = conn.execute(
+            "SELECT id FROM instances WHERE last_beat < ?", (stamp - rules.forget_after,)
+        )
         _delete(conn, [row[0] for row in silent])
         known = conn.execute("SELECT 1 FROM instances WHERE id = ?", (beat["instance"],))
         first = known.fetchone() is None
@@ -94,9 +105,18 @@ def record(store: Store, beat: dict[str, Any], caller: str, rules: Heartbeats) -
             " sync_version = excluded.sync_version, counters = excluded.counters,"
             " last_beat = excluded.last_beat, sync_age = excluded.sync_age,"
             " left_at = excluded.left_at",
-            (beat["instance"], beat["address"], beat["version"], beat["sync_version"],
-             json.dumps(beat["counters"], sort_keys=True), stamp, stamp, beat["sync_age"],
-             stamp if beat["leaving"] else None))
+            (
+                beat["instance"],
+                beat["address"],
+                beat["version"],
+                beat["sync_version"],
+                json.dumps(beat["counters"], sort_keys=True),
+                stamp,
+                stamp,
+                beat["sync_age"],
+                stamp if beat["leaving"] else None,
+            ),
+        )
         traffic.record(conn, beat["instance"], beat["counters"], stamp, first=first)
         return store.version(conn)
 
@@ -107,14 +127,18 @@ def _make_room(conn: sqlite3.Connection, caller: str, stamp: float, rules: Heart
     that one is down (a pod replaced by a rollout)."""
     rows = conn.execute(
         "SELECT id, last_beat, left_at FROM instances WHERE id = ? OR (id > ? AND id < ?)"
-        " ORDER BY left_at IS NULL, last_beat", (caller, caller + ".", caller + "/")).fetchall()
+        " ORDER BY left_at IS NULL, last_beat",
+        (caller, caller + ".", caller + "/"),
+    ).fetchall()
     if len(rows) < rules.max_per_certificate:
         return
     if rows[0]["left_at"] is None and stamp - rows[0]["last_beat"] < rules.down_after:
         raise Conflict(
             f"the certificate {caller!r} already beats as {len(rows)} instances, its most "
             f"(heartbeats.max_per_certificate); one is replaced once down or left, or an "
-            f"admin forgets one: dmr instances forget NAME", code="instance-limit")
+            f"admin forgets one: dmr instances forget NAME",
+            code="instance-limit",
+        )
     _delete(conn, [rows[0]["id"]])
 
 
@@ -143,19 +167,28 @@ def health(age: float, thresholds: Heartbeats, *, left: bool = False) -> str:
 def listing(store: Store, thresholds: Heartbeats) -> list[dict[str, Any]]:
     current = time.time()
     with store.read() as conn:
-        rows = conn.execute("SELECT * FROM instances WHERE last_beat >= ? ORDER BY id",
-                            (current - thresholds.forget_after,)).fetchall()
+        rows = conn.execute(
+            "SELECT * FROM instances WHERE last_beat >= ? ORDER BY id",
+            (current - thresholds.forget_after,),
+        ).fetchall()
     result = []
     for row in rows:
         age = max(0.0, current - row["last_beat"])
         state = health(age, thresholds, left=row["left_at"] is not None)
-        result.append({
-            "instance": row["id"], "address": row["address"], "version": row["version"],
-            "sync_version": row["sync_version"], "counters": json.loads(row["counters"]),
-            "first_seen": rfc3339(row["first_seen"]), "last_beat": rfc3339(row["last_beat"]),
-            "age_seconds": round(age, 1), "health": state,
-            "sync_age": row["sync_age"],
-        })
+        result.append(
+            {
+                "instance": row["id"],
+                "address": row["address"],
+                "version": row["version"],
+                "sync_version": row["sync_version"],
+                "counters": json.loads(row["counters"]),
+                "first_seen": rfc3339(row["first_seen"]),
+                "last_beat": rfc3339(row["last_beat"]),
+                "age_seconds": round(age, 1),
+                "health": state,
+                "sync_age": row["sync_age"],
+            }
+        )
     return result
 
 

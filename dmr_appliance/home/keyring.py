@@ -19,10 +19,14 @@ from dmr_appliance.timefmt import now, rfc3339
 from dmr_appliance.tokens import KeySet, SigningKey
 
 # The active key first, then retired ones, most recently retired first.
-_ALL_KEYS = ("SELECT * FROM signing_keys"
-             " ORDER BY retired_at IS NOT NULL, retired_at DESC, created_at DESC, kid")
-_PUBLISHED_KEYS = ("SELECT * FROM signing_keys WHERE retired_at IS NULL OR retired_at > ?"
-                   " ORDER BY retired_at IS NOT NULL, retired_at DESC, created_at DESC, kid")
+_ALL_KEYS = (
+    "SELECT * FROM signing_keys"
+    " ORDER BY retired_at IS NOT NULL, retired_at DESC, created_at DESC, kid"
+)
+_PUBLISHED_KEYS = (
+    "SELECT * FROM signing_keys WHERE retired_at IS NULL OR retired_at > ?"
+    " ORDER BY retired_at IS NOT NULL, retired_at DESC, created_at DESC, kid"
+)
 
 
 class KeyRing:
@@ -44,8 +48,9 @@ class KeyRing:
         """A new active key; the previous one retires (and stays published for a while)."""
         stamp = now()
         with self.store.write() as conn:
-            conn.execute("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL",
-                         (stamp,))
+            conn.execute(
+                "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", (stamp,)
+            )
             key = self._create(conn, stamp)
             self.store.bump(conn)
         return key
@@ -79,8 +84,13 @@ class KeyRing:
         retired = row["retired_at"]
         dropped = None if retired is None else retired + self.retention
         status = "active" if retired is None else "retired" if dropped > now() else "expired"
-        return {"kid": row["kid"], "status": status, "created_at": rfc3339(row["created_at"]),
-                "retired_at": rfc3339(retired), "published_until": rfc3339(dropped)}
+        return {
+            "kid": row["kid"],
+            "status": status,
+            "created_at": rfc3339(row["created_at"]),
+            "retired_at": rfc3339(retired),
+            "published_until": rfc3339(dropped),
+        }
 
     def _create(self, conn: sqlite3.Connection, stamp: int) -> SigningKey:
         key = SigningKey.generate(now=stamp)
@@ -104,8 +114,9 @@ class KeyRing:
 
 
 def _active_row(conn: sqlite3.Connection) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM signing_keys WHERE retired_at IS NULL"
-                        " ORDER BY created_at DESC LIMIT 1").fetchone()
+    return conn.execute(
+        "SELECT * FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1"
+    ).fetchone()
 
 
 def _write_private(path: Path, pem: bytes) -> None:

@@ -16,5 +16,8 @@ class HomeMetrics:
         # One series per live worker (label pid, added by the client): a worker holding
         # every poll shows, and sum() is the total.
         self.sync_waiters = Gauge(
-            "dmr_home_sync_waiters", "Long polls (GET /v1/sync) waiting for a change.",
-            registry=self.registry, multiprocess_mode="liveall")
+            "dmr_home_sync_waiters",
+            "Long polls (GET /v1/sync) waiting for a change.",
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )

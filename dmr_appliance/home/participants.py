@@ -51,8 +51,9 @@ def validate_new(doc: Any) -> tuple[str, str, list[str]]:
         raise InvalidRequest(f"id must be {ids.PARTICIPANT_ID_RULE}", code="invalid-participant-id")
     check_endpoint(endpoint)
     if not isinstance(rooms, list) or not 1 <= len(rooms) <= MAX_ROOMS:
-        raise InvalidRequest(f"rooms must be a list of 1-{MAX_ROOMS} room names",
-                             code="invalid-rooms")
+        raise InvalidRequest(
+            f"rooms must be a list of 1-{MAX_ROOMS} room names", code="invalid-rooms"
+        )
     if not all(ids.is_room(room) for room in rooms):
         raise InvalidRequest(f"each room must be {ids.PARTICIPANT_ID_RULE}", code="invalid-rooms")
     return pid, endpoint, sorted(set(rooms))
@@ -62,8 +63,9 @@ def check_endpoint(endpoint: Any) -> None:
     """A 422 ``invalid-endpoint`` naming what is wrong, unless ``ids.ENDPOINT_RULE`` holds."""
     problem = ids.endpoint_problem(endpoint)
     if problem:
-        raise InvalidRequest(problem, code="invalid-endpoint", field="endpoint",
-                             rule=ids.ENDPOINT_RULE)
+        raise InvalidRequest(
+            problem, code="invalid-endpoint", field="endpoint", rule=ids.ENDPOINT_RULE
+        )
 
 
 def create(store: Store, pid: str, endpoint: str, rooms: list[str]) -> Participant:
@@ -72,11 +74,14 @@ def create(store: Store, pid: str, endpoint: str, rooms: list[str]) -> Participa
         try:
             conn.execute(
                 "INSERT INTO participants (id, endpoint, status, created_at, updated_at)"
-                " VALUES (?, ?, 'active', ?, ?)", (pid, endpoint, stamp, stamp))
+                " VALUES (?, ?, 'active', ?, ?)",
+                (pid, endpoint, stamp, stamp),
+            )
         except sqlite3.IntegrityError:
             raise Conflict(f"participant {pid!r} exists", code="participant-exists") from None
-        conn.executemany("INSERT INTO participant_rooms VALUES (?, ?)",
-                         [(pid, room) for room in rooms])
+        conn.executemany(
+            "INSERT INTO participant_rooms VALUES (?, ?)", [(pid, room) for room in rooms]
+        )
         # Re-creating a deleted id is the admin's decision: its tombstone goes.
         conn.execute("DELETE FROM removed_participants WHERE id = ?", (pid,))
         store.bump(conn)
@@ -93,15 +98,18 @@ def find(store: Store, pid: str) -> Participant | None:
         return _find(conn, pid)
 
 
-def listing(store: Store, *, status: str | None = None,
-            room: str | None = None) -> list[Participant]:
+def listing(
+    store: Store, *, status: str | None = None, room: str | None = None
+) -> list[Participant]:
     query, args = "SELECT id FROM participants p WHERE 1 = 1", []
     if status:
         query += " AND status = ?"
         args.append(status)
     if room:
-        query += " AND EXISTS (SELECT 1 FROM participant_rooms r WHERE r.participant_id = p.id" \
-                 " AND r.room = ?)"
+        query += (
+            " AND EXISTS (SELECT 1 FROM participant_rooms r WHERE r.participant_id = p.id"
+            " AND r.room = ?)"
+        )
         args.append(room)
     with store.read() as conn:
         return [_get(conn, row[0]) for row in conn.execute(query + " ORDER BY id", args)]
@@ -127,11 +135,15 @@ def change_status(store: Store, pid: str, action: str) -> Participant:
     with store.write() as conn:
         current = _get(conn, pid)
         if current.status not in allowed_from:
-            raise Conflict(f"participant {pid!r} is {current.status}; it cannot be {action}d",
-                           code="participant-status")
+            raise Conflict(
+                f"participant {pid!r} is {current.status}; it cannot be {action}d",
+                code="participant-status",
+            )
         if current.status != target:
-            conn.execute("UPDATE participants SET status = ?, updated_at = ? WHERE id = ?",
-                         (target, now(), pid))
+            conn.execute(
+                "UPDATE participants SET status = ?, updated_at = ? WHERE id = ?",
+                (target, now(), pid),
+            )
             store.bump(conn)
         return _get(conn, pid)
 
@@ -141,8 +153,9 @@ def delete(store: Store, pid: str, *, refuse_for: int) -> None:
     with store.write() as conn:
         _get(conn, pid)
         conn.execute("DELETE FROM participants WHERE id = ?", (pid,))
-        conn.execute("INSERT OR REPLACE INTO removed_participants VALUES (?, ?)",
-                     (pid, now() + refuse_for))
+        conn.execute(
+            "INSERT OR REPLACE INTO removed_participants VALUES (?, ?)", (pid, now() + refuse_for)
+        )
         store.bump(conn)
 
 
@@ -150,10 +163,17 @@ def _find(conn: sqlite3.Connection, pid: str) -> Participant | None:
     row = conn.execute("SELECT * FROM participants WHERE id = ?", (pid,)).fetchone()
     if row is None:
         return None
-    rooms = conn.execute("SELECT room FROM participant_rooms WHERE participant_id = ?"
-                         " ORDER BY room", (pid,))
-    return Participant(row["id"], row["endpoint"], tuple(r[0] for r in rooms), row["status"],
-                       row["created_at"], row["updated_at"])
+    rooms = conn.execute(
+        "SELECT room FROM participant_rooms WHERE participant_id = ? ORDER BY room", (pid,)
+    )
+    return Participant(
+        row["id"],
+        row["endpoint"],
+        tuple(r[0] for r in rooms),
+        row["status"],
+        row["created_at"],
+        row["updated_at"],
+    )
 
 
 def _get(conn: sqlite3.Connection, pid: str) -> Participant:

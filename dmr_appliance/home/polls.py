@@ -44,12 +44,17 @@ class PollLimits:
                 raise DmrError(
                     f"{caller} already holds {mine} long polls here (at most "
                     f"{self.per_caller}); poll again after the ones open answer",
-                    code="sync-polls-per-caller", status=429, title="Too many long polls",
-                    headers={"Retry-After": str(RETRY_AFTER)})
+                    code="sync-polls-per-caller",
+                    status=429,
+                    title="Too many long polls",
+                    headers={"Retry-After": str(RETRY_AFTER)},
+                )
             if self._count >= self.total:
-                raise Unavailable(f"this worker holds {self._count} long polls, its most; "
-                                  "poll again shortly", code="sync-polls-busy",
-                                  headers={"Retry-After": str(RETRY_AFTER)})
+                raise Unavailable(
+                    f"this worker holds {self._count} long polls, its most; poll again shortly",
+                    code="sync-polls-busy",
+                    headers={"Retry-After": str(RETRY_AFTER)},
+                )
             self._held[caller] = mine + 1
             self._count += 1
         try:

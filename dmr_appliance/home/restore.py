@@ -44,8 +44,10 @@ def restore(config: HomeConfig, source: Path, *, progress: IO[str] | None = None
     _manifest(source)  # before anything else: is it a backup at all
     database = config.database
     if not database.parent.is_dir():
-        raise backups.BackupError(f"no directory {database.parent} for the store: start home "
-                                  "once so that it makes it, stop it, then restore")
+        raise backups.BackupError(
+            f"no directory {database.parent} for the store: start home "
+            "once so that it makes it, stop it, then restore"
+        )
     if _answers(config.gate.socket):
         raise backups.BackupError(f"home is running: {config.gate.socket} answers; {STOP}")
     owner = backups.store_owner(database)
@@ -53,8 +55,7 @@ def restore(config: HomeConfig, source: Path, *, progress: IO[str] | None = None
     try:
         manifest = verify(source, progress)
         previous = _version(lock)
-        version = max(manifest["sync_version"] + 1, (previous or 0) + 1,
-                      int(time.time() * 1000))
+        version = max(manifest["sync_version"] + 1, (previous or 0) + 1, int(time.time() * 1000))
         _put_keys(source, manifest["keys"], Path(config.keys_dir), owner)
         _replace(lock, database, source / backups.DATABASE, version, owner, progress)
     finally:
@@ -68,16 +69,21 @@ def verify(source: Path, progress: IO[str] | None = None) -> dict[str, Any]:
     knows; else BackupError saying what is wrong."""
     manifest = _manifest(source)
     files = manifest["files"]
-    bar = ProgressBar(len(files), progress, prefix="verify: ", verb="files checked") \
-        if progress is not None else None
+    bar = (
+        ProgressBar(len(files), progress, prefix="verify: ", verb="files checked")
+        if progress is not None
+        else None
+    )
     for done, (name, expected) in enumerate(sorted(files.items()), 1):
         path = source / name
         if not path.is_file():
-            raise backups.BackupError(f"backup {source} is incomplete: {name} is missing; "
-                                      "restore another one")
+            raise backups.BackupError(
+                f"backup {source} is incomplete: {name} is missing; restore another one"
+            )
         if backups.digest(path) != expected:
-            raise backups.BackupError(f"backup {source} fails its checksums ({name} changed): "
-                                      "restore another one")
+            raise backups.BackupError(
+                f"backup {source} fails its checksums ({name} changed): restore another one"
+            )
         if bar is not None:
             bar.update(done, name)
     if bar is not None:
@@ -87,33 +93,42 @@ def verify(source: Path, progress: IO[str] | None = None) -> dict[str, Any]:
         raise backups.BackupError(
             f"backup {source} has schema version {schema}, newer than this package's "
             f"{len(MIGRATIONS)} (dmr-appliance {manifest['package_version']} made it): "
-            "install that version or a newer one, then restore")
+            "install that version or a newer one, then restore"
+        )
     return manifest
 
 
 def _manifest(source: Path) -> dict[str, Any]:
     if not source.is_dir():
-        raise backups.BackupError(f"no backup at {source}: name a directory 'dmr home backup' "
-                                  "wrote (home-<time>)")
+        raise backups.BackupError(
+            f"no backup at {source}: name a directory 'dmr home backup' wrote (home-<time>)"
+        )
     path = source / backups.MANIFEST
     if not path.is_file():
         found = backups.complete(source)
         if found:
-            raise backups.BackupError(f"{source} holds backups, not one: name one, e.g. "
-                                      f"dmr home restore {found[-1]}")
-        raise backups.BackupError(f"backup {source} is incomplete (no {backups.MANIFEST}): "
-                                  "restore another one")
+            raise backups.BackupError(
+                f"{source} holds backups, not one: name one, e.g. dmr home restore {found[-1]}"
+            )
+        raise backups.BackupError(
+            f"backup {source} is incomplete (no {backups.MANIFEST}): restore another one"
+        )
     try:
         doc = json.loads(path.read_text())
-        ok = doc.get("kind") == backups.KIND and doc.get("format") == backups.FORMAT and \
-            backups.DATABASE in doc["files"] and all(
-                f"keys/{kid}.pem" in doc["files"] for kid in doc["keys"]) and \
-            isinstance(doc["schema_version"], int) and isinstance(doc["sync_version"], int)
+        ok = (
+            doc.get("kind") == backups.KIND
+            and doc.get("format") == backups.FORMAT
+            and backups.DATABASE in doc["files"]
+            and all(f"keys/{kid}.pem" in doc["files"] for kid in doc["keys"])
+            and isinstance(doc["schema_version"], int)
+            and isinstance(doc["sync_version"], int)
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         ok = False
     if not ok:
-        raise backups.BackupError(f"{path} is not a dmr home backup manifest this version "
-                                  "reads: restore another backup")
+        raise backups.BackupError(
+            f"{path} is not a dmr home backup manifest this version reads: restore another backup"
+        )
     return doc
 
 
@@ -142,8 +157,9 @@ def _lock(database: Path, owner: backups.Owner) -> sqlite3.Connection:
         conn.execute("COMMIT")
     except sqlite3.OperationalError as exc:
         conn.close()
-        raise backups.BackupError(f"home is running: another process has {database} open "
-                                  f"({exc}); {STOP}") from exc
+        raise backups.BackupError(
+            f"home is running: another process has {database} open ({exc}); {STOP}"
+        ) from exc
     return conn
 
 
@@ -169,8 +185,14 @@ def _put_keys(source: Path, kids: list[str], keys_dir: Path, owner: backups.Owne
         os.replace(staged, target)
 
 
-def _replace(lock: sqlite3.Connection, database: Path, copy: Path, version: int,
-             owner: backups.Owner, progress: IO[str] | None) -> None:
+def _replace(
+    lock: sqlite3.Connection,
+    database: Path,
+    copy: Path,
+    version: int,
+    owner: backups.Owner,
+    progress: IO[str] | None,
+) -> None:
     """The backup's store, at sync version ``version``, in place of the locked one, in
     one step: a restore cut short leaves the old store or the new one, never a mix."""
     staged = database.with_name(f".{database.name}.restoring")

@@ -169,7 +169,9 @@ class Store:
     def connect(self) -> sqlite3.Connection:
         """A new connection with home's settings (the caller owns it)."""
         conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            self.path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
             check_same_thread=False,
         )
         conn.row_factory = sqlite3.Row

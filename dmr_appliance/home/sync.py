@@ -38,8 +38,9 @@ def document(store: Store, keyring: KeyRing, config: HomeConfig) -> dict[str, An
             "version": store.version(conn),
             "jwks": keyring.jwks(conn),
             "revoked_participants": _revoked(conn),
-            "suspended_participants": _ids(conn, "SELECT id FROM participants"
-                                                 " WHERE status = 'suspended' ORDER BY id"),
+            "suspended_participants": _ids(
+                conn, "SELECT id FROM participants WHERE status = 'suspended' ORDER BY id"
+            ),
             "revoked_tokens": credentials.revoked(conn, config.tokens.leeway),
             "generated_at": rfc3339(now()),
         }
@@ -53,9 +54,12 @@ def signature(body: bytes, store: Store, keyring: KeyRing) -> str:
 
 
 def _revoked(conn: sqlite3.Connection) -> list[str]:
-    return _ids(conn, "SELECT id FROM participants WHERE status = 'revoked'"
-                      " UNION SELECT id FROM removed_participants WHERE until >= ? ORDER BY 1",
-                now())
+    return _ids(
+        conn,
+        "SELECT id FROM participants WHERE status = 'revoked'"
+        " UNION SELECT id FROM removed_participants WHERE until >= ? ORDER BY 1",
+        now(),
+    )
 
 
 def _ids(conn: sqlite3.Connection, query: str, *args: Any) -> list[str]:
@@ -74,8 +78,7 @@ def release_waiters() -> None:
 class ChangeWatcher:
     """Wakes this worker's long polls when the store's sync version moves."""
 
-    def __init__(self, store: Store, waiting: Gauge | None = None,
-                 interval: float = 0.05) -> None:
+    def __init__(self, store: Store, waiting: Gauge | None = None, interval: float = 0.05) -> None:
         self.store = store
         self.interval = interval
         self.waiting = waiting
@@ -96,8 +99,7 @@ class ChangeWatcher:
             if self.waiting is not None:
                 self.waiting.inc()
             try:
-                self._changed.wait_for(
-                    lambda: self._version > version or self._closing, timeout)
+                self._changed.wait_for(lambda: self._version > version or self._closing, timeout)
             finally:
                 self.waiters -= 1
                 if self.waiting is not None:

@@ -27,8 +27,14 @@ class Minute:
     counts: dict[str, int]
 
 
-def record(conn: sqlite3.Connection, instance: str, counters: dict[str, int],
-           stamp: float, *, first: bool = False) -> None:
+def record(
+    conn: sqlite3.Connection,
+    instance: str,
+    counters: dict[str, int],
+    stamp: float,
+    *,
+    first: bool = False,
+) -> None:
     """Keep ``counters`` as this minute's totals (inside the heartbeat's transaction).
 
     ``first``: home has never heard of the instance, which has just started: its totals
@@ -36,24 +42,32 @@ def record(conn: sqlite3.Connection, instance: str, counters: dict[str, int],
     """
     minute = int(stamp // 60)
     if first:
-        conn.execute("INSERT OR IGNORE INTO traffic (instance, minute, counters) VALUES"
-                     " (?, ?, '{}')", (instance, minute - 1))
-    conn.execute("INSERT INTO traffic (instance, minute, counters) VALUES (?, ?, ?)"
-                 " ON CONFLICT (instance, minute) DO UPDATE SET counters = excluded.counters",
-                 (instance, minute, json.dumps(counters, sort_keys=True)))
-    conn.execute("DELETE FROM traffic WHERE instance = ? AND minute < ?",
-                 (instance, minute - KEEP_MINUTES))
+        conn.execute(
+            "INSERT OR IGNORE INTO traffic (instance, minute, counters) VALUES (?, ?, '{}')",
+            (instance, minute - 1),
+        )
+    conn.execute(
+        "INSERT INTO traffic (instance, minute, counters) VALUES (?, ?, ?)"
+        " ON CONFLICT (instance, minute) DO UPDATE SET counters = excluded.counters",
+        (instance, minute, json.dumps(counters, sort_keys=True)),
+    )
+    conn.execute(
+        "DELETE FROM traffic WHERE instance = ? AND minute < ?", (instance, minute - KEEP_MINUTES)
+    )
 
 
-def per_minute(store: Store, instance: str, now: float | None = None,
-               minutes: int = WINDOW_MINUTES) -> list[Minute]:
+def per_minute(
+    store: Store, instance: str, now: float | None = None, minutes: int = WINDOW_MINUTES
+) -> list[Minute]:
     """The last ``minutes`` minutes up to this one, oldest first; no beat: all zero."""
     current = int((now if now is not None else time.time()) // 60)
     first = current - minutes + 1
     with store.read() as conn:
         rows = conn.execute(
             "SELECT minute, counters FROM traffic WHERE instance = ? AND minute >= ?"
-            " ORDER BY minute", (instance, first - KEEP_MINUTES)).fetchall()
+            " ORDER BY minute",
+            (instance, first - KEEP_MINUTES),
+        ).fetchall()
     found: dict[int, dict[str, int]] = {}
     previous: dict[str, Any] | None = None
     for row in rows:

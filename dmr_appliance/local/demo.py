@@ -150,9 +150,13 @@ class Tally:
     unaccounted_ids: list[str]
 
 
-def reconcile(asked: Sequence[str], refusals: Mapping[str, str],
-              deliveries: Iterable[Mapping[str, Any]], failed: set[str],
-              path: str) -> Tally:
+def reconcile(
+    asked: Sequence[str],
+    refusals: Mapping[str, str],
+    deliveries: Iterable[Mapping[str, Any]],
+    failed: set[str],
+    path: str,
+) -> Tally:
     """Classify every asked id by the records; ``path`` is the recipient's inbox path."""
     wanted = set(asked)
     processed: Counter[str] = Counter()
@@ -172,8 +176,11 @@ def reconcile(asked: Sequence[str], refusals: Mapping[str, str],
     reported = (wanted - delivered - refused) & failed
     missing = sorted(wanted - delivered - refused - reported)
     return Tally(
-        sent=len(wanted), delivered=len(delivered), refused=len(refused),
-        reported_failed=len(reported), unaccounted=len(missing),
+        sent=len(wanted),
+        delivered=len(delivered),
+        refused=len(refused),
+        reported_failed=len(reported),
+        unaccounted=len(missing),
         duplicates_suppressed=sum(copies.values()),
         processed_twice=sum(1 for n in processed.values() if n > 1),
         by_relay=dict(sorted(relays.items())),
@@ -226,8 +233,11 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return (self.tally.unaccounted == 0 and self.tally.processed_twice == 0
-                and self.revocation.latency_ms is not None)
+        return (
+            self.tally.unaccounted == 0
+            and self.tally.processed_twice == 0
+            and self.revocation.latency_ms is not None
+        )
 
     def to_json(self) -> dict[str, Any]:
         latency = self.revocation.latency_ms
@@ -240,7 +250,9 @@ class Report:
             "relay_killed_after": self.crash.after_message,
             "relay_back_after_s": _round(self.crash.back_after_s),
             "relay_error": self.crash.error,
-            "seconds": round(self.seconds, 1), "state_dir": str(self.state_dir), "ok": self.ok,
+            "seconds": round(self.seconds, 1),
+            "state_dir": str(self.state_dir),
+            "ok": self.ok,
         }
 
 
@@ -263,8 +275,7 @@ class Demo:
         with self._sender(REVOKED) as mallory:
             revocation = self.revoke_while_sending(mallory)
         tally = self.tally()
-        return Report(tally, crash, revocation, time.monotonic() - started,
-                      self.stack.state_dir)
+        return Report(tally, crash, revocation, time.monotonic() - started, self.stack.state_dir)
 
     # -- participants --------------------------------------------------------------------
 
@@ -273,9 +284,11 @@ class Demo:
             self._certificate(pid)
             self._participant(pid)
         took = self.wait_relays_synced()
-        self.say(f"participants: {SENDER} and {RECEIVER} in room '{ROOM}' ({RECEIVER} "
-                 f"receives at {self.stack.endpoint(RECEIVER)}), {REVOKED} too; every relay "
-                 f"has them ({took * 1000:.0f} ms)")
+        self.say(
+            f"participants: {SENDER} and {RECEIVER} in room '{ROOM}' ({RECEIVER} "
+            f"receives at {self.stack.endpoint(RECEIVER)}), {REVOKED} too; every relay "
+            f"has them ({took * 1000:.0f} ms)"
+        )
 
     def _certificate(self, pid: str) -> None:
         cert, key = self.stack.cert("participant", pid)
@@ -311,29 +324,40 @@ class Demo:
                 if ready.ok and int(ready.json().get("sync_version", -1)) >= version:
                     pending.discard(name)
             if pending and time.monotonic() - started > SYNC_DEADLINE:
-                raise StackError(f"{', '.join(sorted(pending))} did not get sync version "
-                                 f"{version} within {SYNC_DEADLINE:.0f} s")
+                raise StackError(
+                    f"{', '.join(sorted(pending))} did not get sync version "
+                    f"{version} within {SYNC_DEADLINE:.0f} s"
+                )
             time.sleep(0.05 if pending else 0)
         return time.monotonic() - started
 
     def _sender(self, pid: str) -> Sender:
         cert, key = self.stack.cert("participant", pid)
-        return Sender([self.stack.router_url], cert=cert, key=key, ca=self.stack.ca,
-                      home=self.stack.home_url, connections=self.threads)
+        return Sender(
+            [self.stack.router_url],
+            cert=cert,
+            key=key,
+            ca=self.stack.ca,
+            home=self.stack.home_url,
+            connections=self.threads,
+        )
 
     # -- the batch, with a relay crash halfway -------------------------------------------
 
     def send_batch(self, alice: Sender, count: int) -> RelayCrash:
         rate = self._message_rate()
-        self.say(f"sending {count} messages {SENDER} -> {RECEIVER} from {self.threads} "
-                 f"threads at {rate:.0f}/s; {self.stack.relay_names[0]} is SIGKILLed halfway")
+        self.say(
+            f"sending {count} messages {SENDER} -> {RECEIVER} from {self.threads} "
+            f"threads at {rate:.0f}/s; {self.stack.relay_names[0]} is SIGKILLed halfway"
+        )
         crash = RelayCrash(self.stack.relay_names[0])
         killer = threading.Thread(target=self._crash_relay, args=(crash,), daemon=True)
         progress = ProgressBar(count, self.err, prefix="  ")
         start = time.monotonic()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="demo-send") as pool:
-            futures = [pool.submit(self._paced_send, alice, i, start + i / rate)
-                       for i in range(count)]
+            futures = [
+                pool.submit(self._paced_send, alice, i, start + i / rate) for i in range(count)
+            ]
             for done, future in enumerate(as_completed(futures), 1):
                 future.result()
                 if done == max(1, count // 2):
@@ -342,8 +366,10 @@ class Demo:
                 progress.update(done, crash.note())
         killer.join()
         progress.finish(crash.note())
-        self.say(f"batch done in {time.monotonic() - start:.1f} s; {crash.relay}: "
-                 f"{_crash(crash) or 'not killed'}")
+        self.say(
+            f"batch done in {time.monotonic() - start:.1f} s; {crash.relay}: "
+            f"{_crash(crash) or 'not killed'}"
+        )
         return crash
 
     def _message_rate(self) -> float:
@@ -371,8 +397,10 @@ class Demo:
 
     def revoke_while_sending(self, mallory: Sender) -> Revocation:
         first = self.ledger.send(mallory, RECEIVER, {"text": "mallory, before revocation"})
-        self.say(f"{REVOKED} sends before her revocation: "
-                 f"{'delivered' if self.ledger.delivered(first) else 'NOT delivered'}")
+        self.say(
+            f"{REVOKED} sends before her revocation: "
+            f"{'delivered' if self.ledger.delivered(first) else 'NOT delivered'}"
+        )
         started = time.monotonic()
         self.admin.set_participant_status(REVOKED, "revoke")
         delivered, tick = 0, started
@@ -381,8 +409,10 @@ class Demo:
             reason = self.ledger.refusal(sent)
             if reason is not None:
                 latency = (time.monotonic() - started) * 1000
-                self.say(f"revoked {REVOKED}: her next message refused {latency:.0f} ms after "
-                         f"the revoke call ({reason}); {delivered} delivered meanwhile")
+                self.say(
+                    f"revoked {REVOKED}: her next message refused {latency:.0f} ms after "
+                    f"the revoke call ({reason}); {delivered} delivered meanwhile"
+                )
                 return Revocation(REVOKED, latency, delivered, reason)
             delivered += self.ledger.delivered(sent)
             tick += PROBE_EVERY
@@ -395,9 +425,13 @@ class Demo:
     def tally(self) -> Tally:
         wanted = set(self.ledger.asked)
         failed = failed_at_home(self.admin, (SENDER, REVOKED), wanted)
-        return reconcile(self.ledger.asked, self.ledger.refusals(),
-                         read_deliveries(self.stack.recipient_log), failed,
-                         path=f"/inbox/{RECEIVER}")
+        return reconcile(
+            self.ledger.asked,
+            self.ledger.refusals(),
+            read_deliveries(self.stack.recipient_log),
+            failed,
+            path=f"/inbox/{RECEIVER}",
+        )
 
 
 def _round(value: float | None) -> float | None:
@@ -417,20 +451,36 @@ def summary(report: Report) -> str:
         ("refused", str(t.refused), reasons or "by the Sender's result, with reason"),
         ("reported failed", str(t.reported_failed), "in home's failure list"),
         ("unaccounted", str(t.unaccounted), ", ".join(t.unaccounted_ids[:3])),
-        ("duplicates suppressed", str(t.duplicates_suppressed),
-         "extra copies the recipient did not process again"),
+        (
+            "duplicates suppressed",
+            str(t.duplicates_suppressed),
+            "extra copies the recipient did not process again",
+        ),
         ("processed twice", str(t.processed_twice), "must be 0"),
-        ("revocation latency", _latency(rev), f"{REVOKED}: from the revoke call to her first "
-         "refused message"),
+        (
+            "revocation latency",
+            _latency(rev),
+            f"{REVOKED}: from the revoke call to her first refused message",
+        ),
         ("relay kill/restart", crash.relay if crash.killed else "not done", _crash(crash)),
-        ("deliveries by relay", str(sum(t.by_relay.values())),
-         ", ".join(f"{name}: {n}" for name, n in t.by_relay.items())),
+        (
+            "deliveries by relay",
+            str(sum(t.by_relay.values())),
+            ", ".join(f"{name}: {n}" for name, n in t.by_relay.items()),
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     lines = [f"  {name:<{width}}  {value:>10}  {note}".rstrip() for name, value, note in rows]
     verdict = "every message accounted for" if report.ok else "FAILED: see above"
-    return "\n".join(["", *lines, "", f"  {verdict} ({report.seconds:.1f} s); logs: "
-                      f"{report.state_dir / 'logs'}", ""])
+    return "\n".join(
+        [
+            "",
+            *lines,
+            "",
+            f"  {verdict} ({report.seconds:.1f} s); logs: {report.state_dir / 'logs'}",
+            "",
+        ]
+    )
 
 
 def _latency(rev: Revocation) -> str:
@@ -442,6 +492,9 @@ def _crash(crash: RelayCrash) -> str:
         return crash.error
     if not crash.killed:
         return ""
-    back = ("not ready again" if crash.back_after_s is None
-            else f"ready again {crash.back_after_s:.1f} s later")
+    back = (
+        "not ready again"
+        if crash.back_after_s is None
+        else f"ready again {crash.back_after_s:.1f} s later"
+    )
     return f"SIGKILLed after {crash.after_message} messages, {back}"

@@ -33,8 +33,14 @@ class StackError(DmrError):
 class Layout:
     """The stack's files and addresses; ``prepare()`` makes them."""
 
-    def __init__(self, state_dir: Path | str, relays: int, port: int, *,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path | str,
+        relays: int,
+        port: int,
+        *,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         if relays < 1:
             raise StackError("the stack needs at least one relay (--relays 1 or more)")
         self.state_dir = Path(state_dir).resolve()
@@ -100,8 +106,9 @@ class Layout:
 
     def admin_client(self) -> HomeClient:
         cert, key = self.cert("admin", ADMIN)
-        return HomeClient(self.home_url, cert=cert, key=key, ca=self.ca,
-                          session=mtls.session(self.ca, cert, key))
+        return HomeClient(
+            self.home_url, cert=cert, key=key, ca=self.ca, session=mtls.session(self.ca, cert, key)
+        )
 
     def session(self, kind: str = "admin", name: str = ADMIN) -> requests.Session:
         """A requests session with ``kind``/``name``'s certificate, trusting only the CA."""
@@ -122,8 +129,10 @@ class Layout:
         if pki.init_ca(self.pki_dir, common_name="dmr local stack CA"):
             self.log(f"created a deployment CA in {self.pki_dir}")
         wanted: list[tuple[str, str, dict[str, Any]]] = [
-            ("router", "router", LOCAL_SANS), ("server", "home", LOCAL_SANS),
-            ("server", RECIPIENT, LOCAL_SANS), ("admin", ADMIN, {}),
+            ("router", "router", LOCAL_SANS),
+            ("server", "home", LOCAL_SANS),
+            ("server", RECIPIENT, LOCAL_SANS),
+            ("admin", ADMIN, {}),
             *(("relay", name, LOCAL_SANS) for name in self.relay_names),
             *(("participant", name, {}) for name in PARTICIPANTS),
         ]
@@ -145,22 +154,34 @@ class Layout:
 
     def _gate(self, cls: type, name: str) -> Any:
         state = self.state_dir / name
-        return cls(socket=state / "gunicorn.sock", prefix=state / "gate", access_log="stdout",
-                   error_log=str(self.logs_dir / f"{name}-gate-error.log"))
+        return cls(
+            socket=state / "gunicorn.sock",
+            prefix=state / "gate",
+            access_log="stdout",
+            error_log=str(self.logs_dir / f"{name}-gate-error.log"),
+        )
 
     def home_config(self) -> config.HomeConfig:
         return dataclasses.replace(
             config.HomeConfig(),
-            bind=f"{HOST}:{self.ports['home']}", workers=1, threads=32,
-            database=self.state_dir / "home" / "home.db", keys_dir=self.state_dir / "home" / "keys",
-            tls=self._tls(config.Tls, "server", "home"), gate=self._gate(config.Gate, "home"),
+            bind=f"{HOST}:{self.ports['home']}",
+            workers=1,
+            threads=32,
+            database=self.state_dir / "home" / "home.db",
+            keys_dir=self.state_dir / "home" / "keys",
+            tls=self._tls(config.Tls, "server", "home"),
+            gate=self._gate(config.Gate, "home"),
         )
 
     def relay_config(self, name: str) -> config.RelayConfig:
         return dataclasses.replace(
             config.RelayConfig(),
-            instance=name, bind=f"{HOST}:{self.ports[name]}", workers=1, threads=16,
-            home_url=self.home_url, state_dir=self.state_dir / name,
+            instance=name,
+            bind=f"{HOST}:{self.ports[name]}",
+            workers=1,
+            threads=16,
+            home_url=self.home_url,
+            state_dir=self.state_dir / name,
             tls=self._tls(config.RelayTls, "relay", name),
             gate=self._gate(config.RelayGate, name),
         )
@@ -169,11 +190,16 @@ class Layout:
         prefix = self.state_dir / "router"
         return dataclasses.replace(
             config.RouterConfig(),
-            listen=self.ports["router"], listen_address=HOST,
+            listen=self.ports["router"],
+            listen_address=HOST,
             relays=[f"{HOST}:{self.ports[name]}" for name in self.relay_names],
-            home=f"{HOST}:{self.ports['home']}", prefix=prefix, pid_file=prefix / "nginx.pid",
-            access_log="stdout", error_log=str(self.logs_dir / "router-error.log"),
-            worker_processes="1", log_level="warning",
+            home=f"{HOST}:{self.ports['home']}",
+            prefix=prefix,
+            pid_file=prefix / "nginx.pid",
+            access_log="stdout",
+            error_log=str(self.logs_dir / "router-error.log"),
+            worker_processes="1",
+            log_level="warning",
             stub_status_bind=f"{HOST}:{self.ports['stub_status']}",
             tls=self._tls(config.RouterTls, "router", "router"),
         )

@@ -38,9 +38,17 @@ class ProcessGroup:
     """One child process leading its own process group (gunicorn's workers and nginx's
     with it), its stdout and stderr appended to ``log_path`` (or passed to ``output``)."""
 
-    def __init__(self, name: str, argv: Sequence[str], *, log_path: Path | None = None,
-                 output: IO[bytes] | int | None = None, env: Mapping[str, str] | None = None,
-                 cwd: Path | None = None, stop_signal: int = signal.SIGTERM) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path | None = None,
+        output: IO[bytes] | int | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        stop_signal: int = signal.SIGTERM,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -66,11 +74,15 @@ class ProcessGroup:
             self.process = self._popen(self.output, stderr)
         return self
 
-    def _popen(self, stdout: IO[bytes] | int | None, stderr: int | None
-               ) -> subprocess.Popen[bytes]:
+    def _popen(self, stdout: IO[bytes] | int | None, stderr: int | None) -> subprocess.Popen[bytes]:
         return subprocess.Popen(  # fixed argv, no shell
-            self.argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=self.env,
-            cwd=self.cwd, start_new_session=True,
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
         )
 
     def signal(self, signum: int) -> None:
@@ -80,21 +92,28 @@ class ProcessGroup:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signum)
 
-    def wait_ready(self, ready: Callable[[], bool], timeout: float = 30.0, *,
-                   retry_on: tuple[type[BaseException], ...] = (OSError,)) -> ProcessGroup:
+    def wait_ready(
+        self,
+        ready: Callable[[], bool],
+        timeout: float = 30.0,
+        *,
+        retry_on: tuple[type[BaseException], ...] = (OSError,),
+    ) -> ProcessGroup:
         """Until ``ready()`` is true; RuntimeError with the log's tail if the process exits
         first, TimeoutError after ``timeout``. ``retry_on``: errors that mean "not yet"."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.running():
-                raise RuntimeError(f"{self.name} exited at start (see {self.log_path}):\n"
-                                   f"{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited at start (see {self.log_path}):\n{self.log_tail()}"
+                )
             with contextlib.suppress(*retry_on):
                 if ready():
                     return self
             time.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready after {timeout:.0f} s "
-                           f"(see {self.log_path}):\n{self.log_tail()}")
+        raise TimeoutError(
+            f"{self.name} not ready after {timeout:.0f} s (see {self.log_path}):\n{self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """``stop_signal`` to the group, SIGKILL after ``timeout``; none of it is left."""
@@ -161,9 +180,16 @@ def group_alive(pgid: int) -> bool:
 class NginxProcess(ProcessGroup):
     """One nginx master with its workers, in a process group of its own."""
 
-    def __init__(self, conf: Path | str, *, prefix: Path | str, pid_file: Path | str,
-                 output: IO[bytes] | int | None = None, log_path: Path | None = None,
-                 name: str = "nginx") -> None:
+    def __init__(
+        self,
+        conf: Path | str,
+        *,
+        prefix: Path | str,
+        pid_file: Path | str,
+        output: IO[bytes] | int | None = None,
+        log_path: Path | None = None,
+        name: str = "nginx",
+    ) -> None:
         self.conf = Path(conf).resolve()
         self.prefix = Path(prefix).resolve()
         self.pid_file = Path(pid_file)

@@ -61,8 +61,9 @@ class RecipientServer(ThreadingHTTPServer):
             context.load_verify_locations(cafile=str(ca))
             context.verify_mode = ssl.CERT_REQUIRED
         # The handshake runs in the request's thread, not in the accept loop.
-        self.socket = context.wrap_socket(self.socket, server_side=True,
-                                          do_handshake_on_connect=False)
+        self.socket = context.wrap_socket(
+            self.socket, server_side=True, do_handshake_on_connect=False
+        )
         self.status = status
         self.delay = delay
         self.dedup = SeenIds(seen_path if seen_path is not None else ":memory:")
@@ -122,15 +123,24 @@ class RecipientHandler(BaseHTTPRequestHandler):
         with self.server.processing:
             # Scoped by path: one server may stand for several recipients of one message.
             duplicate = 200 <= status < 300 and not self.server.dedup.first_time(
-                message_id, message.get("expires_at"), sender=sender, scope=self.path)
-            self.server.record({
-                "ts": time.time(), "id": message_id, "room": self.headers.get("X-DMR-Room"),
-                "from": sender, "to": message.get("to"),
-                "path": self.path, "relay": _peer_name(self.connection),
-                "request_id": self.headers.get("X-Request-Id"), "status": status,
-                "duplicate": duplicate, "created_at": message.get("created_at"),
-                "expires_at": message.get("expires_at"),
-            })
+                message_id, message.get("expires_at"), sender=sender, scope=self.path
+            )
+            self.server.record(
+                {
+                    "ts": time.time(),
+                    "id": message_id,
+                    "room": self.headers.get("X-DMR-Room"),
+                    "from": sender,
+                    "to": message.get("to"),
+                    "path": self.path,
+                    "relay": _peer_name(self.connection),
+                    "request_id": self.headers.get("X-Request-Id"),
+                    "status": status,
+                    "duplicate": duplicate,
+                    "created_at": message.get("created_at"),
+                    "expires_at": message.get("expires_at"),
+                }
+            )
         self._answer(status, {"id": message_id, "duplicate": duplicate})
 
     def _answer(self, status: int, doc: dict[str, Any]) -> None:

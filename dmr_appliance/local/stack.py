@@ -48,8 +48,15 @@ EXPORTER = shutil.which("prometheus-nginx-exporter")
 class Stack(Layout):
     """``with Stack(state_dir, relays=2, port=0) as stack: ...`` (port 0: any free port)."""
 
-    def __init__(self, state_dir: Path | str = ".dmr", relays: int = 2, port: int = 0, *,
-                 python: str = sys.executable, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path | str = ".dmr",
+        relays: int = 2,
+        port: int = 0,
+        *,
+        python: str = sys.executable,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__(state_dir, relays, port, log=log)
         self.python = python
         self.services: dict[str, ProcessGroup] = {}
@@ -93,8 +100,9 @@ class Stack(Layout):
         return [self.python, "-m", "dmr_appliance", *args]
 
     def _service(self, name: str, argv: list[str], stop_signal: int) -> ProcessGroup:
-        service = ProcessGroup(name, argv, log_path=self.logs_dir / f"{name}.log",
-                               stop_signal=stop_signal)
+        service = ProcessGroup(
+            name, argv, log_path=self.logs_dir / f"{name}.log", stop_signal=stop_signal
+        )
         self.services[name] = service
         service.start()
         return service
@@ -118,15 +126,23 @@ class Stack(Layout):
         service = self._start_app("home", "home")
         url = f"https://{HOST}:{self.ports['home']}/readyz"
         with self.session() as session:
-            self._wait([service, self.services["home-gate"]],
-                       lambda: session.get(url, timeout=2).ok, timeout)
+            self._wait(
+                [service, self.services["home-gate"]],
+                lambda: session.get(url, timeout=2).ok,
+                timeout,
+            )
 
     def _start_router(self) -> None:
         self.log(f"starting the router (nginx) on {self.router_url}")
         cfg = self.router_config()
         self._router_log = (self.logs_dir / "router.log").open("ab")
-        self.router = NginxProcess(self.config_dir / "nginx.conf", prefix=cfg.prefix,
-                                   pid_file=cfg.pid_file, output=self._router_log, name="router")
+        self.router = NginxProcess(
+            self.config_dir / "nginx.conf",
+            prefix=cfg.prefix,
+            pid_file=cfg.pid_file,
+            output=self._router_log,
+            name="router",
+        )
         self.router.start()
 
     def start_relay(self, name: str, *, wait: bool = True, timeout: float = 60.0) -> None:
@@ -139,8 +155,11 @@ class Stack(Layout):
     def wait_relay(self, name: str, timeout: float = 60.0) -> None:
         url = self.relay_url(name) + "/readyz"
         with self.session() as session:
-            self._wait([self.services[name], self.services[f"{name}-gate"]],
-                       lambda: session.get(url, timeout=2).ok, timeout)
+            self._wait(
+                [self.services[name], self.services[f"{name}-gate"]],
+                lambda: session.get(url, timeout=2).ok,
+                timeout,
+            )
 
     def kill_relay(self, name: str) -> None:
         """SIGKILL a relay's gunicorn (master and workers): the crash the router must fail
@@ -174,10 +193,25 @@ class Stack(Layout):
         port = self.ports["recipient"]
         self.log(f"starting the demo recipient on {HOST}:{port}")
         cert, key = self.cert("server", RECIPIENT)
-        service = self._service("recipient", self._dmr(
-            "recipient", "--bind", f"{HOST}:{port}", "--cert", str(cert), "--key", str(key),
-            "--ca", str(self.ca), "--log", str(self.recipient_log),
-            "--seen", str(self.state_dir / "recipient" / "seen.sqlite")), signal.SIGTERM)
+        service = self._service(
+            "recipient",
+            self._dmr(
+                "recipient",
+                "--bind",
+                f"{HOST}:{port}",
+                "--cert",
+                str(cert),
+                "--key",
+                str(key),
+                "--ca",
+                str(self.ca),
+                "--log",
+                str(self.recipient_log),
+                "--seen",
+                str(self.state_dir / "recipient" / "seen.sqlite"),
+            ),
+            signal.SIGTERM,
+        )
         self._wait(service, lambda: _accepts(HOST, port), timeout)
 
     @property
@@ -193,13 +227,16 @@ class Stack(Layout):
         # The query (ignored by nginx) names the state dir in the exporter's command line,
         # which is how a later start knows a leftover exporter as this stack's.
         scrape = f"http://{HOST}:{self.ports['stub_status']}/stub_status?stack={self.state_dir}"
-        service = self._service("nginx-exporter", [
-            EXPORTER, "-nginx.scrape-uri", scrape, "-web.listen-address", f"{HOST}:{port}"],
-            signal.SIGTERM)
+        service = self._service(
+            "nginx-exporter",
+            [EXPORTER, "-nginx.scrape-uri", scrape, "-web.listen-address", f"{HOST}:{port}"],
+            signal.SIGTERM,
+        )
         self._wait(service, lambda: _accepts(HOST, port), timeout)
 
-    def _wait(self, service: ProcessGroup | list[ProcessGroup], ready: Callable[[], bool],
-              timeout: float) -> None:
+    def _wait(
+        self, service: ProcessGroup | list[ProcessGroup], ready: Callable[[], bool], timeout: float
+    ) -> None:
         """Until ``ready()``; a StackError with its log if one of ``service`` exits first."""
         services = service if isinstance(service, list) else [service]
 

@@ -44,7 +44,6 @@ _DNS_NAME = re.compile(
 )
 
 
-
 def load_certificate(pem: bytes | str) -> x509.Certificate:
     data = pem.encode("ascii") if isinstance(pem, str) else pem
     try:
@@ -118,7 +117,6 @@ def cert_not_before(cert: x509.Certificate) -> dt.datetime:
     if value is None:
         value = cert.not_valid_before.replace(tzinfo=dt.UTC)
     return value
-
 
 
 # --- building certificates ---------------------------------------------------------------

@@ -50,7 +50,6 @@ REASONS = {
 }
 
 
-
 def init_ca(
     directory: Path,
     *,
@@ -176,7 +175,6 @@ def crl_file_next_update(path: Path) -> dt.datetime:
     return value
 
 
-
 # --- CRL ---------------------------------------------------------------------------------
 
 
@@ -215,5 +213,3 @@ def _revoked_entry(entry: dict[str, Any]) -> x509.RevokedCertificate:
     if flag is not None:
         builder = builder.add_extension(x509.CRLReason(flag), critical=False)
     return builder.build()
-
-

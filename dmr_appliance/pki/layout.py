@@ -98,9 +98,6 @@ class Record:
         return "valid"
 
 
-
-
-
 def load_ca(p: Paths) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     if not (p.ca.exists() and p.ca_key.exists()):
         raise PkiError(f"no CA in {p.dir}; run 'dmr pki init --dir {p.dir}' first")
@@ -175,8 +172,6 @@ def locked(p: Paths) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 
 
 def check_kind(kind: str) -> str:

@@ -70,9 +70,6 @@ class Renewal:
         return self.action == "renewed"
 
 
-
-
-
 @dataclass(frozen=True)
 class _RenewJob:
     """One run of ``renew``: loaded once under the lock, shared by every certificate."""
@@ -234,5 +231,3 @@ def _replace_pair(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_key)
     files.fsync_dir(cert_path.parent)
-
-

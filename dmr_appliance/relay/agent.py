@@ -60,8 +60,12 @@ class Agent:
         # Every failure passes the call on: a router down, home unreachable from it, or a
         # peer or document refused there (only a router's or home's certificate).
         self.home_client = HomeClient(
-            [cfg.home_url, *cfg.home_failover], session=home_peer.session(cfg),
-            timeout=HOME_TIMEOUT, any_failure_fails_over=True, on_failure=self.failed)
+            [cfg.home_url, *cfg.home_failover],
+            session=home_peer.session(cfg),
+            timeout=HOME_TIMEOUT,
+            any_failure_fails_over=True,
+            on_failure=self.failed,
+        )
         self.path = Path(cfg.state_dir) / SYNC_FILE
         # The saved document is the floor (no older version is installed, even after a
         # restart) and its keys are the ones a new document must be signed by.
@@ -89,15 +93,17 @@ class Agent:
         if isinstance(exc, home_peer.Refused):
             self.refused(exc, url, call)
         if len(self.homes.urls) > 1:
-            logs.log_event(_log, "home-failover", logging.WARNING, call=call, home=url,
-                           error=describe(exc))
+            logs.log_event(
+                _log, "home-failover", logging.WARNING, call=call, home=url, error=describe(exc)
+            )
 
     # --- sync ----------------------------------------------------------------------------
 
     def poll_once(self) -> bool:
         """One long poll (on any home URL); True when a new document was saved."""
-        saved = self.home_client.sync(etag=self.etag, wait=self.cfg.sync.poll_wait,
-                                      accept=self.take)
+        saved = self.home_client.sync(
+            etag=self.etag, wait=self.cfg.sync.poll_wait, accept=self.take
+        )
         if saved is None:  # 304: the document held is current
             self.confirmed()
         return bool(saved)
@@ -107,8 +113,9 @@ class Agent:
         try:
             snapshot = Snapshot.parse(answer.body)  # never save what workers would refuse
         except SyncDocumentError as exc:
-            raise Unavailable(f"GET /sync sent an unusable document: {exc}",
-                              code="home-bad-answer") from exc
+            raise Unavailable(
+                f"GET /sync sent an unusable document: {exc}", code="home-bad-answer"
+            ) from exc
         if snapshot.version == self.version:
             self.etag = answer.etag
             self.confirmed()
@@ -117,8 +124,7 @@ class Agent:
         self.etag = answer.etag
         self.path.parent.mkdir(parents=True, exist_ok=True)
         files.write_atomic(self.path, answer.body)
-        logs.log_event(_log, "sync-document-saved", version=snapshot.version,
-                       previous=self.version)
+        logs.log_event(_log, "sync-document-saved", version=snapshot.version, previous=self.version)
         self.version, self.keys = snapshot.version, snapshot.keys
         self.confirmed()
         return True
@@ -127,16 +133,27 @@ class Agent:
         """Refuse a document older than the one held, or not signed by a key the relay
         trusts: the held document's, or for a first document its own."""
         if self.version is not None and snapshot.version < self.version:
-            raise home_peer.Refused("sync-document-refused", "older", f"version "
-                                    f"{snapshot.version} is older than {self.version}, held")
+            raise home_peer.Refused(
+                "sync-document-refused",
+                "older",
+                f"version {snapshot.version} is older than {self.version}, held",
+            )
         try:
             sync_signature.verify(raw, signature, self.keys or snapshot.keys)
         except sync_signature.SignatureError as exc:
             raise home_peer.Refused("sync-document-refused", exc.reason, str(exc)) from exc
 
     def refused(self, exc: home_peer.Refused, url: str, what: str) -> None:
-        logs.log_event(_log, exc.event, logging.ERROR, call=what, home=url, reason=exc.reason,
-                       detail=str(exc), held=self.version)
+        logs.log_event(
+            _log,
+            exc.event,
+            logging.ERROR,
+            call=what,
+            home=url,
+            reason=exc.reason,
+            detail=str(exc),
+            held=self.version,
+        )
         self.meters.sync_refused.labels(exc.reason).inc()
 
     def confirmed(self) -> None:
@@ -154,9 +171,15 @@ class Agent:
                 failures += 1
                 # e.g. home's caps on long polls (home/polls.py): 429/503 with Retry-After
                 delay = SYNC_RETRY.delay(failures, getattr(exc, "retry_after", None))
-                logs.log_event(_log, "sync-failed", logging.WARNING, error=describe(exc),
-                               homes=len(self.homes.urls), attempt=failures,
-                               retry_in=round(delay, 1))
+                logs.log_event(
+                    _log,
+                    "sync-failed",
+                    logging.WARNING,
+                    error=describe(exc),
+                    homes=len(self.homes.urls),
+                    attempt=failures,
+                    retry_in=round(delay, 1),
+                )
                 self.stopping.wait(delay)
 
     # --- heartbeats ----------------------------------------------------------------------
@@ -171,8 +194,12 @@ class Agent:
         beat in flight included); True when home took it."""
         deadline = time.monotonic() + LEAVE_BUDGET
         if not self.beating.acquire(timeout=LEAVE_BUDGET):
-            logs.log_event(_log, "agent-leave-failed", logging.WARNING,
-                           error="a heartbeat in flight took the whole time")
+            logs.log_event(
+                _log,
+                "agent-leave-failed",
+                logging.WARNING,
+                error="a heartbeat in flight took the whole time",
+            )
             return False
         try:
             self.left = True
@@ -187,13 +214,21 @@ class Agent:
 
     def beat(self, deadline: float | None = None) -> dict[str, Any]:
         """One beat; with a ``deadline`` (monotonic), the leaving one, done by then."""
-        age = None if self.confirmed_at is None else round(
-            max(0.0, time.time() - self.confirmed_at), 1)
+        age = (
+            None
+            if self.confirmed_at is None
+            else round(max(0.0, time.time() - self.confirmed_at), 1)
+        )
         return self.home_client.heartbeat(
-            instance=self.cfg.instance, address=self.cfg.advertise or self.cfg.bind,
-            version=__version__, sync_version=self.version or 0,  # 0: none held yet
-            counters=self.meters.totals(), sync_age=age,
-            leaving=deadline is not None, deadline=deadline)
+            instance=self.cfg.instance,
+            address=self.cfg.advertise or self.cfg.bind,
+            version=__version__,
+            sync_version=self.version or 0,  # 0: none held yet
+            counters=self.meters.totals(),
+            sync_age=age,
+            leaving=deadline is not None,
+            deadline=deadline,
+        )
 
     def heartbeat_forever(self) -> None:
         interval = self.cfg.sync.heartbeat_interval
@@ -209,8 +244,10 @@ class Agent:
     def run(self, parent_pid: int) -> None:
         """Sync and beat until told to stop, then leave; or until the master is gone (a
         crash: home is to see the instance go down)."""
-        threads = [threading.Thread(target=fn, name=fn.__name__, daemon=True)
-                   for fn in (self.sync_forever, self.heartbeat_forever)]
+        threads = [
+            threading.Thread(target=fn, name=fn.__name__, daemon=True)
+            for fn in (self.sync_forever, self.heartbeat_forever)
+        ]
         for thread in threads:
             thread.start()
         logs.log_event(_log, "agent-started", sync_version=self.version, homes=self.homes.urls)
@@ -282,8 +319,15 @@ def _main(cfg: RelayConfig, parent_pid: int) -> None:
     agent = Agent(cfg, RelayMetrics())
     # The master's signal handlers came with the fork; they would wake the master's
     # loop through its pipe. This process only needs to stop cleanly.
-    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH,
-                signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
+    for sig in (
+        signal.SIGHUP,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGWINCH,
+        signal.SIGTTIN,
+        signal.SIGTTOU,
+        signal.SIGCHLD,
+    ):
         signal.signal(sig, signal.SIG_DFL)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, lambda *_: agent.stopping.set())

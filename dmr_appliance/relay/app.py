@@ -29,9 +29,17 @@ def create_app(
     app = falcon.App(middleware=[web.RequestContext(), meters.requests, checked])
     web.install_error_handlers(app)
     limits = envelope.EnvelopeLimits(max_message_bytes=cfg.limits.max_message_bytes)
-    app.add_route("/v1/messages", Messages(
-        state, deliverer, meters, verifier=verifier, limits=limits, drain=drain,
-    ))
+    app.add_route(
+        "/v1/messages",
+        Messages(
+            state,
+            deliverer,
+            meters,
+            verifier=verifier,
+            limits=limits,
+            drain=drain,
+        ),
+    )
     app.add_route("/healthz", health.Health())
     app.add_route("/readyz", health.Ready(state, drain))
     app.add_route("/metrics", meters.exposition(state, cfg))
@@ -45,5 +53,10 @@ def get_app(environ: Mapping[str, str] = os.environ) -> falcon.App:
     logs.configure(cfg.log_level, instance=cfg.instance, queued=True)
     state = SyncState.in_dir(cfg.state_dir, issuer=cfg.issuer, leeway=cfg.tokens.leeway)
     meters = RelayMetrics()
-    return create_app(cfg, state, Deliverer.from_config(cfg, meters), meters,
-                      draining.Flag(draining.flag_path(cfg.gate.socket)))
+    return create_app(
+        cfg,
+        state,
+        Deliverer.from_config(cfg, meters),
+        meters,
+        draining.Flag(draining.flag_path(cfg.gate.socket)),
+    )

@@ -42,8 +42,15 @@ def target(url: str) -> Target:
 class ConnectionPool:
     """``post(url, body, headers)`` over kept-alive connections; safe across threads."""
 
-    def __init__(self, context: ssl.SSLContext, *, per_host: int, hosts: int,
-                 connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        *,
+        per_host: int,
+        hosts: int,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> None:
         if not context.check_hostname or context.verify_mode != ssl.CERT_REQUIRED:
             raise ValueError("recipients' certificates and names must be verified")
         self.context = context
@@ -55,8 +62,7 @@ class ConnectionPool:
         self._idle: OrderedDict[tuple[str, int], list[_Connection]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], *,
-             answer_limit: int) -> int:
+    def post(self, url: str, body: bytes, headers: dict[str, str], *, answer_limit: int) -> int:
         """The recipient's HTTP status; its answer is read up to ``answer_limit`` bytes.
 
         Raises ``http.client.HTTPException`` or ``OSError`` (``ssl.SSLError`` and timeouts
@@ -139,15 +145,20 @@ class _Connection(http.client.HTTPSConnection):
     _hold = False
     _held: bytes | None = None
 
-    def request(self, method: str, url: str, body: Any = None,
-                headers: Mapping[str, str] | None = None, *,
-                encode_chunked: bool = False) -> None:
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        encode_chunked: bool = False,
+    ) -> None:
         # http.client writes the head and then the body: two TLS records, two system
         # calls (and two reads for the recipient). The head is held for the body's write.
         self._hold = True
         try:
-            super().request(method, url, body, dict(headers or {}),
-                            encode_chunked=encode_chunked)
+            super().request(method, url, body, dict(headers or {}), encode_chunked=encode_chunked)
         finally:
             self._hold, held, self._held = False, self._held, None
         if held is not None:  # no body was written (an empty one)
@@ -161,8 +172,9 @@ class _Connection(http.client.HTTPSConnection):
             data, self._held = self._held + bytes(data), None
         super().send(data)
 
-    def response_class(self, sock: socket.socket, method: str | None = None
-                       ) -> http.client.HTTPResponse:
+    def response_class(
+        self, sock: socket.socket, method: str | None = None
+    ) -> http.client.HTTPResponse:
         return http.client.HTTPResponse(_DeadlineSocket(sock, self), method=method)
 
 

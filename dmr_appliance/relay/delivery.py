@@ -63,9 +63,13 @@ class Deliverer:
     @classmethod
     def from_config(cls, config: RelayConfig, meters: RelayMetrics | None = None) -> Deliverer:
         d = config.delivery
-        pool = ConnectionPool(tls_context(config.tls, check_hostname=True),
-                              per_host=d.per_host_connections, hosts=RECIPIENT_HOSTS,
-                              connect_timeout=d.connect_timeout, read_timeout=d.read_timeout)
+        pool = ConnectionPool(
+            tls_context(config.tls, check_hostname=True),
+            per_host=d.per_host_connections,
+            hosts=RECIPIENT_HOSTS,
+            connect_timeout=d.connect_timeout,
+            read_timeout=d.read_timeout,
+        )
         return cls(pool, threads=d.pool_size, meters=meters)
 
     @property
@@ -106,7 +110,8 @@ class Deliverer:
             if self._admitted and self._admitted + count > self.capacity:
                 raise Unavailable(
                     f"delivery queue full ({self._admitted} of {self.capacity} in flight)",
-                    code="overloaded", title="Relay overloaded",
+                    code="overloaded",
+                    title="Relay overloaded",
                 )
             self._admitted += count
         self.meters.in_flight.inc(count)
@@ -118,30 +123,51 @@ class Deliverer:
 
     # --- one recipient -----------------------------------------------------------------
 
-    def _guarded(self, message: envelope.Envelope, recipient: Recipient,
-                 parts: delivery_body.Parts, headers: dict[str, str]) -> Outcome:
+    def _guarded(
+        self,
+        message: envelope.Envelope,
+        recipient: Recipient,
+        parts: delivery_body.Parts,
+        headers: dict[str, str],
+    ) -> Outcome:
         try:
             return self._deliver_one(message, recipient, parts, headers)
         except Exception as exc:  # a bug in _deliver_one must not lose the other outcomes
             return Outcome(recipient.id, FAILED, None, 0.0, f"internal error: {exc!r}")
 
-    def _deliver_one(self, message: envelope.Envelope, recipient: Recipient,
-                     parts: delivery_body.Parts, headers: dict[str, str]) -> Outcome:
+    def _deliver_one(
+        self,
+        message: envelope.Envelope,
+        recipient: Recipient,
+        parts: delivery_body.Parts,
+        headers: dict[str, str],
+    ) -> Outcome:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
         try:
-            status = self._post(recipient.endpoint,
-                                delivery_body.for_recipient(parts, recipient.id), headers)
+            status = self._post(
+                recipient.endpoint, delivery_body.for_recipient(parts, recipient.id), headers
+            )
             outcome = classify(status)
         except (http.client.HTTPException, OSError, ValueError) as exc:
             outcome, error = FAILED, describe(exc)
         seconds = time.perf_counter() - started
         self.meters.delivery_duration.labels(outcome).observe(seconds)
         ms = round(seconds * 1000, 1)
-        logs.log_event(_log, "delivery", message_id=message.id, room=message.room,
-                       sender=message.sender, to=recipient.id, status=status, ms=ms,
-                       outcome=outcome, error=error, request_id=headers["X-Request-Id"])
+        logs.log_event(
+            _log,
+            "delivery",
+            message_id=message.id,
+            room=message.room,
+            sender=message.sender,
+            to=recipient.id,
+            status=status,
+            ms=ms,
+            outcome=outcome,
+            error=error,
+            request_id=headers["X-Request-Id"],
+        )
         return Outcome(recipient.id, outcome, status, ms, error)
 
     @staticmethod

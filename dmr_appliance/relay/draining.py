@@ -44,8 +44,11 @@ class Flag:
             self._next_look = now + self.interval
             self._set = self.path.exists()
         if self._set:
-            raise Unavailable("this relay is draining (it is about to stop); another relay "
-                              "takes the message", code="draining", title="Draining")
+            raise Unavailable(
+                "this relay is draining (it is about to stop); another relay takes the message",
+                code="draining",
+                title="Draining",
+            )
 
 
 def flag_path(socket: Path | str) -> Path:
@@ -74,8 +77,13 @@ def in_flight(socket: Path | str) -> float:
     return relay_metrics.in_flight(metrics.directory(Path(socket)))
 
 
-def wait_idle(socket: Path | str, timeout: float, *, settle: float,
-              on_wait: Callable[[float, float], None] | None = None) -> float | None:
+def wait_idle(
+    socket: Path | str,
+    timeout: float,
+    *,
+    settle: float,
+    on_wait: Callable[[float, float], None] | None = None,
+) -> float | None:
     """Wait ``settle`` seconds (every worker sees the flag), then until no delivery is in
     flight; the seconds waited, or None when deliveries were still running at ``timeout``."""
     began = time.monotonic()

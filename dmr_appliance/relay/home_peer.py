@@ -52,9 +52,12 @@ def check_peer(der: bytes | None, home_names: Collection[str]) -> str:
         raise Refused("home-refused", "unreadable-certificate", str(exc)) from exc
     if kind == ROUTER_KIND or (kind == HOME_KIND and name in home_names):
         return f"{kind}/{name}"
-    raise Refused("home-refused", "not-home",
-                  f"the {kind} certificate {name!r} is neither a router's nor home's "
-                  f"(home_names: {', '.join(home_names)})")
+    raise Refused(
+        "home-refused",
+        "not-home",
+        f"the {kind} certificate {name!r} is neither a router's nor home's "
+        f"(home_names: {', '.join(home_names)})",
+    )
 
 
 def home_context(cfg: RelayConfig) -> ssl.SSLContext:

@@ -79,8 +79,11 @@ class Messages:
             except TokenError as exc:
                 raise card_refused(exc, i) from None
             if message.room not in card.rooms:
-                raise AuthError(f"recipient {card.subject!r} is not in room {message.room!r}",
-                                code="recipient-not-in-room", field=f"to[{i}]")
+                raise AuthError(
+                    f"recipient {card.subject!r} is not in room {message.room!r}",
+                    code="recipient-not-in-room",
+                    field=f"to[{i}]",
+                )
             snapshot.check_active(card.subject, "recipient")
             found.setdefault(card.subject, Recipient(card.subject, card.endpoint))
         return list(found.values())
@@ -88,39 +91,50 @@ class Messages:
 
 def check_sender(message: envelope.Envelope, token: AccessToken, snapshot: Snapshot) -> None:
     if token.subject != message.sender:
-        raise AuthError(f"the token is for {token.subject!r}, the message is from "
-                        f"{message.sender!r}", code="sender-mismatch")
+        raise AuthError(
+            f"the token is for {token.subject!r}, the message is from {message.sender!r}",
+            code="sender-mismatch",
+        )
     if message.room not in token.rooms:
-        raise AuthError(f"the token does not allow room {message.room!r}",
-                        code="room-not-allowed")
+        raise AuthError(f"the token does not allow room {message.room!r}", code="room-not-allowed")
     snapshot.check_active(token.subject, "sender")
 
 
 def bearer_token(req: falcon.Request) -> str:
     scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise TokenError("send the access token as 'Authorization: Bearer <token>'",
-                         code="token-missing")
+        raise TokenError(
+            "send the access token as 'Authorization: Bearer <token>'", code="token-missing"
+        )
     return token.strip()
 
 
 def read_body(req: falcon.Request, limits: envelope.EnvelopeLimits) -> bytes:
     """The raw body, refused past the limit before it is parsed."""
     limit = limits.max_message_bytes
-    too_large = EnvelopeError(f"the body is larger than {limit} bytes", limit=limit,
-                              code="envelope-too-large", status=413)
+    too_large = EnvelopeError(
+        f"the body is larger than {limit} bytes", limit=limit, code="envelope-too-large", status=413
+    )
     return web.read_body(req, limit, too_large=too_large)
 
 
 def card_refused(exc: TokenError, index: int) -> DmrError:
     """A bad address card is bad content (422), not a failed login (401)."""
-    return DmrError(f"to[{index}]: {exc.detail}", code="card-" + exc.code.removeprefix("token-"),
-                    status=422, title="Address card refused", field=f"to[{index}]")
+    return DmrError(
+        f"to[{index}]: {exc.detail}",
+        code="card-" + exc.code.removeprefix("token-"),
+        status=422,
+        title="Address card refused",
+        field=f"to[{index}]",
+    )
 
 
 def answer(
-    req: falcon.Request, resp: falcon.Response, message: envelope.Envelope,
-    outcomes: list[Outcome], tally: Counter,
+    req: falcon.Request,
+    resp: falcon.Response,
+    message: envelope.Envelope,
+    outcomes: list[Outcome],
+    tally: Counter,
 ) -> None:
     """200 when every recipient has it; else the problem document that tells the sender
     what to do next: 502 retry the failed ones, 422 none to retry."""
@@ -128,20 +142,48 @@ def answer(
     outcome = roll_up(tally)
     if outcome == FAILED:
         _not_all_delivered(
-            req, resp, FAILED, code="delivery-failed", status=502, title="Delivery failed",
-            detail=f"{tally[FAILED]} of {len(outcomes)} deliveries failed; retry those", **doc)
+            req,
+            resp,
+            FAILED,
+            code="delivery-failed",
+            status=502,
+            title="Delivery failed",
+            detail=f"{tally[FAILED]} of {len(outcomes)} deliveries failed; retry those",
+            **doc,
+        )
     elif outcome == REJECTED:
         _not_all_delivered(
-            req, resp, REJECTED, code="delivery-rejected", status=422,
+            req,
+            resp,
+            REJECTED,
+            code="delivery-rejected",
+            status=422,
             title="Delivery rejected",
             detail=f"{tally[REJECTED]} of {len(outcomes)} recipients rejected the message",
-            **doc)
+            **doc,
+        )
     else:
         resp.media = doc
 
 
-def _not_all_delivered(req: falcon.Request, resp: falcon.Response, outcome: str, *,
-                       code: str, status: int, title: str, detail: str, **doc: Any) -> None:
+def _not_all_delivered(
+    req: falcon.Request,
+    resp: falcon.Response,
+    outcome: str,
+    *,
+    code: str,
+    status: int,
+    title: str,
+    detail: str,
+    **doc: Any,
+) -> None:
     web.answer_problem(req, resp, code=code, status=status, title=title, detail=detail, **doc)
-    logs.log_event(_log, outcome, logging.WARNING if outcome == FAILED else logging.INFO,
-                   message_id=doc["id"], code=code, status=status, detail=detail)
+    logs.log_event(
+        _log,
+        outcome,
+        logging.WARNING if outcome == FAILED else logging.INFO,
+        message_id=doc["id"],
+        code=code,
+        status=status,
+        detail=detail,
+    )

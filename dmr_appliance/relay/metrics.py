@@ -31,29 +31,51 @@ class RelayMetrics:
         reg = self.registry
         self.requests = metrics.RequestMetrics("dmr_relay", reg)
         self.messages = Counter(
-            "dmr_relay_messages", "Messages that reached delivery, by their answer's outcome "
-            "(delivered: 200, rejected: 422, failed: 502).", ("outcome",), registry=reg)
+            "dmr_relay_messages",
+            "Messages that reached delivery, by their answer's outcome "
+            "(delivered: 200, rejected: 422, failed: 502).",
+            ("outcome",),
+            registry=reg,
+        )
         self.deliveries = Counter(
-            "dmr_relay_deliveries", "Deliveries to recipients, by outcome.", ("outcome",),
-            registry=reg)
+            "dmr_relay_deliveries",
+            "Deliveries to recipients, by outcome.",
+            ("outcome",),
+            registry=reg,
+        )
         self.delivery_duration = Histogram(
             "dmr_relay_delivery_duration_seconds",
             "Time of one delivery to a recipient (connect, send, answer), by outcome.",
-            ("outcome",), buckets=metrics.LATENCY_BUCKETS, registry=reg)
+            ("outcome",),
+            buckets=metrics.LATENCY_BUCKETS,
+            registry=reg,
+        )
         self.refusals = Counter(
-            "dmr_relay_refusals", "Messages refused before any delivery, by problem code.",
-            ("problem",), registry=reg)
+            "dmr_relay_refusals",
+            "Messages refused before any delivery, by problem code.",
+            ("problem",),
+            registry=reg,
+        )
         self.in_flight = Gauge(
-            IN_FLIGHT, "Deliveries admitted and not yet finished.",
-            registry=reg, multiprocess_mode="livesum")
+            IN_FLIGHT,
+            "Deliveries admitted and not yet finished.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
         self.sync_confirmed = Gauge(
-            CONFIRMED, "When the sync agent last heard from home that its document is "
+            CONFIRMED,
+            "When the sync agent last heard from home that its document is "
             "current (a long poll answered 200 or 304), in Unix time.",
-            registry=reg, multiprocess_mode="max")
+            registry=reg,
+            multiprocess_mode="max",
+        )
         self.sync_refused = Counter(
-            "dmr_relay_sync_refused", "Home URLs and sync documents the sync agent refused, "
+            "dmr_relay_sync_refused",
+            "Home URLs and sync documents the sync agent refused, "
             "by reason (not-home, older, unsigned, signer-unknown, bad-signature, ...).",
-            ("reason",), registry=reg)
+            ("reason",),
+            registry=reg,
+        )
         for outcome in OUTCOMES:  # every series exists from the start: rate() sees its 0
             self.messages.labels(outcome)
             self.deliveries.labels(outcome)
@@ -85,16 +107,26 @@ def live(found: list[Metric], state: SyncState, cfg: RelayConfig) -> Iterable[Me
     """What the scraping worker knows itself: its sync document and how old it is, its
     certificates' expiry."""
     snapshot = state.snapshot
-    yield metrics.gauge("dmr_relay_info", "The relay instance and its package version.", 1,
-                        relay=cfg.instance, version=__version__)
-    yield metrics.gauge("dmr_relay_ready", "1 when a sync document is held.",
-                        int(snapshot is not None))
-    yield metrics.gauge("dmr_relay_sync_version",
-                        "Version of the sync document in use (-1: none).",
-                        snapshot.version if snapshot else -1)
+    yield metrics.gauge(
+        "dmr_relay_info",
+        "The relay instance and its package version.",
+        1,
+        relay=cfg.instance,
+        version=__version__,
+    )
+    yield metrics.gauge(
+        "dmr_relay_ready", "1 when a sync document is held.", int(snapshot is not None)
+    )
+    yield metrics.gauge(
+        "dmr_relay_sync_version",
+        "Version of the sync document in use (-1: none).",
+        snapshot.version if snapshot else -1,
+    )
     confirmed = max(metrics.sample_values(found, CONFIRMED, "").values(), default=0.0)
     if confirmed > 0:
-        yield metrics.gauge("dmr_relay_sync_age_seconds",
-                            "Seconds since the sync agent last heard from home that the "
-                            "document is current.", max(0.0, time.time() - confirmed))
+        yield metrics.gauge(
+            "dmr_relay_sync_age_seconds",
+            "Seconds since the sync agent last heard from home that the document is current.",
+            max(0.0, time.time() - confirmed),
+        )
     yield from metrics.certificate_expiry(cfg.tls)

@@ -18,7 +18,8 @@ def tls_context(tls: Tls, *, check_hostname: bool = False) -> ssl.SSLContext:
     the context does not; 1.26 has to, as it sends no server_hostname for an IP address.
     """
     context = tls_profile.apply(
-        ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca)))
+        ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca))
+    )
     context.check_hostname = check_hostname
     context.load_cert_chain(str(tls.cert), str(tls.key))
     return context

@@ -173,7 +173,8 @@ class SyncState:
         snapshot = self.snapshot
         if snapshot is None:
             raise Unavailable(
-                "this relay holds no sync document from home yet", code="not-ready",
+                "this relay holds no sync document from home yet",
+                code="not-ready",
                 title="Not ready",
             )
         return snapshot
@@ -203,8 +204,9 @@ class SyncState:
         try:
             snapshot = Snapshot.parse(self.path.read_bytes())
         except (OSError, SyncDocumentError) as exc:
-            logs.log_event(_log, "sync-document-refused", logging.ERROR, path=str(self.path),
-                           detail=str(exc))
+            logs.log_event(
+                _log, "sync-document-refused", logging.ERROR, path=str(self.path), detail=str(exc)
+            )
             return
         self.install(snapshot)
 
@@ -213,14 +215,24 @@ class SyncState:
         previous = self._snapshot
         if previous is not None and snapshot.version <= previous.version:
             if snapshot.version < previous.version:  # the agent never writes one: refuse
-                logs.log_event(_log, "sync-document-refused", logging.ERROR, reason="older",
-                               version=snapshot.version, held=previous.version)
+                logs.log_event(
+                    _log,
+                    "sync-document-refused",
+                    logging.ERROR,
+                    reason="older",
+                    version=snapshot.version,
+                    held=previous.version,
+                )
             return
         self._snapshot = snapshot
         self.access_tokens.clear()
         self.cards.clear()
-        logs.log_event(_log, "sync-document-loaded", version=snapshot.version,
-                       previous=previous.version if previous else None)
+        logs.log_event(
+            _log,
+            "sync-document-loaded",
+            version=snapshot.version,
+            previous=previous.version if previous else None,
+        )
 
     # --- tokens and cards --------------------------------------------------------------
 
@@ -232,8 +244,12 @@ class SyncState:
         verdict = self.access_tokens.get(token, snapshot.version, now)
         if verdict is None:
             verdict = tokens.verify_access_token(
-                token, snapshot.keys, issuer=self.issuer, cert_thumbprint=cert_thumbprint,
-                leeway=self.leeway, now=int(now),
+                token,
+                snapshot.keys,
+                issuer=self.issuer,
+                cert_thumbprint=cert_thumbprint,
+                leeway=self.leeway,
+                now=int(now),
             )
             if verdict.jti in snapshot.revoked_tokens:
                 raise TokenError("this access token was revoked", code="token-revoked")

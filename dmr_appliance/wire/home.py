@@ -67,12 +67,19 @@ class SyncAnswer:
 
 
 class HomeClient:
-    def __init__(self, base_url: str | Sequence[str], *, cert: Path | str | None = None,
-                 key: Path | str | None = None, ca: Path | str | None = None,
-                 session: requests.Session | None = None, timeout: Timeout = DEFAULT_TIMEOUT,
-                 headers: Mapping[str, str] | None = None,
-                 any_failure_fails_over: bool = False,
-                 on_failure: OnFailure | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str | Sequence[str],
+        *,
+        cert: Path | str | None = None,
+        key: Path | str | None = None,
+        ca: Path | str | None = None,
+        session: requests.Session | None = None,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        any_failure_fails_over: bool = False,
+        on_failure: OnFailure | None = None,
+    ) -> None:
         """Without ``session``, one is made for ``cert``/``key``/``ca`` (``wire.mtls``);
         given one, its caller made it for the same certificate. ``on_failure`` hears of
         every URL a call failed at (the agent logs and counts them)."""
@@ -95,11 +102,13 @@ class HomeClient:
     # -- participants (admin) ----------------------------------------------------------
 
     def create_participant(self, pid: str, endpoint: str, rooms: list[str]) -> dict[str, Any]:
-        return self._json("POST", "participants",
-                          json={"id": pid, "endpoint": endpoint, "rooms": rooms})
+        return self._json(
+            "POST", "participants", json={"id": pid, "endpoint": endpoint, "rooms": rooms}
+        )
 
-    def list_participants(self, *, status: str | None = None,
-                          room: str | None = None) -> list[dict[str, Any]]:
+    def list_participants(
+        self, *, status: str | None = None, room: str | None = None
+    ) -> list[dict[str, Any]]:
         params = _params(status=status, room=room)
         return self._json("GET", "participants", params=params)["participants"]
 
@@ -115,8 +124,13 @@ class HomeClient:
 
     # -- tokens, cards, keys -----------------------------------------------------------
 
-    def issue_token(self, *, participant: str | None = None, certificate: str | None = None,
-                    lifetime: int | None = None) -> dict[str, Any]:
+    def issue_token(
+        self,
+        *,
+        participant: str | None = None,
+        certificate: str | None = None,
+        lifetime: int | None = None,
+    ) -> dict[str, Any]:
         """A participant asks with no arguments; an admin names the participant and sends
         its certificate (PEM), which home checks against the CA and CRL."""
         body = _params(participant=participant, certificate=certificate, lifetime=lifetime)
@@ -136,37 +150,70 @@ class HomeClient:
 
     # -- relays: sync and heartbeats ---------------------------------------------------
 
-    def sync(self, *, etag: str | None = None, wait: int = 0,
-             accept: Callable[[SyncAnswer], Any] | None = None) -> Any:
+    def sync(
+        self,
+        *,
+        etag: str | None = None,
+        wait: int = 0,
+        accept: Callable[[SyncAnswer], Any] | None = None,
+    ) -> Any:
         """The sync document, or None while it is still ``etag`` after ``wait`` seconds
         (a long poll: the read timeout is the client's plus ``wait``). ``accept`` sees
         each answer at the URL that gave it, and its result is returned; what it raises
         fails that URL (the agent checks the document and its signature there)."""
+
         def answer(resp: requests.Response) -> Any:
             if resp.status_code == 304:
                 return None
-            got = SyncAnswer(resp.content, resp.headers.get("ETag"),
-                             resp.headers.get(sync_signature.HEADER))
+            got = SyncAnswer(
+                resp.content, resp.headers.get("ETag"), resp.headers.get(sync_signature.HEADER)
+            )
             return accept(got) if accept is not None else got
 
         connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout,) * 2
-        return self._call("sync", "GET", "sync", answer, timeout=(connect, read + wait),
-                          params={"wait": wait} if wait else None,
-                          headers={"If-None-Match": etag} if etag else {})
+        return self._call(
+            "sync",
+            "GET",
+            "sync",
+            answer,
+            timeout=(connect, read + wait),
+            params={"wait": wait} if wait else None,
+            headers={"If-None-Match": etag} if etag else {},
+        )
 
-    def heartbeat(self, *, instance: str, address: str, version: str, sync_version: int,
-                  counters: Mapping[str, int] | None = None, sync_age: float | None = None,
-                  leaving: bool = False, deadline: float | None = None) -> dict[str, Any]:
+    def heartbeat(
+        self,
+        *,
+        instance: str,
+        address: str,
+        version: str,
+        sync_version: int,
+        counters: Mapping[str, int] | None = None,
+        sync_age: float | None = None,
+        leaving: bool = False,
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
         """One beat (the shape home/instances.py takes); returns the beat sent. With a
         ``deadline`` (``time.monotonic()``) every URL together must be done by then."""
-        beat: dict[str, Any] = {"instance": instance, "address": address, "version": version,
-                                "sync_version": sync_version, "counters": dict(counters or {})}
+        beat: dict[str, Any] = {
+            "instance": instance,
+            "address": address,
+            "version": version,
+            "sync_version": sync_version,
+            "counters": dict(counters or {}),
+        }
         if sync_age is not None:
             beat["sync_age"] = sync_age
         if leaving:
             beat["leaving"] = True
-        self._call("leave" if leaving else "heartbeat", "POST", "heartbeats", _accept_json,
-                   json=beat, deadline=deadline)
+        self._call(
+            "leave" if leaving else "heartbeat",
+            "POST",
+            "heartbeats",
+            _accept_json,
+            json=beat,
+            deadline=deadline,
+        )
         return beat
 
     def list_instances(self) -> list[dict[str, Any]]:
@@ -180,48 +227,73 @@ class HomeClient:
     def report_failure(self, report: Mapping[str, Any]) -> dict[str, Any]:
         return self._json("POST", "failures", json=dict(report))
 
-    def list_failures(self, *, status: str | None = None, room: str | None = None,
-                      sender: str | None = None, limit: int | None = None,
-                      per_sender: int | None = None) -> list[dict[str, Any]]:
-        params = _params(status=status, room=room, limit=limit, per_sender=per_sender,
-                         **{"from": sender})
+    def list_failures(
+        self,
+        *,
+        status: str | None = None,
+        room: str | None = None,
+        sender: str | None = None,
+        limit: int | None = None,
+        per_sender: int | None = None,
+    ) -> list[dict[str, Any]]:
+        params = _params(
+            status=status, room=room, limit=limit, per_sender=per_sender, **{"from": sender}
+        )
         return self._json("GET", "failures", params=params)["failures"]
 
-    def failure_counts(self, *, room: str | None = None, sender: str | None = None
-                       ) -> list[dict[str, Any]]:
+    def failure_counts(
+        self, *, room: str | None = None, sender: str | None = None
+    ) -> list[dict[str, Any]]:
         """Open and resolved reports per sender (a participant: its own)."""
         params = _params(room=room, limit=1, **{"from": sender})
         return self._json("GET", "failures", params=params)["senders"]
 
     def get_failure(self, message_id: str, sender: str | None = None) -> dict[str, Any]:
         """A report; ``sender`` names whose when several senders reported one id (admin)."""
-        return self._json("GET", f"failures/{_seg(message_id)}",
-                          params=_params(**{"from": sender}))
+        return self._json("GET", f"failures/{_seg(message_id)}", params=_params(**{"from": sender}))
 
-    def resolve_failure(self, message_id: str, note: str, sender: str | None = None
-                        ) -> dict[str, Any]:
-        return self._json("POST", f"failures/{_seg(message_id)}/resolve", json={"note": note},
-                          params=_params(**{"from": sender}))
+    def resolve_failure(
+        self, message_id: str, note: str, sender: str | None = None
+    ) -> dict[str, Any]:
+        return self._json(
+            "POST",
+            f"failures/{_seg(message_id)}/resolve",
+            json={"note": note},
+            params=_params(**{"from": sender}),
+        )
 
     # -- plumbing ----------------------------------------------------------------------
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._call(path.split("/")[0], method, path, _accept_json, **kwargs)
 
-    def _call(self, call: str, method: str, path: str, accept: Callable[[requests.Response], Any],
-              *, timeout: Timeout | None = None, deadline: float | None = None,
-              **kwargs: Any) -> Any:
+    def _call(
+        self,
+        call: str,
+        method: str,
+        path: str,
+        accept: Callable[[requests.Response], Any],
+        *,
+        timeout: Timeout | None = None,
+        deadline: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """``accept(answer)`` of the first base URL that gives a usable one, from the
         current one on; ``call`` names the call to ``on_failure``."""
         tried: list[tuple[str, Exception]] = []
 
         def attempt(base: str) -> Any:
-            resp = self.session.request(method, f"{base}/{path}", allow_redirects=False,
-                                        timeout=_within(deadline, timeout or self.timeout),
-                                        **kwargs)
+            resp = self.session.request(
+                method,
+                f"{base}/{path}",
+                allow_redirects=False,
+                timeout=_within(deadline, timeout or self.timeout),
+                **kwargs,
+            )
             if resp.status_code != 304 and not 200 <= resp.status_code < 300:
-                raise HomeRefused(read_problem(resp.status_code, resp.headers, resp.content,
-                                               resp.reason or ""))
+                raise HomeRefused(
+                    read_problem(resp.status_code, resp.headers, resp.content, resp.reason or "")
+                )
             return accept(resp)
 
         def passes_on(base: str, exc: Exception) -> bool:
@@ -229,7 +301,8 @@ class HomeClient:
             if self.on_failure is not None:
                 self.on_failure(call, base, exc)
             return self.any_failure_fails_over or isinstance(
-                exc, requests.ConnectionError | requests.Timeout)
+                exc, requests.ConnectionError | requests.Timeout
+            )
 
         try:
             return self.failover.call(attempt, passes_on)
@@ -245,8 +318,9 @@ def _accept_json(resp: requests.Response) -> Any:
     try:
         return resp.json()
     except ValueError as exc:  # e.g. a proxy's HTML page: something in between is wrong
-        raise Unavailable(f"home at {resp.url} answered {resp.status_code} without JSON",
-                          code="home-bad-answer") from exc
+        raise Unavailable(
+            f"home at {resp.url} answered {resp.status_code} without JSON", code="home-bad-answer"
+        ) from exc
 
 
 def _within(deadline: float | None, timeout: Timeout) -> Timeout | TimeoutSauce:

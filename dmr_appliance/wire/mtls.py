@@ -18,8 +18,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 
-def session(ca: Path | str, cert: Path | str, key: Path | str,
-            headers: Mapping[str, str] | None = None) -> requests.Session:
+def session(
+    ca: Path | str, cert: Path | str, key: Path | str, headers: Mapping[str, str] | None = None
+) -> requests.Session:
     """A session presenting ``cert``/``key`` and trusting only ``ca``."""
     s = requests.Session()
     s.trust_env = False
@@ -46,11 +47,18 @@ class _ContextAdapter(HTTPAdapter):
         self.context = context
         super().__init__(pool_maxsize=connections, max_retries=0)
 
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
-                         **pool_kwargs: Any) -> None:
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
         # cert_reqs too: urllib3 sets the context's verify_mode from it on each connection.
-        super().init_poolmanager(connections, maxsize, block, ssl_context=self.context,
-                                 cert_reqs="CERT_REQUIRED", **pool_kwargs)
+        super().init_poolmanager(
+            connections,
+            maxsize,
+            block,
+            ssl_context=self.context,
+            cert_reqs="CERT_REQUIRED",
+            **pool_kwargs,
+        )
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         # requests would load its own CA bundle (certifi) or the session's files into the
@@ -58,4 +66,3 @@ class _ContextAdapter(HTTPAdapter):
         conn.cert_reqs = "CERT_REQUIRED"
         conn.ca_certs = conn.ca_cert_dir = None
         conn.cert_file = conn.key_file = None
-

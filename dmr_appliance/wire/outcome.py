@@ -55,8 +55,12 @@ class Outcome:
     error: str | None = None  # why there was no answer (timeout, TLS, ...)
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"to": self.to, "outcome": self.outcome,
-                               "status": self.status, "ms": self.ms}
+        doc: dict[str, Any] = {
+            "to": self.to,
+            "outcome": self.outcome,
+            "status": self.status,
+            "ms": self.ms,
+        }
         if self.error:
             doc["error"] = self.error
         return doc
@@ -70,12 +74,17 @@ class Outcome:
         status = item.get("status") if isinstance(item.get("status"), int) else None
         outcome = item.get("outcome")
         ms = item.get("ms")
-        return cls(item["to"], outcome if outcome in OUTCOMES else FAILED, status,
-                   float(ms) if isinstance(ms, int | float) else 0.0,
-                   str(item["error"]) if item.get("error") else None)
+        return cls(
+            item["to"],
+            outcome if outcome in OUTCOMES else FAILED,
+            status,
+            float(ms) if isinstance(ms, int | float) else 0.0,
+            str(item["error"]) if item.get("error") else None,
+        )
 
     @property
     def reason(self) -> str:
         """The outcome in words, for the sender's result."""
-        return self.error or (f"recipient answered {self.status}" if self.status
-                              else "no answer from the recipient")
+        return self.error or (
+            f"recipient answered {self.status}" if self.status else "no answer from the recipient"
+        )

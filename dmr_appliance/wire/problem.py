@@ -40,23 +40,26 @@ class Problem:
     def error(self, *, default_code: str) -> DmrError:
         """The refusal as the ``DmrError`` it describes (a missing type: ``default_code``)."""
         detail = self.detail or f"answered {self.status} {self.title}".rstrip()
-        return DmrError(detail, code=self.code or default_code, status=self.status,
-                        title=self.title or "Error")
+        return DmrError(
+            detail, code=self.code or default_code, status=self.status, title=self.title or "Error"
+        )
 
 
-def read_problem(status: int, headers: Mapping[str, str], body: bytes | str | None,
-                 reason: str = "") -> Problem:
+def read_problem(
+    status: int, headers: Mapping[str, str], body: bytes | str | None, reason: str = ""
+) -> Problem:
     """The problem an answer carries; any body that is not a JSON object reads as none."""
     doc = _document(body)
     kind = str(doc.get("type", ""))
     return Problem(
         status=status,
-        code=kind[len(PROBLEM_BASE):] if kind.startswith(PROBLEM_BASE) else "",
+        code=kind[len(PROBLEM_BASE) :] if kind.startswith(PROBLEM_BASE) else "",
         title=str(doc.get("title") or reason or ""),
         detail=str(doc.get("detail") or ""),
         retry_after=parse_retry_after(headers.get("Retry-After")),
         request_id=headers.get("X-Request-Id"),
-        doc=doc)
+        doc=doc,
+    )
 
 
 def _document(body: bytes | str | None) -> dict[str, Any]:

@@ -42,8 +42,9 @@ class RetryPolicy:
         `dmr send` documents, with attempts x the connect timeout."""
         return sum(self.ceiling(n) for n in range(1, self.attempts))
 
-    def delay(self, attempt: int, retry_after: float | None = None,
-              rng: random.Random | None = None) -> float:
+    def delay(
+        self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
         """How long to wait after failed try ``attempt`` (1-based) before the next one."""
         wait = self.backoff(attempt, rng)
         if retry_after is not None:

@@ -17,15 +17,19 @@ from tests.support.stack_kit import started
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "stack(relays=1, rooms=None, certificates=(), env=None): the module's "
-                   "`stack` fixture (tests/support/stack_kit.py started)")
+        "markers",
+        "stack(relays=1, rooms=None, certificates=(), env=None): the module's "
+        "`stack` fixture (tests/support/stack_kit.py started)",
+    )
 
 
 @pytest.fixture(scope="module")
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     marker = request.node.get_closest_marker("stack")
     name = request.module.__name__.rpartition(".")[2]
-    with started(tmp_path_factory.mktemp(name) / "state",
-                 **(marker.kwargs if marker else {})) as running:
+    with started(
+        tmp_path_factory.mktemp(name) / "state", **(marker.kwargs if marker else {})
+    ) as running:
         yield running

@@ -17,37 +17,76 @@ NEEDS_WRK = pytest.mark.skipif(not Path("/usr/bin/wrk").exists(), reason="needs 
 
 # script -> labels of the figure lines it must print
 FIGURES = {
-    "delivery.py": ["http.client pool (Deliverer._post)", "urllib3 PoolManager (former)",
-                    "requests.Session.post (baseline)", "urllib3 - http.client",
-                    "requests - http.client", "Deliverer.deliver, 10 recipients"],
-    "verify.py": ["cold (tokens.verify_*, baseline)", "sync_state.py, cached (hot path)",
-                  "cold - cached"],
-    "relay_wrk.py": ["relay/B", "relay/C", "relay CPU µs/message", "B at half the relay's max",
-                     "relay at half the relay's max", "fan-out to 1 recipients",
-                     "fan-out to 10 recipients", "fan-out to 50 recipients",
-                     "relay worker RSS after", "relay RSS growth"],
-    "participant_revocation.py": ["suspend: every relay's sync.json",
-                                  "suspend: every message refused",
-                                  "reinstate: every message delivered",
-                                  "no-op admin call (baseline)"],
+    "delivery.py": [
+        "http.client pool (Deliverer._post)",
+        "urllib3 PoolManager (former)",
+        "requests.Session.post (baseline)",
+        "urllib3 - http.client",
+        "requests - http.client",
+        "Deliverer.deliver, 10 recipients",
+    ],
+    "verify.py": [
+        "cold (tokens.verify_*, baseline)",
+        "sync_state.py, cached (hot path)",
+        "cold - cached",
+    ],
+    "relay_wrk.py": [
+        "relay/B",
+        "relay/C",
+        "relay CPU µs/message",
+        "B at half the relay's max",
+        "relay at half the relay's max",
+        "fan-out to 1 recipients",
+        "fan-out to 10 recipients",
+        "fan-out to 50 recipients",
+        "relay worker RSS after",
+        "relay RSS growth",
+    ],
+    "participant_revocation.py": [
+        "suspend: every relay's sync.json",
+        "suspend: every message refused",
+        "reinstate: every message delivered",
+        "no-op admin call (baseline)",
+    ],
 }
 RELAY_WRK_KEYS = [
-    f"{path}_{figure}" for path in ("B", "C", "relay")
+    f"{path}_{figure}"
+    for path in ("B", "C", "relay")
     for figure in ("rps", "errors", "p50_ms", "p99_ms", "p999_ms")
-] + ["relay_cpu_us", "C_cpu_us", "relay_over_B", "relay_over_C", "relay_cpu_over_C_cpu",
-     "half_rate_relay_p50_ms", "half_rate_relay_p99_ms", "half_rate_B_achieved",
-     "fanout_1_p50_ms", "fanout_10_p50_ms", "fanout_50_p50_ms",
-     "rss_start_mib", "rss_growth_pct"]
+] + [
+    "relay_cpu_us",
+    "C_cpu_us",
+    "relay_over_B",
+    "relay_over_C",
+    "relay_cpu_over_C_cpu",
+    "half_rate_relay_p50_ms",
+    "half_rate_relay_p99_ms",
+    "half_rate_B_achieved",
+    "fanout_1_p50_ms",
+    "fanout_10_p50_ms",
+    "fanout_50_p50_ms",
+    "rss_start_mib",
+    "rss_growth_pct",
+]
 
 
-@pytest.mark.parametrize("script", [
-    "delivery.py", "verify.py",
-    pytest.param("participant_revocation.py", marks=pytest.mark.needs_nginx),
-    pytest.param("relay_wrk.py", marks=[pytest.mark.needs_nginx, NEEDS_WRK]),
-])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "delivery.py",
+        "verify.py",
+        pytest.param("participant_revocation.py", marks=pytest.mark.needs_nginx),
+        pytest.param("relay_wrk.py", marks=[pytest.mark.needs_nginx, NEEDS_WRK]),
+    ],
+)
 def test_benchmark_runs_quick_and_prints_its_figures(script):
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"],
-                          capture_output=True, text=True, timeout=180, check=False)
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     for label in FIGURES[script]:

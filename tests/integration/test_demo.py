@@ -31,9 +31,20 @@ def processes_mentioning(text: str) -> list[str]:
 def test_demo_accounts_for_every_message_and_leaves_nothing_running(tmp_path):
     state = tmp_path / "state"
     proc = subprocess.run(
-        [sys.executable, "-m", "dmr_appliance", "demo", "--json", "--messages", "60",
-         "--state-dir", str(state)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "dmr_appliance",
+            "demo",
+            "--json",
+            "--messages",
+            "60",
+            "--state-dir",
+            str(state),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tally = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -53,19 +64,40 @@ def test_demo_accounts_for_every_message_and_leaves_nothing_running(tmp_path):
 
     # dmr trace on one of the demo's messages: the sender's, the router's, the relay's and
     # the recipient's lines about it, in time order.
-    received = [json.loads(x) for x in (state / "recipient" / "deliveries.jsonl").read_text()
-                .splitlines()]
+    received = [
+        json.loads(x) for x in (state / "recipient" / "deliveries.jsonl").read_text().splitlines()
+    ]
     message_id = received[-1]["id"]
     traced = subprocess.run(
-        [sys.executable, "-m", "dmr_appliance", "trace", message_id, "--state-dir", str(state),
-         "--json"], capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "dmr_appliance",
+            "trace",
+            message_id,
+            "--state-dir",
+            str(state),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert traced.returncode == 0, traced.stderr
     entries = [json.loads(x) for x in traced.stdout.splitlines()]
     seen = {(e["component"].split("-")[0], e["event"]) for e in entries}
-    assert {("demo", "send.attempt"), ("router", "router.access"), ("relay", "delivery"),
-            ("relay", "relay.gate"), ("recipient", "received")} <= seen, seen
+    assert {
+        ("demo", "send.attempt"),
+        ("router", "router.access"),
+        ("relay", "delivery"),
+        ("relay", "relay.gate"),
+        ("recipient", "received"),
+    } <= seen, seen
     assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
     table = subprocess.run(
         [sys.executable, "-m", "dmr_appliance", "trace", message_id, "--state-dir", str(state)],
-        capture_output=True, text=True, timeout=60)
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert table.returncode == 0 and len(table.stdout.splitlines()) == len(entries) + 1

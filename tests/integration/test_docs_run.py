@@ -55,10 +55,20 @@ def script(block: Block, replace: dict[str, str], skip: tuple[str, ...] = ()) ->
 
 
 def run(block: Block, code: str, cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HOME": str(cwd),
-           "XDG_STATE_HOME": str(cwd / ".state")}
-    done = subprocess.run(["bash", "-euxo", "pipefail", "-c", code], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "HOME": str(cwd),
+        "XDG_STATE_HOME": str(cwd / ".state"),
+    }
+    done = subprocess.run(
+        ["bash", "-euxo", "pipefail", "-c", code],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, f"{block.where} failed as written:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -77,11 +87,15 @@ def test_readme_first_message(tmp_path, monkeypatch):
     monkeypatch.setattr(local_layout, "PARTICIPANTS", ())  # the site run issues none
     with Stack(tmp_path / "state", relays=1, port=0) as stack:
         inbox = f"https://localhost:{stack.ports['recipient']}/inbox"
-        code = script(block, {
-            "PKI=inventories/prod/pki ROUTER=https://router-1:8443":
-                f"PKI={stack.pki_dir} ROUTER={stack.router_url}",
-            "https://inbox.example.org:9443/inbox": inbox,
-        })
+        code = script(
+            block,
+            {
+                "PKI=inventories/prod/pki ROUTER=https://router-1:8443": (
+                    f"PKI={stack.pki_dir} ROUTER={stack.router_url}"
+                ),
+                "https://inbox.example.org:9443/inbox": inbox,
+            },
+        )
         out = run(block, code, tmp_path)
         sent = json.loads(out.strip().splitlines()[-1])
         delivered = [json.loads(line) for line in stack.recipient_log.read_text().splitlines()]

@@ -43,8 +43,11 @@ from tests.support.stack_kit import (
 )
 
 ROOM = "ops"
-pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx,
-              pytest.mark.stack(relays=2, rooms={ROOM: ("alice", "bob")})]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.needs_nginx,
+    pytest.mark.stack(relays=2, rooms={ROOM: ("alice", "bob")}),
+]
 
 POLICY = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.3)
 PACE = 0.05  # seconds each sender thread rests between messages
@@ -60,8 +63,9 @@ def routers(stack, tmp_path_factory) -> Iterator[list]:
 @pytest.fixture(scope="module")
 def frank(stack, tmp_path_factory):
     """A recipient that refuses everything for good (404)."""
-    with registered_recipient(stack, "frank", ROOM,
-                              tmp_path_factory.mktemp("frank") / "log.jsonl", status=404) as server:
+    with registered_recipient(
+        stack, "frank", ROOM, tmp_path_factory.mktemp("frank") / "log.jsonl", status=404
+    ) as server:
         yield server
 
 
@@ -77,14 +81,16 @@ def gina(stack) -> str:
 
 def test_a_recipient_that_stays_down(stack, routers, gina, tmp_path):
     called: list[SendResult] = []
-    with sender(stack, routers[:2], policy=POLICY, on_failure=called.append,
-                spool=tmp_path / "spool.jsonl") as s:
+    with sender(
+        stack, routers[:2], policy=POLICY, on_failure=called.append, spool=tmp_path / "spool.jsonl"
+    ) as s:
         results = [s.send(ROOM, [gina], {"n": n}) for n in range(5)]
     ids = [r.message_id for r in results]
     assert all(r.failed == [gina] and r.reported for r in results)
     assert [r.message_id for r in called] == ids  # on_failure: once per message
-    listed = [f["message_id"] for f in stack.admin_client().list_failures(room=ROOM,
-                                                                          sender="alice")]
+    listed = [
+        f["message_id"] for f in stack.admin_client().list_failures(room=ROOM, sender="alice")
+    ]
     assert all(listed.count(mid) == 1 for mid in ids)
     for result in results:
         report = failure_at_home(stack, result.message_id)
@@ -103,8 +109,9 @@ def test_a_delivery_cut_by_a_relay_crash_is_processed_once(stack, routers, tmp_p
         outcome: list[SendResult] = []
         with sender(stack, routers[:2], policy=patient) as s:
             s.cards.get("hal")  # fetched before the crash, like any warm sender
-            thread = threading.Thread(target=lambda: outcome.append(
-                s.send(ROOM, ["hal"], {"cut": True})))
+            thread = threading.Thread(
+                target=lambda: outcome.append(s.send(ROOM, ["hal"], {"cut": True}))
+            )
             thread.start()
             assert hal.request_read.wait(10)  # the message is at hal, which takes 2 s
             hal.delay = 0.0
@@ -123,8 +130,9 @@ def test_a_delivery_cut_by_a_relay_crash_is_processed_once(stack, routers, tmp_p
     assert len(copies) == 2 and sorted(r["duplicate"] for r in copies) == [False, True]
 
 
-def wait_for_copies(log_path: Path, message_id: str, count: int, timeout: float = 10.0
-                    ) -> list[dict]:
+def wait_for_copies(
+    log_path: Path, message_id: str, count: int, timeout: float = 10.0
+) -> list[dict]:
     """The recipient's records of ``message_id``, once ``count`` are there (or time is up):
     the cut delivery is recorded when its 2 s are over, maybe after the retry."""
     deadline = time.monotonic() + timeout
@@ -195,11 +203,21 @@ def test_nothing_is_lost_under_faults(stack, routers, frank, gina, tmp_path, cap
     on_failure: list[str] = []
 
     def make(name: str, order: list[str], index: int) -> Sender:
-        return sender(stack, order, name=name, policy=POLICY, spool=tmp_path / f"spool-{index}",
-                      on_failure=lambda result: on_failure.append(result.message_id))
+        return sender(
+            stack,
+            order,
+            name=name,
+            policy=POLICY,
+            spool=tmp_path / f"spool-{index}",
+            on_failure=lambda result: on_failure.append(result.message_id),
+        )
 
-    senders = [make("alice", [r1, r2], 0), make("alice", [r2, r1], 1),
-               make("bob", [r1, r2], 2), make("bob", [r2, r1], 3)]
+    senders = [
+        make("alice", [r1, r2], 0),
+        make("alice", [r2, r1], 1),
+        make("bob", [r1, r2], 2),
+        make("bob", [r2, r1], 3),
+    ]
     probe = make("alice", [r1, r2], 4)  # sends to gina while home is down: a spooled report
     warm = probe.send(ROOM, [gina], {"warm": "card cache"})
     assert warm.reported
@@ -251,11 +269,14 @@ def test_nothing_is_lost_under_faults(stack, routers, frank, gina, tmp_path, cap
 
     tally, problems = account(stack, frank, results)
     double = processed_twice(stack, frank)
-    tally.update(flushed_reports=flushed, processed_twice=len(double),
-                 spooled=sum(r.spooled for r in results),
-                 duplicates_absorbed=sum(r["duplicate"] for r in received(stack.recipient_log)),
-                 on_failure_calls=len(on_failure),
-                 phases={name: round(t - phase.marks[0][1], 1) for name, t in phase.marks})
+    tally.update(
+        flushed_reports=flushed,
+        processed_twice=len(double),
+        spooled=sum(r.spooled for r in results),
+        duplicates_absorbed=sum(r["duplicate"] for r in received(stack.recipient_log)),
+        on_failure_calls=len(on_failure),
+        phases={name: round(t - phase.marks[0][1], 1) for name, t in phase.marks},
+    )
     with capsys.disabled():
         print("\nfault tally:", json.dumps(tally, sort_keys=True))
     assert tally["messages"] > 100 and tally["delivered"] > 0
@@ -269,8 +290,9 @@ def test_nothing_is_lost_under_faults(stack, routers, frank, gina, tmp_path, cap
 def account(stack: Stack, frank, results: list[SendResult]) -> tuple[dict, list[str]]:
     """Each (message, recipient): delivered, refused or reported; else a problem."""
     done = processed(stack, frank)
-    tally = Counter(messages=len(results), pairs=0, delivered=0, refused=0,
-                    reported_failed=0, unaccounted=0)
+    tally = Counter(
+        messages=len(results), pairs=0, delivered=0, refused=0, reported_failed=0, unaccounted=0
+    )
     problems: list[str] = []
     listed = stack.admin_client().list_failures(status="open", limit=1000)
     assert len(listed) < 1000, "more failures than one listing shows"
@@ -287,8 +309,9 @@ def account(stack: Stack, frank, results: list[SendResult]) -> tuple[dict, list[
             if got.outcome == "delivered":
                 tally["delivered"] += 1
                 if key not in done:
-                    problems.append(f"{key}: the sender says delivered, the recipient has "
-                                    "no record")
+                    problems.append(
+                        f"{key}: the sender says delivered, the recipient has no record"
+                    )
                 continue
             report = reports.get(result.message_id)
             if report is not None and pid in report["to"]:
@@ -302,12 +325,16 @@ def account(stack: Stack, frank, results: list[SendResult]) -> tuple[dict, list[
 def processed(stack: Stack, frank) -> set[tuple[str, str]]:
     """(message id, recipient) pairs a recipient acted on (2xx, not a duplicate)."""
     records = received(stack.recipient_log) + received(frank.log_path)
-    return {(r["id"], r["path"].rsplit("/", 1)[-1]) for r in records
-            if 200 <= r["status"] < 300 and not r["duplicate"]}
+    return {
+        (r["id"], r["path"].rsplit("/", 1)[-1])
+        for r in records
+        if 200 <= r["status"] < 300 and not r["duplicate"]
+    }
 
 
 def processed_twice(stack: Stack, frank) -> list[tuple[str, str]]:
     records = received(stack.recipient_log) + received(frank.log_path)
-    counts = Counter((r["id"], r["path"]) for r in records
-                     if 200 <= r["status"] < 300 and not r["duplicate"])
+    counts = Counter(
+        (r["id"], r["path"]) for r in records if 200 <= r["status"] < 300 and not r["duplicate"]
+    )
     return [key for key, n in counts.items() if n > 1]

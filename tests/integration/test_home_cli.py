@@ -15,8 +15,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx, pytest.mark.stack(relay
 @pytest.fixture
 def dmr(stack, monkeypatch, capsys):
     cert, key = stack.cert("admin", "admin")
-    for name, value in [("DMR_HOME_URL", stack.home_url), ("DMR_CLIENT_CERT", cert),
-                        ("DMR_CLIENT_KEY", key), ("DMR_CA", stack.ca)]:
+    for name, value in [
+        ("DMR_HOME_URL", stack.home_url),
+        ("DMR_CLIENT_CERT", cert),
+        ("DMR_CLIENT_KEY", key),
+        ("DMR_CA", stack.ca),
+    ]:
         monkeypatch.setenv(name, str(value))
 
     def run(*argv: str, code: int = 0) -> str:
@@ -29,8 +33,17 @@ def dmr(stack, monkeypatch, capsys):
 
 
 def test_participants_lifecycle(dmr):
-    dmr("participants", "add", "alice", "--endpoint", "https://alice.example/in",
-        "--room", "lobby", "--room", "ops")
+    dmr(
+        "participants",
+        "add",
+        "alice",
+        "--endpoint",
+        "https://alice.example/in",
+        "--room",
+        "lobby",
+        "--room",
+        "ops",
+    )
     dmr("participants", "add", "bob", "--endpoint", "https://bob.example/in", "--room", "lobby")
     table = dmr("participants", "list").splitlines()
     assert table[0].split() == ["ID", "STATUS", "ROOMS", "ENDPOINT", "UPDATED_AT"]
@@ -47,15 +60,16 @@ def test_participants_lifecycle(dmr):
 
 
 def test_tokens_cards_and_keys(dmr, stack):
-    dmr("participants", "add", "carol", "--endpoint", "https://carol.example/in",
-        "--room", "dev")
+    dmr("participants", "add", "carol", "--endpoint", "https://carol.example/in", "--room", "dev")
     # A token is bound to the participant's own certificate, checked against CA and CRL.
-    refused = dmr("token", "issue", "carol", "--for-cert",
-                  str(stack.cert("participant", "alice")[0]), code=1)
+    refused = dmr(
+        "token", "issue", "carol", "--for-cert", str(stack.cert("participant", "alice")[0]), code=1
+    )
     assert refused.strip() == "dmr: the certificate is participant 'alice', not participant 'carol'"
     carol = pki.issue(stack.pki_dir, "participant", "carol", force=True).cert
-    issued = json.loads(dmr("token", "issue", "carol", "--for-cert", str(carol),
-                            "--lifetime", "120", "--json"))
+    issued = json.loads(
+        dmr("token", "issue", "carol", "--for-cert", str(carol), "--lifetime", "120", "--json")
+    )
     assert issued["subject"] == "carol" and issued["expires_in"] == 120
     assert "revoked_at" in dmr("token", "revoke", issued["jti"])
     card = json.loads(dmr("card", "get", "carol", "--json"))
@@ -73,11 +87,24 @@ def test_instances_and_failures(dmr, stack):
 
     dmr("participants", "add", "dave", "--endpoint", "https://dave.example/in", "--room", "r")
     mid = "01J9Z3Q4W5E6R7T8Y9V0A1B2C3"
-    stack.admin_client().report_failure({
-        "message_id": mid, "room": "r", "from": "dave", "to": ["erin"],
-        "attempts": [{"target": "https://router:8443", "outcome": "failed",
-                      "at": "2026-01-01T00:00:00Z", "status": 503}],
-        "envelope": {"id": mid}, "reported_at": "2026-01-01T00:00:01Z"})
+    stack.admin_client().report_failure(
+        {
+            "message_id": mid,
+            "room": "r",
+            "from": "dave",
+            "to": ["erin"],
+            "attempts": [
+                {
+                    "target": "https://router:8443",
+                    "outcome": "failed",
+                    "at": "2026-01-01T00:00:00Z",
+                    "status": 503,
+                }
+            ],
+            "envelope": {"id": mid},
+            "reported_at": "2026-01-01T00:00:01Z",
+        }
+    )
     assert mid in dmr("failures", "list")
     assert json.loads(dmr("failures", "show", mid, "--json"))["envelope"] == {"id": mid}
     assert json.loads(dmr("failures", "show", mid, "--from", "dave", "--json"))["from"] == "dave"

@@ -28,8 +28,11 @@ def as_(pki, kind, name):
 
 
 def add(session, url, pid, rooms=("lobby",)):
-    return session.post(f"{url}/v1/participants", timeout=10, json={
-        "id": pid, "endpoint": f"https://{pid}.example/in", "rooms": list(rooms)})
+    return session.post(
+        f"{url}/v1/participants",
+        timeout=10,
+        json={"id": pid, "endpoint": f"https://{pid}.example/in", "rooms": list(rooms)},
+    )
 
 
 def test_tls_requires_a_client_certificate(tmp_path, pki):
@@ -37,8 +40,10 @@ def test_tls_requires_a_client_certificate(tmp_path, pki):
         # The gate completes the handshake, then answers nothing but the problem.
         resp = requests.get(f"{home.url}/healthz", verify=str(pki.ca), timeout=5)
         assert_nginx_problem(resp, 400, "client-certificate-required")  # the gate's
-        assert as_(pki, "admin", "admin").get(f"{home.url}/v1/participants",
-                                              timeout=5).status_code == 200
+        assert (
+            as_(pki, "admin", "admin").get(f"{home.url}/v1/participants", timeout=5).status_code
+            == 200
+        )
 
 
 def waiters_by_pid(home) -> dict[str, int]:
@@ -64,8 +69,12 @@ def test_revocation_wakes_polls_in_every_worker_within_a_second(tmp_path, pki):
 
         def poll():
             session = as_(pki, "relay", "relay-1")  # a connection each: spread over workers
-            resp = session.get(f"{home.url}/v1/sync", params={"wait": 25},
-                               headers={"If-None-Match": etag}, timeout=40)
+            resp = session.get(
+                f"{home.url}/v1/sync",
+                params={"wait": 25},
+                headers={"If-None-Match": etag},
+                timeout=40,
+            )
             results.append((resp, time.monotonic()))
 
         # The kernel hands each new connection to whichever worker accepts first: add
@@ -77,8 +86,9 @@ def test_revocation_wakes_polls_in_every_worker_within_a_second(tmp_path, pki):
                 thread.start()
             time.sleep(0.3)
             waiting = waiters_by_pid(home)
-            if len([n for n in waiting.values() if n]) == 2 \
-                    and sum(waiting.values()) == len(threads):
+            if len([n for n in waiting.values() if n]) == 2 and sum(waiting.values()) == len(
+                threads
+            ):
                 break
         assert len([n for n in waiting.values() if n]) == 2, f"one worker took all: {waiting}"
 
@@ -123,11 +133,15 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(tmp_path, pki):
         assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         check.close()
 
-        restarted = wait_ready(start_home(home.config, home.config_path,
-                                          state / "gunicorn-2.log"), pki)
+        restarted = wait_ready(
+            start_home(home.config, home.config_path, state / "gunicorn-2.log"), pki
+        )
         try:
-            listed = as_(pki, "admin", "admin").get(f"{restarted.url}/v1/participants",
-                                                    timeout=10).json()["participants"]
+            listed = (
+                as_(pki, "admin", "admin")
+                .get(f"{restarted.url}/v1/participants", timeout=10)
+                .json()["participants"]
+            )
             assert set(acknowledged) <= {p["id"] for p in listed}
         finally:
             restarted.process.stop()

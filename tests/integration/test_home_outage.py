@@ -22,8 +22,11 @@ def beats_after(stack: Stack, moment: float, timeout: float = 30.0) -> dict[str,
     deadline = time.monotonic() + timeout
     while True:
         instances = {i["instance"]: i for i in admin.list_instances()}
-        fresh = {name: i for name, i in instances.items()
-                 if i["health"] == "healthy" and i["age_seconds"] < time.time() - moment}
+        fresh = {
+            name: i
+            for name, i in instances.items()
+            if i["health"] == "healthy" and i["age_seconds"] < time.time() - moment
+        }
         if set(fresh) >= set(stack.relay_names) or time.monotonic() > deadline:
             return fresh
         time.sleep(0.5)

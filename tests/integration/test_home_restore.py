@@ -22,9 +22,15 @@ pytestmark = pytest.mark.slow
 
 
 def add(admin, home, pid: str) -> None:
-    admin.post(f"{home.url}/v1/participants", timeout=10, json={
-        "id": pid, "endpoint": f"https://127.0.0.1:1/{pid}", "rooms": ["lobby"],
-    }).raise_for_status()
+    admin.post(
+        f"{home.url}/v1/participants",
+        timeout=10,
+        json={
+            "id": pid,
+            "endpoint": f"https://127.0.0.1:1/{pid}",
+            "rooms": ["lobby"],
+        },
+    ).raise_for_status()
 
 
 def listed(admin, home) -> list[str]:

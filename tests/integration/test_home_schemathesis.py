@@ -16,10 +16,15 @@ from tests.support.identity import CLIENT_CERT_HEADER, forwarded
 pytestmark = pytest.mark.slow
 
 ST = Path(sys.executable).parent / "st"
-CHECKS = ",".join((
-    "not_a_server_error", "status_code_conformance", "content_type_conformance",
-    "response_schema_conformance", "response_headers_conformance",
-))
+CHECKS = ",".join(
+    (
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "response_headers_conformance",
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +32,16 @@ def home(tmp_path_factory, pki):
     if not ST.exists():
         pytest.skip(f"schemathesis is not installed in {sys.prefix} (requirements/test.txt)")
     # A short max_wait: a generated If-None-Match may match and make /v1/sync wait.
-    with running_home(tmp_path_factory.mktemp("home"), pki, workers=2, threads=16,
-                      sync=HomeSync(max_wait=1)) as home:
+    with running_home(
+        tmp_path_factory.mktemp("home"), pki, workers=2, threads=16, sync=HomeSync(max_wait=1)
+    ) as home:
         admin = router_session(pki, forwarded(pki, "admin", "admin"))
         for pid in ("alice", "bob"):
-            admin.post(f"{home.url}/v1/participants", timeout=10, json={
-                "id": pid, "endpoint": f"https://{pid}.example/in", "rooms": ["lobby"]})
+            admin.post(
+                f"{home.url}/v1/participants",
+                timeout=10,
+                json={"id": pid, "endpoint": f"https://{pid}.example/in", "rooms": ["lobby"]},
+            )
         yield home
 
 
@@ -44,21 +53,34 @@ RUNS = [("admin", "admin", ".*"), ("relay", "relay-1", "^/v1/(sync|heartbeats)$"
 def test_live_app_conforms_to_its_openapi(home, pki, tmp_path, kind, name, paths):
     header = forwarded(pki, kind, name)[CLIENT_CERT_HEADER]
     argv = [
-        str(ST), "run", f"{home.url}/openapi.json",
-        "--url", home.url,
-        "--request-cert", str(pki.cert("router", "router")),
-        "--request-cert-key", str(pki.key("router", "router")),
-        "--tls-verify", str(pki.ca),
-        "--header", f"{CLIENT_CERT_HEADER}: {header}",
-        "--checks", CHECKS,
-        "--max-examples", "25",
-        "--seed", "20240601",
-        "--workers", "2",
-        "--include-path-regex", paths,
+        str(ST),
+        "run",
+        f"{home.url}/openapi.json",
+        "--url",
+        home.url,
+        "--request-cert",
+        str(pki.cert("router", "router")),
+        "--request-cert-key",
+        str(pki.key("router", "router")),
+        "--tls-verify",
+        str(pki.ca),
+        "--header",
+        f"{CLIENT_CERT_HEADER}: {header}",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        "25",
+        "--seed",
+        "20240601",
+        "--workers",
+        "2",
+        "--include-path-regex",
+        paths,
     ]
     # The schema is fetched with requests: keep the environment's CA bundle out of it.
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "NO_COLOR": "1"}
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env,
-                            cwd=tmp_path)
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path
+    )
     report = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, report + "\n--- home log ---\n" + home.process.logs()[-3000:]

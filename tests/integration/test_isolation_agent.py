@@ -48,8 +48,11 @@ class DocumentServer:
             def do_GET(self) -> None:
                 server.requests += 1
                 self.send_response(200)
-                for header, value in {**server.headers, "Content-Type": "application/json",
-                                      "Content-Length": str(len(server.body))}.items():
+                for header, value in {
+                    **server.headers,
+                    "Content-Type": "application/json",
+                    "Content-Length": str(len(server.body)),
+                }.items():
                     self.send_header(header, value)
                 self.end_headers()
                 self.wfile.write(server.body)
@@ -97,25 +100,35 @@ def held(tmp_path: Any) -> Snapshot:
 
 
 def refusals(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
-    return [r.dmr_fields["reason"] for r in caplog.records  # type: ignore[attr-defined]
-            if getattr(r, "dmr_event", None) == event]
+    return [
+        r.dmr_fields["reason"]
+        for r in caplog.records  # type: ignore[attr-defined]
+        if getattr(r, "dmr_event", None) == event
+    ]
 
 
 def forged(signer: HomeSigner) -> tuple[bytes, tokens.SigningKey]:
     """Version 999999, a foreign key beside home's, signed by the foreign key."""
     foreign = tokens.SigningKey.generate()
-    doc = json.loads(HomeSigner(key=foreign, version=999_999).document(
-        keys=[signer.key.public_jwk(), foreign.public_jwk()]))
+    doc = json.loads(
+        HomeSigner(key=foreign, version=999_999).document(
+            keys=[signer.key.public_jwk(), foreign.public_jwk()]
+        )
+    )
     return json.dumps(doc).encode(), foreign
 
 
-@pytest.mark.parametrize(("kind", "name"), [
-    ("server", "recipient"),  # a recipient's (or the log host's) server certificate
-    ("server", "router"),  # a server certificate that merely calls itself router
-    ("relay", "relay-2"),  # another relay
-])
-def test_a_deployment_certificate_not_homes_cannot_feed_the_relay(pki, tmp_path, caplog,
-                                                                   kind, name):
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("server", "recipient"),  # a recipient's (or the log host's) server certificate
+        ("server", "router"),  # a server certificate that merely calls itself router
+        ("relay", "relay-2"),  # another relay
+    ],
+)
+def test_a_deployment_certificate_not_homes_cannot_feed_the_relay(
+    pki, tmp_path, caplog, kind, name
+):
     caplog.set_level(logging.INFO, logger="dmr.relay.agent")
     signer = HomeSigner(version=5)
     with serving(pki, kind, name) as impostor, serving(pki, "router", "router") as router:
@@ -135,8 +148,12 @@ def test_a_deployment_certificate_not_homes_cannot_feed_the_relay(pki, tmp_path,
     assert held(tmp_path).version == 5 and agent.version == 5
     assert impostor.requests == 0
     assert refusals(caplog, "home-refused") == ["not-home"] * 3
-    assert agent.meters.registry.get_sample_value(
-        "dmr_relay_sync_refused_total", {"reason": "not-home"}) == 2
+    assert (
+        agent.meters.registry.get_sample_value(
+            "dmr_relay_sync_refused_total", {"reason": "not-home"}
+        )
+        == 2
+    )
 
 
 def test_homes_own_certificate_is_home_and_home_names_can_name_another(pki, tmp_path):
@@ -146,8 +163,7 @@ def test_homes_own_certificate_is_home_and_home_names_can_name_another(pki, tmp_
         assert agent_for(pki, tmp_path, gate.url).poll_once() is True
         signer.version = 3
         other.serve(signer.document(), signer.key)
-        cfg = relay_config(pki, tmp_path / "relay", home_url=other.url,
-                           home_names=["recipient"])
+        cfg = relay_config(pki, tmp_path / "relay", home_url=other.url, home_names=["recipient"])
         assert Agent(cfg, RelayMetrics()).poll_once() is True
     assert held(tmp_path).version == 3
 

@@ -41,8 +41,7 @@ def as_(pki, kind, name):
 
 
 def beat(instance: str) -> dict:
-    return {"instance": instance, "address": "10.0.0.5:8801", "version": "0.1.0",
-            "sync_version": 1}
+    return {"instance": instance, "address": "10.0.0.5:8801", "version": "0.1.0", "sync_version": 1}
 
 
 def latencies(session, url: str, count: int) -> list[float]:
@@ -66,8 +65,12 @@ def hostile_polls(pki, home, etag: str, count: int) -> Iterator[Counter]:
         session = as_(pki, "relay", "relay-1")
         while not stop.is_set():
             try:
-                resp = session.get(f"{home.url}/v1/sync", params={"wait": POLL_WAIT},
-                                   headers={"If-None-Match": etag}, timeout=POLL_WAIT + 10)
+                resp = session.get(
+                    f"{home.url}/v1/sync",
+                    params={"wait": POLL_WAIT},
+                    headers={"If-None-Match": etag},
+                    timeout=POLL_WAIT + 10,
+                )
             except requests.RequestException:
                 answers["error"] += 1
                 continue
@@ -91,8 +94,11 @@ def hostile_polls(pki, home, etag: str, count: int) -> Iterator[Counter]:
 
 
 def add_participant(session, url: str, pid: str) -> None:
-    session.post(f"{url}/v1/participants", timeout=POLL_WAIT + 5, json={
-        "id": pid, "endpoint": f"https://{pid}.example/in", "rooms": ["lobby"]})
+    session.post(
+        f"{url}/v1/participants",
+        timeout=POLL_WAIT + 5,
+        json={"id": pid, "endpoint": f"https://{pid}.example/in", "rooms": ["lobby"]},
+    )
 
 
 def test_held_polls_do_not_stall_admin_calls(tmp_path, pki):
@@ -107,9 +113,11 @@ def test_held_polls_do_not_stall_admin_calls(tmp_path, pki):
             time.sleep(3)  # every poll sent; the admitted ones are waiting
             loaded = latencies(admin, url, 10)
         idle_p50, loaded_p50 = statistics.median(idle), statistics.median(loaded)
-        print(f"admin GET /v1/participants: idle p50 {idle_p50 * 1000:.1f} ms, under 100 "
-              f"polls p50 {loaded_p50 * 1000:.1f} ms, max {max(loaded) * 1000:.1f} ms; "
-              f"poll answers {dict(answers)}")
+        print(
+            f"admin GET /v1/participants: idle p50 {idle_p50 * 1000:.1f} ms, under 100 "
+            f"polls p50 {loaded_p50 * 1000:.1f} ms, max {max(loaded) * 1000:.1f} ms; "
+            f"poll answers {dict(answers)}"
+        )
         assert loaded_p50 < max(5 * idle_p50, 0.5), (idle, loaded)
         assert max(loaded) < 3.0, loaded
         assert answers[429] > 0, answers  # the polls beyond relay-1's share were refused
@@ -117,8 +125,14 @@ def test_held_polls_do_not_stall_admin_calls(tmp_path, pki):
 
 def waiting(home, session) -> int:
     text = session.get(f"{home.url}/metrics", timeout=5).text
-    return int(sum(s.value for family in text_string_to_metric_families(text)
-                   for s in family.samples if s.name == "dmr_home_sync_waiters"))
+    return int(
+        sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "dmr_home_sync_waiters"
+        )
+    )
 
 
 def test_a_relay_over_its_poll_cap_gets_429_and_its_agent_backs_off(tmp_path, pki):
@@ -132,13 +146,19 @@ def test_a_relay_over_its_poll_cap_gets_429_and_its_agent_backs_off(tmp_path, pk
                 assert time.monotonic() < deadline, "the 12 polls did not all wait"
                 time.sleep(0.1)
             over = as_(pki, "relay", "relay-1").get(
-                f"{home.url}/v1/sync", params={"wait": POLL_WAIT},
-                headers={"If-None-Match": etag}, timeout=POLL_WAIT + 5)
+                f"{home.url}/v1/sync",
+                params={"wait": POLL_WAIT},
+                headers={"If-None-Match": etag},
+                timeout=POLL_WAIT + 5,
+            )
             assert_problem(over, 429, "sync-polls-per-caller")
             assert int(over.headers["Retry-After"]) > 0
             other = as_(pki, "relay", "relay-2").get(
-                f"{home.url}/v1/sync", params={"wait": POLL_WAIT},
-                headers={"If-None-Match": etag}, timeout=POLL_WAIT + 5)
+                f"{home.url}/v1/sync",
+                params={"wait": POLL_WAIT},
+                headers={"If-None-Match": etag},
+                timeout=POLL_WAIT + 5,
+            )
             assert other.status_code == 503, other.text
             assert other.json()["type"] == "urn:dmr:problem:sync-polls-busy"
             # relay-1's own agent, told so, waits as long as home asks.
@@ -157,8 +177,9 @@ def test_one_relay_certificate_beats_under_at_most_32_names(tmp_path, pki):
     with running_home(tmp_path / "home", pki, workers=1, threads=4) as home:
         relay = as_(pki, "relay", "relay-2")
         for n in range(32):
-            resp = relay.post(f"{home.url}/v1/heartbeats", json=beat(f"relay-2.flood-{n:02}"),
-                              timeout=5)
+            resp = relay.post(
+                f"{home.url}/v1/heartbeats", json=beat(f"relay-2.flood-{n:02}"), timeout=5
+            )
             assert resp.status_code == 200, resp.text
         resp = relay.post(f"{home.url}/v1/heartbeats", json=beat("relay-2.flood-32"), timeout=5)
         assert_problem(resp, 409, "instance-limit")
@@ -170,9 +191,12 @@ def test_dmr_instances_forget_removes_one(tmp_path, pki, monkeypatch, capsys):
         for name in ("relay-1.gone", "relay-1.kept"):
             relay.post(f"{home.url}/v1/heartbeats", json=beat(name), timeout=5).raise_for_status()
         # The CLI as an operator runs it, with the admin certificate, straight to the gate.
-        for name, value in [("DMR_HOME_URL", f"{home.url}/v1"),
-                            ("DMR_CLIENT_CERT", pki.cert("admin", "admin")),
-                            ("DMR_CLIENT_KEY", pki.key("admin", "admin")), ("DMR_CA", pki.ca)]:
+        for name, value in [
+            ("DMR_HOME_URL", f"{home.url}/v1"),
+            ("DMR_CLIENT_CERT", pki.cert("admin", "admin")),
+            ("DMR_CLIENT_KEY", pki.key("admin", "admin")),
+            ("DMR_CA", pki.ca),
+        ]:
             monkeypatch.setenv(name, str(value))
         capsys.readouterr()
         assert cli.main(["instances", "forget", "relay-1.gone"]) == 0
@@ -187,15 +211,19 @@ def test_dmr_instances_forget_removes_one(tmp_path, pki, monkeypatch, capsys):
 def test_an_instance_down_past_forget_after_leaves_the_alert_metric(tmp_path, pki):
     rules = dataclasses.replace(Heartbeats(), stale_after=1, down_after=2, forget_after=4)
     with running_home(tmp_path / "home", pki, workers=1, threads=4, heartbeats=rules) as home:
-        as_(pki, "relay", "relay-1").post(f"{home.url}/v1/heartbeats", json=beat("relay-1.gone"),
-                                          timeout=5).raise_for_status()
+        as_(pki, "relay", "relay-1").post(
+            f"{home.url}/v1/heartbeats", json=beat("relay-1.gone"), timeout=5
+        ).raise_for_status()
         admin = as_(pki, "admin", "admin")
 
         def down() -> float:
             text = admin.get(f"{home.url}/metrics", timeout=5).text
-            return next(s.value for family in text_string_to_metric_families(text)
-                        for s in family.samples
-                        if s.name == "dmr_home_instances" and s.labels["health"] == "down")
+            return next(
+                s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+                if s.name == "dmr_home_instances" and s.labels["health"] == "down"
+            )
 
         time.sleep(2.5)
         assert down() == 1  # DmrRelayHeartbeatsStopped would fire

@@ -23,9 +23,14 @@ ROOM = "ops"
 FAST = RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.1)
 MAX_OPEN = 30
 pytestmark = [
-    pytest.mark.slow, pytest.mark.needs_nginx,
-    pytest.mark.stack(relays=1, rooms={ROOM: ("alice", "bob"), "attic": ("erin",)},
-                      env={"DMR_FAILURES_MAX_OPEN": str(MAX_OPEN)})]  # home reads it at start
+    pytest.mark.slow,
+    pytest.mark.needs_nginx,
+    pytest.mark.stack(
+        relays=1,
+        rooms={ROOM: ("alice", "bob"), "attic": ("erin",)},
+        env={"DMR_FAILURES_MAX_OPEN": str(MAX_OPEN)},
+    ),
+]  # home reads it at start
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +41,28 @@ def hank(stack, tmp_path_factory):
 
 
 def hanks(hank, mid: str) -> list[tuple[str, int, bool]]:
-    return [(r["from"], r["status"], r["duplicate"]) for r in received(hank.log_path)
-            if r["id"] == mid]
+    return [
+        (r["from"], r["status"], r["duplicate"]) for r in received(hank.log_path) if r["id"] == mid
+    ]
 
 
 def bobs_report(mid: str, **changes) -> dict:
-    doc = {"message_id": mid, "room": ROOM, "from": "bob", "to": ["alice"],
-           "attempts": [{"target": "https://router:8443", "at": "2026-01-01T00:00:00Z",
-                         "outcome": "failed", "status": 503}],
-           "envelope": {"id": mid, "payload": "fabricated"},
-           "reported_at": "2026-01-01T00:00:01Z"}
+    doc = {
+        "message_id": mid,
+        "room": ROOM,
+        "from": "bob",
+        "to": ["alice"],
+        "attempts": [
+            {
+                "target": "https://router:8443",
+                "at": "2026-01-01T00:00:00Z",
+                "outcome": "failed",
+                "status": 503,
+            }
+        ],
+        "envelope": {"id": mid, "payload": "fabricated"},
+        "reported_at": "2026-01-01T00:00:01Z",
+    }
     return {**doc, **changes}
 
 
@@ -91,18 +108,21 @@ def test_bobs_report_of_alices_id_blocks_nothing(stack, hank):
 def test_reports_outside_the_reporters_rooms_are_refused(stack, hank):
     with sender(stack, name="bob", policy=FAST) as bob:
         home = bob.home
-        other_room = refusal(lambda: home.report_failure(
-            bobs_report(new_message_id(), room="attic", to=["erin"])))
-        stranger = refusal(lambda: home.report_failure(
-            bobs_report(new_message_id(), to=["erin"])))
+        other_room = refusal(
+            lambda: home.report_failure(bobs_report(new_message_id(), room="attic", to=["erin"]))
+        )
+        stranger = refusal(lambda: home.report_failure(bobs_report(new_message_id(), to=["erin"])))
     assert (other_room.status, other_room.code) == (403, "not-in-room")
     assert (stranger.status, stranger.code) == (403, "recipient-not-in-room")
 
 
 def test_an_oversize_envelope_is_refused(stack, hank):
     with sender(stack, name="alice", policy=FAST) as alice:
-        big = bobs_report(new_message_id(), **{"from": "alice", "to": ["bob"]},
-                          envelope={"payload": "x" * 200_000})  # 250 kB was accepted
+        big = bobs_report(
+            new_message_id(),
+            **{"from": "alice", "to": ["bob"]},
+            envelope={"payload": "x" * 200_000},
+        )  # 250 kB was accepted
         refused = refusal(lambda: alice.home.report_failure(big))
     assert (refused.status, refused.code) == (413, "failure-too-large")
 
@@ -128,6 +148,7 @@ def test_bobs_flood_neither_hides_alices_failure_nor_passes_his_cap(stack, hank)
     assert page.status_code == 200
     assert f"v1/failures/{genuine.message_id}?from=alice" in page.text
     assert f"bob: <b>{MAX_OPEN}</b>" in page.text
-    linked = stack.session().get(f"{stack.status_url}v1/failures/{genuine.message_id}",
-                                 params={"from": "alice"}, timeout=10)  # the page's link
+    linked = stack.session().get(
+        f"{stack.status_url}v1/failures/{genuine.message_id}", params={"from": "alice"}, timeout=10
+    )  # the page's link
     assert linked.status_code == 200 and linked.json()["from"] == "alice"

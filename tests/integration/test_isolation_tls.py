@@ -33,8 +33,11 @@ from tests.support.problems import assert_nginx_problem, assert_problem
 from tests.support.processes import free_port
 
 # trudy: a certificate never registered at home
-pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx,
-              pytest.mark.stack(relays=1, certificates=("trudy",))]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.needs_nginx,
+    pytest.mark.stack(relays=1, certificates=("trudy",)),
+]
 
 NGINX_ID = re.compile(r"[0-9a-f]{32}")
 # Quotes, a backslash and control characters: raw in JSON they would end the string,
@@ -89,19 +92,22 @@ class Saved:
 
     def get(self) -> Answer:
         """GET ``path`` on a new connection, resuming the session saved last (if any)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw, \
-                self.context.wrap_socket(raw, server_hostname="localhost",
-                                         session=self.session) as tls:
+        with (
+            socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw,
+            self.context.wrap_socket(raw, server_hostname="localhost", session=self.session) as tls,
+        ):
             answer = Answer(*exchange(tls, request("GET", self.path)), resumed=tls.session_reused)
             self.session = tls.session  # TLS 1.3: the newest ticket, read with the answer
         return answer
 
 
 def saved_sessions(stack: Stack) -> dict[str, Saved]:
-    targets = {"router /home/metrics": (stack.ports["router"], "/home/metrics"),
-               "router /home/openapi.json": (stack.ports["router"], "/home/openapi.json"),
-               "home gate /metrics": (stack.ports["home"], "/metrics"),
-               "relay gate /metrics": (stack.ports["relay-1"], "/metrics")}
+    targets = {
+        "router /home/metrics": (stack.ports["router"], "/home/metrics"),
+        "router /home/openapi.json": (stack.ports["router"], "/home/openapi.json"),
+        "home gate /metrics": (stack.ports["home"], "/metrics"),
+        "relay gate /metrics": (stack.ports["relay-1"], "/metrics"),
+    }
     found = {}
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         for name, (port, path) in targets.items():
@@ -134,8 +140,10 @@ def test_a_revoked_certificate_resuming_a_session_is_refused_everywhere(stack):
     still = sorted(set(sessions) - set(refused_after))
     assert still == [], f"resumed sessions of a revoked certificate still answered: {still}"
     slowest = max(refused_after.values())
-    print(f"resumed sessions of a revoked certificate refused within {slowest * 1000:.0f} ms "
-          f"of the CRL's publication ({len(sessions)} endpoint/version pairs)")
+    print(
+        f"resumed sessions of a revoked certificate refused within {slowest * 1000:.0f} ms "
+        f"of the CRL's publication ({len(sessions)} endpoint/version pairs)"
+    )
     assert slowest < 5.0
 
 
@@ -171,8 +179,11 @@ def logged(home, request_id: str) -> dict:
     log = Path(home.config_path).parent / "gunicorn.log"
     deadline = time.monotonic() + 5
     while True:
-        lines = [json.loads(line) for line in log.read_text().splitlines()
-                 if line.startswith("{") and '"response"' in line]
+        lines = [
+            json.loads(line)
+            for line in log.read_text().splitlines()
+            if line.startswith("{") and '"response"' in line
+        ]
         found = [e for e in lines if e.get("request_id") == request_id]
         if found or time.monotonic() > deadline:
             (line,) = found
@@ -182,9 +193,16 @@ def logged(home, request_id: str) -> dict:
 
 def test_a_health_port_caller_sets_neither_the_request_id_nor_the_peer_address(home):
     health = home.config.gate.health_bind
-    answer = plain(health, request("GET", "/healthz", "X-Request-Id: planted-id-0001",
-                                   "X-DMR-Peer-Addr: 203.0.113.9",
-                                   "X-Forwarded-For: 203.0.113.9"))
+    answer = plain(
+        health,
+        request(
+            "GET",
+            "/healthz",
+            "X-Request-Id: planted-id-0001",
+            "X-DMR-Peer-Addr: 203.0.113.9",
+            "X-Forwarded-For: 203.0.113.9",
+        ),
+    )
     assert answer.status == 200 and json.loads(answer.body) == {"status": "ok"}
     request_id = answer.headers["X-Request-Id"]
     assert NGINX_ID.fullmatch(request_id), request_id  # the gate's own
@@ -194,16 +212,26 @@ def test_a_health_port_caller_sets_neither_the_request_id_nor_the_peer_address(h
     assert "planted-id-0001" not in log and "203.0.113.9" not in log
 
 
-@pytest.mark.parametrize(("data", "status", "code"), [
-    (request("GET", "/nowhere", f"X-Request-Id: {HOSTILE_ID}"), 404, "not-found"),
-    (request("GET", "/metrics", f"X-Request-Id: {HOSTILE_ID}"), 404, "not-found"),
-    (request("POST", "/healthz", f"X-Request-Id: {HOSTILE_ID}", "Content-Length: 0"), 405,
-     "method-not-allowed"),
-    (request("DELETE", "/readyz", f"X-Request-Id: {HOSTILE_ID}"), 405, "method-not-allowed"),
-    (request("GET", "/healthz", f"X-Request-Id: {HOSTILE_ID}", "X-Big: " + "b" * 5000), 431,
-     "headers-too-large"),
-    (b"GET /healthz HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400, "bad-request"),
-], ids=["unknown-path", "metrics", "post-healthz", "delete-readyz", "big-header", "bad-line"])
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        (request("GET", "/nowhere", f"X-Request-Id: {HOSTILE_ID}"), 404, "not-found"),
+        (request("GET", "/metrics", f"X-Request-Id: {HOSTILE_ID}"), 404, "not-found"),
+        (
+            request("POST", "/healthz", f"X-Request-Id: {HOSTILE_ID}", "Content-Length: 0"),
+            405,
+            "method-not-allowed",
+        ),
+        (request("DELETE", "/readyz", f"X-Request-Id: {HOSTILE_ID}"), 405, "method-not-allowed"),
+        (
+            request("GET", "/healthz", f"X-Request-Id: {HOSTILE_ID}", "X-Big: " + "b" * 5000),
+            431,
+            "headers-too-large",
+        ),
+        (b"GET /healthz HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400, "bad-request"),
+    ],
+    ids=["unknown-path", "metrics", "post-healthz", "delete-readyz", "big-header", "bad-line"],
+)
 def test_every_answer_of_a_gates_health_port_is_problem_json(home, data, status, code):
     answer = plain(home.config.gate.health_bind, data)
     answer.problem(status, code)
@@ -215,8 +243,7 @@ def test_every_answer_of_a_gates_health_port_is_problem_json(home, data, status,
 def gate_alone(tmp_path, pki):
     """Home's gate with its health port, gunicorn not running: the gate's 503."""
     cfg = home_config(tmp_path, pki, bind=f"127.0.0.1:{free_port()}")
-    cfg = dataclasses.replace(cfg, gate=home_gate(tmp_path,
-                                                  health_bind=f"127.0.0.1:{free_port()}"))
+    cfg = dataclasses.replace(cfg, gate=home_gate(tmp_path, health_bind=f"127.0.0.1:{free_port()}"))
     app = App("home", write_toml(cfg, tmp_path / "home.toml"), tmp_path)
     app.gate.start()
     try:
@@ -236,8 +263,9 @@ def accepts(address: str) -> bool:
 
 
 def test_the_gates_503_writes_no_client_header_into_its_body(gate_alone):
-    answer = plain(gate_alone.gate.health_bind,
-                   request("GET", "/readyz", f"X-Request-Id: {HOSTILE_ID}"))
+    answer = plain(
+        gate_alone.gate.health_bind, request("GET", "/readyz", f"X-Request-Id: {HOSTILE_ID}")
+    )
     answer.problem(503, "not-ready")
     assert answer.headers["Retry-After"] == "1"
 
@@ -249,13 +277,22 @@ def test_the_gates_503_writes_no_client_header_into_its_body(gate_alone):
 def router_ports(pki, tmp_path):
     prefix = tmp_path / "router"
     prefix.mkdir()
-    tls = config.RouterTls(ca=pki.ca, crl=pki.crl, cert=pki.cert("server", "router"),
-                           key=pki.key("server", "router"))
+    tls = config.RouterTls(
+        ca=pki.ca, crl=pki.crl, cert=pki.cert("server", "router"), key=pki.key("server", "router")
+    )
     cfg = config.RouterConfig(
-        listen=free_port(), relays=[f"127.0.0.1:{free_port()}"], home=f"127.0.0.1:{free_port()}",
-        prefix=prefix, pid_file=prefix / "nginx.pid", access_log=str(prefix / "access.log"),
-        error_log=str(prefix / "error.log"), worker_processes="1", tls=tls,
-        health_bind=f"127.0.0.1:{free_port()}", stub_status_bind=f"127.0.0.1:{free_port()}")
+        listen=free_port(),
+        relays=[f"127.0.0.1:{free_port()}"],
+        home=f"127.0.0.1:{free_port()}",
+        prefix=prefix,
+        pid_file=prefix / "nginx.pid",
+        access_log=str(prefix / "access.log"),
+        error_log=str(prefix / "error.log"),
+        worker_processes="1",
+        tls=tls,
+        health_bind=f"127.0.0.1:{free_port()}",
+        stub_status_bind=f"127.0.0.1:{free_port()}",
+    )
     conf = render.write(cfg, prefix / "nginx.conf")
     with (prefix / "nginx.out").open("ab") as out:
         nginx = NginxProcess(conf, prefix=cfg.prefix, pid_file=cfg.pid_file, output=out)
@@ -267,8 +304,10 @@ def router_ports(pki, tmp_path):
 
 
 def test_every_answer_of_the_routers_plain_ports_is_problem_json(router_ports):
-    for address, path in ((router_ports.health_bind, "/healthz"),
-                          (router_ports.stub_status_bind, "/stub_status")):
+    for address, path in (
+        (router_ports.health_bind, "/healthz"),
+        (router_ports.stub_status_bind, "/stub_status"),
+    ):
         hostile = f"X-Request-Id: {HOSTILE_ID}"
         assert plain(address, request("GET", path, hostile)).status == 200
         plain(address, request("GET", "/nowhere", hostile)).problem(404, "not-found")
@@ -276,4 +315,5 @@ def test_every_answer_of_the_routers_plain_ports_is_problem_json(router_ports):
         refused.problem(405, "method-not-allowed")
         assert refused.headers["Allow"] == "GET, HEAD"
         plain(address, request("GET", path, "X-Big: " + "b" * 5000)).problem(
-            431, "headers-too-large")
+            431, "headers-too-large"
+        )

@@ -23,12 +23,16 @@ from dmr_appliance.wire.retry import RetryPolicy
 from tests.support import stack_kit
 from tests.support.monitoring import named_metrics
 
-pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx,
-              pytest.mark.stack(relays=2, rooms={"ops": ("alice", "bob")})]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.needs_nginx,
+    pytest.mark.stack(relays=2, rooms={"ops": ("alice", "bob")}),
+]
 
 CHROMIUM = shutil.which("chromium")
-OUTPUT = Path(os.environ.get("DMR_TEST_OUTPUT")
-              or Path(__file__).parents[2] / "build" / "test-output")
+OUTPUT = Path(
+    os.environ.get("DMR_TEST_OUTPUT") or Path(__file__).parents[2] / "build" / "test-output"
+)
 FAST = RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.1)
 
 
@@ -36,13 +40,19 @@ def scrape(session, url: str) -> dict[tuple, float]:
     resp = session.get(url, timeout=10)
     assert resp.status_code == 200, resp.text
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(resp.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(resp.text)
+        for s in family.samples
+    }
 
 
 def total(samples: dict[tuple, float], name: str, **labels: str) -> float:
-    return sum(v for (n, ls), v in samples.items()
-               if n == name and all(dict(ls).get(k) == x for k, x in labels.items()))
+    return sum(
+        v
+        for (n, ls), v in samples.items()
+        if n == name and all(dict(ls).get(k) == x for k, x in labels.items())
+    )
 
 
 def check_histograms(samples: dict[tuple, float]) -> int:
@@ -82,9 +92,12 @@ def test_scrapes_under_load_count_every_request(stack):
     try:
         with stack_kit.sender(stack) as alice, ThreadPoolExecutor(8) as pool:
             results = list(pool.map(lambda i: alice.send("ops", ["bob"], {"n": i}), range(150)))
-            home_gets = list(pool.map(
-                lambda _: admin.get(home + "/v1/participants", timeout=10).status_code,
-                range(40)))
+            home_gets = list(
+                pool.map(
+                    lambda _: admin.get(home + "/v1/participants", timeout=10).status_code,
+                    range(40),
+                )
+            )
     finally:
         stop.set()
         scraper.join()
@@ -102,13 +115,33 @@ def test_scrapes_under_load_count_every_request(stack):
 
     assert sum(delta(r, "dmr_relay_messages_total", outcome="delivered") for r in relays) == 150
     assert sum(delta(r, "dmr_relay_deliveries_total", outcome="delivered") for r in relays) == 150
-    assert sum(delta(r, "dmr_relay_delivery_duration_seconds_count", outcome="delivered")
-               for r in relays) == 150
-    assert sum(delta(r, "dmr_relay_request_duration_seconds_count", route="/v1/messages",
-                     method="POST") for r in relays) == relayed
+    assert (
+        sum(
+            delta(r, "dmr_relay_delivery_duration_seconds_count", outcome="delivered")
+            for r in relays
+        )
+        == 150
+    )
+    assert (
+        sum(
+            delta(
+                r, "dmr_relay_request_duration_seconds_count", route="/v1/messages", method="POST"
+            )
+            for r in relays
+        )
+        == relayed
+    )
     assert all(delta(r, "dmr_relay_messages_total") > 0 for r in relays)  # both carried some
-    assert delta("home", "dmr_home_request_duration_seconds_count", route="/v1/participants",
-                 method="GET", code="200") == 40
+    assert (
+        delta(
+            "home",
+            "dmr_home_request_duration_seconds_count",
+            route="/v1/participants",
+            method="GET",
+            code="200",
+        )
+        == 40
+    )
     for name in targets:
         assert check_histograms(after[name]) >= 2
     for r in relays:
@@ -116,12 +149,15 @@ def test_scrapes_under_load_count_every_request(stack):
         assert total(after[r], "dmr_relay_ready") == 1
         assert 0 <= total(after[r], "dmr_relay_sync_age_seconds") < 60
     assert total(after["home"], "dmr_home_instances", health="healthy") == 2
-    print(f"\nscraped {dict(scrapes)} times during 150 messages ({tries} tries) and 40 home "
-          f"requests; every count matched")
+    print(
+        f"\nscraped {dict(scrapes)} times during 150 messages ({tries} tries) and 40 home "
+        f"requests; every count matched"
+    )
 
 
-@pytest.mark.skipif(not shutil.which("prometheus-nginx-exporter"),
-                    reason="needs Debian's prometheus-nginx-exporter")
+@pytest.mark.skipif(
+    not shutil.which("prometheus-nginx-exporter"), reason="needs Debian's prometheus-nginx-exporter"
+)
 def test_router_figures_come_through_the_nginx_exporter(stack):
     assert stack.exporter_url is not None
     admin = stack.session()
@@ -170,8 +206,9 @@ def test_a_failed_message_is_resent_once_the_recipient_is_back(stack):
         assert "delivered to bob" in shown["note"]
     received = [json.loads(x) for x in stack.recipient_log.read_text().splitlines()]
     for mid in (first, second):
-        processed = [e for e in received if e["id"] == mid and e["status"] == 200
-                     and not e["duplicate"]]
+        processed = [
+            e for e in received if e["id"] == mid and e["status"] == 200 and not e["duplicate"]
+        ]
         assert len(processed) == 1, processed  # delivered, once
     with stack_kit.sender(stack) as alice:
         assert retry_failed(alice) == []  # nothing open any more
@@ -186,16 +223,46 @@ def test_dmr_send_retry_failed(stack):
             stack.start_service("recipient")
     assert failed.failed == ["bob"]
     proc = subprocess.run(
-        [sys.executable, "-m", "dmr_appliance", "send", "--state-dir", str(stack.state_dir),
-         "--as", "alice", "--retry-failed", "--json"], capture_output=True, text=True,
-        timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "dmr_appliance",
+            "send",
+            "--state-dir",
+            str(stack.state_dir),
+            "--as",
+            "alice",
+            "--retry-failed",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [doc] = [json.loads(x) for x in proc.stdout.splitlines()]
     assert (doc["id"], doc["ok"], doc["resent"], doc["resolved"]) == (
-        failed.message_id, True, True, True)
+        failed.message_id,
+        True,
+        True,
+        True,
+    )
     plain = subprocess.run(
-        [sys.executable, "-m", "dmr_appliance", "send", "--state-dir", str(stack.state_dir),
-         "--as", "alice", "--retry-failed"], capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "dmr_appliance",
+            "send",
+            "--state-dir",
+            str(stack.state_dir),
+            "--as",
+            "alice",
+            "--retry-failed",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert plain.returncode == 0
     assert "0 open failure(s) of alice re-sent: 0 delivered and resolved" in plain.stdout
 
@@ -207,10 +274,25 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     """Headless Chromium as TESTBED.md runs it (no network of its own), console to stderr."""
     assert CHROMIUM is not None
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-         *args], capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def console_messages(stderr: str) -> list[str]:
@@ -221,8 +303,9 @@ def console_messages(stderr: str) -> list[str]:
 def test_console_check_catches_a_broken_page(tmp_path):
     """The check below must be able to fail: a script error and a missing asset show."""
     page = tmp_path / "broken.html"
-    page.write_text('<!doctype html><title>x</title><img src="missing.png">'
-                    "<script>nosuch()</script>")
+    page.write_text(
+        '<!doctype html><title>x</title><img src="missing.png"><script>nosuch()</script>'
+    )
     run = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile")
     found = console_messages(run.stderr)
     assert any("nosuch is not defined" in m for m in found), run.stderr[-2000:]
@@ -262,9 +345,12 @@ def test_status_page_renders_traffic_in_chromium(stack, tmp_path):
     assert "bob" in dom and "sync age" in dom
     assert console_messages(rendered.stderr) == []
 
-    drawn = chromium(f"--screenshot={shot}", "--window-size=1280,1400", page.as_uri(),
-                     profile=tmp_path / "p2")
+    drawn = chromium(
+        f"--screenshot={shot}", "--window-size=1280,1400", page.as_uri(), profile=tmp_path / "p2"
+    )
     assert drawn.returncode == 0 and shot.stat().st_size > 10_000, drawn.stderr[-2000:]
     assert console_messages(drawn.stderr) == []
-    print(f"\nstatus page: {page} ({len(html)} bytes), screenshot: {shot} "
-          f"({shot.stat().st_size} bytes)")
+    print(
+        f"\nstatus page: {page} ({len(html)} bytes), screenshot: {shot} "
+        f"({shot.stat().st_size} bytes)"
+    )

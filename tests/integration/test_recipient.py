@@ -18,12 +18,21 @@ def test_recipient_process_records_and_deduplicates(pki, tmp_path):
     http = urllib3.PoolManager(ssl_context=tls_context(relay_config(pki, tmp_path).tls))
     with recipient_process(pki, log) as port:
         body = json.dumps({"id": "m-1", "expires_at": "2999-01-01T00:00:00Z"}).encode()
-        answers = [http.request("POST", f"https://127.0.0.1:{port}/inbox/bob", body=body,
-                                headers={"X-DMR-Message-Id": "m-1"}) for _ in range(2)]
+        answers = [
+            http.request(
+                "POST",
+                f"https://127.0.0.1:{port}/inbox/bob",
+                body=body,
+                headers={"X-DMR-Message-Id": "m-1"},
+            )
+            for _ in range(2)
+        ]
     assert [a.status for a in answers] == [200, 200]
     assert [json.loads(a.data)["duplicate"] for a in answers] == [False, True]
     assert [(r["id"], r["duplicate"], r["relay"]) for r in received(log)] == [
-        ("m-1", False, "relay-1"), ("m-1", True, "relay-1")]
+        ("m-1", False, "relay-1"),
+        ("m-1", True, "relay-1"),
+    ]
 
 
 def test_a_stop_waits_for_the_delivery_being_marked_and_recorded(pki, tmp_path):
@@ -42,8 +51,11 @@ def test_a_stop_waits_for_the_delivery_being_marked_and_recorded(pki, tmp_path):
 
         server.record = slow_record  # type: ignore[method-assign]
         body = json.dumps({"id": "m-1", "expires_at": "2999-01-01T00:00:00Z"}).encode()
-        post = threading.Thread(target=http.request, args=(
-            "POST", f"https://127.0.0.1:{server.port}/inbox/bob"), kwargs={"body": body})
+        post = threading.Thread(
+            target=http.request,
+            args=("POST", f"https://127.0.0.1:{server.port}/inbox/bob"),
+            kwargs={"body": body},
+        )
         post.start()
         assert recording.wait(5)
         closing = threading.Thread(target=server.server_close)
@@ -65,8 +77,12 @@ def test_an_id_another_sender_used_is_not_a_duplicate_of_yours(pki, tmp_path):
     body = json.dumps({"id": "X", "expires_at": "2999-01-01T00:00:00Z"}).encode()
 
     def deliver(port: int, sender: str) -> dict:
-        answer = http.request("POST", f"https://127.0.0.1:{port}/inbox/hank", body=body,
-                              headers={"X-DMR-Message-Id": "X", "X-DMR-From": sender})
+        answer = http.request(
+            "POST",
+            f"https://127.0.0.1:{port}/inbox/hank",
+            body=body,
+            headers={"X-DMR-Message-Id": "X", "X-DMR-From": sender},
+        )
         return {"status": answer.status, **json.loads(answer.data)}
 
     seen, down_log = tmp_path / "seen.sqlite", tmp_path / "down.jsonl"
@@ -79,6 +95,6 @@ def test_an_id_another_sender_used_is_not_a_duplicate_of_yours(pki, tmp_path):
     assert (alice["status"], alice["duplicate"]) == (200, False)
     assert (bob["status"], bob["duplicate"]) == (200, False)  # processed, not alice's copy
     assert bob_again["duplicate"] is True  # a real repeat of bob's is still one
-    assert [(r["from"], r["status"], r["duplicate"]) for r in received(down_log) + received(log)
-            ] == [("bob", 503, False), ("alice", 200, False), ("bob", 200, False),
-                  ("bob", 200, True)]
+    assert [
+        (r["from"], r["status"], r["duplicate"]) for r in received(down_log) + received(log)
+    ] == [("bob", 503, False), ("alice", 200, False), ("bob", 200, False), ("bob", 200, True)]

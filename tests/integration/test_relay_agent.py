@@ -45,9 +45,15 @@ def test_agent_syncs_and_beats_against_home(pki, tmp_path):
         # A change at home ends the waiting long poll well before its 5 s.
         def change() -> None:
             time.sleep(0.5)
-            admin.post(f"{home.url}/v1/participants", timeout=5, json={
-                "id": "dave", "endpoint": "https://127.0.0.1:1/dave", "rooms": ["ops"],
-            }).raise_for_status()
+            admin.post(
+                f"{home.url}/v1/participants",
+                timeout=5,
+                json={
+                    "id": "dave",
+                    "endpoint": "https://127.0.0.1:1/dave",
+                    "rooms": ["ops"],
+                },
+            ).raise_for_status()
             admin.post(f"{home.url}/v1/participants/dave/suspend", timeout=5).raise_for_status()
 
         def saved_now() -> Snapshot:
@@ -67,11 +73,15 @@ def test_agent_syncs_and_beats_against_home(pki, tmp_path):
         [instance] = admin.get(f"{home.url}/v1/instances", timeout=5).json()["instances"]
         assert instance["instance"] == "relay-1" and instance["health"] == "healthy"
         assert instance["sync_version"] == agent.version
-        assert instance["counters"] == {"messages": 3, "delivered": 2, "rejected": 0,
-                                        "failed": 1, "refused": 1}
+        assert instance["counters"] == {
+            "messages": 3,
+            "delivered": 2,
+            "rejected": 0,
+            "failed": 1,
+            "refused": 1,
+        }
         assert 0 <= beat["sync_age"] < 5 and instance["sync_age"] == beat["sync_age"]
-        confirmed = meters.registry.get_sample_value(
-            "dmr_relay_sync_confirmed_timestamp_seconds")
+        confirmed = meters.registry.get_sample_value("dmr_relay_sync_confirmed_timestamp_seconds")
         assert time.time() - 5 < confirmed <= time.time()
 
 
@@ -81,8 +91,7 @@ def test_agent_fails_over_to_the_next_home_url_at_once(pki, tmp_path):
     dead = f"https://127.0.0.1:{free_port()}/v1/home"
     with running_home(tmp_path / "home", pki, workers=1) as home:
         admin = router_session(pki, forwarded(pki, "admin", "admin"))
-        cfg = relay_config(pki, tmp_path / "relay", home_url=dead,
-                           home_failover=[f"{home.url}/v1"])
+        cfg = relay_config(pki, tmp_path / "relay", home_url=dead, home_failover=[f"{home.url}/v1"])
         cfg = dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, poll_wait=1))
         agent = Agent(cfg, RelayMetrics())
 
@@ -100,4 +109,3 @@ def test_agent_fails_over_to_the_next_home_url_at_once(pki, tmp_path):
         agent.poll_once()
     assert dead in caught.value.detail
     assert agent.homes.index == 1
-

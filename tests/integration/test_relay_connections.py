@@ -34,8 +34,9 @@ class Scripted:
 
 
 @contextmanager
-def scripted(pki, answer: Callable[[ssl.SSLSocket, int], bool],
-             first_reads: list[bytes] | None = None) -> Iterator[tuple[str, Scripted]]:
+def scripted(
+    pki, answer: Callable[[ssl.SSLSocket, int], bool], first_reads: list[bytes] | None = None
+) -> Iterator[tuple[str, Scripted]]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca))
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_cert_chain(pki.cert("server", "recipient"), pki.key("server", "recipient"))
@@ -76,8 +77,11 @@ def _read_request(conn: ssl.SSLSocket, first_reads: list[bytes] | None = None) -
             first_reads.append(chunk)
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
     while len(body) < length:
         body += conn.recv(65536)
     return True
@@ -144,10 +148,14 @@ def test_an_idle_connection_the_peer_closed_is_not_reused(pki, make_pool):
         assert (server.connections, pool.opened) == (2, 2)
 
 
-@pytest.mark.parametrize("answer", [
-    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
-    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (LIMIT + 1) + b"x" * (LIMIT + 1),
-], ids=["connection-close", "longer-than-the-limit"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (LIMIT + 1) + b"x" * (LIMIT + 1),
+    ],
+    ids=["connection-close", "longer-than-the-limit"],
+)
 def test_an_answer_that_ends_the_connection_is_read_and_not_kept(pki, make_pool, answer):
     def reply(conn, n):
         conn.sendall(answer)
@@ -161,8 +169,9 @@ def test_an_answer_that_ends_the_connection_is_read_and_not_kept(pki, make_pool,
 
 def test_a_chunked_answer_read_to_its_end_keeps_the_connection(pki, make_pool):
     def chunked(conn, n):
-        conn.sendall(b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"2\r\nok\r\n0\r\n\r\n")
+        conn.sendall(
+            b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        )
         return False
 
     pool = make_pool()
@@ -221,13 +230,16 @@ def test_a_context_that_does_not_check_names_is_refused(pki, tmp_path):
         ConnectionPool(context, per_host=1, hosts=1, connect_timeout=1, read_timeout=1)
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("https://example.org", ("example.org", 443, "/")),
-    ("https://example.org?q=1", ("example.org", 443, "/?q=1")),
-    ("https://10.0.0.1:8443/in/box?a=b&c", ("10.0.0.1", 8443, "/in/box?a=b&c")),
-    ("https://[2001:db8::1]:9/x", ("2001:db8::1", 9, "/x")),
-    ("https://example.org/a?", ("example.org", 443, "/a?")),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://example.org", ("example.org", 443, "/")),
+        ("https://example.org?q=1", ("example.org", 443, "/?q=1")),
+        ("https://10.0.0.1:8443/in/box?a=b&c", ("10.0.0.1", 8443, "/in/box?a=b&c")),
+        ("https://[2001:db8::1]:9/x", ("2001:db8::1", 9, "/x")),
+        ("https://example.org/a?", ("example.org", 443, "/a?")),
+    ],
+)
 def test_target_is_host_port_and_the_request_line(url, expected):
     assert target(url) == expected
 

@@ -112,8 +112,9 @@ def test_a_full_queue_refuses_before_sending_anything(pki, cfg, signer, log):
     deliverer = Deliverer(Deliverer.from_config(cfg).pool, threads=2, capacity=2)
     with recipient_thread(pki, log, delay=1.0) as server:
         recipients = [Recipient(i, f"https://127.0.0.1:{server.port}/") for i in ("a", "b", "c")]
-        busy = threading.Thread(target=deliverer.deliver,
-                                args=(envelope_for(signer, ["a", "b"]), recipients[:2], "r"))
+        busy = threading.Thread(
+            target=deliverer.deliver, args=(envelope_for(signer, ["a", "b"]), recipients[:2], "r")
+        )
         busy.start()
         deadline = time.monotonic() + 5
         while deliverer.in_flight < 2 and time.monotonic() < deadline:
@@ -148,8 +149,12 @@ def test_connections_are_kept_alive(pki, deliverer, signer, log):
 def test_a_recipient_certificate_for_another_name_is_not_trusted(fresh_pki, tmp_path, signer, log):
     pki_mod.issue(fresh_pki.dir, "server", "elsewhere", dns=("elsewhere.example",))
     deliverer = Deliverer.from_config(relay_config(fresh_pki, tmp_path))
-    server = RecipientServer(("127.0.0.1", 0), cert=fresh_pki.cert("server", "elsewhere"),
-                             key=fresh_pki.key("server", "elsewhere"), log_path=log)
+    server = RecipientServer(
+        ("127.0.0.1", 0),
+        cert=fresh_pki.cert("server", "elsewhere"),
+        key=fresh_pki.key("server", "elsewhere"),
+        log_path=log,
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"https://127.0.0.1:{server.port}/"

@@ -32,16 +32,22 @@ class RelayProcess:
     def __init__(self, pki, state: Path, tmp: Path) -> None:
         self.port = free_port()
         cfg = relay_kit.relay_config(
-            pki, state, bind=f"127.0.0.1:{self.port}", workers=2, threads=4,
+            pki,
+            state,
+            bind=f"127.0.0.1:{self.port}",
+            workers=2,
+            threads=4,
             # home is down: nothing listens there; the agent keeps trying in the background.
-            home_url=f"https://127.0.0.1:{free_port()}/v1/home")
+            home_url=f"https://127.0.0.1:{free_port()}/v1/home",
+        )
         (tmp / "relay.toml").write_text(config.to_toml(cfg))
         self.socket = cfg.gate.socket
         self.process = App("relay", tmp / "relay.toml", tmp)
         self.url = f"https://127.0.0.1:{self.port}"
         # What nginx does: present the router's certificate, vouch for the participant.
-        self.session = mtls_session(pki.ca, pki.cert("router", "router"),
-                                    pki.key("router", "router"))
+        self.session = mtls_session(
+            pki.ca, pki.cert("router", "router"), pki.key("router", "router")
+        )
 
     def __enter__(self) -> RelayProcess:
         self.process.start()
@@ -56,10 +62,12 @@ class RelayProcess:
         return self.session.get(self.url + path, timeout=5, headers={"Connection": "close"})
 
     def send(self, doc: dict, token: str, pki) -> requests.Response:
-        headers = {"Authorization": f"Bearer {token}", "Connection": "close",
-                   **forwarded(pki, "participant", "alice")}
-        return self.session.post(self.url + "/v1/messages", json=doc, headers=headers,
-                                 timeout=10)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Connection": "close",
+            **forwarded(pki, "participant", "alice"),
+        }
+        return self.session.post(self.url + "/v1/messages", json=doc, headers=headers, timeout=10)
 
 
 def wait_until(predicate, timeout: float = 10.0) -> None:
@@ -134,7 +142,8 @@ def test_readiness_saved_document_and_live_updates(pki, tmp_path):
             before = len(received(inbox_log))
             answers = [relay.send(relay_kit.message([card]), token, pki) for _ in range(10)]
             assert {(a.status_code, a.json()["type"]) for a in answers} == {
-                (503, "urn:dmr:problem:draining")}
+                (503, "urn:dmr:problem:draining")
+            }
             assert relay.get("/readyz").status_code == 503
             assert len(received(inbox_log)) == before
             signer.version = 3  # alice active again, so that a delivery shows the way back
@@ -154,11 +163,30 @@ def test_readiness_saved_document_and_live_updates(pki, tmp_path):
 
 
 def drain(conf: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dmr_appliance", "relay", "drain", "--config",
-                           str(conf), "--timeout", "20", *args],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dmr_appliance",
+            "relay",
+            "drain",
+            "--config",
+            str(conf),
+            "--timeout",
+            "20",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def refusals_by_problem(text: str) -> dict[str, float]:
-    return {s.labels["problem"]: s.value for f in text_string_to_metric_families(text)
-            for s in f.samples if s.name == "dmr_relay_refusals_total"}
+    return {
+        s.labels["problem"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "dmr_relay_refusals_total"
+    }

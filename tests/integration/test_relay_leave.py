@@ -31,14 +31,23 @@ def relay(pki, tmp: Path, home_url: str, member: str) -> Process:
     """``relay serve`` alone (gunicorn and its agent; no gate), beating every second as
     relay-1.<member>."""
     state = tmp / member
-    cfg = relay_config(pki, state, instance=f"relay-1.{member}", bind=f"127.0.0.1:{free_port()}",
-                       workers=1, threads=2, home_url=home_url)
+    cfg = relay_config(
+        pki,
+        state,
+        instance=f"relay-1.{member}",
+        bind=f"127.0.0.1:{free_port()}",
+        workers=1,
+        threads=2,
+        home_url=home_url,
+    )
     cfg = dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, heartbeat_interval=1))
     state.mkdir(parents=True)
     path = state / "relay.toml"
     path.write_text(config.to_toml(cfg))
-    return Process([sys.executable, "-m", "dmr_appliance", "relay", "serve", "--config",
-                    str(path)], log_path=state / "relay.log")
+    return Process(
+        [sys.executable, "-m", "dmr_appliance", "relay", "serve", "--config", str(path)],
+        log_path=state / "relay.log",
+    )
 
 
 def wait_for(check, what: str, timeout: float = 30.0):
@@ -59,16 +68,23 @@ def test_a_relay_stopped_cleanly_is_left_one_killed_goes_down(tmp_path, pki):
 
         def gauge() -> dict[str, float]:
             text = admin.get(f"{home.url}/metrics", timeout=5).text
-            return {s.labels["health"]: s.value for f in text_string_to_metric_families(text)
-                    for s in f.samples if s.name == "dmr_home_instances"}
+            return {
+                s.labels["health"]: s.value
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+                if s.name == "dmr_home_instances"
+            }
 
-        stopped, crashed = (relay(pki, tmp_path, f"{home.url}/v1", m) for m in ("stopped",
-                                                                               "crashed"))
+        stopped, crashed = (
+            relay(pki, tmp_path, f"{home.url}/v1", m) for m in ("stopped", "crashed")
+        )
         try:
             stopped.start()
             crashed.start()
-            wait_for(lambda: health() == {"relay-1.stopped": "healthy",
-                                          "relay-1.crashed": "healthy"}, "both healthy")
+            wait_for(
+                lambda: health() == {"relay-1.stopped": "healthy", "relay-1.crashed": "healthy"},
+                "both healthy",
+            )
 
             os.kill(stopped.pid, signal.SIGTERM)  # the master only: it stops its agent
             stopped.process.wait(15)

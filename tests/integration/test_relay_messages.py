@@ -52,8 +52,15 @@ class Relay:
     def token(self, name: str = "alice", **kwargs) -> str:
         return self.signer.token(name, self.pki.cert("participant", name), **kwargs)
 
-    def post(self, doc, *, token: str | None = None, caller=("participant", "alice"),
-             headers: dict | None = None, body=None):
+    def post(
+        self,
+        doc,
+        *,
+        token: str | None = None,
+        caller=("participant", "alice"),
+        headers: dict | None = None,
+        body=None,
+    ):
         hdrs = {"Content-Type": "application/json", **cert_headers(self.pki, *caller)}
         if token is None:
             token = self.token(caller[1] if caller[0] == "participant" else "alice")
@@ -99,12 +106,19 @@ def test_delivers_to_every_recipient(relay):
     assert resp.status_code == 200, resp.text
     assert resp.json["id"] == doc["id"]
     assert [(o["to"], o["outcome"], o["status"]) for o in resp.json["outcomes"]] == [
-        ("bob", "delivered", 200), ("carol", "delivered", 200)]
+        ("bob", "delivered", 200),
+        ("carol", "delivered", 200),
+    ]
     for name in ("bob", "carol"):
         [got] = received(relay.logs[name])
         assert (got["id"], got["to"], got["request_id"]) == (doc["id"], [name], "abc123")
-    assert relay.meters.totals() == {"messages": 1, "delivered": 2, "rejected": 0,
-                                         "failed": 0, "refused": 0}
+    assert relay.meters.totals() == {
+        "messages": 1,
+        "delivered": 2,
+        "rejected": 0,
+        "failed": 0,
+        "refused": 0,
+    }
 
 
 def test_two_cards_of_one_participant_deliver_once(relay):
@@ -123,7 +137,9 @@ def test_a_failed_delivery_is_502_and_lists_every_outcome(relay):
     resp = relay.post(message([relay.card("bob"), relay.card("carol")]))
     doc = assert_problem(resp, 502, "delivery-failed")
     assert {o["to"]: o["outcome"] for o in doc["outcomes"]} == {
-        "bob": "delivered", "carol": "failed"}
+        "bob": "delivered",
+        "carol": "failed",
+    }
 
 
 def test_failed_wins_over_rejected(relay):
@@ -132,7 +148,9 @@ def test_failed_wins_over_rejected(relay):
     resp = relay.post(message([relay.card("bob"), relay.card("carol")]))
     doc = assert_problem(resp, 502, "delivery-failed")
     assert {o["to"]: o["outcome"] for o in doc["outcomes"]} == {
-        "bob": "rejected", "carol": "failed"}
+        "bob": "rejected",
+        "carol": "failed",
+    }
 
 
 def test_a_permanent_rejection_is_422(relay):
@@ -140,7 +158,9 @@ def test_a_permanent_rejection_is_422(relay):
     resp = relay.post(message([relay.card("bob"), relay.card("carol")]))
     doc = assert_problem(resp, 422, "delivery-rejected")
     assert {o["to"]: (o["outcome"], o["status"]) for o in doc["outcomes"]} == {
-        "bob": ("delivered", 200), "carol": ("rejected", 410)}
+        "bob": ("delivered", 200),
+        "carol": ("rejected", 410),
+    }
 
 
 # --- readiness ------------------------------------------------------------------------------
@@ -149,8 +169,11 @@ def test_a_permanent_rejection_is_422(relay):
 def test_not_ready_without_a_sync_document(relay):
     relay.trust.path.unlink()
     fresh = SyncState(relay.trust.path, issuer=ISSUER, leeway=5)
-    app = create_app(relay_config(relay.pki, relay.trust.path.parent), fresh,
-                     Deliverer.from_config(relay_config(relay.pki, relay.trust.path.parent)))
+    app = create_app(
+        relay_config(relay.pki, relay.trust.path.parent),
+        fresh,
+        Deliverer.from_config(relay_config(relay.pki, relay.trust.path.parent)),
+    )
     client = falcon.testing.TestClient(app)
     relay.client = client
     assert_problem(client.simulate_get("/readyz"), 503, "not-ready")
@@ -165,34 +188,44 @@ def test_not_ready_without_a_sync_document(relay):
 
 def test_a_forged_header_from_a_non_router_peer_is_ignored(relay):
     # A relay's certificate at the gate, alice's in the header: the relay sees a relay.
-    forged = {**direct_headers(relay.pki, "relay", "relay-2"),
-              CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant", "alice"))}
+    forged = {
+        **direct_headers(relay.pki, "relay", "relay-2"),
+        CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant", "alice")),
+    }
     resp = relay.post(message([relay.card("bob")]), headers=forged)
     assert_problem(resp, 403, "forbidden")
     # bob's own certificate with alice's in the header: bob, whose token alice lacks.
-    forged = {**direct_headers(relay.pki, "participant", "bob"),
-              CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant", "alice"))}
+    forged = {
+        **direct_headers(relay.pki, "participant", "bob"),
+        CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant", "alice")),
+    }
     resp = relay.post(message([relay.card("bob")]), headers=forged)
     assert_problem(resp, 401, "token-cnf-mismatch")
     assert nothing_delivered(relay)
 
 
 def test_without_the_gate_header_there_is_no_identity(relay):
-    resp = relay.post(message([relay.card("bob")]), headers={
-        PEER_CERT_HEADER: "", CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant",
-                                                                              "alice"))})
+    resp = relay.post(
+        message([relay.card("bob")]),
+        headers={
+            PEER_CERT_HEADER: "",
+            CLIENT_CERT_HEADER: escaped_cert(relay.pki.cert("participant", "alice")),
+        },
+    )
     assert_problem(resp, 403, "no-client-identity")
     assert nothing_delivered(relay)
 
 
 def test_without_a_certificate_nothing_is_accepted(relay):
-    assert_problem(relay.post(message([relay.card("bob")]), caller=(None, None)), 403,
-                   "no-client-identity")
+    assert_problem(
+        relay.post(message([relay.card("bob")]), caller=(None, None)), 403, "no-client-identity"
+    )
 
 
 def test_only_participants_send(relay):
-    assert_problem(relay.post(message([relay.card("bob")]), caller=("admin", "admin")), 403,
-                   "forbidden")
+    assert_problem(
+        relay.post(message([relay.card("bob")]), caller=("admin", "admin")), 403, "forbidden"
+    )
 
 
 # --- the access token -----------------------------------------------------------------------
@@ -204,35 +237,48 @@ def _foreign_key_token(relay: Relay) -> str:
 
 def _other_issuer(relay: Relay) -> str:
     return tokens.issue_access_token(
-        relay.signer.key, issuer="someone-else", subject="alice", rooms=["ops"],
-        cert_thumbprint=thumbprint(relay.pki.cert("participant", "alice")), lifetime=60)
+        relay.signer.key,
+        issuer="someone-else",
+        subject="alice",
+        rooms=["ops"],
+        cert_thumbprint=thumbprint(relay.pki.cert("participant", "alice")),
+        lifetime=60,
+    )
 
 
 def _unsigned(relay: Relay) -> str:
     claims = jwt.decode(relay.token(), options={"verify_signature": False})
-    return jwt.encode(claims, None, algorithm="none", headers={"typ": tokens.ACCESS_TYP,
-                                                              "kid": relay.signer.key.kid})
+    return jwt.encode(
+        claims,
+        None,
+        algorithm="none",
+        headers={"typ": tokens.ACCESS_TYP, "kid": relay.signer.key.kid},
+    )
 
 
 def _expired(relay: Relay) -> str:
     return relay.token(lifetime=60, now=int(datetime.now(UTC).timestamp()) - 600)
 
 
-@pytest.mark.parametrize(("make", "code"), [
-    (lambda r: "", "token-missing"),
-    (lambda r: "not.a.token", "token-malformed"),
-    (lambda r: r.signer.token("alice", r.pki.cert("participant", "bob")), "token-cnf-mismatch"),
-    (_expired, "token-expired"),
-    (_foreign_key_token, "token-unknown-kid"),
-    (_other_issuer, "token-wrong-issuer"),
-    (_unsigned, "token-alg-none"),
-])
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (lambda r: "", "token-missing"),
+        (lambda r: "not.a.token", "token-malformed"),
+        (lambda r: r.signer.token("alice", r.pki.cert("participant", "bob")), "token-cnf-mismatch"),
+        (_expired, "token-expired"),
+        (_foreign_key_token, "token-unknown-kid"),
+        (_other_issuer, "token-wrong-issuer"),
+        (_unsigned, "token-alg-none"),
+    ],
+)
 def test_every_token_refusal_is_401_with_its_code(relay, make, code):
     assert_problem(relay.post(message([relay.card("bob")]), token=make(relay)), 401, code)
     assert nothing_delivered(relay)
     assert relay.meters.totals()["refused"] == 1
-    assert relay.meters.registry.get_sample_value(
-        "dmr_relay_refusals_total", {"problem": code}) == 1
+    assert (
+        relay.meters.registry.get_sample_value("dmr_relay_refusals_total", {"problem": code}) == 1
+    )
 
 
 def test_a_revoked_token_is_refused(relay):
@@ -279,16 +325,23 @@ def test_a_recipient_outside_the_room_is_refused(relay):
 
 def test_a_card_home_did_not_sign_is_refused(relay):
     forged = HomeSigner().card("bob", "https://evil.example/")
-    doc = assert_problem(relay.post(message([relay.card("carol"), forged])), 422,
-                         "card-unknown-kid")
+    doc = assert_problem(
+        relay.post(message([relay.card("carol"), forged])), 422, "card-unknown-kid"
+    )
     assert doc["field"] == "to[1]"
     assert nothing_delivered(relay)
 
 
 def test_an_expired_card_is_refused(relay):
-    expired = tokens.issue_card(relay.signer.key, issuer=ISSUER, subject="bob",
-                                endpoint="https://127.0.0.1:1/", rooms=["ops"], lifetime=60,
-                                now=int(datetime.now(UTC).timestamp()) - 600)
+    expired = tokens.issue_card(
+        relay.signer.key,
+        issuer=ISSUER,
+        subject="bob",
+        endpoint="https://127.0.0.1:1/",
+        rooms=["ops"],
+        lifetime=60,
+        now=int(datetime.now(UTC).timestamp()) - 600,
+    )
     assert_problem(relay.post(message([expired])), 422, "card-expired")
 
 
@@ -325,9 +378,11 @@ def test_health_metrics_and_openapi(relay):
     relay.post(message([relay.card("bob")], sender="carol"))
     scrape = relay.client.simulate_get("/metrics")
     assert scrape.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(scrape.text)
-               for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(scrape.text)
+        for s in family.samples
+    }
     assert samples[("dmr_relay_messages_total", (("outcome", "delivered"),))] == 1
     assert samples[("dmr_relay_deliveries_total", (("outcome", "delivered"),))] == 1
     assert samples[("dmr_relay_deliveries_total", (("outcome", "failed"),))] == 0
@@ -335,8 +390,7 @@ def test_health_metrics_and_openapi(relay):
     assert samples[("dmr_relay_sync_version", ())] == 1
     assert samples[("dmr_relay_ready", ())] == 1
     assert samples[("dmr_relay_deliveries_in_flight", ())] == 0
-    assert samples[("dmr_relay_delivery_duration_seconds_count",
-                    (("outcome", "delivered"),))] == 1
+    assert samples[("dmr_relay_delivery_duration_seconds_count", (("outcome", "delivered"),))] == 1
     post = (("code", "200"), ("method", "POST"), ("route", "/v1/messages"))
     assert samples[("dmr_relay_request_duration_seconds_count", post)] == 1
     refused = (("code", "403"), ("method", "POST"), ("route", "/v1/messages"))
@@ -345,14 +399,23 @@ def test_health_metrics_and_openapi(relay):
     assert samples[("dmr_relay_request_duration_seconds_bucket", inf)] == 1
     info = [k for k in samples if k[0] == "dmr_relay_info"]
     assert info == [("dmr_relay_info", (("relay", "relay-1"), ("version", __version__)))]
-    expiry = {dict(k[1])["certificate"]: v for k, v in samples.items()
-              if k[0] == "dmr_certificate_expiry_timestamp_seconds"}
+    expiry = {
+        dict(k[1])["certificate"]: v
+        for k, v in samples.items()
+        if k[0] == "dmr_certificate_expiry_timestamp_seconds"
+    }
     assert set(expiry) == {"service", "ca"} and min(expiry.values()) > time.time()
     spec = relay.client.simulate_get("/openapi.json").json
-    assert set(spec["paths"]) == {"/v1/messages", "/healthz", "/readyz", "/metrics",
-                                  "/openapi.json"}
+    assert set(spec["paths"]) == {
+        "/v1/messages",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    }
     assert {"200", "401", "403", "422", "502", "503"} <= set(
-        spec["paths"]["/v1/messages"]["post"]["responses"])
+        spec["paths"]["/v1/messages"]["post"]["responses"]
+    )
 
 
 def test_only_post_is_allowed(relay):
@@ -369,8 +432,9 @@ def test_relay_body_without_content_length_is_read_and_capped() -> None:
     from dmr_appliance.relay.messages import read_body
 
     def chunked(body: str) -> falcon.Request:
-        req = falcon.testing.create_req(method="POST", body=body,
-                                        headers={"Content-Type": "application/json"})
+        req = falcon.testing.create_req(
+            method="POST", body=body, headers={"Content-Type": "application/json"}
+        )
         del req.env["CONTENT_LENGTH"]
         return req
 

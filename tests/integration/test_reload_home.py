@@ -30,8 +30,9 @@ class Unlimited(Stack):
     """The local stack with the router's home rate limit lifted: the load is the test."""
 
     def router_config(self) -> config.RouterConfig:
-        limits = config.RateLimit(rate="100000r/s", burst=100_000, home_rate="100000r/s",
-                                  home_burst=100_000)
+        limits = config.RateLimit(
+            rate="100000r/s", burst=100_000, home_rate="100000r/s", home_burst=100_000
+        )
         return dataclasses.replace(super().router_config(), rate_limit=limits)
 
 
@@ -46,8 +47,10 @@ def test_home_calls_through_the_router_survive_reloads(tmp_path, capsys):
             while not stop.is_set():
                 for method, path in (("GET", "/cards/alice"), ("POST", "/tokens")):
                     try:
-                        answers[method, session.request(method, stack.home_url + path,
-                                                        timeout=10).status_code] += 1
+                        answers[
+                            method,
+                            session.request(method, stack.home_url + path, timeout=10).status_code,
+                        ] += 1
                     except requests.ConnectionError:
                         # The router closing an idle client connection as it reloads: the
                         # client's race (its retry), not a request the router took.

@@ -49,8 +49,9 @@ class Router:
         self.conf = tmp_path / "nginx.conf"
         render.write(cfg, self.conf)
         self.log = (tmp_path / "nginx.out").open("ab")
-        self.nginx = NginxProcess(self.conf, prefix=cfg.prefix, pid_file=cfg.pid_file,
-                                 output=self.log)
+        self.nginx = NginxProcess(
+            self.conf, prefix=cfg.prefix, pid_file=cfg.pid_file, output=self.log
+        )
         self.url = f"https://127.0.0.1:{cfg.listen}"
 
     def session(self, kind: str = "participant", name: str = "alice") -> requests.Session:
@@ -92,12 +93,19 @@ def router(pki, tmp_path):
     def start(relays: list[str], home: str | None = None, pki_=None, **changes) -> Router:
         p = pki_ or pki
         prefix = tmp_path / f"router-{len(started)}"
-        tls = config.RouterTls(ca=p.ca, crl=p.crl, cert=p.cert("server", "router"),
-                               key=p.key("server", "router"))
+        tls = config.RouterTls(
+            ca=p.ca, crl=p.crl, cert=p.cert("server", "router"), key=p.key("server", "router")
+        )
         cfg = config.RouterConfig(
-            listen=free_port(), relays=relays, home=home or f"127.0.0.1:{free_port()}",
-            prefix=prefix, pid_file=prefix / "nginx.pid", access_log=str(prefix / "access.log"),
-            error_log=str(prefix / "error.log"), worker_processes="1", tls=tls,
+            listen=free_port(),
+            relays=relays,
+            home=home or f"127.0.0.1:{free_port()}",
+            prefix=prefix,
+            pid_file=prefix / "nginx.pid",
+            access_log=str(prefix / "access.log"),
+            error_log=str(prefix / "error.log"),
+            worker_processes="1",
+            tls=tls,
         )
         cfg = dataclasses.replace(cfg, **changes)
         prefix.mkdir(parents=True, exist_ok=True)
@@ -117,8 +125,9 @@ def dead_address() -> str:
 
 
 def post(session: requests.Session, url: str, body: bytes = b"{}") -> requests.Response:
-    return session.post(url + "/v1/messages", data=body,
-                        headers={"Content-Type": "application/json"}, timeout=30)
+    return session.post(
+        url + "/v1/messages", data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
 
 
 # --- client certificates ----------------------------------------------------------------------
@@ -146,12 +155,17 @@ def test_certificate_of_another_ca_is_refused(router, upstream, tmp_path, pki):
 
 def test_revoked_certificate_is_refused(router, upstream, fresh_pki):
     pki_mod.revoke(fresh_pki.dir, "participant", "bob")
-    relay = FakeUpstream("relay-1", fresh_pki.cert("relay", "relay-1"),
-                         fresh_pki.key("relay", "relay-1"), fresh_pki.ca).start()
+    relay = FakeUpstream(
+        "relay-1",
+        fresh_pki.cert("relay", "relay-1"),
+        fresh_pki.key("relay", "relay-1"),
+        fresh_pki.ca,
+    ).start()
     try:
         r = router([relay.address], pki_=fresh_pki)
-        assert_nginx_problem(post(r.session("participant", "bob"), r.url), 400,
-                             "client-certificate-invalid")
+        assert_nginx_problem(
+            post(r.session("participant", "bob"), r.url), 400, "client-certificate-invalid"
+        )
         assert post(r.session("participant", "alice"), r.url).status_code == 200
         assert len(relay.seen) == 1
     finally:
@@ -163,8 +177,11 @@ def test_client_sent_certificate_header_is_overwritten(router, upstream, pki):
     r = router([relay.address])
     forged = urllib.parse.quote(pki.pem("participant", "bob"))
     resp = r.session("participant", "alice").post(
-        r.url + "/v1/messages", data=b"{}",
-        headers={"X-DMR-Client-Cert": forged, "X-Request-Id": "chosen-by-client"}, timeout=10)
+        r.url + "/v1/messages",
+        data=b"{}",
+        headers={"X-DMR-Client-Cert": forged, "X-Request-Id": "chosen-by-client"},
+        timeout=10,
+    )
     assert resp.status_code == 200
     (seen,) = relay.seen
     sent = urllib.parse.unquote(seen.headers["x-dmr-client-cert"])
@@ -226,8 +243,9 @@ def test_wrong_method_is_405_with_allow(router, upstream):
 def test_ip_allow_lists_per_location_family(router, upstream):
     relay = upstream("relay-1")
     home = upstream("home", "server", "home")
-    r = router([relay.address], home.address, allow=["192.0.2.0/24"],
-               status_allow=["2001:db8::/32"])
+    r = router(
+        [relay.address], home.address, allow=["192.0.2.0/24"], status_allow=["2001:db8::/32"]
+    )
     alice = r.session()
     assert_nginx_problem(post(alice, r.url), 403, "forbidden")
     assert_nginx_problem(alice.get(r.url + "/home/", timeout=10), 403, "forbidden")
@@ -246,16 +264,19 @@ class Answer:
     body: bytes
 
 
-def raw_request(url: str, pki, data: bytes, kind: str = "participant",
-                name: str = "alice") -> Answer:
+def raw_request(
+    url: str, pki, data: bytes, kind: str = "participant", name: str = "alice"
+) -> Answer:
     """Send ``data`` as it is over TLS (with ``kind``/``name``'s certificate) and read the
     whole answer: nginx closes the connection after most of these, so the body is read
     by its Content-Length, or up to the close."""
     host, port = urllib.parse.urlsplit(url).netloc.rsplit(":", 1)
     context = ssl.create_default_context(cafile=str(pki.ca))
     context.load_cert_chain(pki.cert(kind, name), pki.key(kind, name))
-    with socket.create_connection((host, int(port)), timeout=10) as plain, \
-            context.wrap_socket(plain, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as plain,
+        context.wrap_socket(plain, server_hostname="localhost") as tls,
+    ):
         tls.sendall(data)
         resp = http.client.HTTPResponse(tls)
         resp.begin()
@@ -276,8 +297,9 @@ def gunicorn_parses(method: str, path: str, headers: dict[str, str]) -> int:
     from gunicorn.http.parser import RequestParser
 
     raw = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request = next(RequestParser(Config(), iter([raw.encode("latin-1") + b"\r\n"]),
-                                 ("127.0.0.1", 1)))
+    request = next(
+        RequestParser(Config(), iter([raw.encode("latin-1") + b"\r\n"]), ("127.0.0.1", 1))
+    )
     return len(request.headers)
 
 
@@ -333,8 +355,14 @@ def test_many_small_headers_never_reach_the_upstream(router, upstream, pki):
     relay = upstream("relay-1")
     r = router([relay.address])
     fillers = [f"X-Filler-{i:03}: x" for i in range(120)]
-    request = head("POST /v1/messages HTTP/1.1", "Authorization: Bearer t0ken",
-                   "Content-Type: application/json", *fillers, "Content-Length: 2", body=b"{}")
+    request = head(
+        "POST /v1/messages HTTP/1.1",
+        "Authorization: Bearer t0ken",
+        "Content-Type: application/json",
+        *fillers,
+        "Content-Length: 2",
+        body=b"{}",
+    )
     resp = raw_request(r.url, pki, request)
     assert resp.status == 200 and resp.headers["Content-Type"] == "application/json"
     assert json.loads(resp.body)["upstream"] == "relay-1"
@@ -353,9 +381,16 @@ def test_many_small_headers_never_reach_the_upstream(router, upstream, pki):
 def test_only_the_listed_client_headers_go_on(router, upstream, pki):
     home = upstream("home", "server", "home")
     r = router([dead_address()], home.address)
-    sent = {"Accept": "application/json", "If-None-Match": '"7"', "If-Match": '"6"',
-            "User-Agent": "dmr-test", "Authorization": "Bearer t",
-            "X-DMR-Peer-Cert": "forged", "Forwarded": "for=192.0.2.1", "Cookie": "a=b"}
+    sent = {
+        "Accept": "application/json",
+        "If-None-Match": '"7"',
+        "If-Match": '"6"',
+        "User-Agent": "dmr-test",
+        "Authorization": "Bearer t",
+        "X-DMR-Peer-Cert": "forged",
+        "Forwarded": "for=192.0.2.1",
+        "Cookie": "a=b",
+    }
     resp = r.session("admin", "admin").get(r.url + "/v1/home/sync", headers=sent, timeout=10)
     assert resp.status_code == 200
     (seen,) = home.seen
@@ -370,12 +405,14 @@ def test_only_the_listed_client_headers_go_on(router, upstream, pki):
 def test_an_unknown_transfer_encoding_is_501_problem(router, upstream, pki, encoding):
     relay = upstream("relay-1")
     r = router([relay.address])
-    request = head("POST /v1/messages HTTP/1.1", f"Transfer-Encoding: {encoding}",
-                   body=b"2\r\n{}\r\n0\r\n\r\n")
+    request = head(
+        "POST /v1/messages HTTP/1.1", f"Transfer-Encoding: {encoding}", body=b"2\r\n{}\r\n0\r\n\r\n"
+    )
     assert_nginx_problem(raw_request(r.url, pki, request), 501, "transfer-encoding-not-implemented")
     # chunked itself is fine: nginx reads the body and passes it on with a Content-Length.
-    chunked = head("POST /v1/messages HTTP/1.1", "Transfer-Encoding: chunked",
-                   body=b"2\r\n{}\r\n0\r\n\r\n")
+    chunked = head(
+        "POST /v1/messages HTTP/1.1", "Transfer-Encoding: chunked", body=b"2\r\n{}\r\n0\r\n\r\n"
+    )
     assert raw_request(r.url, pki, chunked).status == 200
     (seen,) = relay.seen
     assert seen.body == b"{}" and seen.headers["content-length"] == "2"
@@ -425,12 +462,14 @@ def test_malformed_headers_are_400_problem(router, upstream, pki):
     relay = upstream("relay-1")
     r = router([relay.address])
     no_host = b"POST /v1/messages HTTP/1.1\r\nConnection: close\r\n\r\n"
-    both = head("POST /v1/messages HTTP/1.1", "Content-Length: 2", "Transfer-Encoding: chunked",
-                body=b"2\r\n{}\r\n0\r\n\r\n")
-    te_on_10 = head("POST /v1/messages HTTP/1.0", "Transfer-Encoding: chunked",
-                    body=b"0\r\n\r\n")
-    twice = head("POST /v1/messages HTTP/1.1", "Content-Length: 2", "Content-Length: 2",
-                 body=b"{}")
+    both = head(
+        "POST /v1/messages HTTP/1.1",
+        "Content-Length: 2",
+        "Transfer-Encoding: chunked",
+        body=b"2\r\n{}\r\n0\r\n\r\n",
+    )
+    te_on_10 = head("POST /v1/messages HTTP/1.0", "Transfer-Encoding: chunked", body=b"0\r\n\r\n")
+    twice = head("POST /v1/messages HTTP/1.1", "Content-Length: 2", "Content-Length: 2", body=b"{}")
     for request in (no_host, both, te_on_10, twice):
         assert_nginx_problem(raw_request(r.url, pki, request), 400, "bad-request")
     assert relay.seen == []
@@ -442,8 +481,10 @@ def test_http_0_9_gets_the_problem_body_without_a_head(router, upstream, pki):
     host, port = urllib.parse.urlsplit(r.url).netloc.rsplit(":", 1)
     context = ssl.create_default_context(cafile=str(pki.ca))
     context.load_cert_chain(pki.cert("participant", "alice"), pki.key("participant", "alice"))
-    with socket.create_connection((host, int(port)), timeout=10) as plain, \
-            context.wrap_socket(plain, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as plain,
+        context.wrap_socket(plain, server_hostname="localhost") as tls,
+    ):
         tls.sendall(b"GET /elsewhere\r\n")
         data = b""
         while chunk := tls.recv(65536):
@@ -480,14 +521,27 @@ def test_home_routes(router, upstream):
     assert admin.get(r.url + "/home", timeout=10, allow_redirects=False).status_code == 301
 
 
-@pytest.mark.parametrize("path", [
-    "/home/v1/participants", "/home/v1/tokens", "/home/v1/sync", "/home/v1/keys",
-    "/home/v1/instances", "/home/v1/failures", "/home/v1/failures/", "/home/v1/failures/m-1/x",
-    "/home/v1/failures/m-1%2Fresolve", "/home/healthz", "/home/readyz", "/home/v1/jwks",
-    "/home/.well-known/jwks.json", "/home/metrics/x", "/home/x",
-])
-def test_the_home_prefix_serves_only_the_status_page_and_what_it_links(router, upstream,
-                                                                        path):
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/home/v1/participants",
+        "/home/v1/tokens",
+        "/home/v1/sync",
+        "/home/v1/keys",
+        "/home/v1/instances",
+        "/home/v1/failures",
+        "/home/v1/failures/",
+        "/home/v1/failures/m-1/x",
+        "/home/v1/failures/m-1%2Fresolve",
+        "/home/healthz",
+        "/home/readyz",
+        "/home/v1/jwks",
+        "/home/.well-known/jwks.json",
+        "/home/metrics/x",
+        "/home/x",
+    ],
+)
+def test_the_home_prefix_serves_only_the_status_page_and_what_it_links(router, upstream, path):
     # /home/ is open to status_allow, not home_allow: none of home's API behind it.
     home = upstream("home", "server", "home")
     r = router([dead_address()], home.address)
@@ -508,8 +562,9 @@ def test_relay_down_fails_over_to_another(router, upstream):
         resp = post(alice, r.url)
         assert resp.status_code == 200 and resp.json()["upstream"] == "relay-2"
     assert len(live.seen) == 4
-    statuses = [r.entry(rid)["upstream_status"] for rid in
-                (s.headers["x-request-id"] for s in live.seen)]
+    statuses = [
+        r.entry(rid)["upstream_status"] for rid in (s.headers["x-request-id"] for s in live.seen)
+    ]
     assert "502, 200" in statuses  # the refused connection, then the live relay
 
 
@@ -544,8 +599,7 @@ def test_a_timeout_is_not_retried(router, upstream):
     slow = upstream("relay-1")
     slow.set(200, delay=4)
     fast = upstream("relay-2", cert_name="relay-2")
-    r = router([slow.address, fast.address],
-               upstream=config.Upstreams(message_timeout=1))
+    r = router([slow.address, fast.address], upstream=config.Upstreams(message_timeout=1))
     alice = r.session()
     answers = [post(alice, r.url) for _ in range(2)]  # round robin: one goes to the slow relay
     timed_out = [a for a in answers if a.status_code == 504]

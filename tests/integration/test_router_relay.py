@@ -40,8 +40,12 @@ def deployment(pki, tmp_path_factory):
     signer = relay_kit.HomeSigner()
     # The recipient: the real demo recipient, requiring a relay certificate of the CA.
     inbox = recipient.RecipientServer(
-        ("127.0.0.1", 0), cert=pki.cert("server", "home"), key=pki.key("server", "home"),
-        ca=pki.ca, log_path=tmp / "deliveries.jsonl")
+        ("127.0.0.1", 0),
+        cert=pki.cert("server", "home"),
+        key=pki.key("server", "home"),
+        ca=pki.ca,
+        log_path=tmp / "deliveries.jsonl",
+    )
     threading.Thread(target=inbox.serve_forever, daemon=True).start()
     # The relay, with a saved sync document (home itself is not running: not needed).
     state = tmp / "relay-1"
@@ -50,8 +54,13 @@ def deployment(pki, tmp_path_factory):
     relay_port = free_port()
     router_port = free_port()
     relay_cfg = relay_kit.relay_config(
-        pki, state, bind=f"127.0.0.1:{relay_port}", workers=1, threads=4,
-        home_url=f"https://127.0.0.1:{router_port}/v1/home")
+        pki,
+        state,
+        bind=f"127.0.0.1:{relay_port}",
+        workers=1,
+        threads=4,
+        home_url=f"https://127.0.0.1:{router_port}/v1/home",
+    )
     (tmp / "relay.toml").write_text(config.to_toml(relay_cfg))
     relay = App("relay", tmp / "relay.toml", tmp).start()
     admin = session(pki.ca, pki.cert("admin", "admin"), pki.key("admin", "admin"))
@@ -59,19 +68,31 @@ def deployment(pki, tmp_path_factory):
     prefix = tmp / "router"
     prefix.mkdir()
     router_cfg = config.RouterConfig(
-        listen=router_port, relays=[f"127.0.0.1:{relay_port}"], home=f"127.0.0.1:{free_port()}",
-        prefix=prefix, pid_file=prefix / "nginx.pid", access_log=str(prefix / "access.log"),
-        error_log=str(prefix / "error.log"), worker_processes="1",
-        tls=config.RouterTls(ca=pki.ca, crl=pki.crl, cert=pki.cert("router", "router"),
-                             key=pki.key("router", "router")))
+        listen=router_port,
+        relays=[f"127.0.0.1:{relay_port}"],
+        home=f"127.0.0.1:{free_port()}",
+        prefix=prefix,
+        pid_file=prefix / "nginx.pid",
+        access_log=str(prefix / "access.log"),
+        error_log=str(prefix / "error.log"),
+        worker_processes="1",
+        tls=config.RouterTls(
+            ca=pki.ca,
+            crl=pki.crl,
+            cert=pki.cert("router", "router"),
+            key=pki.key("router", "router"),
+        ),
+    )
     render.write(router_cfg, prefix / "nginx.conf")
     router = NginxProcess(prefix / "nginx.conf", prefix=prefix, pid_file=router_cfg.pid_file)
     try:
-        relay.wait_ready(lambda: admin.get(f"https://127.0.0.1:{relay_port}/readyz",
-                                           timeout=2).ok, timeout=60)
+        relay.wait_ready(
+            lambda: admin.get(f"https://127.0.0.1:{relay_port}/readyz", timeout=2).ok, timeout=60
+        )
         router.start()
         yield {
-            "signer": signer, "url": f"https://127.0.0.1:{router_port}/v1/messages",
+            "signer": signer,
+            "url": f"https://127.0.0.1:{router_port}/v1/messages",
             "endpoint": f"https://localhost:{inbox.port}/inbox/bob",
             "deliveries": tmp / "deliveries.jsonl",
         }

@@ -33,8 +33,11 @@ from tests.support.stack_kit import (
 )
 
 ROOM = "ops"
-pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx,
-              pytest.mark.stack(relays=2, rooms={ROOM: ("alice", "bob")})]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.needs_nginx,
+    pytest.mark.stack(relays=2, rooms={ROOM: ("alice", "bob")}),
+]
 
 FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2)
 
@@ -54,8 +57,11 @@ def carol(carol_server):
 
 
 def records(path: Path, message_id: str, pid: str | None = None) -> list[dict]:
-    return [r for r in received(path) if r["id"] == message_id
-            and (pid is None or r["path"].endswith(f"/{pid}"))]
+    return [
+        r
+        for r in received(path)
+        if r["id"] == message_id and (pid is None or r["path"].endswith(f"/{pid}"))
+    ]
 
 
 def test_delivers_to_every_recipient_once(stack, carol):
@@ -90,8 +96,10 @@ def test_retry_carries_only_the_recipients_not_yet_delivered(stack, carol):
     first, second = records(carol.log_path, result.message_id)
     assert (first["status"], second["status"]) == (503, 200)
     # The same envelope both times: same id, same created_at and expires_at.
-    assert (first["created_at"], first["expires_at"]) == (second["created_at"],
-                                                          second["expires_at"])
+    assert (first["created_at"], first["expires_at"]) == (
+        second["created_at"],
+        second["expires_at"],
+    )
     assert result.recipients["carol"].attempts == 2 and result.recipients["bob"].attempts == 1
 
 
@@ -113,8 +121,11 @@ def test_fails_over_to_the_next_router(stack, caplog):
     assert result.ok
     assert [a.status for a in result.attempts] == [None, None, None, 200]
     assert result.attempts[-1].target == stack.router_url
-    events = [r.getMessage() for r in caplog.records
-              if getattr(r, "dmr_fields", {}).get("message_id") == result.message_id]
+    events = [
+        r.getMessage()
+        for r in caplog.records
+        if getattr(r, "dmr_fields", {}).get("message_id") == result.message_id
+    ]
     assert events.count("send.attempt") == 4 and events.count("send.retry") == 2
     assert events.count("send.failover") == 1 and "send.done" in events
 
@@ -151,8 +162,9 @@ def test_a_refused_token_is_renewed_once(stack):
     with sender(stack, policy=FAST) as s:
         assert s.send(ROOM, ["bob"], {"n": 8}).ok
         old = s.tokens.get()
-        stack.admin_client().revoke_token(jwt.decode(old, options={"verify_signature": False})
-                                          ["jti"])
+        stack.admin_client().revoke_token(
+            jwt.decode(old, options={"verify_signature": False})["jti"]
+        )
         wait_until_refused(stack, old)
         result = s.send(ROOM, ["bob"], {"n": 9})
         assert result.ok
@@ -166,9 +178,12 @@ def wait_until_refused(stack: Stack, token: str, timeout: float = 5.0) -> None:
     session = stack.session("participant", "alice")
     deadline, in_a_row = time.monotonic() + timeout, 0
     while time.monotonic() < deadline and in_a_row < 4:
-        resp = session.post(stack.messages_url, data=b"{}", timeout=5,
-                            headers={"Authorization": f"Bearer {token}",
-                                     "Content-Type": "application/json"})
+        resp = session.post(
+            stack.messages_url,
+            data=b"{}",
+            timeout=5,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         in_a_row = in_a_row + 1 if resp.status_code == 401 else 0
         time.sleep(0.02)
     assert in_a_row >= 4, "the revoked token was still accepted"
@@ -196,8 +211,10 @@ def test_a_recipient_home_refuses_is_rejected_and_not_sent(stack):
 
 def test_retry_after_is_honoured_then_the_next_router(stack, tmp_path):
     limits = dataclasses.replace(stack.router_config().rate_limit, rate="1r/m", burst=1)
-    with extra_router(stack, tmp_path / "limited", rate_limit=limits) as limited, \
-            sender(stack, [limited.url, stack.router_url], policy=FAST) as s:
+    with (
+        extra_router(stack, tmp_path / "limited", rate_limit=limits) as limited,
+        sender(stack, [limited.url, stack.router_url], policy=FAST) as s,
+    ):
         assert s.send(ROOM, ["bob"], {"n": 12}).ok and s.send(ROOM, ["bob"], {"n": 13}).ok
         started = time.monotonic()
         result = s.send(ROOM, ["bob"], {"n": 14})
@@ -222,20 +239,32 @@ def test_a_report_waits_in_the_spool_while_home_is_down(stack, tmp_path):
 
 def test_invalid_message_is_refused_before_sending(stack):
     with sender(stack) as s:
-        for bad in ({"room": "bad room!", "to": ["bob"]}, {"room": ROOM, "to": []},
-                    {"room": ROOM, "to": ["not an id"]}):
+        for bad in (
+            {"room": "bad room!", "to": ["bob"]},
+            {"room": ROOM, "to": []},
+            {"room": ROOM, "to": ["not an id"]},
+        ):
             with pytest.raises(DmrError):
                 s.send(bad["room"], bad["to"], {"n": 0})
-
 
 
 # -- dmr send --------------------------------------------------------------------------------
 
 
-def dmr_send(stack: Stack, *args: str, stdin: bytes = b"", timeout: float = 60
-             ) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "dmr_appliance", "send", "--state-dir", str(stack.state_dir),
-            "--as", "alice", *args]
+def dmr_send(
+    stack: Stack, *args: str, stdin: bytes = b"", timeout: float = 60
+) -> subprocess.CompletedProcess:
+    argv = [
+        sys.executable,
+        "-m",
+        "dmr_appliance",
+        "send",
+        "--state-dir",
+        str(stack.state_dir),
+        "--as",
+        "alice",
+        *args,
+    ]
     return subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
 
 
@@ -250,8 +279,9 @@ def test_cli_sends_one_message(stack):
 
 
 def test_cli_reads_the_payload_from_stdin_and_prints_outcomes(stack):
-    done = dmr_send(stack, "--room", ROOM, "--to", "bob", "--to", "nobody",
-                    stdin=b'{"from": "stdin"}')
+    done = dmr_send(
+        stack, "--room", ROOM, "--to", "bob", "--to", "nobody", stdin=b'{"from": "stdin"}'
+    )
     assert done.returncode == 1
     out = done.stdout.decode()
     assert "NOT delivered" in out and "bob" in out and "rejected" in out and "nobody" in out
@@ -261,9 +291,24 @@ def test_cli_with_no_router_reachable_fails_within_its_bound_and_reports(stack):
     attempts = 2
     bound = 2 * (attempts * 0.1 + RetryPolicy(attempts=attempts).longest_pauses())
     started = time.monotonic()
-    done = dmr_send(stack, "--room", ROOM, "--to", "bob", "--data", "1", "--json",
-                    "--attempts", str(attempts), "--router", dead_router(),
-                    "--router", dead_router(), "--home", stack.home_url)
+    done = dmr_send(
+        stack,
+        "--room",
+        ROOM,
+        "--to",
+        "bob",
+        "--data",
+        "1",
+        "--json",
+        "--attempts",
+        str(attempts),
+        "--router",
+        dead_router(),
+        "--router",
+        dead_router(),
+        "--home",
+        stack.home_url,
+    )
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stderr
     result = json.loads(done.stdout)
@@ -273,13 +318,19 @@ def test_cli_with_no_router_reachable_fails_within_its_bound_and_reports(stack):
     assert b"send.failed" in done.stderr  # logged at error level on stderr
 
 
-@pytest.mark.parametrize("args", [
-    ("--room", ROOM, "--data", "1"),  # no recipient
-    ("--room", ROOM, "--to", "bob", "--data", "{not json"),
-    ("--room", ROOM, "--to", "bob", "--data", "1", "--cert", "/nonexistent.pem"),
-    ("--room", ROOM, "--to", "bob", "--attempts", "0", "--data", "1"),
-    ("--batch", "/nonexistent.jsonl",),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--room", ROOM, "--data", "1"),  # no recipient
+        ("--room", ROOM, "--to", "bob", "--data", "{not json"),
+        ("--room", ROOM, "--to", "bob", "--data", "1", "--cert", "/nonexistent.pem"),
+        ("--room", ROOM, "--to", "bob", "--attempts", "0", "--data", "1"),
+        (
+            "--batch",
+            "/nonexistent.jsonl",
+        ),
+    ],
+)
 def test_cli_usage_errors_exit_2(stack, args):
     done = dmr_send(stack, *args)
     assert done.returncode == 2, (done.stdout, done.stderr)

@@ -22,8 +22,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
 def test_prepare_makes_pki_and_configs_that_load(tmp_path):
     stack = Stack(tmp_path / "state", relays=3)
     stack.prepare()
-    for kind, name in [("router", "router"), ("server", "home"), ("admin", "admin"),
-                       ("relay", "relay-3"), ("participant", "alice")]:
+    for kind, name in [
+        ("router", "router"),
+        ("server", "home"),
+        ("admin", "admin"),
+        ("relay", "relay-3"),
+        ("participant", "alice"),
+    ]:
         cert, key = stack.cert(kind, name)
         issued = pki.load_certificate(cert.read_bytes())
         assert pki.certificate_kind(issued) == kind and pki.certificate_name(issued) == name
@@ -66,9 +71,21 @@ def test_stack_serves_through_the_router_and_stops_completely(tmp_path):
 def test_dmr_up_stops_everything_on_a_signal(tmp_path, sig):
     state = tmp_path / "state"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dmr_appliance", "up", "--relays", "1", "--port", "0",
-         "--state-dir", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dmr_appliance",
+            "up",
+            "--relays",
+            "1",
+            "--port",
+            "0",
+            "--state-dir",
+            str(state),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output = []
     try:

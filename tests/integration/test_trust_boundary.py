@@ -32,9 +32,13 @@ from tests.support.problems import assert_problem
 
 ROOM = "ops"
 # mallory and eve: certificates this module may revoke
-pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx,
-              pytest.mark.stack(relays=1, certificates=("mallory", "eve"),
-                                rooms={ROOM: ("alice", "bob", "mallory", "eve")})]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.needs_nginx,
+    pytest.mark.stack(
+        relays=1, certificates=("mallory", "eve"), rooms={ROOM: ("alice", "bob", "mallory", "eve")}
+    ),
+]
 
 
 def as_(stack: Stack, kind: str, name: str, **headers: str) -> requests.Session:
@@ -62,10 +66,10 @@ def thumbprint(stack: Stack, kind: str, name: str) -> str:
 # --- the issue's reproductions, each now refused ------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "name"), [("participant", "alice"), ("relay", "relay-1"),
-                                            ("server", "recipient")])
-def test_a_forged_admin_header_direct_to_home_is_the_callers_own_certificate(stack, kind,
-                                                                           name):
+@pytest.mark.parametrize(
+    ("kind", "name"), [("participant", "alice"), ("relay", "relay-1"), ("server", "recipient")]
+)
+def test_a_forged_admin_header_direct_to_home_is_the_callers_own_certificate(stack, kind, name):
     session = as_(stack, kind, name, **forged(stack, "admin", "admin"))
     for path in ("/v1/participants", "/v1/keys"):
         assert_problem(session.get(home_direct(stack) + path, timeout=10), 403, "forbidden")
@@ -91,11 +95,15 @@ def test_from_bob_straight_to_a_relay_is_refused(stack):
     resp = alice.post(relay, json=doc, headers=headers, timeout=10)
     assert_problem(resp, 403, "sender-mismatch")
     # A token lifted from bob is worthless on alice's connection, header or not.
-    bob_token = as_(stack, "participant", "bob").post(stack.home_url + "/tokens",
-                                                      timeout=10).json()["access_token"]
+    bob_token = (
+        as_(stack, "participant", "bob")
+        .post(stack.home_url + "/tokens", timeout=10)
+        .json()["access_token"]
+    )
     headers["Authorization"] = f"Bearer {bob_token}"
-    assert_problem(alice.post(relay, json=doc, headers=headers, timeout=10), 401,
-                   "token-cnf-mismatch")
+    assert_problem(
+        alice.post(relay, json=doc, headers=headers, timeout=10), 401, "token-cnf-mismatch"
+    )
     delivered = stack.recipient_log.read_text() if stack.recipient_log.exists() else ""
     assert doc["id"] not in delivered
 
@@ -104,8 +112,9 @@ def test_an_admin_with_a_forged_header_is_still_the_admin(stack):
     # Treated as itself, not as the header's participant: an admin must name whom a token
     # is for, so an empty request is refused instead of issuing alice's token.
     admin = as_(stack, "admin", "admin", **forged(stack, "participant", "alice"))
-    assert_problem(admin.post(home_direct(stack) + "/v1/tokens", timeout=10), 422,
-                   "invalid-request")
+    assert_problem(
+        admin.post(home_direct(stack) + "/v1/tokens", timeout=10), 422, "invalid-request"
+    )
 
 
 def test_only_a_router_certificate_vouches_for_another(stack):
@@ -118,8 +127,11 @@ def test_only_a_router_certificate_vouches_for_another(stack):
 
 
 def endpoints(stack: Stack) -> dict[str, int]:
-    return {"router": stack.ports["router"], "home": stack.ports["home"],
-            "relay": stack.ports["relay-1"]}
+    return {
+        "router": stack.ports["router"],
+        "home": stack.ports["home"],
+        "relay": stack.ports["relay-1"],
+    }
 
 
 def handshake(stack: Stack, port: int, *, version: ssl.TLSVersion, ciphers: str) -> str:
@@ -132,19 +144,28 @@ def handshake(stack: Stack, port: int, *, version: ssl.TLSVersion, ciphers: str)
     ctx.load_cert_chain(*stack.cert("participant", "alice"))
     ctx.set_ciphers(ciphers + ":@SECLEVEL=0")
     try:
-        with socket.create_connection(("127.0.0.1", port), 5) as raw, \
-                ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        with (
+            socket.create_connection(("127.0.0.1", port), 5) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
             return str(tls.version())
     except ssl.SSLError as exc:
         return exc.reason or str(exc)
 
 
-@pytest.mark.parametrize(("version", "ciphers", "refusal"), [
-    (ssl.TLSVersion.TLSv1, "ALL", "TLSV1_ALERT_PROTOCOL_VERSION"),
-    (ssl.TLSVersion.TLSv1_1, "ALL", "TLSV1_ALERT_PROTOCOL_VERSION"),
-    (ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA:"
-     "ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES256-SHA", "SSLV3_ALERT_HANDSHAKE_FAILURE"),
-])
+@pytest.mark.parametrize(
+    ("version", "ciphers", "refusal"),
+    [
+        (ssl.TLSVersion.TLSv1, "ALL", "TLSV1_ALERT_PROTOCOL_VERSION"),
+        (ssl.TLSVersion.TLSv1_1, "ALL", "TLSV1_ALERT_PROTOCOL_VERSION"),
+        (
+            ssl.TLSVersion.TLSv1_2,
+            "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA:"
+            "ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES256-SHA",
+            "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        ),
+    ],
+)
 def test_old_protocols_and_cbc_suites_are_refused_everywhere(stack, version, ciphers, refusal):
     for name, port in endpoints(stack).items():
         assert handshake(stack, port, version=version, ciphers=ciphers) == refusal, name
@@ -152,10 +173,15 @@ def test_old_protocols_and_cbc_suites_are_refused_everywhere(stack, version, cip
 
 def test_the_intermediate_profile_is_served_everywhere(stack):
     for name, port in endpoints(stack).items():
-        assert handshake(stack, port, version=ssl.TLSVersion.TLSv1_2,
-                         ciphers="ECDHE-ECDSA-AES128-GCM-SHA256") == "TLSv1.2", name
-        assert handshake(stack, port, version=ssl.TLSVersion.TLSv1_3, ciphers="ALL") \
-            == "TLSv1.3", name
+        assert (
+            handshake(
+                stack, port, version=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256"
+            )
+            == "TLSv1.2"
+        ), name
+        assert handshake(stack, port, version=ssl.TLSVersion.TLSv1_3, ciphers="ALL") == "TLSv1.3", (
+            name
+        )
 
 
 def test_a_certificate_of_another_ca_is_refused_everywhere(stack, tmp_path):
@@ -176,8 +202,11 @@ class GoodTraffic:
     """bob keeps asking the router and both gates directly while the CRL changes."""
 
     def __init__(self, stack: Stack) -> None:
-        self.urls = [stack.home_url + "/cards/alice", f"{home_direct(stack)}/readyz",
-                     stack.relay_url("relay-1") + "/readyz"]
+        self.urls = [
+            stack.home_url + "/cards/alice",
+            f"{home_direct(stack)}/readyz",
+            stack.relay_url("relay-1") + "/readyz",
+        ]
         self.session = as_(stack, "participant", "bob")
         # A reload closes idle kept-alive connections; a GET sent on one just then is lost
         # unanswered, and any HTTP client sends it again once (RFC 9112, 9.3.1). Refusals
@@ -213,8 +242,11 @@ class GoodTraffic:
 
 def refused_everywhere(stack: Stack, name: str) -> bool:
     session = as_(stack, "participant", name)
-    urls = [stack.home_url + "/tokens", home_direct(stack) + "/v1/tokens",
-            stack.relay_url("relay-1") + "/v1/messages"]
+    urls = [
+        stack.home_url + "/tokens",
+        home_direct(stack) + "/v1/tokens",
+        stack.relay_url("relay-1") + "/v1/messages",
+    ]
     try:
         answers = [session.post(url, timeout=5) for url in urls]
     except requests.RequestException:
@@ -234,8 +266,10 @@ def test_a_crl_published_while_running_is_in_force_everywhere_within_seconds(sta
             time.sleep(0.1)
         in_force = time.monotonic() - revoked_at
         time.sleep(1.0)
-    print(f"CRL in force at router, home and relay after {in_force * 1000:.0f} ms; "
-          f"{good.ok} good requests meanwhile, {len(good.failed)} failed")
+    print(
+        f"CRL in force at router, home and relay after {in_force * 1000:.0f} ms; "
+        f"{good.ok} good requests meanwhile, {len(good.failed)} failed"
+    )
     assert good.ok > 20 and good.failed == []
 
 
@@ -245,8 +279,9 @@ def test_home_gives_no_token_for_a_revoked_certificate(stack):
     admin = stack.session()
     deadline = time.monotonic() + 10
     while True:
-        resp = admin.post(stack.home_url + "/tokens", json={"participant": "eve",
-                                                           "certificate": pem}, timeout=10)
+        resp = admin.post(
+            stack.home_url + "/tokens", json={"participant": "eve", "certificate": pem}, timeout=10
+        )
         if resp.status_code != 201 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -257,6 +292,9 @@ def test_the_stack_logged_every_reload(stack):
     logs = Path(stack.logs_dir)
     errors = "".join(p.read_text(errors="replace") for p in logs.glob("*gate-error.log"))
     assert "[emerg]" not in errors, errors
-    lines = [json.loads(line) for line in (logs / "home.log").read_text().splitlines()
-             if '"crl-loaded"' in line]
+    lines = [
+        json.loads(line)
+        for line in (logs / "home.log").read_text().splitlines()
+        if '"crl-loaded"' in line
+    ]
     assert lines and lines[-1]["revoked"] >= 1

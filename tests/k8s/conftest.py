@@ -27,15 +27,24 @@ def k8s_tree(tmp_path_factory) -> Path:
     # Without a pki/ the checkout may hold: the folder is made afresh, as an operator would.
     shutil.copytree(ROOT / "k8s", tree, ignore=shutil.ignore_patterns("pki"))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    subprocess.run([str(tree / "make-secrets.sh"), "--participant", "alice",
-                    "--participant", "bob"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [str(tree / "make-secrets.sh"), "--participant", "alice", "--participant", "bob"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return tree
 
 
 def kustomize(tree: Path, target: str) -> tuple[str, str]:
     """(stdout, stderr) of `kubectl kustomize`; raises if it fails."""
-    result = subprocess.run([str(KUBECTL), "kustomize", str(tree / target)],
-                            capture_output=True, text=True, check=False, timeout=60)
+    result = subprocess.run(
+        [str(KUBECTL), "kustomize", str(tree / target)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert result.returncode == 0, f"kubectl kustomize {target}: {result.stderr}"
     return result.stdout, result.stderr
 
@@ -47,5 +56,7 @@ def documents(tree: Path, target: str) -> list[dict]:
 @pytest.fixture(scope="session")
 def rendered(k8s_tree) -> dict[str, list[dict]]:
     """Base and overlay from the checkout; "secrets" from the copy with its pki/."""
-    return {**{t: documents(ROOT / "k8s", t) for t in TARGETS},
-            "secrets": documents(k8s_tree, "secrets")}
+    return {
+        **{t: documents(ROOT / "k8s", t) for t in TARGETS},
+        "secrets": documents(k8s_tree, "secrets"),
+    }

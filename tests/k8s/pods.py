@@ -21,8 +21,9 @@ _VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
-    result = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout,
-                            check=False)
+    result = subprocess.run(
+        [DOCKER, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
     if check and result.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args[:3])}...: {result.stderr.strip()}")
     return result.stdout.strip()
@@ -41,10 +42,16 @@ class Pod:
     def logs(self) -> str:
         """The last lines of every container's output (for a failing test's message)."""
         return "\n".join(
-            f"--- {c}\n" + subprocess.run([DOCKER, "logs", "--tail", "40", c], text=True,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                          check=False).stdout
-            for c in self.containers)
+            f"--- {c}\n"
+            + subprocess.run(
+                [DOCKER, "logs", "--tail", "40", c],
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                check=False,
+            ).stdout
+            for c in self.containers
+        )
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -86,17 +93,42 @@ def _named(docs: list[Doc], kind: str, name: str) -> Doc:
     return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
 
 
-def run_pod(workload: Doc, docs: list[Doc], *, name: str, image: str, network: str,
-            aliases: list[str], workdir: Path) -> Pod:
+def run_pod(
+    workload: Doc,
+    docs: list[Doc],
+    *,
+    name: str,
+    image: str,
+    network: str,
+    aliases: list[str],
+    workdir: Path,
+) -> Pod:
     """Start ``workload``'s pod template as pod ``name``; returns once every container runs."""
     spec = workload["spec"]["template"]["spec"]
     pod_sc = spec.get("securityContext", {})
     pod = Pod(name)
     user = f"{pod_sc['runAsUser']}:{pod_sc['runAsGroup']}"
     alias_args = [a for alias in aliases for a in ("--network-alias", alias)]
-    docker("run", "-d", "--name", pod.sandbox, "--hostname", name, "--network", network,
-           *alias_args, "--read-only", "--user", user, "--cap-drop", "ALL",
-           "--entrypoint", "sleep", image, "infinity")
+    docker(
+        "run",
+        "-d",
+        "--name",
+        pod.sandbox,
+        "--hostname",
+        name,
+        "--network",
+        network,
+        *alias_args,
+        "--read-only",
+        "--user",
+        user,
+        "--cap-drop",
+        "ALL",
+        "--entrypoint",
+        "sleep",
+        image,
+        "infinity",
+    )
     pod.containers.append(pod.sandbox)
     address = f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}'
     pod.ip = docker("inspect", "-f", address, pod.sandbox)
@@ -109,22 +141,33 @@ def run_pod(workload: Doc, docs: list[Doc], *, name: str, image: str, network: s
 
 def _volumes(workload: Doc, docs: list[Doc], where: Path, fs_group: int) -> dict[str, Path]:
     found = {}
-    claims = [{"name": t["metadata"]["name"], "claim": True}
-              for t in workload["spec"].get("volumeClaimTemplates", [])]
+    claims = [
+        {"name": t["metadata"]["name"], "claim": True}
+        for t in workload["spec"].get("volumeClaimTemplates", [])
+    ]
     for volume in [*workload["spec"]["template"]["spec"].get("volumes", []), *claims]:
         write_volume(volume, docs, where / volume["name"], fs_group)
         found[volume["name"]] = where / volume["name"]
     return found
 
 
-def _run_container(c: Doc, pod: Pod, pod_sc: Doc, volumes: dict[str, Path],
-                   fields: dict[str, str], image: str) -> str:
+def _run_container(
+    c: Doc, pod: Pod, pod_sc: Doc, volumes: dict[str, Path], fields: dict[str, str], image: str
+) -> str:
     sc = {**pod_sc, **c.get("securityContext", {})}
     env = container_env(c, fields)
     argv = [expand(a, env) for a in [*c.get("command", []), *c.get("args", [])]]
     name = f"k8s-{pod.name}-{c['name']}"
-    args = ["run", "-d", "--name", name, "--network", f"container:{pod.sandbox}",
-            "--user", f"{sc['runAsUser']}:{sc['runAsGroup']}"]
+    args = [
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        f"container:{pod.sandbox}",
+        "--user",
+        f"{sc['runAsUser']}:{sc['runAsGroup']}",
+    ]
     if "fsGroup" in pod_sc:
         args += ["--group-add", str(pod_sc["fsGroup"])]
     if sc.get("readOnlyRootFilesystem"):

@@ -39,8 +39,9 @@ def selected(docs: list[Doc], selector: dict[str, str]) -> list[Doc]:
 
 
 def container_ports(doc: Doc) -> list[Doc]:
-    return [p for c in doc["spec"]["template"]["spec"].get("containers", [])
-            for p in c.get("ports", [])]
+    return [
+        p for c in doc["spec"]["template"]["spec"].get("containers", []) for p in c.get("ports", [])
+    ]
 
 
 def has_port(ports: list[Doc], port: Any) -> bool:
@@ -49,6 +50,7 @@ def has_port(ports: list[Doc], port: Any) -> bool:
 
 
 # --- the rules -----------------------------------------------------------------------
+
 
 def selector_matches_template(docs: list[Doc]) -> list[str]:
     """A workload's selector matches its own template; a Service or PDB selects a pod."""
@@ -60,7 +62,8 @@ def selector_matches_template(docs: list[Doc]) -> list[str]:
         if d.get("kind") == "Service" and not selected(docs, d["spec"].get("selector", {})):
             problems.append(f"{ref(d)}: its selector matches no pod template")
         if d.get("kind") == "PodDisruptionBudget" and not selected(
-                docs, d["spec"]["selector"].get("matchLabels", {})):
+            docs, d["spec"]["selector"].get("matchLabels", {})
+        ):
             problems.append(f"{ref(d)}: its selector matches no pod template")
     return problems
 
@@ -73,8 +76,10 @@ def service_targets_named_port(docs: list[Doc]) -> list[str]:
         for port in svc["spec"].get("ports", []):
             target = port.get("targetPort")
             if not isinstance(target, str):
-                problems.append(f"{ref(svc)}: port {port.get('port')} targets {target!r}, "
-                                "not a named container port")
+                problems.append(
+                    f"{ref(svc)}: port {port.get('port')} targets {target!r}, "
+                    "not a named container port"
+                )
             elif not all(has_port(container_ports(p), target) for p in pods) or not pods:
                 problems.append(f"{ref(svc)}: no container port named {target!r}")
     return problems
@@ -95,8 +100,9 @@ def _container_problems(c: Doc) -> Iterator[str]:
     for probe in ("livenessProbe", "readinessProbe"):
         if probe not in c:
             yield f"no {probe}"
-        elif "httpGet" in c[probe] and not has_port(c.get("ports", []),
-                                                    c[probe]["httpGet"]["port"]):
+        elif "httpGet" in c[probe] and not has_port(
+            c.get("ports", []), c[probe]["httpGet"]["port"]
+        ):
             yield f"{probe} on port {c[probe]['httpGet']['port']!r}, which it does not declare"
     resources = c.get("resources", {})
     for part in ("requests", "limits"):
@@ -104,8 +110,11 @@ def _container_problems(c: Doc) -> Iterator[str]:
         if missing:
             yield f"resources.{part} lacks {', '.join(sorted(missing))}"
     sc = c.get("securityContext", {})
-    wanted = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-              "runAsNonRoot": True}
+    wanted = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }
     for key, value in wanted.items():
         if sc.get(key) is not value:
             yield f"securityContext.{key} is not {str(value).lower()}"
@@ -121,8 +130,10 @@ def hpa_owns_replicas(docs: list[Doc]) -> list[str]:
         target = hpa["spec"]["scaleTargetRef"]
         found = deployments.get(target["name"]) if target.get("kind") == "Deployment" else None
         if found is None:
-            problems.append(f"{ref(hpa)}: targets {target.get('kind')}/{target['name']}, "
-                            "which is not a Deployment here")
+            problems.append(
+                f"{ref(hpa)}: targets {target.get('kind')}/{target['name']}, "
+                "which is not a Deployment here"
+            )
         elif "replicas" in found["spec"]:
             problems.append(f"{ref(found)}: sets replicas, which its HPA {ref(hpa)} owns")
     return problems
@@ -138,8 +149,9 @@ def policy_ports_listen(docs: list[Doc]) -> list[str]:
         for rule in pol["spec"].get("ingress", []):
             problems += _flow_problems(pol, "ingress", rule, own)
         for rule in pol["spec"].get("egress", []):
-            peers = [p for p in rule.get("to", []) if "podSelector" in p
-                     and "namespaceSelector" not in p]
+            peers = [
+                p for p in rule.get("to", []) if "podSelector" in p and "namespaceSelector" not in p
+            ]
             for peer in peers:
                 pods = selected(docs, peer["podSelector"].get("matchLabels", {}))
                 if not pods:
@@ -149,16 +161,23 @@ def policy_ports_listen(docs: list[Doc]) -> list[str]:
 
 
 def _flow_problems(pol: Doc, way: str, rule: Doc, pods: list[Doc]) -> list[str]:
-    return [f"{ref(pol)}: {way} port {port['port']!r} is no port of {ref(p)}"
-            for port in rule.get("ports", []) for p in pods
-            if not has_port(container_ports(p), port["port"])]
+    return [
+        f"{ref(pol)}: {way} port {port['port']!r} is no port of {ref(p)}"
+        for port in rule.get("ports", [])
+        for p in pods
+        if not has_port(container_ports(p), port["port"])
+    ]
 
 
 def pdb_sets_one_bound(docs: list[Doc]) -> list[str]:
     """A PodDisruptionBudget sets exactly one of minAvailable and maxUnavailable."""
-    return [f"{ref(d)}: sets {'both' if n == 2 else 'neither'} of minAvailable and "
-            "maxUnavailable" for d in docs if d.get("kind") == "PodDisruptionBudget"
-            for n in [len({"minAvailable", "maxUnavailable"} & set(d["spec"]))] if n != 1]
+    return [
+        f"{ref(d)}: sets {'both' if n == 2 else 'neither'} of minAvailable and maxUnavailable"
+        for d in docs
+        if d.get("kind") == "PodDisruptionBudget"
+        for n in [len({"minAvailable", "maxUnavailable"} & set(d["spec"]))]
+        if n != 1
+    ]
 
 
 RULES: dict[str, Callable[[list[Doc]], list[str]]] = {

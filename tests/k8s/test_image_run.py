@@ -30,10 +30,19 @@ RECIPIENT = "dmr-recipient"
 def image() -> str:
     if os.environ.get("DMR_K8S_IMAGE"):
         return os.environ["DMR_K8S_IMAGE"]
-    base = subprocess.run([str(ROOT / "tests/system/image.sh")], capture_output=True,
-                          text=True, check=True).stdout.strip().splitlines()[-1]
-    built = subprocess.run([str(ROOT / "packaging/build-image.sh"), "--base", base, "--tag",
-                            "k8s-dmr-appliance"], capture_output=True, text=True, check=True)
+    base = (
+        subprocess.run(
+            [str(ROOT / "tests/system/image.sh")], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    built = subprocess.run(
+        [str(ROOT / "packaging/build-image.sh"), "--base", base, "--tag", "k8s-dmr-appliance"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return built.stdout.strip().splitlines()[-1]
 
 
@@ -44,23 +53,49 @@ def site(k8s_tree, image, tmp_path_factory):
     name, tag = image.rsplit(":", 1)
     run = k8s_tree / "run"
     run.mkdir(exist_ok=True)
-    (run / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": ["../base"],
-        "images": [{"name": "dmr-appliance", "newName": name, "newTag": tag}]}))
+    (run / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["../base"],
+                "images": [{"name": "dmr-appliance", "newName": name, "newTag": tag}],
+            }
+        )
+    )
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    subprocess.run(["dmr", "pki", "issue", "--dir", str(k8s_tree / "secrets/pki"), "--kind",
-                    "server", "--name", "recipient", "--dns", RECIPIENT], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            "dmr",
+            "pki",
+            "issue",
+            "--dir",
+            str(k8s_tree / "secrets/pki"),
+            "--kind",
+            "server",
+            "--name",
+            "recipient",
+            "--dns",
+            RECIPIENT,
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     # Rendered apart: both name the namespace (k8s/secrets creates it, for a fresh cluster).
-    docs = [d for target in ("run", "secrets")
-            for d in yaml.safe_load_all(kustomize(k8s_tree, target)[0]) if d]
+    docs = [
+        d
+        for target in ("run", "secrets")
+        for d in yaml.safe_load_all(kustomize(k8s_tree, target)[0])
+        if d
+    ]
     network = f"k8s-net-{uuid.uuid4().hex[:8]}"
     pods.docker("network", "create", network)
     started: list[pods.Pod] = []
     try:
-        yield Site(docs, image, network, k8s_tree / "secrets/pki", tmp_path_factory.mktemp("pods"),
-                   started)
+        yield Site(
+            docs, image, network, k8s_tree / "secrets/pki", tmp_path_factory.mktemp("pods"), started
+        )
     finally:
         pods.remove([c for pod in started for c in pod.containers])
         pods.docker("network", "rm", network, check=False)
@@ -76,29 +111,44 @@ class Site:
 
     def services_of(self, workload: dict) -> list[str]:
         labels = workload["spec"]["template"]["metadata"]["labels"]
-        return [s["metadata"]["name"] for s in self.docs if s["kind"] == "Service"
-                and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())]
+        return [
+            s["metadata"]["name"]
+            for s in self.docs
+            if s["kind"] == "Service"
+            and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())
+        ]
 
     def start(self, kind: str, name: str, pod_name: str) -> pods.Pod:
         workload = self.workload(kind, name)
-        pod = pods.run_pod(workload, self.docs, name=pod_name, image=self.image,
-                           network=self.network, aliases=self.services_of(workload),
-                           workdir=self.workdir)
+        pod = pods.run_pod(
+            workload,
+            self.docs,
+            name=pod_name,
+            image=self.image,
+            network=self.network,
+            aliases=self.services_of(workload),
+            workdir=self.workdir,
+        )
         self.started.append(pod)
         return pod
 
 
 def probe_ok(pod: pods.Pod, container: dict, probe: dict) -> bool:
     if "exec" in probe:
-        answer = subprocess.run([pods.DOCKER, "exec", f"k8s-{pod.name}-{container['name']}",
-                                 *probe["exec"]["command"]], capture_output=True, check=False)
+        answer = subprocess.run(
+            [pods.DOCKER, "exec", f"k8s-{pod.name}-{container['name']}", *probe["exec"]["command"]],
+            capture_output=True,
+            check=False,
+        )
         return answer.returncode == 0
     port = probe["httpGet"]["port"]
     if isinstance(port, str):
         port = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
     try:
-        return requests.get(f"http://{pod.ip}:{port}{probe['httpGet']['path']}",
-                            timeout=3).status_code == 200
+        return (
+            requests.get(f"http://{pod.ip}:{port}{probe['httpGet']['path']}", timeout=3).status_code
+            == 200
+        )
     except requests.RequestException:
         return False
 
@@ -110,7 +160,8 @@ def wait_ready(pod: pods.Pod, workload: dict) -> dict[str, float]:
     for c in workload["spec"]["template"]["spec"]["containers"]:
         while not probe_ok(pod, c, c["readinessProbe"]):
             assert time.monotonic() - started < READY_WITHIN, (
-                f"{pod.name}/{c['name']} not ready in {READY_WITHIN:.0f} s\n{pod.logs()}")
+                f"{pod.name}/{c['name']} not ready in {READY_WITHIN:.0f} s\n{pod.logs()}"
+            )
             time.sleep(1)
         took[c["name"]] = round(time.monotonic() - started, 1)
         assert probe_ok(pod, c, c["livenessProbe"]), f"{pod.name}/{c['name']} not live"
@@ -120,37 +171,94 @@ def wait_ready(pod: pods.Pod, workload: dict) -> dict[str, float]:
 def test_a_message_through_the_router_container(site):
     recipient_out = site.workdir / "recipient"
     recipient_out.mkdir(mode=0o777)
-    pods.docker("run", "-d", "--name", f"k8s-{RECIPIENT}", "--network", site.network,
-                "--network-alias", RECIPIENT, "--read-only", "--user", "0:0",
-                "-v", f"{site.pki}:/pki:ro", "-v", f"{recipient_out}:/out",
-                "--entrypoint", "dmr", site.image, "recipient", "--bind", "0.0.0.0:9443",
-                "--cert", "/pki/server/recipient.pem", "--key", "/pki/server/recipient.key",
-                "--ca", "/pki/ca.pem", "--log", "/out/deliveries.jsonl")
+    pods.docker(
+        "run",
+        "-d",
+        "--name",
+        f"k8s-{RECIPIENT}",
+        "--network",
+        site.network,
+        "--network-alias",
+        RECIPIENT,
+        "--read-only",
+        "--user",
+        "0:0",
+        "-v",
+        f"{site.pki}:/pki:ro",
+        "-v",
+        f"{recipient_out}:/out",
+        "--entrypoint",
+        "dmr",
+        site.image,
+        "recipient",
+        "--bind",
+        "0.0.0.0:9443",
+        "--cert",
+        "/pki/server/recipient.pem",
+        "--key",
+        "/pki/server/recipient.key",
+        "--ca",
+        "/pki/ca.pem",
+        "--log",
+        "/out/deliveries.jsonl",
+    )
     site.started.append(pods.Pod(RECIPIENT, containers=[f"k8s-{RECIPIENT}"]))
 
     home = site.start("StatefulSet", "dmr-home", "dmr-home-0")
-    relays = [site.start("Deployment", "dmr-relay", f"dmr-relay-5f7c9d8b6-{s}")
-              for s in ("x2k4q", "p8w3z")]
+    relays = [
+        site.start("Deployment", "dmr-relay", f"dmr-relay-5f7c9d8b6-{s}")
+        for s in ("x2k4q", "p8w3z")
+    ]
     router = site.start("Deployment", "dmr-router", "dmr-router-6d8f5c7b9-m4n7r")
-    ready = {pod.name: wait_ready(pod, site.workload(kind, name)) for pod, kind, name in [
-        (home, "StatefulSet", "dmr-home"), *[(r, "Deployment", "dmr-relay") for r in relays],
-        (router, "Deployment", "dmr-router")]}
+    ready = {
+        pod.name: wait_ready(pod, site.workload(kind, name))
+        for pod, kind, name in [
+            (home, "StatefulSet", "dmr-home"),
+            *[(r, "Deployment", "dmr-relay") for r in relays],
+            (router, "Deployment", "dmr-router"),
+        ]
+    }
     print(f"ready after (s): {json.dumps(ready)}")
 
     service = site.workload("Service", "dmr-router")["spec"]["ports"][0]
     spec = site.workload("Deployment", "dmr-router")["spec"]["template"]["spec"]
-    port = next(p["containerPort"] for p in spec["containers"][0]["ports"]
-                if p["name"] == service["targetPort"])
+    port = next(
+        p["containerPort"]
+        for p in spec["containers"][0]["ports"]
+        if p["name"] == service["targetPort"]
+    )
     sent = subprocess.run(
-        [pods.DOCKER, "run", "--rm", "--network", site.network, "--read-only", "--user", "0:0",
-         "-v", f"{site.pki}:/pki:ro", "-v", f"{ROOT / 'tests/system/deliver.py'}:/deliver.py:ro",
-         "--entrypoint", "python3", site.image, "/deliver.py", f"https://dmr-router:{port}",
-         "/pki", f"https://{RECIPIENT}:9443/inbox"],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            pods.DOCKER,
+            "run",
+            "--rm",
+            "--network",
+            site.network,
+            "--read-only",
+            "--user",
+            "0:0",
+            "-v",
+            f"{site.pki}:/pki:ro",
+            "-v",
+            f"{ROOT / 'tests/system/deliver.py'}:/deliver.py:ro",
+            "--entrypoint",
+            "python3",
+            site.image,
+            "/deliver.py",
+            f"https://dmr-router:{port}",
+            "/pki",
+            f"https://{RECIPIENT}:9443/inbox",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert sent.returncode == 0, f"{sent.stdout}\n{sent.stderr}\n{router.logs()}"
     answer = json.loads(sent.stdout.strip().splitlines()[-1])
-    delivered = [json.loads(line) for line in
-                 (recipient_out / "deliveries.jsonl").read_text().splitlines()]
+    delivered = [
+        json.loads(line) for line in (recipient_out / "deliveries.jsonl").read_text().splitlines()
+    ]
     ids = [d.get("message_id") or d.get("id") for d in delivered]
     assert ids.count(answer["message_id"]) == 1, delivered
     print(f"delivered {answer['message_id']} through the router container: {answer['answer']}")
@@ -166,25 +274,46 @@ def assert_a_new_crl_reloads_every_nginx(site, started) -> None:
     refreshes a Secret: every gate's and the router's nginx refuses the admin within
     seconds, without a restart (before a reload the apps refused it, not nginx)."""
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    subprocess.run(["dmr", "pki", "revoke", "--dir", str(site.pki), "--kind", "admin",
-                    "--name", "admin"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["dmr", "pki", "revoke", "--dir", str(site.pki), "--kind", "admin", "--name", "admin"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     crl = (site.pki / "crl.pem").read_bytes()
     for pod in started:
         fresh = site.workdir / pod.name / "crl" / "crl.pem.new"
         fresh.write_bytes(crl)
         fresh.chmod(0o444)
         fresh.replace(fresh.with_name("crl.pem"))
-    script = ("import requests,sys,urllib3;urllib3.disable_warnings();"
-              "r=requests.get(sys.argv[1],cert=('/pki/admin/admin.pem','/pki/admin/admin.key'),"
-              "verify=False,timeout=10);print(r.status_code,r.text[:300])")
-    urls = {pod.name: f"https://{pod.ip}:{8700 if 'home' in pod.name else 8443}/healthz"
-            for pod in started}
+    script = (
+        "import requests,sys,urllib3;urllib3.disable_warnings();"
+        "r=requests.get(sys.argv[1],cert=('/pki/admin/admin.pem','/pki/admin/admin.key'),"
+        "verify=False,timeout=10);print(r.status_code,r.text[:300])"
+    )
+    urls = {
+        pod.name: f"https://{pod.ip}:{8700 if 'home' in pod.name else 8443}/healthz"
+        for pod in started
+    }
     deadline, answers = time.monotonic() + 40, {}
     while urls and time.monotonic() < deadline:
         for name, url in list(urls.items()):
-            answers[name] = pods.docker("run", "--rm", "--network", site.network, "--user",
-                                        "0:0", "-v", f"{site.pki}:/pki:ro", "--entrypoint",
-                                        "python3", site.image, "-c", script, url)
+            answers[name] = pods.docker(
+                "run",
+                "--rm",
+                "--network",
+                site.network,
+                "--user",
+                "0:0",
+                "-v",
+                f"{site.pki}:/pki:ro",
+                "--entrypoint",
+                "python3",
+                site.image,
+                "-c",
+                script,
+                url,
+            )
             if REFUSED in answers[name]:
                 del urls[name]
         time.sleep(1)
@@ -197,15 +326,29 @@ def assert_a_new_crl_reloads_every_nginx(site, started) -> None:
 
 def assert_instances(site, relays) -> None:
     """Both relay pods beat at home under their own names (one pool certificate)."""
-    script = ("import requests,json;"
-              "s=requests.Session();s.verify='/pki/ca.pem';"
-              "s.cert=('/pki/admin/admin.pem','/pki/admin/admin.key');"
-              "print(json.dumps(s.get('https://dmr-router:8443/v1/home/instances',timeout=10).json()))")
+    script = (
+        "import requests,json;"
+        "s=requests.Session();s.verify='/pki/ca.pem';"
+        "s.cert=('/pki/admin/admin.pem','/pki/admin/admin.key');"
+        "print(json.dumps(s.get('https://dmr-router:8443/v1/home/instances',timeout=10).json()))"
+    )
     deadline = time.monotonic() + 30
     while True:
-        out = pods.docker("run", "--rm", "--network", site.network, "--user", "0:0", "-v",
-                          f"{site.pki}:/pki:ro", "--entrypoint", "python3", site.image, "-c",
-                          script)
+        out = pods.docker(
+            "run",
+            "--rm",
+            "--network",
+            site.network,
+            "--user",
+            "0:0",
+            "-v",
+            f"{site.pki}:/pki:ro",
+            "--entrypoint",
+            "python3",
+            site.image,
+            "-c",
+            script,
+        )
         names = {i["instance"] for i in json.loads(out)["instances"]}
         if names >= {f"relay.{r.name}" for r in relays} or time.monotonic() > deadline:
             break
@@ -215,10 +358,13 @@ def assert_instances(site, relays) -> None:
 
 
 def test_the_image_holds_no_build_tools_or_apt_lists(image):
-    script = ("find /var/lib/apt/lists /var/cache/apt -mindepth 1; "
-              "for t in gcc cc make dpkg-buildpackage pip; do command -v $t; done; id -u")
-    out = pods.docker("run", "--rm", "--read-only", "--entrypoint", "sh", image, "-c", script,
-                      check=False)
+    script = (
+        "find /var/lib/apt/lists /var/cache/apt -mindepth 1; "
+        "for t in gcc cc make dpkg-buildpackage pip; do command -v $t; done; id -u"
+    )
+    out = pods.docker(
+        "run", "--rm", "--read-only", "--entrypoint", "sh", image, "-c", script, check=False
+    )
     assert out.splitlines() == ["10001"], out
     labels = json.loads(pods.docker("inspect", "-f", "{{json .Config.Labels}}", image))
     assert image.endswith(":" + labels["org.opencontainers.image.version"])

@@ -22,7 +22,7 @@ KUBERNETES = "1.30"  # the oldest minor release still supported upstream when th
 # checkov's skips, with the reason each is right (the base alone; the overlay has none).
 BASE_SKIPS = {
     "CKV_K8S_43": "the base pins the package version's tag; an overlay pins the digest "
-                  "(the example overlay does, and passes this check)",
+    "(the example overlay does, and passes this check)",
     "CKV2_K8S_6": "NetworkPolicies are the component an overlay takes (the example does)",
 }
 SKIPS = {"base": BASE_SKIPS, "overlays/example": {}}
@@ -54,15 +54,22 @@ def test_strict_schemas(rendered, target):
     for doc in rendered[target]:
         try:
             kubernetes_validate.validate(doc, KUBERNETES, strict=True)
-        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError,
-                kubernetes_validate.InvalidSchemaError) as exc:
+        except (
+            kubernetes_validate.ValidationError,
+            kubernetes_validate.SchemaNotFoundError,
+            kubernetes_validate.InvalidSchemaError,
+        ) as exc:
             errors.append(f"{rules.ref(doc)} ({doc['apiVersion']}): {exc}")
     assert errors == [], "\n".join(errors)
 
 
 def test_a_missing_schema_is_a_failure():
-    doc = {"apiVersion": "extensions/v1beta1", "kind": "Deployment",
-           "metadata": {"name": "old"}, "spec": {}}
+    doc = {
+        "apiVersion": "extensions/v1beta1",
+        "kind": "Deployment",
+        "metadata": {"name": "old"},
+        "spec": {},
+    }
     with pytest.raises(kubernetes_validate.SchemaNotFoundError):
         kubernetes_validate.validate(doc, KUBERNETES, strict=True)
 
@@ -71,23 +78,36 @@ def test_a_missing_schema_is_a_failure():
 def test_checkov(rendered, target, tmp_path):
     manifest = tmp_path / "all.yaml"
     manifest.write_text(yaml.safe_dump_all(rendered[target]))
-    cmd = [str(BIN / "checkov"), "-f", str(manifest), "--framework", "kubernetes",
-           "--skip-download", "--quiet", "--compact", "-o", "json"]
+    cmd = [
+        str(BIN / "checkov"),
+        "-f",
+        str(manifest),
+        "--framework",
+        "kubernetes",
+        "--skip-download",
+        "--quiet",
+        "--compact",
+        "-o",
+        "json",
+    ]
     if SKIPS[target]:
         cmd += ["--skip-check", ",".join(SKIPS[target])]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
     report = json.loads(result.stdout)
     summary = report["summary"]
-    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}"
-              for c in report["results"]["failed_checks"]]
+    failed = [
+        f"{c['check_id']} {c['resource']}: {c['check_name']}"
+        for c in report["results"]["failed_checks"]
+    ]
     assert failed == [] and summary["failed"] == 0, "\n".join(failed)
     assert summary["passed"] > 100  # the checks really ran
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_own_rules_hold(rendered, target):
-    problems = [f"[{rule}] {p}" for rule, found in rules.check(rendered[target]).items()
-                for p in found]
+    problems = [
+        f"[{rule}] {p}" for rule, found in rules.check(rendered[target]).items() for p in found
+    ]
     assert problems == [], "\n".join(problems)
 
 
@@ -97,13 +117,18 @@ def test_the_overlay_changes_only_what_an_operator_changes(rendered):
         for d in (d for d in out if d["kind"] == "ConfigMap"):
             d["metadata"]["name"] = d["metadata"]["name"].rsplit("-", 1)[0]
         return {rules.ref(d): d for d in out}
+
     base, overlay = strip(rendered["base"]), strip(rendered["overlays/example"])
     added = sorted(set(overlay) - set(base))
     assert all(r.startswith("NetworkPolicy/") for r in added) and set(base) <= set(overlay)
     changed = sorted(r for r in base if base[r] != overlay[r])
-    assert changed == ["ConfigMap/dmr-router-nginx", "Deployment/dmr-relay",
-                       "Deployment/dmr-router", "HorizontalPodAutoscaler/dmr-relay",
-                       "StatefulSet/dmr-home"], changed
+    assert changed == [
+        "ConfigMap/dmr-router-nginx",
+        "Deployment/dmr-relay",
+        "Deployment/dmr-router",
+        "HorizontalPodAutoscaler/dmr-relay",
+        "StatefulSet/dmr-home",
+    ], changed
 
 
 # --- each rule catches its error: one break of a valid rendering each ------------------
@@ -112,32 +137,79 @@ DROP = object()  # the value that deletes the key instead of setting it
 POD = ("spec", "template", "spec", "containers")
 # name: (the rule that must catch it, the object, the path in it, the value put there)
 BREAKS: dict[str, tuple[str, str, tuple, Any]] = {
-    "selector-off-template": ("selector-matches-template", "Deployment/dmr-relay",
-                              ("spec", "selector", "matchLabels", "app.kubernetes.io/name"),
-                              "relay"),
-    "service-to-missing-port": ("service-targets-named-port", "Service/dmr-home",
-                                ("spec", "ports", 0, "targetPort"), "http"),
-    "service-to-a-number": ("service-targets-named-port", "Service/dmr-relay",
-                            ("spec", "ports", 0, "targetPort"), 8443),
-    "no-readiness-probe": ("container-basics", "Deployment/dmr-relay",
-                           (*POD, 1, "readinessProbe"), DROP),
-    "no-limits": ("container-basics", "StatefulSet/dmr-home",
-                  (*POD, 0, "resources", "limits"), DROP),
-    "writable-root": ("container-basics", "Deployment/dmr-router",
-                      (*POD, 0, "securityContext", "readOnlyRootFilesystem"), False),
-    "probe-on-unknown-port": ("container-basics", "Deployment/dmr-router",
-                              (*POD, 0, "livenessProbe", "httpGet", "port"), "metrics"),
+    "selector-off-template": (
+        "selector-matches-template",
+        "Deployment/dmr-relay",
+        ("spec", "selector", "matchLabels", "app.kubernetes.io/name"),
+        "relay",
+    ),
+    "service-to-missing-port": (
+        "service-targets-named-port",
+        "Service/dmr-home",
+        ("spec", "ports", 0, "targetPort"),
+        "http",
+    ),
+    "service-to-a-number": (
+        "service-targets-named-port",
+        "Service/dmr-relay",
+        ("spec", "ports", 0, "targetPort"),
+        8443,
+    ),
+    "no-readiness-probe": (
+        "container-basics",
+        "Deployment/dmr-relay",
+        (*POD, 1, "readinessProbe"),
+        DROP,
+    ),
+    "no-limits": (
+        "container-basics",
+        "StatefulSet/dmr-home",
+        (*POD, 0, "resources", "limits"),
+        DROP,
+    ),
+    "writable-root": (
+        "container-basics",
+        "Deployment/dmr-router",
+        (*POD, 0, "securityContext", "readOnlyRootFilesystem"),
+        False,
+    ),
+    "probe-on-unknown-port": (
+        "container-basics",
+        "Deployment/dmr-router",
+        (*POD, 0, "livenessProbe", "httpGet", "port"),
+        "metrics",
+    ),
     "replicas-under-hpa": ("hpa-owns-replicas", "Deployment/dmr-relay", ("spec", "replicas"), 3),
-    "hpa-to-nothing": ("hpa-owns-replicas", "HorizontalPodAutoscaler/dmr-relay",
-                       ("spec", "scaleTargetRef", "name"), "dmr-relays"),
-    "policy-ingress-wrong-port": ("policy-ports-listen", "NetworkPolicy/dmr-home",
-                                  ("spec", "ingress", 0, "ports", 0, "port"), 8443),
-    "policy-egress-wrong-port": ("policy-ports-listen", "NetworkPolicy/dmr-router",
-                                 ("spec", "egress", 0, "ports", 0, "port"), "http"),
-    "pdb-both-bounds": ("pdb-sets-one-bound", "PodDisruptionBudget/dmr-relay",
-                        ("spec", "maxUnavailable"), 1),
-    "pdb-no-bound": ("pdb-sets-one-bound", "PodDisruptionBudget/dmr-router",
-                     ("spec", "maxUnavailable"), DROP),
+    "hpa-to-nothing": (
+        "hpa-owns-replicas",
+        "HorizontalPodAutoscaler/dmr-relay",
+        ("spec", "scaleTargetRef", "name"),
+        "dmr-relays",
+    ),
+    "policy-ingress-wrong-port": (
+        "policy-ports-listen",
+        "NetworkPolicy/dmr-home",
+        ("spec", "ingress", 0, "ports", 0, "port"),
+        8443,
+    ),
+    "policy-egress-wrong-port": (
+        "policy-ports-listen",
+        "NetworkPolicy/dmr-router",
+        ("spec", "egress", 0, "ports", 0, "port"),
+        "http",
+    ),
+    "pdb-both-bounds": (
+        "pdb-sets-one-bound",
+        "PodDisruptionBudget/dmr-relay",
+        ("spec", "maxUnavailable"),
+        1,
+    ),
+    "pdb-no-bound": (
+        "pdb-sets-one-bound",
+        "PodDisruptionBudget/dmr-router",
+        ("spec", "maxUnavailable"),
+        DROP,
+    ),
 }
 
 
@@ -161,8 +233,11 @@ def test_each_rule_catches_its_error(rendered, name):
     found = {r: p for r, p in rules.check(docs).items() if p}
     assert rule in found, f"{rule} missed {name}"
     # The selector break also orphans the Service and PDB: only selector rules may fire.
-    allowed = {rule} | ({"service-targets-named-port", "policy-ports-listen"}
-                        if rule == "selector-matches-template" else set())
+    allowed = {rule} | (
+        {"service-targets-named-port", "policy-ports-listen"}
+        if rule == "selector-matches-template"
+        else set()
+    )
     assert set(found) <= allowed, found
 
 
@@ -172,10 +247,14 @@ def test_every_rule_has_a_negative_case():
 
 def test_secrets_are_the_ones_the_pods_mount(rendered, k8s_tree):
     secrets = {d["metadata"]["name"]: d for d in rendered["secrets"] if d["kind"] == "Secret"}
-    mounted = {v["secret"]["secretName"] for t in TARGETS for w in rules.workloads(rendered[t])
-               for v in w["spec"]["template"]["spec"].get("volumes", []) if "secret" in v}
-    assert mounted == set(secrets) == {"dmr-home-tls", "dmr-relay-tls", "dmr-router-tls",
-                                       "dmr-crl"}
+    mounted = {
+        v["secret"]["secretName"]
+        for t in TARGETS
+        for w in rules.workloads(rendered[t])
+        for v in w["spec"]["template"]["spec"].get("volumes", [])
+        if "secret" in v
+    }
+    assert mounted == set(secrets) == {"dmr-home-tls", "dmr-relay-tls", "dmr-router-tls", "dmr-crl"}
     assert {d["metadata"].get("namespace") for d in secrets.values()} == {"dmr"}
     assert (k8s_tree / "secrets/pki/ca.key").exists()
     keys = {k for d in secrets.values() for k in d["data"]}

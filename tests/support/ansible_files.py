@@ -18,10 +18,36 @@ ROLES = ROOT / "roles"
 PLAYBOOKS = ROOT / "playbooks"
 # Keys of a task that are not its module.
 TASK_KEYWORDS = {
-    "name", "when", "loop", "loop_control", "register", "notify", "tags", "vars", "become",
-    "delegate_to", "run_once", "changed_when", "failed_when", "check_mode", "no_log", "diff",
-    "retries", "delay", "until", "listen", "block", "rescue", "always", "ignore_errors",
-    "delegate_facts", "environment", "args", "become_user", "throttle", "any_errors_fatal",
+    "name",
+    "when",
+    "loop",
+    "loop_control",
+    "register",
+    "notify",
+    "tags",
+    "vars",
+    "become",
+    "delegate_to",
+    "run_once",
+    "changed_when",
+    "failed_when",
+    "check_mode",
+    "no_log",
+    "diff",
+    "retries",
+    "delay",
+    "until",
+    "listen",
+    "block",
+    "rescue",
+    "always",
+    "ignore_errors",
+    "delegate_facts",
+    "environment",
+    "args",
+    "become_user",
+    "throttle",
+    "any_errors_fatal",
 }
 
 
@@ -77,8 +103,9 @@ def environment() -> jinja2.Environment:
     env.filters["unique"] = lambda values: list(dict.fromkeys(values))  # Ansible's: a list
     # A registered result read before its task ran: nothing changed.
     env.tests["changed"] = lambda value: isinstance(value, dict) and bool(value.get("changed"))
-    env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in (
-        "true", "yes", "1", "on")
+    env.filters["bool"] = lambda v: (
+        v if isinstance(v, bool) else str(v).lower() in ("true", "yes", "1", "on")
+    )
     return env
 
 

@@ -67,13 +67,22 @@ def _server(owner: AnsweringServer, context: ssl.SSLContext | None) -> Threading
 
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            owner.seen.append(Request(self.command, self.path, dict(self.headers.items()),
-                                      self.rfile.read(length) if length else b""))
+            owner.seen.append(
+                Request(
+                    self.command,
+                    self.path,
+                    dict(self.headers.items()),
+                    self.rfile.read(length) if length else b"",
+                )
+            )
             answer = owner.answer
             time.sleep(answer.delay)
             self.send_response(answer.status)
-            for name, value in {"Content-Type": "application/json", **answer.headers,
-                                "Content-Length": str(len(answer.body))}.items():
+            for name, value in {
+                "Content-Type": "application/json",
+                **answer.headers,
+                "Content-Length": str(len(answer.body)),
+            }.items():
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(answer.body)
@@ -88,8 +97,7 @@ def _server(owner: AnsweringServer, context: ssl.SSLContext | None) -> Threading
             if context is None:
                 return sock, addr
             # The handshake happens in the handler's thread, not in the accept loop.
-            return context.wrap_socket(sock, server_side=True,
-                                       do_handshake_on_connect=False), addr
+            return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
         def handle_error(self, request: Any, client_address: Any) -> None:
             pass  # a client that hung up (a timeout, a refused peer) is the test's point

@@ -14,9 +14,15 @@ from tests.support.processes import Process
 
 def gate_settings(cls: type, state: Path, **overrides: Any) -> Any:
     """Gate settings keeping the socket, nginx prefix and error log under ``state``."""
-    return cls(**{"socket": state / "gunicorn.sock", "prefix": state / "gate",
-                  "access_log": str(state / "gate-access.log"),
-                  "error_log": str(state / "gate-error.log"), **overrides})
+    return cls(
+        **{
+            "socket": state / "gunicorn.sock",
+            "prefix": state / "gate",
+            "access_log": str(state / "gate-access.log"),
+            "error_log": str(state / "gate-error.log"),
+            **overrides,
+        }
+    )
 
 
 def home_gate(state: Path, **overrides: Any) -> config.Gate:
@@ -34,14 +40,26 @@ class App:
     with the app, as systemd's BindsTo does.
     """
 
-    def __init__(self, kind: str, config_path: Path, log_dir: Path, name: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        config_path: Path,
+        log_dir: Path,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         name = name or kind
         argv = [sys.executable, "-m", "dmr_appliance", kind]
-        self.server = Process([*argv, "serve", "--config", str(config_path)], env=env,
-                              log_path=log_dir / f"{name}.log")
-        self.gate = Process([*argv, "gate", "--config", str(config_path)], env=env,
-                            log_path=log_dir / f"{name}-gate.log")
+        self.server = Process(
+            [*argv, "serve", "--config", str(config_path)],
+            env=env,
+            log_path=log_dir / f"{name}.log",
+        )
+        self.gate = Process(
+            [*argv, "gate", "--config", str(config_path)],
+            env=env,
+            log_path=log_dir / f"{name}-gate.log",
+        )
 
     def start(self) -> App:
         self.server.start()

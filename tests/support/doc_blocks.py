@@ -18,7 +18,8 @@ MARKER = re.compile(r"^\s*<!--\s*(not run|run):\s*(.*?)\s*-->\s*$")
 COMMAND = re.compile(
     r"^\s*(\$ )?(dmr|bash|sh|sudo|apt|apt-get|dpkg|ansible[\w-]*|kubectl|docker|cp|mv|rm|"
     r"mkdir|python3?|pip3?|systemctl|journalctl|molecule|curl|git|make|openssl|"
-    r"[\w./-]*\.venv[\w-]*/bin/\S+|\.{0,2}/?[\w.-]+/[\w./-]*\.(sh|py))(\s|$)")
+    r"[\w./-]*\.venv[\w-]*/bin/\S+|\.{0,2}/?[\w.-]+/[\w./-]*\.(sh|py))(\s|$)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,14 +65,22 @@ def blocks_in(path: Path, root: Path = ROOT) -> list[Block]:
         if not fence:
             i += 1
             continue
-        end = next((j for j in range(i + 1, len(lines)) if lines[j].strip().startswith("```")),
-                   len(lines))
-        text = "\n".join(lines[i + 1:end]) + "\n"
+        end = next(
+            (j for j in range(i + 1, len(lines)) if lines[j].strip().startswith("```")), len(lines)
+        )
+        text = "\n".join(lines[i + 1 : end]) + "\n"
         if is_shell(fence.group(1), text):
             marker = MARKER.match(lines[i - 1]) if i else None
-            found.append(Block(str(path.relative_to(root)), i + 1, fence.group(1), text,
-                               marker.group(1) if marker else None,
-                               marker.group(2) if marker else ""))
+            found.append(
+                Block(
+                    str(path.relative_to(root)),
+                    i + 1,
+                    fence.group(1),
+                    text,
+                    marker.group(1) if marker else None,
+                    marker.group(2) if marker else "",
+                )
+            )
         i = end + 1
     return found
 

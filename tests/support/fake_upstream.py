@@ -61,16 +61,25 @@ class FakeUpstream:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                seen = Seen(self.command, self.path, headers, body,
-                            self.connection.getpeercert().get("subject"))
+                seen = Seen(
+                    self.command,
+                    self.path,
+                    headers,
+                    body,
+                    self.connection.getpeercert().get("subject"),
+                )
                 with upstream._lock:
                     upstream.seen.append(seen)
                     behaviour = upstream.behaviour
                 if behaviour.delay:
                     time.sleep(behaviour.delay)
-                doc = {"upstream": upstream.name, "path": self.path,
-                       "client_cert_header": self.headers.get("X-DMR-Client-Cert"),
-                       "request_id": self.headers.get("X-Request-Id"), **behaviour.body}
+                doc = {
+                    "upstream": upstream.name,
+                    "path": self.path,
+                    "client_cert_header": self.headers.get("X-DMR-Client-Cert"),
+                    "request_id": self.headers.get("X-Request-Id"),
+                    **behaviour.body,
+                }
                 data = json.dumps(doc).encode()
                 self.send_response(behaviour.status)
                 self.send_header("Content-Type", "application/json")

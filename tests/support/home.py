@@ -16,11 +16,17 @@ from tests.support.processes import free_port, http_ok
 
 def home_config(state: Path, pki, **overrides) -> HomeConfig:
     """HomeConfig with its state under ``state`` and TLS from the test ``pki``."""
-    tls = Tls(ca=pki.ca, cert=pki.cert("server", "home"), key=pki.key("server", "home"),
-              crl=pki.crl)
-    return dataclasses.replace(HomeConfig(), database=state / "home.db",
-                               keys_dir=state / "keys", tls=tls, gate=home_gate(state),
-                               **overrides)
+    tls = Tls(
+        ca=pki.ca, cert=pki.cert("server", "home"), key=pki.key("server", "home"), crl=pki.crl
+    )
+    return dataclasses.replace(
+        HomeConfig(),
+        database=state / "home.db",
+        keys_dir=state / "keys",
+        tls=tls,
+        gate=home_gate(state),
+        **overrides,
+    )
 
 
 def write_toml(config: HomeConfig, path: Path) -> Path:
@@ -38,13 +44,15 @@ class RunningHome:
 
 
 @contextmanager
-def running_home(state: Path, pki, *, workers: int = 2, threads: int = 16,
-                 **overrides) -> Iterator[RunningHome]:
+def running_home(
+    state: Path, pki, *, workers: int = 2, threads: int = 16, **overrides
+) -> Iterator[RunningHome]:
     """Home under real gunicorn behind its gate (TLS, client certificate required)."""
     state.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config = home_config(state, pki, bind=f"127.0.0.1:{port}", workers=workers,
-                         threads=threads, **overrides)
+    config = home_config(
+        state, pki, bind=f"127.0.0.1:{port}", workers=workers, threads=threads, **overrides
+    )
     path = write_toml(config, state / "home.toml")
     home = start_home(config, path, state / "gunicorn.log")
     try:
@@ -70,8 +78,7 @@ def wait_ready(home: RunningHome, pki, timeout: float = 30.0) -> RunningHome:
 def router_session(pki, headers: dict[str, str] | None = None):
     """What the router presents to home's gate: its router certificate (the only kind
     whose forwarded X-DMR-Client-Cert home believes), home verified by the CA."""
-    return mtls_session(pki.ca, pki.cert("router", "router"), pki.key("router", "router"),
-                        headers)
+    return mtls_session(pki.ca, pki.cert("router", "router"), pki.key("router", "router"), headers)
 
 
 @dataclasses.dataclass
@@ -87,6 +94,7 @@ class HomeUnderTest:
         import falcon.testing
 
         from tests.support.identity import Caller
+
         return Caller(falcon.testing.TestClient(self.app), self.pki, kind, name)
 
     @property
@@ -100,14 +108,21 @@ class HomeUnderTest:
         return self.caller("relay", name)
 
     def add(self, pid: str, rooms: list[str], endpoint: str | None = None) -> dict:
-        resp = self.admin.post("/v1/participants", json={
-            "id": pid, "rooms": rooms, "endpoint": endpoint or f"https://{pid}.example/inbox"})
+        resp = self.admin.post(
+            "/v1/participants",
+            json={
+                "id": pid,
+                "rooms": rooms,
+                "endpoint": endpoint or f"https://{pid}.example/inbox",
+            },
+        )
         assert resp.status_code == 201, resp.text
         return resp.json
 
 
-def home_under_test(state: Path, pki, *, rooms: Mapping[str, Sequence[str]] | None = None,
-                    **overrides) -> HomeUnderTest:
+def home_under_test(
+    state: Path, pki, *, rooms: Mapping[str, Sequence[str]] | None = None, **overrides
+) -> HomeUnderTest:
     """An in-process home holding the participants of ``rooms`` (room -> ids)."""
     from dmr_appliance import identity
     from dmr_appliance.home.app import create_app
@@ -116,8 +131,9 @@ def home_under_test(state: Path, pki, *, rooms: Mapping[str, Sequence[str]] | No
 
     config = home_config(state, pki, **overrides)
     store = Store(config.database)
-    app = create_app(HomeDeps.build(config, store),
-                     identity.Verifier.from_files(config.tls.ca, config.tls.crl))
+    app = create_app(
+        HomeDeps.build(config, store), identity.Verifier.from_files(config.tls.ca, config.tls.crl)
+    )
     home = HomeUnderTest(app, config, store, pki)
     for pid, joined in members(rooms or {}).items():
         home.add(pid, joined)
@@ -140,9 +156,19 @@ def failure_report(**changes) -> dict:
     """A failure report as alice files it (message MID to bob in the lobby), ``changes``
     applied."""
     doc = {
-        "message_id": MID, "room": "lobby", "from": "alice", "to": ["bob"],
-        "attempts": [{"target": "https://router-1:8443", "at": "2026-01-02T03:04:05Z",
-                      "outcome": "failed", "status": 503, "detail": "relay overloaded"}],
+        "message_id": MID,
+        "room": "lobby",
+        "from": "alice",
+        "to": ["bob"],
+        "attempts": [
+            {
+                "target": "https://router-1:8443",
+                "at": "2026-01-02T03:04:05Z",
+                "outcome": "failed",
+                "status": 503,
+                "detail": "relay overloaded",
+            }
+        ],
         "envelope": {"id": MID, "room": "lobby", "from": "alice", "payload": {"hi": 1}},
         "reported_at": "2026-01-02T03:04:06Z",
     }

@@ -16,8 +16,9 @@ METRIC = re.compile(r"\b(?:dmr|nginx)_[a-z0-9_]+\b")
 
 def named_metrics() -> set[str]:
     """Every metric name the rules' and the dashboard's queries use."""
-    exprs = [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"]
-             for t in p.get("targets", [])]
+    exprs = [
+        t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p.get("targets", [])
+    ]
     rules = yaml.safe_load((PROMETHEUS / "dmr-alerts.yml").read_text())
     exprs += [r["expr"] for group in rules["groups"] for r in group["rules"]]
     return {m for text in exprs for m in METRIC.findall(text)}

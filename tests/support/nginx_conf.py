@@ -43,7 +43,7 @@ def parse(text: str) -> Block:
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
             if text[pos:].strip():
-                raise AssertionError(f"cannot parse at {text[pos:pos + 40]!r}")
+                raise AssertionError(f"cannot parse at {text[pos : pos + 40]!r}")
             break
         pos = m.end()
         comment, dq, sq, punct, word = m.groups()

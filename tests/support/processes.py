@@ -18,8 +18,14 @@ class Process(ProcessGroup):
     """A server process whose stdout+stderr go to ``log_path``, in its own group (stop()
     and kill() reach gunicorn's workers too)."""
 
-    def __init__(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
-                 log_path: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        log_path: Path,
+        cwd: Path | None = None,
+    ) -> None:
         super().__init__(log_path.stem, argv, log_path=log_path, env=env, cwd=cwd)
 
     def wait_ready(self, probe: Callable[[], bool], timeout: float = 30.0) -> Process:

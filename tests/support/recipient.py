@@ -18,9 +18,14 @@ from tests.support.processes import Process
 @contextmanager
 def recipient_thread(pki, log_path: Path, **kwargs: Any) -> Iterator[RecipientServer]:
     """A recipient with the PKI's "recipient" server certificate, requiring a relay's."""
-    server = RecipientServer(("127.0.0.1", 0), cert=pki.cert("server", "recipient"),
-                             key=pki.key("server", "recipient"), ca=pki.ca,
-                             log_path=log_path, **kwargs)
+    server = RecipientServer(
+        ("127.0.0.1", 0),
+        cert=pki.cert("server", "recipient"),
+        key=pki.key("server", "recipient"),
+        ca=pki.ca,
+        log_path=log_path,
+        **kwargs,
+    )
     with serving(server, poll_interval=0.05):
         yield server
 
@@ -40,10 +45,23 @@ def serving(server: RecipientServer, poll_interval: float = 0.5) -> Iterator[Rec
 @contextmanager
 def recipient_process(pki, log_path: Path, *args: str) -> Iterator[int]:
     """``dmr recipient`` on a free port; yields the port."""
-    argv = [sys.executable, "-m", "dmr_appliance", "recipient", "--bind", "127.0.0.1:0",
-            "--cert", str(pki.cert("server", "recipient")),
-            "--key", str(pki.key("server", "recipient")), "--ca", str(pki.ca),
-            "--log", str(log_path), *args]
+    argv = [
+        sys.executable,
+        "-m",
+        "dmr_appliance",
+        "recipient",
+        "--bind",
+        "127.0.0.1:0",
+        "--cert",
+        str(pki.cert("server", "recipient")),
+        "--key",
+        str(pki.key("server", "recipient")),
+        "--ca",
+        str(pki.ca),
+        "--log",
+        str(log_path),
+        *args,
+    ]
     process = Process(argv, log_path=log_path.with_suffix(".out")).start()
     try:
         process.wait_ready(lambda: bool(process.logs().strip()), timeout=20)

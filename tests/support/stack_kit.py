@@ -25,9 +25,14 @@ from tests.support.recipient import serving
 
 
 @contextmanager
-def started(state: Path, relays: int = 1, *, rooms: Mapping[str, Sequence[str]] | None = None,
-            certificates: Sequence[str] = (), env: Mapping[str, str] | None = None
-            ) -> Iterator[Stack]:
+def started(
+    state: Path,
+    relays: int = 1,
+    *,
+    rooms: Mapping[str, Sequence[str]] | None = None,
+    certificates: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Stack]:
     """A running stack with participant ``certificates`` issued (registered or not) and
     the participants of ``rooms`` (room -> ids) registered at its recipient; ``env`` is
     set while it runs (home reads its settings when it starts)."""
@@ -76,9 +81,14 @@ def extra_router(stack: Stack, directory: Path, **changes: Any) -> Iterator[Extr
     home), on its own port and prefix; ``changes`` override RouterConfig fields."""
     directory.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(
-        stack.router_config(), listen=free_port(), prefix=directory,
-        pid_file=directory / "nginx.pid", access_log=str(directory / "access.log"),
-        error_log=str(directory / "error.log"), **{"stub_status_bind": "", **changes})
+        stack.router_config(),
+        listen=free_port(),
+        prefix=directory,
+        pid_file=directory / "nginx.pid",
+        access_log=str(directory / "access.log"),
+        error_log=str(directory / "error.log"),
+        **{"stub_status_bind": "", **changes},
+    )
     conf = directory / "nginx.conf"
     render.write(cfg, conf)
     with (directory / "nginx.out").open("ab") as out:
@@ -91,20 +101,21 @@ def extra_router(stack: Stack, directory: Path, **changes: Any) -> Iterator[Extr
 
 
 @contextmanager
-def recipient_in_thread(stack: Stack, log_path: Path, **kwargs: Any
-                        ) -> Iterator[ScriptedRecipient]:
+def recipient_in_thread(stack: Stack, log_path: Path, **kwargs: Any) -> Iterator[ScriptedRecipient]:
     """A recipient in this process (its answers can be scripted), with the stack's
     recipient certificate, requiring a relay's certificate."""
     cert, key = stack.cert("server", "recipient")
-    server = ScriptedRecipient(("127.0.0.1", 0), cert=cert, key=key, ca=stack.ca,
-                               log_path=log_path, **kwargs)
+    server = ScriptedRecipient(
+        ("127.0.0.1", 0), cert=cert, key=key, ca=stack.ca, log_path=log_path, **kwargs
+    )
     with serving(server):
         yield server
 
 
 @contextmanager
-def registered_recipient(stack: Stack, pid: str, room: str, log_path: Path, **kwargs: Any
-                         ) -> Iterator[ScriptedRecipient]:
+def registered_recipient(
+    stack: Stack, pid: str, room: str, log_path: Path, **kwargs: Any
+) -> Iterator[ScriptedRecipient]:
     """``recipient_in_thread``, registered at home as ``pid`` in ``room``."""
     with recipient_in_thread(stack, log_path, **kwargs) as server:
         ensure_participant(stack, pid, endpoint(server, pid), [room])
@@ -115,8 +126,9 @@ def endpoint(server: RecipientServer, pid: str) -> str:
     return f"https://localhost:{server.port}/inbox/{pid}"
 
 
-def sender(stack: Stack, routers: list[str] | None = None, *, name: str = "alice",
-           **kwargs: Any) -> Sender:
+def sender(
+    stack: Stack, routers: list[str] | None = None, *, name: str = "alice", **kwargs: Any
+) -> Sender:
     cert, key = stack.cert("participant", name)
     kwargs.setdefault("home", stack.home_url)
     return Sender(routers or [stack.router_url], cert=cert, key=key, ca=stack.ca, **kwargs)

@@ -34,8 +34,11 @@ def main(router: str, pki: Path, endpoint: str = RECIPIENT_ENDPOINT) -> int:
 
     admin, alice = as_("admin", "admin"), as_("participant", "alice")
     for pid in ("alice", "bob"):
-        answer = admin.post(f"{router}/v1/home/participants", timeout=10,
-                            json={"id": pid, "endpoint": endpoint, "rooms": [ROOM]})
+        answer = admin.post(
+            f"{router}/v1/home/participants",
+            timeout=10,
+            json={"id": pid, "endpoint": endpoint, "rooms": [ROOM]},
+        )
         if answer.status_code not in (200, 201, 409):
             return fail("create participant", answer)
 
@@ -48,19 +51,30 @@ def main(router: str, pki: Path, endpoint: str = RECIPIENT_ENDPOINT) -> int:
         return fail("address card", answer)
     card = answer.json()["card"]
 
-    envelope = build_envelope(room=ROOM, sender="alice", cards=[card],
-                              payload={"text": "hello from the Debian package test"})
+    envelope = build_envelope(
+        room=ROOM,
+        sender="alice",
+        cards=[card],
+        payload={"text": "hello from the Debian package test"},
+    )
     deadline = time.monotonic() + READY_WITHIN
     while True:  # 503: the relay has no sync document yet (nothing was delivered)
-        answer = alice.post(f"{router}/v1/messages", json=envelope, timeout=30,
-                            headers={"Authorization": f"Bearer {token}"})
+        answer = alice.post(
+            f"{router}/v1/messages",
+            json=envelope,
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        )
         if answer.status_code != 503 or time.monotonic() > deadline:
             break
         time.sleep(1)
     if answer.status_code != 200:
         return fail("send", answer)
-    print(json.dumps({"message_id": envelope["id"], "status": answer.status_code,
-                      "answer": answer.json()}))
+    print(
+        json.dumps(
+            {"message_id": envelope["id"], "status": answer.status_code, "answer": answer.json()}
+        )
+    )
     return 0
 
 

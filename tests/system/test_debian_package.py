@@ -47,14 +47,26 @@ UNITS = APPS + GATES
 EDIT = "workers = 1  # edited by the system test"  # an admin's change to a conffile
 # TESTBED.md: what runs systemd as PID 1 here without --privileged.
 SYSTEMD_FLAGS = [
-    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
-    "--security-opt", "seccomp=unconfined",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock",
-    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns=host",
-    "--stop-signal", "SIGRTMIN+3",
+    "--cap-add",
+    "ALL",
+    "--cap-drop",
+    "SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--cgroupns=host",
+    "--stop-signal",
+    "SIGRTMIN+3",
 ]
-APT = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y"
-       " -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold")
+APT = (
+    "DEBIAN_FRONTEND=noninteractive apt-get -q -y"
+    " -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+)
 
 
 def docker_cli() -> str:
@@ -69,7 +81,8 @@ def run(argv: list[str], *, timeout: float = 600, env: dict | None = None) -> st
     if proc.returncode != 0:
         raise AssertionError(
             f"{shlex.join(argv)} exited {proc.returncode}\n"
-            f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}")
+            f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+        )
     return proc.stdout
 
 
@@ -78,14 +91,16 @@ class Container:
     name: str
     docker: str
 
-    def sh(self, script: str, *, check: bool = True,
-           timeout: float = 300) -> subprocess.CompletedProcess:
+    def sh(
+        self, script: str, *, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess:
         argv = [self.docker, "exec", self.name, "bash", "-euo", "pipefail", "-c", script]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"in container: {script}\nexit {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}"
-                f"\n--- stderr\n{proc.stderr[-6000:]}\n--- journal\n{self.journal()}")
+                f"\n--- stderr\n{proc.stderr[-6000:]}\n--- journal\n{self.journal()}"
+            )
         return proc
 
     def out(self, script: str, **kwargs) -> str:
@@ -93,10 +108,33 @@ class Container:
 
     def journal(self) -> str:
         proc = subprocess.run(
-            [self.docker, "exec", self.name, "journalctl", "--no-pager", "-n", "60",
-             "-u", "dmr-home", "-u", "dmr-relay", "-u", "dmr-home-gate", "-u", "dmr-relay-gate",
-             "-u", "dmr-crl", "-u", "nginx", "-u", "dmr-test-recipient"],
-            capture_output=True, text=True, timeout=30)
+            [
+                self.docker,
+                "exec",
+                self.name,
+                "journalctl",
+                "--no-pager",
+                "-n",
+                "60",
+                "-u",
+                "dmr-home",
+                "-u",
+                "dmr-relay",
+                "-u",
+                "dmr-home-gate",
+                "-u",
+                "dmr-relay-gate",
+                "-u",
+                "dmr-crl",
+                "-u",
+                "nginx",
+                "-u",
+                "dmr-test-recipient",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         return proc.stdout[-6000:]
 
 
@@ -135,13 +173,31 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     work = tmp_path_factory.mktemp("debian-package")
     dist, upgrade_dist, repo = work / "dist", work / "dist-upgrade", work / "repo"
     lintian = run([str(ROOT / "packaging/build-deb.sh"), "--out", str(dist)])
-    run([str(ROOT / "packaging/build-deb.sh"), "--deb-only", "--version", UPGRADE_VERSION,
-         "--out", str(upgrade_dist)])
+    run(
+        [
+            str(ROOT / "packaging/build-deb.sh"),
+            "--deb-only",
+            "--version",
+            UPGRADE_VERSION,
+            "--out",
+            str(upgrade_dist),
+        ]
+    )
     only_v1 = work / "dist-v1"
     only_v1.mkdir()
     shutil.copy(dist / f"dmr-appliance_{__version__}_all.deb", only_v1)
-    run([str(ROOT / "packaging/build-repo.sh"), str(repo), "--from", str(only_v1),
-         "--url", f"file:{REPO_IN_CONTAINER}", "--keyring", KEYRING_IN_CONTAINER])
+    run(
+        [
+            str(ROOT / "packaging/build-repo.sh"),
+            str(repo),
+            "--from",
+            str(only_v1),
+            "--url",
+            f"file:{REPO_IN_CONTAINER}",
+            "--keyring",
+            KEYRING_IN_CONTAINER,
+        ]
+    )
     return Build(repo=repo, dist=dist, upgrade_dist=upgrade_dist, lintian=lintian)
 
 
@@ -149,8 +205,20 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
 def container(image: str) -> Iterator[Container]:
     docker = docker_cli()
     name = f"dmr-pkgtest-{uuid.uuid4().hex[:8]}"
-    run([docker, "run", "-d", "--name", name, "--hostname", "dmr-pkgtest", *SYSTEMD_FLAGS,
-         image, "/lib/systemd/systemd"])
+    run(
+        [
+            docker,
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--hostname",
+            "dmr-pkgtest",
+            *SYSTEMD_FLAGS,
+            image,
+            "/lib/systemd/systemd",
+        ]
+    )
     box = Container(name, docker)
     try:
         deadline, state = time.monotonic() + 60, ""
@@ -173,8 +241,10 @@ def test_install_configure_deliver_upgrade_purge(
 
     # --- the operator adds the signed repository and installs -------------------------------
     publish(container, build.repo)
-    container.sh(f"install -m 0644 {REPO_IN_CONTAINER}/dmr-appliance-archive-keyring.gpg "
-                 f"{KEYRING_IN_CONTAINER}")
+    container.sh(
+        f"install -m 0644 {REPO_IN_CONTAINER}/dmr-appliance-archive-keyring.gpg "
+        f"{KEYRING_IN_CONTAINER}"
+    )
     container.sh(f"install -m 0644 {REPO_IN_CONTAINER}/dmr-appliance.list /etc/apt/sources.list.d/")
     container.sh(f"apt-get -q update && {APT} install dmr-appliance nginx", timeout=600)
     steps.say("installed: " + container.out("dpkg-query -W dmr-appliance"))
@@ -187,8 +257,10 @@ def test_install_configure_deliver_upgrade_purge(
     for kind in ("home", "relay", "router"):
         conffile = f"/etc/dmr-appliance/{kind}.toml"
         assert conffile in container.out("cat /var/lib/dpkg/info/dmr-appliance.conffiles")
-        assert container.out(f"dmr config check {kind} {conffile}") == \
-            f"{conffile}: valid {kind} configuration"
+        assert (
+            container.out(f"dmr config check {kind} {conffile}")
+            == f"{conffile}: valid {kind} configuration"
+        )
 
     # --- bare install: enabled, but skipped until the certificates exist ----------------------
     for unit in UNITS:
@@ -226,8 +298,9 @@ def test_install_configure_deliver_upgrade_purge(
         pid = container.out(f"systemctl show -p MainPID --value {unit}")
         assert container.out(f"ps -o user=,comm= -p {pid}").split() == ["dmr", "nginx"]
     for kind in ("home", "relay"):
-        assert container.out(f"stat -c '%U %a %F' /run/dmr-{kind}/gunicorn.sock") == \
-            "dmr 700 socket"
+        assert (
+            container.out(f"stat -c '%U %a %F' /run/dmr-{kind}/gunicorn.sock") == "dmr 700 socket"
+        )
         assert container.out(f"stat -c '%U %a' /run/dmr-{kind}") == "dmr 700"
     assert container.out("ls /var/lib/dmr-home") != ""
 
@@ -237,10 +310,13 @@ def test_install_configure_deliver_upgrade_purge(
     # --- hardening ---------------------------------------------------------------------------
     report = container.out(f"systemd-analyze security --no-pager {' '.join(UNITS)}")
     summary = container.out(
-        f"for u in {' '.join(UNITS)}; do systemd-analyze security --no-pager $u | tail -n 1; done")
+        f"for u in {' '.join(UNITS)}; do systemd-analyze security --no-pager $u | tail -n 1; done"
+    )
     steps.say(f"systemd-analyze security:\n{report}\n{summary}")
-    scores = {unit: float(score) for unit, score in
-              re.findall(r"Overall exposure level for (\S+): ([0-9.]+)", summary)}
+    scores = {
+        unit: float(score)
+        for unit, score in re.findall(r"Overall exposure level for (\S+): ([0-9.]+)", summary)
+    }
     assert set(scores) == set(UNITS), summary
     for unit, score in scores.items():
         assert score <= MAX_EXPOSURE, f"{unit}: exposure {score} > {MAX_EXPOSURE}"
@@ -249,11 +325,23 @@ def test_install_configure_deliver_upgrade_purge(
     before = {unit: started_at(container, unit) for unit in UNITS}
     both = build.upgrade_dist.parent / "dist-both"
     both.mkdir()
-    for deb in (build.dist / f"dmr-appliance_{__version__}_all.deb",
-                build.upgrade_dist / f"dmr-appliance_{UPGRADE_VERSION}_all.deb"):
+    for deb in (
+        build.dist / f"dmr-appliance_{__version__}_all.deb",
+        build.upgrade_dist / f"dmr-appliance_{UPGRADE_VERSION}_all.deb",
+    ):
         shutil.copy(deb, both)
-    run([str(ROOT / "packaging/build-repo.sh"), str(build.repo), "--from", str(both),
-         "--url", f"file:{REPO_IN_CONTAINER}", "--keyring", KEYRING_IN_CONTAINER])
+    run(
+        [
+            str(ROOT / "packaging/build-repo.sh"),
+            str(build.repo),
+            "--from",
+            str(both),
+            "--url",
+            f"file:{REPO_IN_CONTAINER}",
+            "--keyring",
+            KEYRING_IN_CONTAINER,
+        ]
+    )
     publish(container, build.repo)
     container.sh(f"apt-get -q update && {APT} install --only-upgrade dmr-appliance", timeout=300)
     assert container.out("dpkg-query -W -f '${Version}' dmr-appliance") == UPGRADE_VERSION
@@ -265,10 +353,12 @@ def test_install_configure_deliver_upgrade_purge(
     for unit in UNITS:
         assert after[unit] > before[unit], f"{unit} was not restarted by the upgrade"
     # the packaged sender this time: token, card, retries and all
-    sent = container.out(f"dmr send --as alice --router {ROUTER} --room lobby --to bob"
-                         " --data '{\"text\": \"after the upgrade\"}' --json", timeout=120)
-    steps.say(f"upgraded to {UPGRADE_VERSION}: conffile kept, services restarted;"
-              f" dmr send: {sent}")
+    sent = container.out(
+        f"dmr send --as alice --router {ROUTER} --room lobby --to bob"
+        ' --data \'{"text": "after the upgrade"}\' --json',
+        timeout=120,
+    )
+    steps.say(f"upgraded to {UPGRADE_VERSION}: conffile kept, services restarted; dmr send: {sent}")
     assert "delivered" in sent
     received = container.out("wc -l < /var/lib/dmr-test-recipient/received.jsonl")
     assert received == "2", "the recipient should hold both messages"
@@ -278,58 +368,72 @@ def test_install_configure_deliver_upgrade_purge(
     container.sh(f"{APT} remove dmr-appliance")
     for unit in UNITS:
         assert container.out(f"systemctl is-active {unit}", check=False) in ("inactive", "unknown")
-    container.sh("getent passwd dmr && test -f /etc/dmr-appliance/home.toml"
-                 " && test -d /var/lib/dmr-home")
+    container.sh(
+        "getent passwd dmr && test -f /etc/dmr-appliance/home.toml && test -d /var/lib/dmr-home"
+    )
     container.sh(f"{APT} purge dmr-appliance")
-    status = container.out("dpkg-query -W -f '${db:Status-Status}' dmr-appliance 2>/dev/null"
-                           " || true")
+    status = container.out(
+        "dpkg-query -W -f '${db:Status-Status}' dmr-appliance 2>/dev/null || true"
+    )
     assert status in ("", "not-installed")
     assert container.sh("getent passwd dmr", check=False).returncode == 2
     assert container.sh("getent group dmr", check=False).returncode == 2
     leftovers = container.out(
         "find / -xdev \\( -path /proc -o -path /sys -o -path /srv -o -path /var/cache/apt"
         " -o -path /var/lib/apt/lists \\) -prune -o \\( -iname '*dmr*' -o -nouser -o -nogroup \\)"
-        " -print | sort")
+        " -print | sort"
+    )
     allowed = allowed_leftovers()
-    unexpected = [path for path in leftovers.splitlines()
-                  if not any(rule.fullmatch(path) for rule in allowed)]
+    unexpected = [
+        path for path in leftovers.splitlines() if not any(rule.fullmatch(path) for rule in allowed)
+    ]
     assert unexpected == [], "left after purge:\n" + "\n".join(unexpected)
     assert container.out("find /etc/dmr-appliance -type f ! -path '/etc/dmr-appliance/pki/*'") == ""
     assert container.out("find /etc/dmr-appliance ! -user root -o ! -group root") == ""
-    steps.say("purged: user, group, conffiles, state and units gone;"
-              " the admin's PKI kept, owned by root")
+    steps.say(
+        "purged: user, group, conffiles, state and units gone; the admin's PKI kept, owned by root"
+    )
 
 
 def test_wheel_installs_into_an_empty_venv(build: Build, tmp_path: Path) -> None:
     """The wheel from the same build: `pip install` into a bare venv gives a working dmr
     (dependencies from PyPI, the current releases)."""
     wheel = build.dist / f"dmr_appliance-{__version__}-py3-none-any.whl"
-    assert (build.dist / f"dmr_appliance-{__version__}.tar.gz").exists() or \
-        (build.dist / f"dmr-appliance-{__version__}.tar.gz").exists(), "no sdist"
+    assert (build.dist / f"dmr_appliance-{__version__}.tar.gz").exists() or (
+        build.dist / f"dmr-appliance-{__version__}.tar.gz"
+    ).exists(), "no sdist"
     venv = tmp_path / "venv"
     run(["/usr/bin/python3", "-m", "venv", str(venv)])
     run([str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", str(wheel)])
     assert run([str(venv / "bin/dmr"), "--version"]).strip() == f"dmr {__version__}"
     assert "[tls]" in run([str(venv / "bin/dmr"), "config", "defaults", "relay"])
-    data = run([str(venv / "bin/python"), "-c",
-                "import importlib.resources as r; t = r.files('dmr_appliance') / 'templates';"
-                " print(sorted(p.name for p in (t / 'nginx').iterdir()))"])
+    data = run(
+        [
+            str(venv / "bin/python"),
+            "-c",
+            "import importlib.resources as r; t = r.files('dmr_appliance') / 'templates';"
+            " print(sorted(p.name for p in (t / 'nginx').iterdir()))",
+        ]
+    )
     assert "router.conf.j2" in data, "package data (the router template) is in the wheel"
 
 
 def allowed_leftovers() -> list[re.Pattern[str]]:
     """What may remain after the purge, and why: none of it is the package's."""
-    return [re.compile(p) for p in (
-        r"/etc/dmr-appliance(/pki(/.*)?)?",  # the deployment CA and keys the admin made
-        r"/etc/apt/sources\.list\.d/dmr-appliance\.list",  # the admin's repository entry
-        r"/usr/share/keyrings/dmr-appliance-archive-keyring\.gpg",  # and its key
-        r"/var/lib/dmr-router(/.*)?",  # the router's nginx prefix, made by the admin (test)
-        r"/var/lib/dmr-test-recipient(/.*)?",  # the test's recipient
-        r"/var/log/nginx/dmr-(access|error)\.log",  # nginx's logs of the router config
-        r"/root/deliver\.py",
-        r"/root/forged\.hdr",
-        r"/var/log/journal(/.*)?",  # the journal keeps the services' past log lines
-    )]
+    return [
+        re.compile(p)
+        for p in (
+            r"/etc/dmr-appliance(/pki(/.*)?)?",  # the deployment CA and keys the admin made
+            r"/etc/apt/sources\.list\.d/dmr-appliance\.list",  # the admin's repository entry
+            r"/usr/share/keyrings/dmr-appliance-archive-keyring\.gpg",  # and its key
+            r"/var/lib/dmr-router(/.*)?",  # the router's nginx prefix, made by the admin (test)
+            r"/var/lib/dmr-test-recipient(/.*)?",  # the test's recipient
+            r"/var/log/nginx/dmr-(access|error)\.log",  # nginx's logs of the router config
+            r"/root/deliver\.py",
+            r"/root/forged\.hdr",
+            r"/var/log/journal(/.*)?",  # the journal keeps the services' past log lines
+        )
+    ]
 
 
 def publish(container: Container, repo: Path) -> None:
@@ -348,27 +452,32 @@ def copy_in(container: Container, source: Path, target: str) -> None:
 def configure(container: Container) -> None:
     """What README.Debian tells an operator to do on a single host."""
     local = "--dns localhost --ip 127.0.0.1"
-    container.sh(" && ".join([
-        "dmr pki init",
-        f"dmr pki issue --kind server --name home {local}",
-        f"dmr pki issue --kind router --name router {local}",
-        f"dmr pki issue --kind server --name recipient {local}",
-        f"dmr pki issue --kind relay --name relay-1 {local}",
-        "dmr pki issue --kind participant --name alice",
-        "dmr pki issue --kind participant --name bob",
-        "dmr pki issue --kind admin --name admin",
-        f"chown dmr:dmr {PKI}/server/home.key {PKI}/relay/relay-1.key",
-        # an admin's edit of a conffile, which the upgrade must keep
-        f"sed -i '0,/^# workers = .*/s//{EDIT}/' /etc/dmr-appliance/home.toml",
-        f"grep -qx '{EDIT}' /etc/dmr-appliance/home.toml",
-        "dmr config check home /etc/dmr-appliance/home.toml",
-        # one relay on this host; the router is Debian's nginx.service
-        "sed -i 's|^# relays = .*|relays = [\"127.0.0.1:8801\"]|; "
-        "s|^# pid_file = .*|pid_file = \"/run/nginx.pid\"|' /etc/dmr-appliance/router.toml",
-        "mkdir -p /var/lib/dmr-router",
-        "dmr render nginx --config /etc/dmr-appliance/router.toml --output /etc/nginx/nginx.conf",
-        "nginx -t -q",
-    ]))
+    container.sh(
+        " && ".join(
+            [
+                "dmr pki init",
+                f"dmr pki issue --kind server --name home {local}",
+                f"dmr pki issue --kind router --name router {local}",
+                f"dmr pki issue --kind server --name recipient {local}",
+                f"dmr pki issue --kind relay --name relay-1 {local}",
+                "dmr pki issue --kind participant --name alice",
+                "dmr pki issue --kind participant --name bob",
+                "dmr pki issue --kind admin --name admin",
+                f"chown dmr:dmr {PKI}/server/home.key {PKI}/relay/relay-1.key",
+                # an admin's edit of a conffile, which the upgrade must keep
+                f"sed -i '0,/^# workers = .*/s//{EDIT}/' /etc/dmr-appliance/home.toml",
+                f"grep -qx '{EDIT}' /etc/dmr-appliance/home.toml",
+                "dmr config check home /etc/dmr-appliance/home.toml",
+                # one relay on this host; the router is Debian's nginx.service
+                'sed -i \'s|^# relays = .*|relays = ["127.0.0.1:8801"]|; '
+                's|^# pid_file = .*|pid_file = "/run/nginx.pid"|\' /etc/dmr-appliance/router.toml',
+                "mkdir -p /var/lib/dmr-router",
+                "dmr render nginx --config /etc/dmr-appliance/router.toml"
+                " --output /etc/nginx/nginx.conf",
+                "nginx -t -q",
+            ]
+        )
+    )
 
 
 def start_recipient(container: Container) -> None:
@@ -377,23 +486,29 @@ def start_recipient(container: Container) -> None:
         "systemd-run --unit dmr-test-recipient --property Type=exec "
         f"dmr recipient --bind 127.0.0.1:9443 --cert {PKI}/server/recipient.pem "
         f"--key {PKI}/server/recipient.key --ca {PKI}/ca.pem "
-        "--log /var/lib/dmr-test-recipient/received.jsonl")
-    container.sh("for i in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/9443) 2>/dev/null && exit 0;"
-                 " sleep 0.2; done; exit 1")
+        "--log /var/lib/dmr-test-recipient/received.jsonl"
+    )
+    container.sh(
+        "for i in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/9443) 2>/dev/null && exit 0;"
+        " sleep 0.2; done; exit 1"
+    )
 
 
 def wait_active(container: Container, units: tuple[str, ...], within: float = 30) -> None:
     """Active, and listening: a gate on its TLS port, gunicorn on its unix socket."""
-    ready = {"dmr-home-gate.service": "(exec 3<>/dev/tcp/127.0.0.1/8700)",
-             "dmr-relay-gate.service": "(exec 3<>/dev/tcp/127.0.0.1/8801)",
-             "dmr-home.service": "test -S /run/dmr-home/gunicorn.sock",
-             "dmr-relay.service": "test -S /run/dmr-relay/gunicorn.sock"}
+    ready = {
+        "dmr-home-gate.service": "(exec 3<>/dev/tcp/127.0.0.1/8700)",
+        "dmr-relay-gate.service": "(exec 3<>/dev/tcp/127.0.0.1/8801)",
+        "dmr-home.service": "test -S /run/dmr-home/gunicorn.sock",
+        "dmr-relay.service": "test -S /run/dmr-relay/gunicorn.sock",
+    }
     for unit in units:
         container.sh(
             f"for i in $(seq 1 {int(within * 5)}); do "
             f"systemctl is-active -q {unit}"
             f" && {ready[unit]} 2>/dev/null && exit 0;"
-            f" sleep 0.2; done; systemctl status --no-pager {unit}; exit 1")
+            f" sleep 0.2; done; systemctl status --no-pager {unit}; exit 1"
+        )
 
 
 def check_trust_boundary(container: Container, steps: Steps) -> None:
@@ -403,8 +518,10 @@ def check_trust_boundary(container: Container, steps: Steps) -> None:
     alice = f"--cert {PKI}/participant/alice.pem --key {PKI}/participant/alice.key"
     bob = f"--cert {PKI}/participant/bob.pem --key {PKI}/participant/bob.key"
     # The admin's certificate (public) as a header file for curl -H @FILE.
-    script = ("import urllib.parse; print('X-DMR-Client-Cert: ' + urllib.parse.quote("
-              f"open('{PKI}/admin/admin.pem').read(), safe=''))")
+    script = (
+        "import urllib.parse; print('X-DMR-Client-Cert: ' + urllib.parse.quote("
+        f"open('{PKI}/admin/admin.pem').read(), safe=''))"
+    )
     container.sh(f"python3 -c {shlex.quote(script)} > /root/forged.hdr")
     forged = "-H @/root/forged.hdr"
     answer = container.out(f"{curl} {alice} {forged} https://localhost:8700/v1/participants")
@@ -413,12 +530,16 @@ def check_trust_boundary(container: Container, steps: Steps) -> None:
     container.sh("dmr pki revoke --kind participant --name bob")
     started = time.monotonic()
     for port in (8700, 8801, 8443):
-        container.sh(f"for i in $(seq 1 50); do {curl} {bob} https://localhost:{port}/healthz"
-                     " | grep -q client-certificate-invalid && exit 0; sleep 0.1; done; exit 1")
+        container.sh(
+            f"for i in $(seq 1 50); do {curl} {bob} https://localhost:{port}/healthz"
+            " | grep -q client-certificate-invalid && exit 0; sleep 0.1; done; exit 1"
+        )
     elapsed = time.monotonic() - started
     assert {unit: started_at(container, unit) for unit in UNITS} == starts, "restarted"
-    steps.say(f"forged admin header at home's gate: refused as alice; bob revoked: refused by"
-              f" home's and the relay's gate and the router after {elapsed:.1f} s, no restart")
+    steps.say(
+        f"forged admin header at home's gate: refused as alice; bob revoked: refused by"
+        f" home's and the relay's gate and the router after {elapsed:.1f} s, no restart"
+    )
 
 
 def started_at(container: Container, unit: str) -> int:

@@ -40,8 +40,16 @@ def router_2(pki):
 
 
 def agent_for(pki, tmp_path, *urls: str) -> Agent:
-    return Agent(relay_config(pki, tmp_path / "relay", instance="relay-1.pod",
-                              home_url=urls[0], home_failover=list(urls[1:])), RelayMetrics())
+    return Agent(
+        relay_config(
+            pki,
+            tmp_path / "relay",
+            instance="relay-1.pod",
+            home_url=urls[0],
+            home_failover=list(urls[1:]),
+        ),
+        RelayMetrics(),
+    )
 
 
 def beats(server: AnsweringServer) -> list[dict]:
@@ -49,6 +57,7 @@ def beats(server: AnsweringServer) -> list[dict]:
 
 
 # --- leaving ----------------------------------------------------------------------------
+
 
 def test_the_agent_leaves_with_one_last_beat_then_beats_no_more(pki, tmp_path, router, caplog):
     caplog.set_level(logging.INFO, logger="dmr.relay.agent")
@@ -62,8 +71,9 @@ def test_the_agent_leaves_with_one_last_beat_then_beats_no_more(pki, tmp_path, r
     assert "agent-left" in [r.getMessage() for r in caplog.records]
 
 
-def test_leaving_gives_up_within_its_budget_across_home_urls(pki, tmp_path, router, router_2,
-                                                             caplog):
+def test_leaving_gives_up_within_its_budget_across_home_urls(
+    pki, tmp_path, router, router_2, caplog
+):
     router.answer = router_2.answer = Answer(delay=agent_mod.LEAVE_BUDGET + 2)  # both hang
     agent = agent_for(pki, tmp_path, router.url, router_2.url)
     started = time.monotonic()
@@ -94,8 +104,9 @@ def test_a_beat_in_flight_too_long_does_not_hold_up_the_stop(pki, tmp_path, rout
 
 
 @pytest.mark.parametrize("orphaned", [False, True])
-def test_the_agent_leaves_when_told_to_stop_not_when_its_master_died(pki, tmp_path, router,
-                                                                     orphaned):
+def test_the_agent_leaves_when_told_to_stop_not_when_its_master_died(
+    pki, tmp_path, router, orphaned
+):
     agent = agent_for(pki, tmp_path, router.url)
     if not orphaned:
         agent.stopping.set()  # SIGTERM: the handler sets it
@@ -105,11 +116,18 @@ def test_the_agent_leaves_when_told_to_stop_not_when_its_master_died(pki, tmp_pa
 
 # --- when home asks to wait -------------------------------------------------------------
 
-@pytest.mark.parametrize(("status", "retry_after", "at_least"),
-                         [(429, "5", 5.0), (503, "7", 7.0), (503, None, 0.0),
-                          (429, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0), (429, "9999", 60.0)])
-def test_the_agent_waits_as_long_as_home_asks(pki, tmp_path, router, status, retry_after,
-                                              at_least):
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "at_least"),
+    [
+        (429, "5", 5.0),
+        (503, "7", 7.0),
+        (503, None, 0.0),
+        (429, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        (429, "9999", 60.0),
+    ],
+)
+def test_the_agent_waits_as_long_as_home_asks(pki, tmp_path, router, status, retry_after, at_least):
     router.answer = Answer(status, b"", {"Retry-After": retry_after} if retry_after else {})
     agent = agent_for(pki, tmp_path, router.url)
     with pytest.raises(HomeRefused) as caught:
@@ -120,6 +138,7 @@ def test_the_agent_waits_as_long_as_home_asks(pki, tmp_path, router, status, ret
     def wait(delay):  # one backoff, then stop
         waits.append(delay)
         agent.stopping.set()
+
     agent.stopping.wait = wait
     agent.sync_forever()
     assert len(router.seen) == 2
@@ -127,6 +146,7 @@ def test_the_agent_waits_as_long_as_home_asks(pki, tmp_path, router, status, ret
 
 
 # --- whom it takes for home -------------------------------------------------------------
+
 
 def test_a_peer_that_is_not_home_is_hung_up_on_before_a_request(pki, tmp_path, router):
     with serving(pki, "server", "recipient") as impostor:
@@ -138,9 +158,12 @@ def test_a_peer_that_is_not_home_is_hung_up_on_before_a_request(pki, tmp_path, r
         agent = agent_for(pki, tmp_path, impostor.url, router.url)
         assert agent.heartbeat()["instance"] == "relay-1.pod"
         assert agent.home == router.url and impostor.seen == []
-    assert agent.meters.registry.get_sample_value(
-        "dmr_relay_sync_refused_total", {"reason": "not-home"}) == 1
-
+    assert (
+        agent.meters.registry.get_sample_value(
+            "dmr_relay_sync_refused_total", {"reason": "not-home"}
+        )
+        == 1
+    )
 
 
 def test_the_agents_context_trusts_only_the_deployment_ca(pki, tmp_path, router):

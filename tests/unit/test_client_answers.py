@@ -13,8 +13,7 @@ from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED
 PROBLEM = "urn:dmr:problem:"
 
 
-def response(status: int, body: object = None, headers: dict | None = None
-             ) -> requests.Response:
+def response(status: int, body: object = None, headers: dict | None = None) -> requests.Response:
     resp = requests.Response()
     resp.status_code = status
     resp.reason = "Reason"
@@ -32,12 +31,24 @@ def outcome(to: str, result: str, status: int | None, error: str | None = None) 
 
 
 def test_partial_delivery_lists_each_recipient():
-    answer = read_answer(response(502, {
-        "type": PROBLEM + "delivery-failed", "detail": "1 of 2 failed",
-        "outcomes": [outcome("bob", DELIVERED, 200), outcome("carol", FAILED, None, "timeout")]}))
+    answer = read_answer(
+        response(
+            502,
+            {
+                "type": PROBLEM + "delivery-failed",
+                "detail": "1 of 2 failed",
+                "outcomes": [
+                    outcome("bob", DELIVERED, 200),
+                    outcome("carol", FAILED, None, "timeout"),
+                ],
+            },
+        )
+    )
     assert answer.outcomes["bob"].outcome == DELIVERED
-    assert (answer.outcomes["carol"].outcome, answer.outcomes["carol"].reason) == (FAILED,
-                                                                                  "timeout")
+    assert (answer.outcomes["carol"].outcome, answer.outcomes["carol"].reason) == (
+        FAILED,
+        "timeout",
+    )
     assert answer.code == "delivery-failed"
 
 
@@ -52,17 +63,21 @@ def test_nginx_error_page_fails_the_whole_request_retryably():
 
 
 def test_rate_limit_carries_retry_after():
-    answer = read_answer(response(429, {"type": PROBLEM + "too-many-requests"},
-                                  {"Retry-After": "2"}))
+    answer = read_answer(
+        response(429, {"type": PROBLEM + "too-many-requests"}, {"Retry-After": "2"})
+    )
     assert (answer.outcome, answer.retry_after) == (FAILED, 2.0)
 
 
-@pytest.mark.parametrize(("status", "code", "field", "one"), [
-    (422, "card-expired", "to[1]", True),
-    (403, "recipient-revoked", "to[0]", True),
-    (403, "sender-suspended", None, False),
-    (422, "envelope-bad-room", "room", False),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "field", "one"),
+    [
+        (422, "card-expired", "to[1]", True),
+        (403, "recipient-revoked", "to[0]", True),
+        (403, "sender-suspended", None, False),
+        (422, "envelope-bad-room", "room", False),
+    ],
+)
 def test_refusals_naming_one_recipient(status, code, field, one):
     body = {"type": PROBLEM + code, "detail": "no"}
     if field:

@@ -25,8 +25,7 @@ def test_an_id_another_sender_used_is_never_a_duplicate():
     assert seen.first_time("X", "2999-01-01T00:00:00Z", sender="alice", scope="/inbox/hank")
     assert seen.first_time("X", "2999-01-01T00:00:00Z", sender="bob", scope="/inbox/hank")
     assert not seen.first_time("X", "2999-01-01T00:00:00Z", sender="bob", scope="/inbox/hank")
-    assert not seen.first_time("X", "2999-01-01T00:00:00Z", sender="alice",
-                               scope="/inbox/hank")
+    assert not seen.first_time("X", "2999-01-01T00:00:00Z", sender="alice", scope="/inbox/hank")
     seen.forget("X", sender="alice", scope="/inbox/hank")  # forgets alice's only
     assert not seen.first_time("X", "2999-01-01T00:00:00Z", sender="bob", scope="/inbox/hank")
 
@@ -84,8 +83,10 @@ def test_the_store_is_bounded(caplog):
 def test_concurrent_copies_are_processed_once():
     seen = SeenIds()
     wins: list[bool] = []
-    threads = [threading.Thread(target=lambda: wins.append(seen.first_time("same", sender="b")))
-               for _ in range(16)]
+    threads = [
+        threading.Thread(target=lambda: wins.append(seen.first_time("same", sender="b")))
+        for _ in range(16)
+    ]
     for t in threads:
         t.start()
     for t in threads:

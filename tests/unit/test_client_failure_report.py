@@ -15,11 +15,27 @@ from dmr_appliance.wire.outcome import DELIVERED, FAILED
 
 def failed_result(envelope: dict) -> SendResult:
     at = datetime.now(UTC)
-    attempts = [Attempt(n, f"https://router-{n}:8443", at + timedelta(seconds=n), FAILED,
-                        502 if n % 2 else None, "x" * 5000, ("bob", "carol")) for n in (1, 2)]
-    return SendResult(envelope["id"], envelope["room"], {
-        "bob": RecipientOutcome("bob", DELIVERED, 200, "ok", 1),
-        "carol": RecipientOutcome("carol", FAILED, None, "timeout", 2)}, attempts)
+    attempts = [
+        Attempt(
+            n,
+            f"https://router-{n}:8443",
+            at + timedelta(seconds=n),
+            FAILED,
+            502 if n % 2 else None,
+            "x" * 5000,
+            ("bob", "carol"),
+        )
+        for n in (1, 2)
+    ]
+    return SendResult(
+        envelope["id"],
+        envelope["room"],
+        {
+            "bob": RecipientOutcome("bob", DELIVERED, 200, "ok", 1),
+            "carol": RecipientOutcome("carol", FAILED, None, "timeout", 2),
+        },
+        attempts,
+    )
 
 
 def test_failure_report_is_what_home_accepts():

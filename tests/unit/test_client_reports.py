@@ -15,15 +15,33 @@ from dmr_appliance.wire.retry import RetryPolicy
 @pytest.fixture
 def unreachable_home(pki):
     url = f"https://127.0.0.1:{free_port()}/v1/home"
-    return HomeClient(url, cert=pki.cert("participant", "alice"),
-                      key=pki.key("participant", "alice"), ca=pki.ca, timeout=2)
+    return HomeClient(
+        url,
+        cert=pki.cert("participant", "alice"),
+        key=pki.key("participant", "alice"),
+        ca=pki.ca,
+        timeout=2,
+    )
 
 
 def report_doc(mid: str = "01HZZZZZZZZZZZZZZZZZZZZZZZ") -> dict:
-    return {"message_id": mid, "room": "ops", "from": "alice", "to": ["bob"],
-            "attempts": [{"target": "https://r", "at": "2024-01-01T00:00:00Z",
-                          "outcome": "failed", "status": None, "detail": "refused"}],
-            "envelope": {"id": mid}, "reported_at": "2024-01-01T00:00:01Z"}
+    return {
+        "message_id": mid,
+        "room": "ops",
+        "from": "alice",
+        "to": ["bob"],
+        "attempts": [
+            {
+                "target": "https://r",
+                "at": "2024-01-01T00:00:00Z",
+                "outcome": "failed",
+                "status": None,
+                "detail": "refused",
+            }
+        ],
+        "envelope": {"id": mid},
+        "reported_at": "2024-01-01T00:00:01Z",
+    }
 
 
 def test_a_report_home_cannot_take_is_spooled_and_kept(unreachable_home, tmp_path):

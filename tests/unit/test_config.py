@@ -36,8 +36,11 @@ def test_file_values_and_tables(tmp_path: Path) -> None:
 
 def test_environment_overrides_file(tmp_path: Path) -> None:
     path = write(tmp_path, 'bind = "127.0.0.1:9000"\n')
-    env = {"DMR_BIND": "127.0.0.1:9001", "DMR_TOKENS_LEEWAY": "5",
-           "DMR_GATE_SOCKET": "/run/h/g.sock"}
+    env = {
+        "DMR_BIND": "127.0.0.1:9001",
+        "DMR_TOKENS_LEEWAY": "5",
+        "DMR_GATE_SOCKET": "/run/h/g.sock",
+    }
     home = config.load(HomeConfig, path, environ=env)
     assert home.bind == "127.0.0.1:9001"
     assert home.tokens.leeway == 5
@@ -53,11 +56,13 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ("workers = 0\n", "'workers' = 0: must be greater than 0"),
         ("workers = true\n", "'workers' must be an integer"),
         ('bind = "localhost"\n', "must be HOST:PORT"),
-        ('[gate]\nsocket = "relative.sock"\n', "'gate.socket' = 'relative.sock': must be an "
-         "absolute path"),
+        (
+            '[gate]\nsocket = "relative.sock"\n',
+            "'gate.socket' = 'relative.sock': must be an absolute path",
+        ),
         ('[gate]\nhealth_bind = "nowhere"\n', "'gate.health_bind' = 'nowhere': must be HOST:PORT"),
         ('trusted_proxies = ["127.0.0.1"]\n', "unknown key 'trusted_proxies'"),
-        ('tokens = 3\n', "'tokens' must be a table"),
+        ("tokens = 3\n", "'tokens' must be a table"),
         ('log_level = "loud"\n', "must be one of debug, info"),
         ("workers = \n", "not valid TOML"),
     ],
@@ -77,7 +82,9 @@ def test_environment_errors_name_the_variable() -> None:
         config.load(RelayConfig, environ={"DMR_HOME_URL": "http://home"})
 
 
-@pytest.mark.parametrize("url", ["https://[::1/v1/home", "https://home:0/v1", "https://home:99999/v1"])
+@pytest.mark.parametrize(
+    "url", ["https://[::1/v1/home", "https://home:0/v1", "https://home:99999/v1"]
+)
 def test_a_malformed_home_url_is_a_config_error(url: str) -> None:
     # urlsplit raises on a bad IPv6 literal: that must be the usual one-line error.
     with pytest.raises(ConfigError, match=r"DMR_HOME_URL.*https://"):
@@ -111,6 +118,10 @@ def test_router_body_limit_comes_from_the_envelope_default() -> None:
 
 def test_home_failover_urls_must_be_https():
     with pytest.raises(ConfigError, match=r"'http://r2/v1/home' is not an https:// URL"):
-        config.load(RelayConfig, environ={"DMR_HOME_FAILOVER": "https://r1/v1/home, http://r2/v1/home"})
-    cfg = config.load(RelayConfig, environ={"DMR_HOME_FAILOVER": "https://r1/v1/home,https://r2/v1/home"})
+        config.load(
+            RelayConfig, environ={"DMR_HOME_FAILOVER": "https://r1/v1/home, http://r2/v1/home"}
+        )
+    cfg = config.load(
+        RelayConfig, environ={"DMR_HOME_FAILOVER": "https://r1/v1/home,https://r2/v1/home"}
+    )
     assert cfg.home_failover == ["https://r1/v1/home", "https://r2/v1/home"]

@@ -31,8 +31,10 @@ CERT_GAUGE = "dmr_certificate_expiry_timestamp_seconds"
 
 
 def _families(tls) -> dict[str, dict[tuple, float]]:
-    return {f.name: {tuple(s.labels.items()): s.value for s in f.samples}
-            for f in metrics.certificate_expiry(tls)}
+    return {
+        f.name: {tuple(s.labels.items()): s.value for s in f.samples}
+        for f in metrics.certificate_expiry(tls)
+    }
 
 
 def test_the_crl_next_update_is_exported_and_read_again_when_replaced(pki_dir):
@@ -74,10 +76,26 @@ def _watch(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
     crl, record = tmp_path / "crl.pem", tmp_path / "signals"
     crl.write_bytes(b"first")
     (tmp_path / "child.py").write_text(CHILD)
-    proc = subprocess.Popen([sys.executable, "-m", "dmr_appliance", "pki", "watch-crl", "--crl",
-                             str(crl), "--interval", "0.1", "--", sys.executable,
-                             str(tmp_path / "child.py"), str(record)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dmr_appliance",
+            "pki",
+            "watch-crl",
+            "--crl",
+            str(crl),
+            "--interval",
+            "0.1",
+            "--",
+            sys.executable,
+            str(tmp_path / "child.py"),
+            str(record),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     _until(lambda: record.exists() and "started" in record.read_text())
     return proc, crl, record
 
@@ -147,8 +165,13 @@ def test_watch_crl_ends_with_the_child(tmp_path):
 
 
 def test_watch_crl_needs_a_command():
-    proc = subprocess.run([sys.executable, "-m", "dmr_appliance", "pki", "watch-crl", "--"],
-                          capture_output=True, text=True, timeout=30, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dmr_appliance", "pki", "watch-crl", "--"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode == 1 and "after --" in proc.stderr
 
 
@@ -173,6 +196,7 @@ def test_every_nginx_in_the_manifests_is_reloaded_on_a_new_crl():
 
 # --- the control node's timer (VMs) ----------------------------------------------------------
 
+
 def _unit(name: str) -> dict[str, list[str]]:
     """KEY -> values of a unit file (systemd allows a key more than once)."""
     found: dict[str, list[str]] = {}
@@ -184,21 +208,34 @@ def _unit(name: str) -> dict[str, list[str]]:
 
 
 def _env_example() -> dict[str, str]:
-    return dict(line.split("=", 1) for line in (UNITS / "dmr-pki-renew.env").read_text()
-                .splitlines() if line and not line.startswith("#"))
+    return dict(
+        line.split("=", 1)
+        for line in (UNITS / "dmr-pki-renew.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
 
 
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="needs systemd-analyze")
 def test_the_units_verify(tmp_path):
     for name in ("dmr-pki-renew.service", "dmr-pki-renew.timer"):
         shutil.copy(UNITS / name, tmp_path)
-    proc = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(map(str, tmp_path.iterdir()))],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", *sorted(map(str, tmp_path.iterdir()))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     timer = tmp_path / "dmr-pki-renew.timer"
     timer.write_text(timer.read_text().replace("OnCalendar=daily", "OnCalendar=dayly"))
-    proc = subprocess.run([SYSTEMD_ANALYZE, "verify", str(timer)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", str(timer)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode != 0  # the check can fail
 
 
@@ -216,10 +253,12 @@ def test_the_schedule_leaves_room_before_the_alerts():
     warning; certificates renew 30 days before theirs, 16 days before their alert."""
     defaults = yaml.safe_load((ROOT / "roles/dmr_pki/defaults/main.yml").read_text())
     rules = (ROOT / "monitoring/prometheus/dmr-alerts.yml").read_text()
-    crl_warn = int(re.search(r"dmr_crl_next_update_timestamp_seconds - time\(\) < (\d+) \* 86400",
-                             rules)[1])
-    cert_warn = int(re.search(r"dmr_certificate_expiry_timestamp_seconds - time\(\) < (\d+) \*",
-                              rules)[1])
+    crl_warn = int(
+        re.search(r"dmr_crl_next_update_timestamp_seconds - time\(\) < (\d+) \* 86400", rules)[1]
+    )
+    cert_warn = int(
+        re.search(r"dmr_certificate_expiry_timestamp_seconds - time\(\) < (\d+) \*", rules)[1]
+    )
     assert defaults["dmr_pki_crl_renew_days"] - crl_warn >= 3
     assert defaults["dmr_pki_renew_days"] - cert_warn >= 3
     assert defaults["dmr_pki_crl_renew_days"] < pki.CRL_DAYS
@@ -227,26 +266,44 @@ def test_the_schedule_leaves_room_before_the_alerts():
 
 # The pytest runs of scripts/test.sh come before .venv-ansible exists: scripts/molecule.sh
 # makes it and runs this test there, where DMR_NEEDS_ANSIBLE=1 turns a skip into a failure.
-@pytest.mark.skipif(not (ANSIBLE_BIN / "ansible-playbook").exists()
-                    and os.environ.get("DMR_NEEDS_ANSIBLE") != "1",
-                    reason="needs .venv-ansible: scripts/molecule.sh makes it and runs this")
+@pytest.mark.skipif(
+    not (ANSIBLE_BIN / "ansible-playbook").exists() and os.environ.get("DMR_NEEDS_ANSIBLE") != "1",
+    reason="needs .venv-ansible: scripts/molecule.sh makes it and runs this",
+)
 def test_the_service_command_is_a_valid_playbook_run_that_renews_and_re_signs(tmp_path):
     """ExecStart as systemd runs it (the env file's values, started outside the clone)."""
-    env = {**_env_example(), "DMR_CLONE": str(ROOT),
-           "DMR_INVENTORY": str(ROOT / "inventories/example"),
-           "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "PATH": f"{ANSIBLE_BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {
+        **_env_example(),
+        "DMR_CLONE": str(ROOT),
+        "DMR_INVENTORY": str(ROOT / "inventories/example"),
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "PATH": f"{ANSIBLE_BIN}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+    }
     [exec_start] = _unit("dmr-pki-renew.service")["ExecStart"]
     argv = [re.sub(r"\$\{(\w+)\}", lambda m: env[m[1]], word) for word in exec_start.split()]
     assert argv[:2] == ["/usr/bin/env", "ansible-playbook"]
     for check in ("--syntax-check", "--list-tasks"):
-        proc = subprocess.run([*argv, check], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=120, check=False)
+        proc = subprocess.run(
+            [*argv, check],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
     tasks = proc.stdout
-    for task in ("Renew the certificates that expire within dmr_pki_renew_days",
-                 "Re-sign the CRL when it expires within dmr_pki_crl_renew_days",
-                 "Copy the CRL", "Copy the certificates"):
+    for task in (
+        "Renew the certificates that expire within dmr_pki_renew_days",
+        "Re-sign the CRL when it expires within dmr_pki_crl_renew_days",
+        "Copy the CRL",
+        "Copy the certificates",
+    ):
         assert task in tasks
-    assert not [t for t in tasks.splitlines()  # the services' own tasks stay out
-                if "dmr_home : " in t and "Validating arguments" not in t]
+    assert not [
+        t
+        for t in tasks.splitlines()  # the services' own tasks stay out
+        if "dmr_home : " in t and "Validating arguments" not in t
+    ]

@@ -10,18 +10,30 @@ from dmr_appliance.progress import ProgressBar
 INBOX = "/inbox/bob"
 
 
-def delivery(mid: str, *, duplicate: bool = False, status: int = 200, path: str = INBOX,
-             relay: str = "relay-1") -> dict:
+def delivery(
+    mid: str,
+    *,
+    duplicate: bool = False,
+    status: int = 200,
+    path: str = INBOX,
+    relay: str = "relay-1",
+) -> dict:
     return {"id": mid, "duplicate": duplicate, "status": status, "path": path, "relay": relay}
 
 
 def test_every_id_lands_in_exactly_one_class():
     asked = ["d1", "d2", "r1", "f1", "lost"]
-    records = [delivery("d1"), delivery("d2", relay="relay-2"), delivery("d2", duplicate=True),
-               delivery("other-run"), delivery("lost", status=503),
-               delivery("lost", path="/inbox/carol")]
-    tally = reconcile(asked, {"r1": "403 sender-revoked: revoked"}, records,
-                      failed={"f1", "d1"}, path=INBOX)
+    records = [
+        delivery("d1"),
+        delivery("d2", relay="relay-2"),
+        delivery("d2", duplicate=True),
+        delivery("other-run"),
+        delivery("lost", status=503),
+        delivery("lost", path="/inbox/carol"),
+    ]
+    tally = reconcile(
+        asked, {"r1": "403 sender-revoked: revoked"}, records, failed={"f1", "d1"}, path=INBOX
+    )
     assert (tally.sent, tally.delivered, tally.refused, tally.reported_failed) == (5, 2, 1, 1)
     assert tally.unaccounted == 1 and tally.unaccounted_ids == ["lost"]
     assert tally.duplicates_suppressed == 1 and tally.processed_twice == 0

@@ -20,8 +20,10 @@ def test_the_docs_and_their_blocks_are_found():
 
 def test_every_shell_block_is_run_or_says_why_not():
     unmarked = [b.where for b in all_blocks() if b.marker is None]
-    assert unmarked == [], ("add <!-- run: tests/PATH.py::TEST --> or <!-- not run: REASON -->"
-                            f" on the line before each fence: {unmarked}")
+    assert unmarked == [], (
+        "add <!-- run: tests/PATH.py::TEST --> or <!-- not run: REASON -->"
+        f" on the line before each fence: {unmarked}"
+    )
     no_reason = [b.where for b in all_blocks() if not b.note.strip()]
     assert no_reason == []
 
@@ -54,7 +56,11 @@ def test_an_unmarked_block_and_an_empty_reason_are_caught(tmp_path):
     (tmp_path / "README.md").write_text(
         "text\n\n```sh\ndmr up\n```\n\n<!-- not run:  -->\n```bash\nls\n```\n"
         "<!-- not run: needs a cluster -->\n```\nkubectl apply -k k8s\n```\n"
-        "```\n participant --> router\n```\n")
+        "```\n participant --> router\n```\n"
+    )
     blocks = blocks_in(tmp_path / "README.md", tmp_path)
     assert [(b.line, b.marker, b.note) for b in blocks] == [
-        (3, None, ""), (8, "not run", ""), (12, "not run", "needs a cluster")]
+        (3, None, ""),
+        (8, "not run", ""),
+        (12, "not run", "needs a cluster"),
+    ]

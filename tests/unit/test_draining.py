@@ -15,16 +15,22 @@ from dmr_appliance import metrics
 from dmr_appliance.errors import Unavailable
 from dmr_appliance.relay import draining
 
-WORKER = ("import os; from dmr_appliance.relay.metrics import RelayMetrics; "
-          "RelayMetrics().in_flight.inc({}); print(os.getpid())")
+WORKER = (
+    "import os; from dmr_appliance.relay.metrics import RelayMetrics; "
+    "RelayMetrics().in_flight.inc({}); print(os.getpid())"
+)
 
 
 def worker(directory: Path, in_flight: int) -> int:
     """A worker process that admitted ``in_flight`` deliveries (and never finished them);
     its pid."""
-    done = subprocess.run([sys.executable, "-c", WORKER.format(in_flight)], check=True,
-                          capture_output=True, text=True,
-                          env={**os.environ, metrics.ENV: str(directory)})
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER.format(in_flight)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, metrics.ENV: str(directory)},
+    )
     return int(done.stdout)
 
 
@@ -37,8 +43,10 @@ def test_drain_waits_for_the_deliveries_in_flight_of_every_live_worker(tmp_path,
     first, second = worker(directory, 2), worker(directory, 3)
     assert draining.in_flight(socket) == 5
     waits: list[float] = []
-    assert draining.wait_idle(socket, 0.2, settle=0,
-                              on_wait=lambda left, waited: waits.append(left)) is None
+    assert (
+        draining.wait_idle(socket, 0.2, settle=0, on_wait=lambda left, waited: waits.append(left))
+        is None
+    )
     assert waits and set(waits) == {5.0}
     monkeypatch.setenv(metrics.ENV, str(directory))
     metrics.process_exited(first)  # gunicorn's child_exit: its gauge is gone

@@ -455,8 +455,14 @@ def test_build_envelope_refuses_what_the_relay_would(kwargs: dict[str, Any], cod
 
 
 def test_a_sender_keeps_ids_and_posts_each_try_with_cards() -> None:
-    doc = sender_envelope(room="ops", sender="alice", to=["bob", "carol", "bob"],
-                          payload={"n": 1}, message_id=MSG_ID, now=NOW)
+    doc = sender_envelope(
+        room="ops",
+        sender="alice",
+        to=["bob", "carol", "bob"],
+        payload={"n": 1},
+        message_id=MSG_ID,
+        now=NOW,
+    )
     assert doc["to"] == ["bob", "carol"]  # each once, in order
     assert sender_envelope(room="ops", sender="alice", to="bob", now=NOW)["to"] == ["bob"]
     posted = with_cards(doc, iter([CARD_B]))
@@ -464,7 +470,8 @@ def test_a_sender_keeps_ids_and_posts_each_try_with_cards() -> None:
     env = parse_envelope(encode(posted), now=NOW)
     assert (env.id, env.to, env.payload) == (MSG_ID, (CARD_B,), {"n": 1})
     assert {k: v for k, v in posted.items() if k != "to"} == {
-        k: v for k, v in doc.items() if k != "to"}
+        k: v for k, v in doc.items() if k != "to"
+    }
 
 
 @pytest.mark.parametrize(

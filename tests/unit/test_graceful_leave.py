@@ -17,8 +17,13 @@ from tests.support.home import home_under_test, older_store
 
 
 def beat(instance: str = "relay-1", **changes) -> dict:
-    return {"instance": instance, "address": "10.0.0.5:8801", "version": "0.1.0",
-            "sync_version": 1, **changes}
+    return {
+        "instance": instance,
+        "address": "10.0.0.5:8801",
+        "version": "0.1.0",
+        "sync_version": 1,
+        **changes,
+    }
 
 
 @pytest.fixture
@@ -32,17 +37,24 @@ def health_of(home) -> dict[str, str]:
 
 def instance_gauge(home) -> dict[str, float]:
     text = home.caller(None).get("/metrics").text
-    return {s.labels["health"]: s.value for family in text_string_to_metric_families(text)
-            for s in family.samples if s.name == "dmr_home_instances"}
+    return {
+        s.labels["health"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "dmr_home_instances"
+    }
 
 
 def age(home, seconds: float, name: str | None = None) -> None:
     with home.store.write() as conn:
-        conn.execute("UPDATE instances SET last_beat = last_beat - ? WHERE ? IS NULL OR id = ?",
-                     (seconds, name, name))
+        conn.execute(
+            "UPDATE instances SET last_beat = last_beat - ? WHERE ? IS NULL OR id = ?",
+            (seconds, name, name),
+        )
 
 
 # --- home -------------------------------------------------------------------------------
+
 
 def test_a_leaving_beat_makes_the_instance_left_whatever_its_age(home):
     relay = home.relay("relay-1")
@@ -114,9 +126,17 @@ def test_a_crashed_relay_alerts_for_a_day(home):
 
 def test_migration_4_keeps_every_instance(tmp_path):
     path = tmp_path / "home.db"
-    older_store(path, 3, [("INSERT INTO instances (id, address, version, sync_version, counters,"
-                           " first_seen, last_beat, sync_age) VALUES ('relay-1', 'a', '0.1.0', 3,"
-                           " '{}', ?, ?, NULL)", (time.time() - 5, time.time()))])
+    older_store(
+        path,
+        3,
+        [
+            (
+                "INSERT INTO instances (id, address, version, sync_version, counters,"
+                " first_seen, last_beat, sync_age) VALUES ('relay-1', 'a', '0.1.0', 3,"
+                " '{}', ?, ?, NULL)",
+                (time.time() - 5, time.time()),
+            )
+        ],
+    )
     [kept] = instances.listing(Store(path), Heartbeats())
     assert (kept["instance"], kept["sync_version"], kept["health"]) == ("relay-1", 3, "healthy")
-

@@ -17,8 +17,12 @@ from tests.support.problems import assert_problem
 OPENAPI = json.loads((Path(__file__).parents[2] / "dmr_appliance/openapi/home.json").read_text())
 KINDS = {"admin": "admin", "relay": "relay-1", "participant": "alice"}
 # Concrete values for path parameters; whether they exist does not matter here.
-PATH_VALUES = {"{pid}": "bob", "{jti}": "0" * 32, "{mid}": "0190b4a2-0000-7000-8000-000000000000",
-               "{name}": "relay-1"}
+PATH_VALUES = {
+    "{pid}": "bob",
+    "{jti}": "0" * 32,
+    "{mid}": "0190b4a2-0000-7000-8000-000000000000",
+    "{name}": "relay-1",
+}
 
 
 def operations():
@@ -31,8 +35,12 @@ def operations():
                 yield method.upper(), concrete, op["x-dmr-allow"]
 
 
-CASES = [(m, p, kind, kind in allowed) for m, p, allowed in operations() if allowed
-         for kind in (*KINDS, None)]
+CASES = [
+    (m, p, kind, kind in allowed)
+    for m, p, allowed in operations()
+    if allowed
+    for kind in (*KINDS, None)
+]
 ALLOWED = [(m, p, kind) for m, p, kind, allowed in CASES if allowed]
 DENIED = [(m, p, kind) for m, p, kind, allowed in CASES if not allowed]
 
@@ -73,10 +81,10 @@ ANSWERS = {
     **answered("DELETE /v1/instances/relay-1", 404, "problem:instance-not-found"),
     **answered("GET /v1/failures", 200, "failures senders", "admin participant"),
     **answered("POST /v1/failures", 400, "problem:malformed-json", "admin participant"),
-    **answered(f"GET /v1/failures/{MID}", 404, "problem:failure-not-found",
-               "admin participant"),
-    **answered(f"POST /v1/failures/{MID}/resolve", 400, "problem:malformed-json",
-               "admin participant"),
+    **answered(f"GET /v1/failures/{MID}", 404, "problem:failure-not-found", "admin participant"),
+    **answered(
+        f"POST /v1/failures/{MID}/resolve", 400, "problem:malformed-json", "admin participant"
+    ),
     **answered("GET /", 200, "text/html"),
 }
 
@@ -84,8 +92,12 @@ ANSWERS = {
 def ask(home, method: str, path: str, kind: str | None):
     """The route asked as ``kind`` with an empty JSON body (a sync poll does not wait)."""
     return home.caller(kind, KINDS.get(kind)).request(
-        method, path, body=b"", headers={"Content-Type": "application/json"},
-        params={"wait": "0"} if path == "/v1/sync" else None)
+        method,
+        path,
+        body=b"",
+        headers={"Content-Type": "application/json"},
+        params={"wait": "0"} if path == "/v1/sync" else None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +105,17 @@ def home(tmp_path_factory, pki):
     return home_under_test(tmp_path_factory.mktemp("home"), pki, rooms=LOBBY)
 
 
-@pytest.mark.parametrize(("method", "path", "kind"), DENIED,
-                         ids=[f"{m} {p} as {k}" for m, p, k in DENIED])
+@pytest.mark.parametrize(
+    ("method", "path", "kind"), DENIED, ids=[f"{m} {p} as {k}" for m, p, k in DENIED]
+)
 def test_route_admits_only_its_kinds(home, method, path, kind):
     expected = "no-client-identity" if kind is None else "forbidden"
     assert_problem(ask(home, method, path, kind), 403, expected)
 
 
-@pytest.mark.parametrize(("method", "path", "kind"), ALLOWED,
-                         ids=[f"{m} {p} as {k}" for m, p, k in ALLOWED])
+@pytest.mark.parametrize(
+    ("method", "path", "kind"), ALLOWED, ids=[f"{m} {p} as {k}" for m, p, k in ALLOWED]
+)
 def test_a_listed_kind_gets_the_routes_own_answer(tmp_path, pki, method, path, kind):
     # A fresh home each time: the answers that change something (DELETE bob, suspend bob,
     # rotate keys) must not change the next one's.
@@ -130,8 +144,9 @@ def test_every_listed_kind_has_its_answer_written_down():
 def test_every_app_route_is_in_the_openapi_document(home):
     documented = {(m, p) for m, p, _ in operations()}
     assert ("POST", "/v1/participants/bob/revoke") in documented
-    assert len(documented) == sum(len([k for k in v if k != "parameters"])
-                                  for v in OPENAPI["paths"].values())
+    assert len(documented) == sum(
+        len([k for k in v if k != "parameters"]) for v in OPENAPI["paths"].values()
+    )
 
 
 @pytest.mark.parametrize("status", ["suspend", "revoke"])
@@ -154,8 +169,10 @@ def test_a_forged_header_from_a_non_router_peer_grants_nothing(tmp_path, pki):
     # The trust-boundary reproduction: alice's own certificate at the gate, the admin's in
     # the header. Home sees alice, who may not list participants.
     home = home_under_test(tmp_path, pki, rooms={"ops": ("alice",)})
-    forged = {**direct_headers(pki, "participant", "alice"),
-              CLIENT_CERT_HEADER: escaped_cert(pki.cert("admin", "admin"))}
+    forged = {
+        **direct_headers(pki, "participant", "alice"),
+        CLIENT_CERT_HEADER: escaped_cert(pki.cert("admin", "admin")),
+    }
     resp = home.caller(None).get("/v1/participants", headers=forged)
     assert resp.status_code == 403
     assert resp.json["type"] == "urn:dmr:problem:forbidden"
@@ -166,12 +183,14 @@ def test_a_forged_header_from_a_non_router_peer_grants_nothing(tmp_path, pki):
     claims = jwt.decode(resp.json["access_token"], options={"verify_signature": False})
     assert claims["sub"] == "alice"
     assert claims["cnf"]["x5t#S256"] == pki_mod.cert_thumbprint(
-        pki_mod.load_certificate(pki.cert("participant", "alice").read_bytes()))
+        pki_mod.load_certificate(pki.cert("participant", "alice").read_bytes())
+    )
 
 
 def test_no_identity_without_the_gate_header(tmp_path, pki):
     home = home_under_test(tmp_path, pki)
     resp = home.caller(None).get(
-        "/v1/participants", headers={CLIENT_CERT_HEADER: escaped_cert(pki.cert("admin", "admin"))})
+        "/v1/participants", headers={CLIENT_CERT_HEADER: escaped_cert(pki.cert("admin", "admin"))}
+    )
     assert resp.status_code == 403
     assert resp.json["type"] == "urn:dmr:problem:no-client-identity"

@@ -29,9 +29,11 @@ from tests.support.relay_kit import relay_config
 
 @pytest.fixture
 def home(tmp_path, pki):
-    h = home_under_test(tmp_path / "state", pki,
-                        backup=dataclasses.replace(backup.HomeConfig().backup,
-                                                   dir=tmp_path / "backups"))
+    h = home_under_test(
+        tmp_path / "state",
+        pki,
+        backup=dataclasses.replace(backup.HomeConfig().backup, dir=tmp_path / "backups"),
+    )
     h.add("alice", ["lobby"])
     yield h
     h.store.close()
@@ -52,22 +54,30 @@ def participants(h) -> list[str]:
 
 
 def test_backup_is_a_complete_private_copy_with_its_manifest(home, tmp_path):
-    made = backup.backup(home.config, tmp_path / "backups", keep=3,
-                         config_file=write_toml(home.config, tmp_path / "home.toml"))
+    made = backup.backup(
+        home.config,
+        tmp_path / "backups",
+        keep=3,
+        config_file=write_toml(home.config, tmp_path / "home.toml"),
+    )
     assert made.parent == tmp_path / "backups" and made.name.startswith("home-")
     manifest = json.loads((made / "manifest.json").read_text())
     kids = [row["kid"] for row in home.admin.get("/v1/keys").json["keys"]]
     assert manifest["keys"] == sorted(kids) and len(kids) == 1
-    assert (manifest["kind"], manifest["package_version"], manifest["schema_version"],
-            manifest["sync_version"]) == ("dmr-home-backup", __version__, len(MIGRATIONS),
-                                          home.store.version())
+    assert (
+        manifest["kind"],
+        manifest["package_version"],
+        manifest["schema_version"],
+        manifest["sync_version"],
+    ) == ("dmr-home-backup", __version__, len(MIGRATIONS), home.store.version())
     assert abs(manifest["created_unix"] - time.time()) < 60
     assert set(manifest["files"]) == {"home.db", "home.toml", f"keys/{kids[0]}.pem"}
     for name, expected in manifest["files"].items():
         assert backup.digest(made / name) == expected
         assert mode(made / name) == 0o600, name
-    assert (made / f"keys/{kids[0]}.pem").read_bytes() == \
-        (home.config.keys_dir / f"{kids[0]}.pem").read_bytes()
+    assert (made / f"keys/{kids[0]}.pem").read_bytes() == (
+        home.config.keys_dir / f"{kids[0]}.pem"
+    ).read_bytes()
     for directory in (tmp_path / "backups", made, made / "keys"):
         assert mode(directory) == 0o700
     assert not list(made.glob("home.db-*")), "a standalone file, no -wal beside it"
@@ -172,13 +182,18 @@ def damage(made, how: str) -> None:
         (made / "manifest.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize(("how", "message"), [
-    ("checksums", "fails its checksums"), ("incomplete", "is incomplete (no manifest.json)"),
-    ("missing", "is incomplete: home.db is missing"),
-    ("newer", f"has schema version {len(MIGRATIONS) + 1}, newer than this package's"),
-])
-def test_restore_refuses_a_damaged_or_newer_backup_and_leaves_the_store(home, tmp_path, how,
-                                                                        message):
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("checksums", "fails its checksums"),
+        ("incomplete", "is incomplete (no manifest.json)"),
+        ("missing", "is incomplete: home.db is missing"),
+        ("newer", f"has schema version {len(MIGRATIONS) + 1}, newer than this package's"),
+    ],
+)
+def test_restore_refuses_a_damaged_or_newer_backup_and_leaves_the_store(
+    home, tmp_path, how, message
+):
     made = backup.backup(home.config, tmp_path / "b", keep=3)
     home.add("bob", ["lobby"])
     home.store.close()
@@ -195,8 +210,10 @@ def test_cli_backs_up_and_restores_with_one_line_refusals(home, tmp_path, capsys
     assert os.path.dirname(made) == str(tmp_path / "backups")
     assert cli.main(["home", "restore", str(tmp_path / "backups"), "--config", config]) == 1
     err = capsys.readouterr().err
-    assert err == f"dmr: {tmp_path / 'backups'} holds backups, not one: name one, e.g. " \
+    assert (
+        err == f"dmr: {tmp_path / 'backups'} holds backups, not one: name one, e.g. "
         f"dmr home restore {made}\n"
+    )
     assert cli.main(["home", "restore", made, "--config", config]) == 1
     assert capsys.readouterr().err.startswith("dmr: home is running: another process has ")
     home.add("bob", ["lobby"])
@@ -220,4 +237,5 @@ def test_backup_age_metric_follows_the_newest_backup(home, tmp_path):
 
 def deps(h):
     from dmr_appliance.home.deps import HomeDeps
+
     return HomeDeps.build(h.config, h.store)

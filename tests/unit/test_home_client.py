@@ -42,8 +42,12 @@ def test_a_json_answer_is_returned(server):
 
 
 def test_a_problem_becomes_its_dmr_error(server):
-    problem = {"type": "urn:dmr:problem:participant-not-found", "title": "Not found",
-               "status": 404, "detail": "no participant 'x'"}
+    problem = {
+        "type": "urn:dmr:problem:participant-not-found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "no participant 'x'",
+    }
     server.answer = Answer(404, json.dumps(problem).encode())
     with pytest.raises(HomeRefused) as caught:
         plain(server.url).get_participant("x")
@@ -99,15 +103,20 @@ def test_a_refusal_goes_to_the_next_url_only_when_every_failure_does(server):
         with pytest.raises(HomeRefused):  # the sender's and the CLI's: home's answer stands
             plain(server.url, other.url).list_instances()
         failed = []
-        home = plain(server.url, other.url, any_failure_fails_over=True,
-                     on_failure=lambda call, url, exc: failed.append((call, url, exc.status)))
+        home = plain(
+            server.url,
+            other.url,
+            any_failure_fails_over=True,
+            on_failure=lambda call, url, exc: failed.append((call, url, exc.status)),
+        )
         assert home.list_instances() == [] and home.base_url == other.url
         assert failed == [("instances", server.url, 502)]
 
 
 def test_a_sync_long_poll_carries_the_etag_and_reads_beyond_its_wait(server):
-    server.answer = Answer(body=b'{"version": 4}', headers={
-        "ETag": '"4"', "X-DMR-Sync-Signature": "k1:sig"}, delay=1.2)
+    server.answer = Answer(
+        body=b'{"version": 4}', headers={"ETag": '"4"', "X-DMR-Sync-Signature": "k1:sig"}, delay=1.2
+    )
     home = plain(server.url, timeout=(1.0, 0.5))
     got = home.sync(etag='"3"', wait=1)  # answered after 1.2 s: within 0.5 + 1 s of reading
     assert got == SyncAnswer(b'{"version": 4}', '"4"', "k1:sig") and got.document["version"] == 4
@@ -133,13 +142,29 @@ def test_what_accept_raises_fails_that_url_over(server):
 
 def test_a_heartbeat_sends_what_home_takes(server):
     home = plain(server.url)
-    sent = home.heartbeat(instance="relay-1", address="10.0.0.5:8801", version="1.0",
-                          sync_version=3, counters={"messages": 2}, sync_age=1.5)
-    assert json.loads(server.seen[0].body) == sent == {
-        "instance": "relay-1", "address": "10.0.0.5:8801", "version": "1.0",
-        "sync_version": 3, "counters": {"messages": 2}, "sync_age": 1.5}
-    left = home.heartbeat(instance="relay-1", address="a", version="1.0", sync_version=3,
-                          leaving=True)
+    sent = home.heartbeat(
+        instance="relay-1",
+        address="10.0.0.5:8801",
+        version="1.0",
+        sync_version=3,
+        counters={"messages": 2},
+        sync_age=1.5,
+    )
+    assert (
+        json.loads(server.seen[0].body)
+        == sent
+        == {
+            "instance": "relay-1",
+            "address": "10.0.0.5:8801",
+            "version": "1.0",
+            "sync_version": 3,
+            "counters": {"messages": 2},
+            "sync_age": 1.5,
+        }
+    )
+    left = home.heartbeat(
+        instance="relay-1", address="a", version="1.0", sync_version=3, leaving=True
+    )
     assert left["leaving"] is True and "sync_age" not in left
 
 
@@ -149,23 +174,38 @@ def test_a_deadline_bounds_every_url_together(server):
         home = plain(server.url, other.url, any_failure_fails_over=True)
         started = time.monotonic()
         with pytest.raises(DmrError) as caught:
-            home.heartbeat(instance="relay-1", address="a", version="1", sync_version=0,
-                           leaving=True, deadline=time.monotonic() + 0.5)
+            home.heartbeat(
+                instance="relay-1",
+                address="a",
+                version="1",
+                sync_version=0,
+                leaving=True,
+                deadline=time.monotonic() + 0.5,
+            )
         assert time.monotonic() - started < 1.0
         assert caught.value.code == "home-unreachable"
 
 
 def test_missing_tls_files_say_so(tmp_path):
-    home = HomeClient(down().replace("http:", "https:"), cert=tmp_path / "c.pem",
-                      key=tmp_path / "c.key", ca=tmp_path / "ca.pem")
+    home = HomeClient(
+        down().replace("http:", "https:"),
+        cert=tmp_path / "c.pem",
+        key=tmp_path / "c.key",
+        ca=tmp_path / "ca.pem",
+    )
     with pytest.raises(DmrError) as caught:
         home.list_keys()
     assert caught.value.code == "tls-file-missing"
 
 
 def test_wire_imports_nothing_above_it():
-    above = ("dmr_appliance.client", "dmr_appliance.relay", "dmr_appliance.home",
-             "dmr_appliance.cli", "dmr_appliance.local")
+    above = (
+        "dmr_appliance.client",
+        "dmr_appliance.relay",
+        "dmr_appliance.home",
+        "dmr_appliance.cli",
+        "dmr_appliance.local",
+    )
     for path in WIRE.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:

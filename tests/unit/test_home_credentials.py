@@ -31,8 +31,9 @@ def keyset(home):
 
 
 def verify(home, token, cert_thumbprint):
-    return tokens.verify_access_token(token, keyset(home), issuer=home.config.issuer,
-                                      cert_thumbprint=cert_thumbprint)
+    return tokens.verify_access_token(
+        token, keyset(home), issuer=home.config.issuer, cert_thumbprint=cert_thumbprint
+    )
 
 
 def test_participant_token_is_bound_to_its_certificate(home, pki):
@@ -54,22 +55,25 @@ def test_participant_cannot_get_a_token_for_someone_else(home):
 def test_admin_issues_for_a_named_certificate(home, pki):
     tp = thumbprint(pki, "participant", "bob")
     pem = pki.pem("participant", "bob")
-    resp = home.admin.post("/v1/tokens", json={"participant": "bob", "certificate": pem,
-                                               "lifetime": 60})
+    resp = home.admin.post(
+        "/v1/tokens", json={"participant": "bob", "certificate": pem, "lifetime": 60}
+    )
     assert resp.status_code == 201, resp.text
     assert verify(home, resp.json["access_token"], tp).subject == "bob"
     too_long = home.config.tokens.access_max_ttl + 1
-    resp = home.admin.post("/v1/tokens", json={"participant": "bob", "certificate": pem,
-                                               "lifetime": too_long})
+    resp = home.admin.post(
+        "/v1/tokens", json={"participant": "bob", "certificate": pem, "lifetime": too_long}
+    )
     assert resp.status_code == 422
 
 
 def test_admin_token_needs_the_participants_own_certificate(home, pki):
     for body, code in [
-        ({"participant": "bob", "cert_thumbprint": thumbprint(pki, "participant", "bob")},
-         "invalid-request"),
-        ({"participant": "bob", "certificate": pki.pem("participant", "alice")},
-         "invalid-request"),
+        (
+            {"participant": "bob", "cert_thumbprint": thumbprint(pki, "participant", "bob")},
+            "invalid-request",
+        ),
+        ({"participant": "bob", "certificate": pki.pem("participant", "alice")}, "invalid-request"),
         ({"participant": "bob", "certificate": pki.pem("relay", "relay-1")}, "invalid-request"),
         ({"participant": "bob", "certificate": "not a certificate"}, "client-cert-invalid"),
     ]:
@@ -115,8 +119,9 @@ def test_rotation_keeps_old_tokens_verifiable(home, pki):
 def test_retired_key_leaves_the_jwks_after_its_tokens_expire(home):
     home.admin.post("/v1/keys/rotate")
     with home.store.write() as conn:  # retired long enough ago
-        conn.execute("UPDATE signing_keys SET retired_at = retired_at - ?",
-                     (token_horizon(home.config) + 1,))
+        conn.execute(
+            "UPDATE signing_keys SET retired_at = retired_at - ?", (token_horizon(home.config) + 1,)
+        )
     assert len(home.relay().get("/.well-known/jwks.json").json["keys"]) == 1
     statuses = [k["status"] for k in home.admin.get("/v1/keys").json["keys"]]
     assert statuses == ["active", "expired"]

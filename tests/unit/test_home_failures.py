@@ -23,12 +23,15 @@ def test_report_then_duplicate_merges(home):
     assert again.status_code == 200
     assert again.json["attempts"] == first.json["attempts"]  # idempotent: no duplicate rows
     more = copy.deepcopy(failure_report(to=["carol"]))
-    more["attempts"].append({"target": "https://router-2:8443", "at": "2026-01-02T03:04:07+00:00",
-                             "outcome": "failed"})
+    more["attempts"].append(
+        {"target": "https://router-2:8443", "at": "2026-01-02T03:04:07+00:00", "outcome": "failed"}
+    )
     merged = alice.post("/v1/failures", json=more).json
     assert merged["reports"] == 3 and merged["to"] == ["bob", "carol"]
-    assert [a["target"] for a in merged["attempts"]] == ["https://router-1:8443",
-                                                         "https://router-2:8443"]
+    assert [a["target"] for a in merged["attempts"]] == [
+        "https://router-1:8443",
+        "https://router-2:8443",
+    ]
     assert merged["attempts"][1]["at"] == "2026-01-02T03:04:07Z"
     listed = home.admin.get("/v1/failures", params={"status": "open"}).json["failures"]
     assert [f["message_id"] for f in listed] == [MID]
@@ -45,11 +48,17 @@ def test_conflicting_duplicate_is_refused(home):
     assert resp.status_code == 409
 
 
-@pytest.mark.parametrize("changes", [
-    {"message_id": "not-an-id"}, {"to": []}, {"attempts": []}, {"envelope": "x"},
-    {"reported_at": "yesterday"}, {"attempts": [{"target": "x", "at": "2026-01-01T00:00:00Z",
-                                                 "outcome": "Failed!"}]},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"message_id": "not-an-id"},
+        {"to": []},
+        {"attempts": []},
+        {"envelope": "x"},
+        {"reported_at": "yesterday"},
+        {"attempts": [{"target": "x", "at": "2026-01-01T00:00:00Z", "outcome": "Failed!"}]},
+    ],
+)
 def test_invalid_reports(home, changes):
     resp = home.participant("alice").post("/v1/failures", json=failure_report(**changes))
     assert resp.status_code == 422, resp.text
@@ -70,8 +79,9 @@ def test_show_and_resolve(home):
 def test_a_participant_sees_and_resolves_only_what_it_sent(home):
     home.participant("alice").post("/v1/failures", json=failure_report())
     other = "0190b4a2-1234-7000-8000-00000000beef"
-    home.participant("bob").post("/v1/failures", json=failure_report(
-        message_id=other, **{"from": "bob", "to": ["alice"]}))
+    home.participant("bob").post(
+        "/v1/failures", json=failure_report(message_id=other, **{"from": "bob", "to": ["alice"]})
+    )
     alice, bob = home.participant("alice"), home.participant("bob")
     # Listing: its own only, whatever it asks for
     assert [f["message_id"] for f in alice.get("/v1/failures").json["failures"]] == [MID]
@@ -82,13 +92,22 @@ def test_a_participant_sees_and_resolves_only_what_it_sent(home):
     assert bob.get(f"/v1/failures/{MID}").status_code == 404
     assert bob.get(f"/v1/failures/{MID}", params={"from": "alice"}).status_code == 403
     assert bob.post(f"/v1/failures/{MID}/resolve", json={"note": "mine now"}).status_code == 404
-    assert bob.post(f"/v1/failures/{MID}/resolve", params={"from": "alice"},
-                    json={"note": "mine now"}).status_code == 403
+    assert (
+        bob.post(
+            f"/v1/failures/{MID}/resolve", params={"from": "alice"}, json={"note": "mine now"}
+        ).status_code
+        == 403
+    )
     assert home.admin.get(f"/v1/failures/{MID}").json["status"] == "open"
     # Its own: the envelope (to re-send it), then resolved by it, which home records
     assert alice.get(f"/v1/failures/{MID}").json["envelope"]["payload"] == {"hi": 1}
     done = alice.post(f"/v1/failures/{MID}/resolve", json={"note": "re-sent: delivered"}).json
     assert (done["status"], done["resolved_by"], done["note"]) == (
-        "resolved", "participant:alice", "re-sent: delivered")
-    assert home.admin.get("/v1/failures", params={"status": "open"}).json["failures"][0][
-        "message_id"] == other
+        "resolved",
+        "participant:alice",
+        "re-sent: delivered",
+    )
+    assert (
+        home.admin.get("/v1/failures", params={"status": "open"}).json["failures"][0]["message_id"]
+        == other
+    )

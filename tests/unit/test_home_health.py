@@ -23,8 +23,14 @@ def home(tmp_path, pki):
 
 
 def beat(**changes):
-    return {"instance": "relay-1", "address": "10.0.0.5:8801", "version": "0.1.0",
-            "sync_version": 3, "counters": {"delivered": 7}, **changes}
+    return {
+        "instance": "relay-1",
+        "address": "10.0.0.5:8801",
+        "version": "0.1.0",
+        "sync_version": 3,
+        "counters": {"delivered": 7},
+        **changes,
+    }
 
 
 def test_health_and_ready(home):
@@ -51,7 +57,8 @@ def test_heartbeat_and_instances(home):
     assert resp.status_code == 200 and resp.json["sync_version"] == home.store.version()
     listed = home.admin.get("/v1/instances").json["instances"]
     assert [(i["instance"], i["health"], i["counters"]) for i in listed] == [
-        ("relay-1", "healthy", {"delivered": 7})]
+        ("relay-1", "healthy", {"delivered": 7})
+    ]
 
 
 def test_relay_beats_only_for_itself(home):
@@ -73,8 +80,9 @@ def test_a_pool_prefix_is_no_wildcard(home, instance):
     assert resp.status_code in (403, 422), instance
 
 
-@pytest.mark.parametrize("changes", [{"sync_version": -1}, {"counters": {"x": "1"}},
-                                     {"address": ""}, {"extra": 1}])
+@pytest.mark.parametrize(
+    "changes", [{"sync_version": -1}, {"counters": {"x": "1"}}, {"address": ""}, {"extra": 1}]
+)
 def test_invalid_heartbeats(home, changes):
     assert home.relay("relay-1").post("/v1/heartbeats", json=beat(**changes)).status_code == 422
 
@@ -82,7 +90,12 @@ def test_invalid_heartbeats(home, changes):
 def test_health_by_age():
     limits = Heartbeats(stale_after=15, down_after=60)
     assert [instances.health(a, limits) for a in (0, 14.9, 15, 59, 60)] == [
-        "healthy", "healthy", "stale", "stale", "down"]
+        "healthy",
+        "healthy",
+        "stale",
+        "stale",
+        "down",
+    ]
     assert {instances.health(a, limits, left=True) for a in (0, 30, 600)} == {"left"}
 
 
@@ -94,12 +107,16 @@ def test_instances_age_into_stale_and_down(home):
 
 
 def test_metrics_text(home):
-    home.admin.post("/v1/participants", json={"id": "alice", "endpoint": "https://a.example",
-                                               "rooms": ["r"]})
+    home.admin.post(
+        "/v1/participants", json={"id": "alice", "endpoint": "https://a.example", "rooms": ["r"]}
+    )
     resp = home.caller(None).get("/metrics")
     assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(resp.text) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(resp.text)
+        for s in family.samples
+    }
     assert samples[("dmr_home_participants", (("status", "active"),))] == 1
     assert samples[("dmr_home_failures_open", ())] == 0
     assert samples[("dmr_home_sync_waiters", ())] == 0
@@ -108,7 +125,8 @@ def test_metrics_text(home):
     inf = tuple(sorted((*created, ("le", "+Inf"))))
     assert samples[("dmr_home_request_duration_seconds_bucket", inf)] == 1
     assert {k for k in samples if k[0] == "dmr_home_instances"} == {
-        ("dmr_home_instances", (("health", h),)) for h in ("healthy", "stale", "down", "left")}
+        ("dmr_home_instances", (("health", h),)) for h in ("healthy", "stale", "down", "left")
+    }
 
 
 def test_request_metrics_bound_their_labels(home):
@@ -117,8 +135,12 @@ def test_request_metrics_bound_their_labels(home):
     home.caller(None).get("/v1/participants/alice-is-not-a-route-label")
     text = home.caller(None).get("/metrics").text
     assert "alice-is-not-a-route-label" not in text and "TRACE" not in text and "xxxx" not in text
-    samples = [s for family in text_string_to_metric_families(text) for s in family.samples
-               if s.name == "dmr_home_request_duration_seconds_count"]
+    samples = [
+        s
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "dmr_home_request_duration_seconds_count"
+    ]
     routes = {s.labels["route"] for s in samples}
     assert routes == {"unmatched", "/v1/participants/{pid}"}
     assert {s.labels["method"] for s in samples} == {"other", "GET"}
@@ -128,11 +150,18 @@ def test_status_page(home):
     home.relay("relay-1").post("/v1/heartbeats", json=beat())
     home.add("alice", ["lobby"])
     home.add("bob", ["lobby"])
-    home.participant("alice").post("/v1/failures", json={
-        "message_id": "0190b4a2-1234-7000-8000-00000000abcd", "room": "lobby", "from": "alice",
-        "to": ["bob"], "attempts": [{"target": "r", "at": "2026-01-01T00:00:00Z",
-                                     "outcome": "failed"}],
-        "envelope": {}, "reported_at": "2026-01-01T00:00:00Z"})
+    home.participant("alice").post(
+        "/v1/failures",
+        json={
+            "message_id": "0190b4a2-1234-7000-8000-00000000abcd",
+            "room": "lobby",
+            "from": "alice",
+            "to": ["bob"],
+            "attempts": [{"target": "r", "at": "2026-01-01T00:00:00Z", "outcome": "failed"}],
+            "envelope": {},
+            "reported_at": "2026-01-01T00:00:00Z",
+        },
+    )
     resp = home.admin.get("/")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
     page = resp.text
@@ -147,10 +176,12 @@ def test_status_page(home):
 def test_status_page_charts_each_relays_minutes(home):
     """Totals since the relay started, per beat: the chart shows each minute's difference."""
     start = (time.time() // 60 - 3) * 60
-    beats = [(start + 5, {"messages": 10, "delivered": 9, "failed": 1}),
-             (start + 65, {"messages": 30, "delivered": 27, "rejected": 1, "failed": 2}),
-             (start + 70, {"messages": 40, "delivered": 37, "rejected": 1, "failed": 2}),
-             (start + 125, {"messages": 5, "delivered": 5})]  # restarted: from zero again
+    beats = [
+        (start + 5, {"messages": 10, "delivered": 9, "failed": 1}),
+        (start + 65, {"messages": 30, "delivered": 27, "rejected": 1, "failed": 2}),
+        (start + 70, {"messages": 40, "delivered": 37, "rejected": 1, "failed": 2}),
+        (start + 125, {"messages": 5, "delivered": 5}),
+    ]  # restarted: from zero again
     for at, counters in beats:
         with mock.patch("time.time", return_value=at):
             home.relay("relay-1").post("/v1/heartbeats", json=beat(counters=counters))
@@ -158,8 +189,13 @@ def test_status_page_charts_each_relays_minutes(home):
     assert len(minutes) == 60 and minutes[-1].start == start + 120
     # the first minute counts from zero (the relay had just started), the restart too
     assert [m.counts["messages"] for m in minutes[-4:]] == [0, 10, 30, 5]
-    assert minutes[-2].counts == {"messages": 30, "delivered": 28, "rejected": 1, "failed": 1,
-                                  "refused": 0}
+    assert minutes[-2].counts == {
+        "messages": 30,
+        "delivered": 28,
+        "rejected": 1,
+        "failed": 1,
+        "refused": 0,
+    }
     page = home.admin.get("/").text
     assert page.count("<svg") == 1 and page.count('class="delivered"') == 3
     assert "30 messages; 28 delivered, 1 rejected, 1 failed; 0 refused" in page

@@ -21,14 +21,18 @@ PROBLEM = "application/problem+json"
 
 
 def beat(instance: str) -> dict:
-    return {"instance": instance, "address": "10.0.0.5:8801", "version": "0.1.0",
-            "sync_version": 1}
+    return {"instance": instance, "address": "10.0.0.5:8801", "version": "0.1.0", "sync_version": 1}
 
 
 def hold_polls(home, caller, count: int, etag: str) -> list[threading.Thread]:
-    threads = [threading.Thread(target=lambda: caller.get(
-        "/v1/sync", params={"wait": "3"}, headers={"If-None-Match": etag}))
-        for _ in range(count)]
+    threads = [
+        threading.Thread(
+            target=lambda: caller.get(
+                "/v1/sync", params={"wait": "3"}, headers={"If-None-Match": etag}
+            )
+        )
+        for _ in range(count)
+    ]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 5
@@ -39,6 +43,7 @@ def hold_polls(home, caller, count: int, etag: str) -> list[threading.Thread]:
 
 
 # --- long polls ------------------------------------------------------------------------
+
 
 def test_polls_beyond_the_per_certificate_cap_are_refused_at_once(tmp_path, pki):
     home = home_under_test(tmp_path, pki, sync=HomeSync(max_polls=8, max_polls_per_caller=2))
@@ -53,29 +58,35 @@ def test_polls_beyond_the_per_certificate_cap_are_refused_at_once(tmp_path, pki)
     assert resp.headers["retry-after"] == str(RETRY_AFTER)
     # Another certificate still waits; a poll that need not wait is answered.
     other = home.relay("relay-2")
-    assert other.get("/v1/sync", params={"wait": "1"},
-                     headers={"If-None-Match": etag}).status_code == 304
+    assert (
+        other.get("/v1/sync", params={"wait": "1"}, headers={"If-None-Match": etag}).status_code
+        == 304
+    )
     assert relay.get("/v1/sync", params={"wait": "3"}).status_code == 200
     for thread in held:
         thread.join(10)
-    assert relay.get("/v1/sync", params={"wait": "1"},
-                     headers={"If-None-Match": etag}).status_code == 304
+    assert (
+        relay.get("/v1/sync", params={"wait": "1"}, headers={"If-None-Match": etag}).status_code
+        == 304
+    )
 
 
 def test_polls_beyond_the_worker_cap_are_503(tmp_path, pki):
     home = home_under_test(tmp_path, pki, sync=HomeSync(max_polls=2, max_polls_per_caller=2))
     etag = home.relay("relay-1").get("/v1/sync").headers["etag"]
     held = hold_polls(home, home.relay("relay-1"), 2, etag)
-    resp = home.relay("relay-2").get("/v1/sync", params={"wait": "3"},
-                                     headers={"If-None-Match": etag})
+    resp = home.relay("relay-2").get(
+        "/v1/sync", params={"wait": "3"}, headers={"If-None-Match": etag}
+    )
     assert resp.status_code == 503 and resp.json["type"] == "urn:dmr:problem:sync-polls-busy"
     assert resp.headers["retry-after"] == str(RETRY_AFTER)
     for thread in held:
         thread.join(10)
 
 
-@pytest.mark.parametrize(("threads", "total", "per_caller"),
-                         [(64, 48, 32), (16, 12, 12), (4, 3, 3), (1, 1, 1)])
+@pytest.mark.parametrize(
+    ("threads", "total", "per_caller"), [(64, 48, 32), (16, 12, 12), (4, 3, 3), (1, 1, 1)]
+)
 def test_polls_never_hold_every_thread(threads, total, per_caller):
     limits = PollLimits.for_config(dataclasses.replace(HomeConfig(), threads=threads))
     assert (limits.total, limits.per_caller) == (total, per_caller)
@@ -93,6 +104,7 @@ def test_caps_are_released_when_a_poll_ends():
 
 
 # --- heartbeat members -----------------------------------------------------------------
+
 
 @pytest.fixture
 def home(tmp_path, pki):
@@ -115,6 +127,7 @@ def test_one_certificate_beats_under_at_most_32_names(home):
 
 def test_a_down_member_makes_room_for_a_new_one(tmp_path, pki):
     from dmr_appliance.config import Heartbeats
+
     home = home_under_test(tmp_path, pki, heartbeats=Heartbeats(max_per_certificate=2))
     relay = home.relay("relay-1")
     for name in ("relay-1.a", "relay-1.b"):
@@ -134,21 +147,27 @@ def test_an_admin_forgets_an_instance(home):
     home.relay("relay-1").post("/v1/heartbeats", json=beat("relay-1"))
     assert home.relay("relay-1").delete("/v1/instances/relay-1.gone").status_code == 403
     assert home.admin.delete("/v1/instances/relay-1.gone").status_code == 204
-    assert [i["instance"] for i in home.admin.get("/v1/instances").json["instances"]] == [
-        "relay-1"]
+    assert [i["instance"] for i in home.admin.get("/v1/instances").json["instances"]] == ["relay-1"]
     resp = home.admin.delete("/v1/instances/relay-1.gone")
     assert resp.status_code == 404 and resp.headers["content-type"] == PROBLEM
     assert resp.json["type"] == "urn:dmr:problem:instance-not-found"
     with home.store.read() as conn:
-        assert conn.execute("SELECT count(*) FROM traffic WHERE instance = 'relay-1.gone'"
-                            ).fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM traffic WHERE instance = 'relay-1.gone'").fetchone()[
+                0
+            ]
+            == 0
+        )
 
 
 def down_count(home) -> float:
     text = home.caller(None).get("/metrics").text
-    return next(s.value for family in text_string_to_metric_families(text)
-                for s in family.samples
-                if s.name == "dmr_home_instances" and s.labels["health"] == "down")
+    return next(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "dmr_home_instances" and s.labels["health"] == "down"
+    )
 
 
 def test_an_instance_down_past_forget_after_stops_counting(home):

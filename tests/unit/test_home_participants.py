@@ -27,38 +27,45 @@ def test_create_show_list(home):
     assert [p["id"] for p in listed] == ["alice"]
 
 
-@pytest.mark.parametrize("body", [
-    {"id": "Alice", "endpoint": "https://a.example", "rooms": ["r"]},
-    {"id": "alice", "endpoint": "http://a.example", "rooms": ["r"]},
-    {"id": "alice", "endpoint": "https://", "rooms": ["r"]},
-    {"id": "alice", "endpoint": "https://a.example", "rooms": []},
-    {"id": "alice", "endpoint": "https://a.example", "rooms": ["Bad Room"]},
-    {"id": "alice", "endpoint": "https://a.example", "rooms": ["r"], "admin": True},
-    ["alice"],
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "Alice", "endpoint": "https://a.example", "rooms": ["r"]},
+        {"id": "alice", "endpoint": "http://a.example", "rooms": ["r"]},
+        {"id": "alice", "endpoint": "https://", "rooms": ["r"]},
+        {"id": "alice", "endpoint": "https://a.example", "rooms": []},
+        {"id": "alice", "endpoint": "https://a.example", "rooms": ["Bad Room"]},
+        {"id": "alice", "endpoint": "https://a.example", "rooms": ["r"], "admin": True},
+        ["alice"],
+    ],
+)
 def test_create_refuses_invalid(home, body):
     resp = home.admin.post("/v1/participants", json=body)
     assert resp.status_code == 422, resp.text
     assert resp.headers["content-type"] == "application/problem+json"
 
 
-@pytest.mark.parametrize(("endpoint", "reason"), [
-    ("https://bob.example/in#top", "the endpoint has a fragment (#...)"),
-    ("https://user:pass@bob.example/", "the endpoint has userinfo (user:pass@)"),
-    ("https://bob.example/in box", "the endpoint contains whitespace (U+0020)"),
-    ("https://bob.example/in\r\nX: 1", "the endpoint contains whitespace (U+000D)"),
-    ("https://bob.example/\x00", "the endpoint contains a control character (U+0000)"),
-    ("https://Bob.example/", "the endpoint's host must be lowercase"),
-    ("https://bob.example/a/../b", "the endpoint's path has a '.' or '..' segment"),
-    ("https://bob.example/%2f", "the endpoint's path must use uppercase hex (%2F, not %2f)"),
-    ("https://bob.example:08443/", "the endpoint's port must be 1-65535 without leading zeros"),
-    ("http://bob.example/", "the endpoint must start with https:// (lowercase)"),
-    (None, "the endpoint must be a string (an https:// URL)"),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        ("https://bob.example/in#top", "the endpoint has a fragment (#...)"),
+        ("https://user:pass@bob.example/", "the endpoint has userinfo (user:pass@)"),
+        ("https://bob.example/in box", "the endpoint contains whitespace (U+0020)"),
+        ("https://bob.example/in\r\nX: 1", "the endpoint contains whitespace (U+000D)"),
+        ("https://bob.example/\x00", "the endpoint contains a control character (U+0000)"),
+        ("https://Bob.example/", "the endpoint's host must be lowercase"),
+        ("https://bob.example/a/../b", "the endpoint's path has a '.' or '..' segment"),
+        ("https://bob.example/%2f", "the endpoint's path must use uppercase hex (%2F, not %2f)"),
+        ("https://bob.example:08443/", "the endpoint's port must be 1-65535 without leading zeros"),
+        ("http://bob.example/", "the endpoint must start with https:// (lowercase)"),
+        (None, "the endpoint must be a string (an https:// URL)"),
+    ],
+)
 def test_create_refuses_a_bad_endpoint_saying_why(home, endpoint, reason):
     before = version(home)
-    resp = home.admin.post("/v1/participants",
-                           json={"id": "bob", "endpoint": endpoint, "rooms": ["r"]})
+    resp = home.admin.post(
+        "/v1/participants", json={"id": "bob", "endpoint": endpoint, "rooms": ["r"]}
+    )
     assert resp.status_code == 422, resp.text
     assert resp.json["type"] == "urn:dmr:problem:invalid-endpoint"
     assert (resp.json["field"], resp.json["detail"]) == ("endpoint", reason)
@@ -68,8 +75,9 @@ def test_create_refuses_a_bad_endpoint_saying_why(home, endpoint, reason):
 
 def test_duplicate_is_a_conflict(home):
     home.add("alice", ["r"])
-    resp = home.admin.post("/v1/participants",
-                           json={"id": "alice", "endpoint": "https://x.example", "rooms": ["r"]})
+    resp = home.admin.post(
+        "/v1/participants", json={"id": "alice", "endpoint": "https://x.example", "rooms": ["r"]}
+    )
     assert resp.status_code == 409 and resp.json["type"] == "urn:dmr:problem:participant-exists"
 
 
@@ -98,7 +106,9 @@ def test_delete_keeps_the_id_refused_in_sync(home):
 
 
 def test_unknown_participant_is_404(home):
-    for resp in (home.admin.get("/v1/participants/nobody"),
-                 home.admin.post("/v1/participants/nobody/suspend"),
-                 home.admin.delete("/v1/participants/nobody")):
+    for resp in (
+        home.admin.get("/v1/participants/nobody"),
+        home.admin.post("/v1/participants/nobody/suspend"),
+        home.admin.delete("/v1/participants/nobody"),
+    ):
         assert resp.status_code == 404

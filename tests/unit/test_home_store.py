@@ -18,8 +18,9 @@ def test_settings_and_schema(tmp_path):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == store_mod.BUSY_TIMEOUT_MS
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == \
-            len(store_mod.MIGRATIONS)
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == len(
+            store_mod.MIGRATIONS
+        )
 
 
 def test_migrations_run_once_and_forward(tmp_path, monkeypatch):
@@ -30,8 +31,9 @@ def test_migrations_run_once_and_forward(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "MIGRATIONS", (*store_mod.MIGRATIONS, extra))
     upgraded = Store(path)
     with upgraded.read() as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == \
-            len(store_mod.MIGRATIONS)
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == len(
+            store_mod.MIGRATIONS
+        )
         conn.execute("SELECT count(*) FROM notes")
 
 
@@ -75,8 +77,11 @@ def test_serve_execs_gunicorn_with_the_home_app(tmp_path, monkeypatch):
     left.parent.mkdir(parents=True)
     left.write_bytes(b"x")
     seen = {}
-    monkeypatch.setattr(serving, "exec_gunicorn", lambda argv, config_path, env: seen.update(
-        argv=argv, path=config_path, env=env))
+    monkeypatch.setattr(
+        serving,
+        "exec_gunicorn",
+        lambda argv, config_path, env: seen.update(argv=argv, path=config_path, env=env),
+    )
     assert cli.main(["home", "serve", "--config", str(config)]) == 0
     argv = seen["argv"]
     assert argv[-1] == "dmr_appliance.home.wsgi:app" and seen["path"] == str(config)

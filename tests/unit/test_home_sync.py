@@ -29,8 +29,14 @@ def test_document_lists_what_relays_need(home):
     assert doc["revoked_participants"] == ["bob"]
     assert len(doc["jwks"]["keys"]) == 1
     # Only what relays read: the issuer they expect and their body limit are relay.toml's.
-    assert set(doc) == {"version", "jwks", "revoked_participants", "suspended_participants",
-                        "revoked_tokens", "generated_at"}
+    assert set(doc) == {
+        "version",
+        "jwks",
+        "revoked_participants",
+        "suspended_participants",
+        "revoked_tokens",
+        "generated_at",
+    }
 
 
 def test_unchanged_returns_304_after_the_wait(home):
@@ -49,6 +55,7 @@ def test_stale_etag_answers_at_once(home):
 
 def test_wait_is_capped(tmp_path, pki):
     from dmr_appliance.config import HomeSync
+
     home = home_under_test(tmp_path, pki, sync=HomeSync(max_wait=1))
     etag = home.relay().get("/v1/sync").headers["etag"]
     started = time.monotonic()
@@ -62,8 +69,9 @@ def test_change_wakes_a_waiting_poll(home):
 
     def poll():
         started = time.monotonic()
-        result["resp"] = home.relay().get("/v1/sync", params={"wait": "20"},
-                                          headers={"If-None-Match": etag})
+        result["resp"] = home.relay().get(
+            "/v1/sync", params={"wait": "20"}, headers={"If-None-Match": etag}
+        )
         result["waited"] = time.monotonic() - started
 
     waiter = threading.Thread(target=poll)
@@ -84,7 +92,6 @@ def test_bad_wait_is_a_problem(home):
     assert resp.headers["content-type"] == "application/problem+json"
 
 
-
 def test_a_stopping_worker_answers_waiting_polls_at_once(home):
     """gunicorn's shutdown hooks release the waiters: a poll gets its 304 now, rather
     than holding the worker (and its exit) for the rest of its wait."""
@@ -92,8 +99,11 @@ def test_a_stopping_worker_answers_waiting_polls_at_once(home):
 
     etag = home.relay().get("/v1/sync").headers["etag"]
     results = []
-    poll = threading.Thread(target=lambda: results.append(home.relay().get(
-        "/v1/sync", params={"wait": "20"}, headers={"If-None-Match": etag})))
+    poll = threading.Thread(
+        target=lambda: results.append(
+            home.relay().get("/v1/sync", params={"wait": "20"}, headers={"If-None-Match": etag})
+        )
+    )
     poll.start()
     time.sleep(0.3)
     started = time.monotonic()

@@ -20,8 +20,9 @@ def mid(n: int) -> str:
 
 @pytest.fixture
 def home(tmp_path, pki):
-    home = home_under_test(tmp_path, pki, failures=FailureLimits(max_open=5,
-                                                                 max_envelope_bytes=4096))
+    home = home_under_test(
+        tmp_path, pki, failures=FailureLimits(max_open=5, max_envelope_bytes=4096)
+    )
     home.add("alice", ["lobby"])
     home.add("bob", ["lobby"])
     home.add("carol", ["attic"])
@@ -56,16 +57,17 @@ def test_an_admin_names_the_sender_of_an_ambiguous_id(home):
     assert ambiguous.json["type"] == PROBLEM + "failure-ambiguous"
     assert ambiguous.json["senders"] == ["alice", "bob"]
     assert home.admin.get(f"/v1/failures/{MID}", params={"from": "alice"}).json["from"] == "alice"
-    done = home.admin.post(f"/v1/failures/{MID}/resolve", params={"from": "bob"},
-                           json={"note": "squatted"}).json
+    done = home.admin.post(
+        f"/v1/failures/{MID}/resolve", params={"from": "bob"}, json={"note": "squatted"}
+    ).json
     assert (done["from"], done["status"]) == ("bob", "resolved")
-    assert home.admin.get(f"/v1/failures/{MID}", params={"from": "alice"}).json[
-        "status"] == "open"
+    assert home.admin.get(f"/v1/failures/{MID}", params={"from": "alice"}).json["status"] == "open"
 
 
 def test_a_report_for_a_room_the_reporter_is_not_in_is_refused(home):
-    resp = home.participant("carol").post("/v1/failures", json=failure_report(
-        room="lobby", **{"from": "carol", "to": ["alice"]}))
+    resp = home.participant("carol").post(
+        "/v1/failures", json=failure_report(room="lobby", **{"from": "carol", "to": ["alice"]})
+    )
     assert resp.status_code == 403 and resp.json["type"] == PROBLEM + "not-in-room"
     assert home.admin.get("/v1/failures").json["failures"] == []
 
@@ -92,8 +94,11 @@ def test_open_reports_are_capped_per_participant(home):
 
 
 def test_open_report_bytes_are_capped_per_participant(tmp_path, pki):
-    home = home_under_test(tmp_path, pki, failures=FailureLimits(
-        max_open=100, max_envelope_bytes=4096, max_open_bytes=10_000))
+    home = home_under_test(
+        tmp_path,
+        pki,
+        failures=FailureLimits(max_open=100, max_envelope_bytes=4096, max_open_bytes=10_000),
+    )
     home.add("alice", ["lobby"])
     home.add("bob", ["lobby"])
     bob = home.participant("bob")
@@ -117,8 +122,14 @@ def test_an_oversize_envelope_is_refused(home):
 def test_repeated_reports_cannot_grow_one_row_without_bound(home):
     bob = home.participant("bob")
     for batch in range(3):
-        attempts = [{"target": "https://r:1", "at": f"2026-01-02T03:{batch:02d}:{s:02d}Z",
-                     "outcome": "failed"} for s in range(60)]
+        attempts = [
+            {
+                "target": "https://r:1",
+                "at": f"2026-01-02T03:{batch:02d}:{s:02d}Z",
+                "outcome": "failed",
+            }
+            for s in range(60)
+        ]
         bob.post("/v1/failures", json=bobs(attempts=attempts))
     attempts = bob.get(f"/v1/failures/{MID}").json["attempts"]
     assert len(attempts) == 100 and attempts[-1]["at"] == "2026-01-02T03:02:59Z"
@@ -139,21 +150,35 @@ def test_one_senders_reports_never_hide_anothers(tmp_path, pki):
     listed = home.admin.get("/v1/failures", params={"per_sender": 5}).json
     assert [f["from"] for f in listed["failures"]].count("bob") == 5
     assert MID in [f["message_id"] for f in listed["failures"]]
-    assert listed["senders"] == [{"from": "bob", "open": 60, "resolved": 0},
-                                 {"from": "alice", "open": 1, "resolved": 0}]
+    assert listed["senders"] == [
+        {"from": "bob", "open": 60, "resolved": 0},
+        {"from": "alice", "open": 1, "resolved": 0},
+    ]
     own = home.participant("alice").get("/v1/failures").json["senders"]
     assert own == [{"from": "alice", "open": 1, "resolved": 0}]
 
 
 def test_the_migration_keeps_reports_of_the_old_schema(tmp_path):
     path = tmp_path / "home.db"
-    older_store(path, 2, [
-        ("INSERT INTO failures VALUES (?, 'lobby', 'alice', '[\"bob\"]', '{}',"
-         " 'participant:alice', 1, 2, 1, 'open', NULL, NULL, NULL)", (MID,)),
-        ("INSERT INTO failure_attempts VALUES (?, 'r', '2026-01-01T00:00:00Z',"
-         " 'failed', 503, 'down')", (MID,))])
+    older_store(
+        path,
+        2,
+        [
+            (
+                "INSERT INTO failures VALUES (?, 'lobby', 'alice', '[\"bob\"]', '{}',"
+                " 'participant:alice', 1, 2, 1, 'open', NULL, NULL, NULL)",
+                (MID,),
+            ),
+            (
+                "INSERT INTO failure_attempts VALUES (?, 'r', '2026-01-01T00:00:00Z',"
+                " 'failed', 503, 'down')",
+                (MID,),
+            ),
+        ],
+    )
     store = Store(path)
     from dmr_appliance.home import failures
+
     kept = failures.get(store, MID, "alice")
     assert (kept["to"], kept["status"], kept["attempts"][0]["detail"]) == (["bob"], "open", "down")
     assert failures.get(store, MID)["from"] == "alice"  # one sender: not ambiguous

@@ -48,8 +48,9 @@ def relay(tmp_path, revoked_pki):
 
 
 def refused(result: falcon.testing.Result) -> bool:
-    return (result.status_code == 403
-            and result.json["type"] == "urn:dmr:problem:client-cert-revoked")
+    return (
+        result.status_code == 403 and result.json["type"] == "urn:dmr:problem:client-cert-revoked"
+    )
 
 
 def test_home_answers_a_revoked_certificate_on_no_route(home):
@@ -78,8 +79,9 @@ def test_probes_without_a_peer_certificate_still_answer(home, relay):
 
 def test_check_caller_skips_only_the_paths_it_is_told(revoked_pki):
     verifier = identity.Verifier.from_files(revoked_pki.ca, revoked_pki.crl)
-    app = falcon.App(middleware=[web.RequestContext(),
-                                 identity.CheckCaller(verifier, skip=frozenset({"/own"}))])
+    app = falcon.App(
+        middleware=[web.RequestContext(), identity.CheckCaller(verifier, skip=frozenset({"/own"}))]
+    )
     web.install_error_handlers(app)
 
     class Ok:
@@ -100,8 +102,9 @@ def test_check_caller_skips_only_the_paths_it_is_told(revoked_pki):
 def test_the_status_page_forbids_scripts_framing_sniffing_referrers_and_caching(home):
     resp = home.admin.get("/")
     assert resp.status_code == 200
-    csp = dict(part.strip().split(" ", 1)
-               for part in resp.headers["Content-Security-Policy"].split(";"))
+    csp = dict(
+        part.strip().split(" ", 1) for part in resp.headers["Content-Security-Policy"].split(";")
+    )
     assert csp["default-src"] == "'none'" and "script-src" not in csp  # no script at all
     assert csp["style-src"] == "'unsafe-inline'"  # its <style> and style attributes
     assert csp["frame-ancestors"] == "'none'" and csp["base-uri"] == "'none'"

@@ -24,7 +24,8 @@ RENDERINGS = {
 }
 # A PEM block with a real body (tests quote bare markers, and 4-character bodies, on purpose).
 SECRET_TEXT = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY|CERTIFICATE|X509 CRL)-----\r?\n[A-Za-z0-9+/=\r\n]{64,}")
+    rb"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY|CERTIFICATE|X509 CRL)-----\r?\n[A-Za-z0-9+/=\r\n]{64,}"
+)
 
 
 @pytest.mark.parametrize("conf", sorted(RENDERINGS), ids=lambda p: str(p.relative_to(K8S)))
@@ -33,7 +34,8 @@ def test_committed_router_conf_is_a_fresh_rendering(conf):
     layers = " ".join(f"--config {p.relative_to(ROOT)}" for p in RENDERINGS[conf])
     assert conf.read_text() == render.render(settings), (
         f"{conf.relative_to(ROOT)} is stale: render it again with "
-        f"dmr render nginx {layers} --output {conf.relative_to(ROOT)}")
+        f"dmr render nginx {layers} --output {conf.relative_to(ROOT)}"
+    )
 
 
 @pytest.mark.parametrize("kind", ["home", "relay"])
@@ -60,11 +62,15 @@ def test_base_image_is_the_package_version():
 
 
 def test_no_key_or_certificate_is_tracked():
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
-                            check=True).stdout.split(b"\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
     tracked = [ROOT / name.decode() for name in listed if name]
-    found = [str(p.relative_to(ROOT)) for p in tracked
-             if p.is_file() and SECRET_TEXT.search(p.read_bytes())]
+    found = [
+        str(p.relative_to(ROOT))
+        for p in tracked
+        if p.is_file() and SECRET_TEXT.search(p.read_bytes())
+    ]
     assert found == [], f"keys or certificates tracked in git: {found}"
 
 
@@ -78,8 +84,10 @@ def test_the_secrets_apply_first_on_a_fresh_cluster_with_their_namespace():
     """README step 2 (`kubectl apply -k k8s/secrets`) runs before the base creates the
     namespace: the secrets' kustomization creates it too (tests/k8s renders it)."""
     kustomization = yaml.safe_load((K8S / "secrets/kustomization.yaml").read_text())
-    docs = [yaml.safe_load((K8S / "secrets" / r).read_text())
-            for r in kustomization.get("resources", [])]
+    docs = [
+        yaml.safe_load((K8S / "secrets" / r).read_text())
+        for r in kustomization.get("resources", [])
+    ]
     namespaces = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
     assert kustomization["namespace"] in namespaces
     assert docs == [yaml.safe_load((K8S / "base/namespace.yaml").read_text())]

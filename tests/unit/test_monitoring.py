@@ -19,13 +19,13 @@ PROMTOOL = shutil.which("promtool")
 
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None and not os.environ.get("CI"),
-    reason="needs promtool (Debian's prometheus package; scripts/setup.sh --test installs it)")
+    reason="needs promtool (Debian's prometheus package; scripts/setup.sh --test installs it)",
+)
 
 
 def promtool(*args: str, cwd: Path = PROMETHEUS) -> str:
     assert PROMTOOL is not None, "promtool is missing: scripts/setup.sh --test installs it"
-    proc = subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
 
@@ -42,21 +42,30 @@ def test_rule_tests_fail_when_a_rule_changes(tmp_path):
     rules = (PROMETHEUS / "dmr-alerts.yml").read_text()
     (tmp_path / "dmr-alerts.yml").write_text(rules.replace("> 0.05", "> 0.5"))
     shutil.copy(PROMETHEUS / "dmr-alerts.test.yml", tmp_path)
-    proc = subprocess.run([PROMTOOL, "test", "rules", "dmr-alerts.test.yml"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [PROMTOOL, "test", "rules", "dmr-alerts.test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "DmrDeliveryFailureRatioHigh" in proc.stdout + proc.stderr
 
 
 @needs_promtool
 def test_example_scrape_configuration_checks(tmp_path, pki):
-    for name, source in (("ca.pem", pki.ca), ("prometheus.pem", pki.cert("admin", "admin")),
-                         ("prometheus.key", pki.key("admin", "admin"))):
+    for name, source in (
+        ("ca.pem", pki.ca),
+        ("prometheus.pem", pki.cert("admin", "admin")),
+        ("prometheus.key", pki.key("admin", "admin")),
+    ):
         shutil.copy(source, tmp_path / name)
     shutil.copy(PROMETHEUS / "dmr-alerts.yml", tmp_path)
     text = (PROMETHEUS / "prometheus.example.yml").read_text()
     (tmp_path / "prometheus.yml").write_text(text.replace("/etc/prometheus/dmr/", f"{tmp_path}/"))
-    assert "SUCCESS: 1 rule files found" in promtool("check", "config", "prometheus.yml",
-                                                     cwd=tmp_path)
+    assert "SUCCESS: 1 rule files found" in promtool(
+        "check", "config", "prometheus.yml", cwd=tmp_path
+    )
 
 
 def test_dashboard_is_importable_and_every_panel_queries_something():
@@ -70,13 +79,21 @@ def test_dashboard_is_importable_and_every_panel_queries_something():
         for target in p["targets"]:
             assert METRIC.search(target["expr"]), (p["title"], target["expr"])
             assert target["datasource"]["uid"] == "${DS_PROMETHEUS}"
-    cells = [(p["gridPos"]["y"] + dy, p["gridPos"]["x"] + dx) for p in panels
-             for dy in range(p["gridPos"]["h"]) for dx in range(p["gridPos"]["w"])]
+    cells = [
+        (p["gridPos"]["y"] + dy, p["gridPos"]["x"] + dx)
+        for p in panels
+        for dy in range(p["gridPos"]["h"])
+        for dx in range(p["gridPos"]["w"])
+    ]
     assert len(cells) == len(set(cells)), "two panels overlap"
 
 
 def test_the_queries_name_metrics():
     names = named_metrics()
-    assert {"dmr_relay_deliveries_total", "dmr_home_instances", "nginx_up",
-            "dmr_certificate_expiry_timestamp_seconds"} <= names
+    assert {
+        "dmr_relay_deliveries_total",
+        "dmr_home_instances",
+        "nginx_up",
+        "dmr_certificate_expiry_timestamp_seconds",
+    } <= names
     assert not [n for n in names if n.startswith("dmr_pki")]  # prose is not a query

@@ -17,8 +17,12 @@ from dmr_appliance.cli import main
 from tests.support.ansible_files import ROLES, ROOT, module, task_files, tasks_of
 
 PROMETHEUS = ROOT / "monitoring" / "prometheus"
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-        *sorted(ROLES.glob("*/README.md")), *sorted(PROMETHEUS.glob("*.yml"))]
+DOCS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted(ROLES.glob("*/README.md")),
+    *sorted(PROMETHEUS.glob("*.yml")),
+]
 ISSUE = re.compile(r"dmr pki issue\b[^`\n;]*")
 SPAN = re.compile(r"`(dmr pki issue\b[^`]*)`")  # inline code, which may wrap a line
 
@@ -59,32 +63,45 @@ def text_files() -> list[Path]:
     suffixes = {".md", ".yml", ".yaml", ".sh", ".toml", ".cfg", ".txt", ".j2", ".py"}
     found = []
     for folder, dirs, files in os.walk(ROOT):
-        dirs[:] = [d for d in dirs if not (d.startswith(".") or d in skip
-                                           or d.endswith(".egg-info"))]
+        dirs[:] = [
+            d for d in dirs if not (d.startswith(".") or d in skip or d.endswith(".egg-info"))
+        ]
         found += [Path(folder, f) for f in files if Path(f).suffix in suffixes]
     return found
 
 
 def test_no_doc_installs_dmr_appliance_from_pypi():
     wrong = re.compile(r"pip3? install\s+(-U\s+)?dmr-appliance\b")
-    found = [str(p.relative_to(ROOT)) for p in text_files()
-             if p.exists() and wrong.search(p.read_text(errors="replace"))]
+    found = [
+        str(p.relative_to(ROOT))
+        for p in text_files()
+        if p.exists() and wrong.search(p.read_text(errors="replace"))
+    ]
     assert found == []
 
 
 def alert_units() -> set[str]:
     rules = yaml.safe_load((PROMETHEUS / "dmr-alerts.yml").read_text())
     text = " ".join(str(r.get("annotations", {})) for g in rules["groups"] for r in g["rules"])
-    return {u.removesuffix(".service") for cmd in re.findall(r"systemctl \w+ ([^`]+)`", text)
-            for u in cmd.split()}
+    return {
+        u.removesuffix(".service")
+        for cmd in re.findall(r"systemctl \w+ ([^`]+)`", text)
+        for u in cmd.split()
+    }
 
 
 def known_units() -> set[str]:
     """The package's units, those the roles manage and the control node's (scripts/systemd)."""
-    units = {p.name.split(".")[1] for p in (ROOT / "packaging/debian").glob("dmr-appliance.*.*")
-             if p.suffix in (".service", ".timer", ".path")}
-    units |= {p.name.removesuffix(".service") for p in (ROOT / "scripts/systemd").glob("*.*")
-              if p.suffix in (".service", ".timer")}
+    units = {
+        p.name.split(".")[1]
+        for p in (ROOT / "packaging/debian").glob("dmr-appliance.*.*")
+        if p.suffix in (".service", ".timer", ".path")
+    }
+    units |= {
+        p.name.removesuffix(".service")
+        for p in (ROOT / "scripts/systemd").glob("*.*")
+        if p.suffix in (".service", ".timer")
+    }
     for path in task_files():
         for task in tasks_of(path):
             name, args = module(task)

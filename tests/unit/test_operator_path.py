@@ -46,8 +46,9 @@ def example_vars(*groups: str) -> dict:
 def inventory_hosts(path) -> dict[str, dict]:
     """group -> {host: host vars} of an inventory file (all: children: GROUP: hosts:)."""
     children = load(path)["all"]["children"]
-    return {group: {h: v or {} for h, v in body["hosts"].items()}
-            for group, body in children.items()}
+    return {
+        group: {h: v or {} for h, v in body["hosts"].items()} for group, body in children.items()
+    }
 
 
 def example_hosts() -> dict[str, dict]:
@@ -62,18 +63,26 @@ def site_hosts() -> dict[str, dict]:
 
 # --- a. upgrade.yml asks home from an address the router admits -----------------------------
 
+
 def upgrade_home_url(router_vars: dict) -> str:
     play = load(PLAYBOOKS / "upgrade.yml")[0]
-    values = {**play["vars"], "groups": {"routers": ["router-1"]},
-              "hostvars": {"router-1": router_vars}}
+    values = {
+        **play["vars"],
+        "groups": {"routers": ["router-1"]},
+        "hostvars": {"router-1": router_vars},
+    }
     return resolve(values)["dmr_upgrade_home_url"]
 
 
 def home_allow(listen_address: str) -> list[str]:
     task = task_named(ROLES / "dmr_router/tasks/upstreams.yml", "Who may reach the home API")
-    values = {**role_defaults("dmr_router"), **example_vars("routers"), **task["vars"],
-              "dmr_router_listen_address": listen_address,
-              "dmr_router_relay_networks": ["192.0.2.21/32", "192.0.2.22/32"]}
+    values = {
+        **role_defaults("dmr_router"),
+        **example_vars("routers"),
+        **task["vars"],
+        "dmr_router_listen_address": listen_address,
+        "dmr_router_relay_networks": ["192.0.2.21/32", "192.0.2.22/32"],
+    }
     return evaluate(task["ansible.builtin.set_fact"]["dmr_router_home_allow"], resolve(values))
 
 
@@ -90,16 +99,19 @@ def test_upgrade_asks_home_from_an_address_the_first_router_admits(listen):
 
 def test_the_router_role_puts_that_list_into_router_toml():
     settings = task_named(ROLES / "dmr_router/tasks/config.yml", "Assemble the router's settings")
-    assert "'home_allow': dmr_router_home_allow," in settings["ansible.builtin.set_fact"][
-        "dmr_router_config"]
+    assert (
+        "'home_allow': dmr_router_home_allow,"
+        in settings["ansible.builtin.set_fact"]["dmr_router_config"]
+    )
 
 
 def test_the_site_scenario_admits_no_loopback_itself():
     """So that its upgrade.yml run proves the role's own admission."""
     allow = [n for v in site_hosts()["routers"].values() for n in v["dmr_router_admin_allow"]]
     assert allow
-    loopback = [n for n in allow if ipaddress.ip_network(n).overlaps(
-        ipaddress.ip_network("127.0.0.0/8"))]
+    loopback = [
+        n for n in allow if ipaddress.ip_network(n).overlaps(ipaddress.ip_network("127.0.0.0/8"))
+    ]
     assert loopback == []
 
 
@@ -109,12 +121,18 @@ def test_the_site_scenario_admits_no_loopback_itself():
 # networks), and what only a test host has (its .deb, its CA folder, the certificates of
 # the recipient host and, as in the example's hosts.yml, the first router's admin key).
 SITE_OVERRIDES = {
-    "addresses": {"dmr_firewall_ssh_networks", "dmr_firewall_monitoring_networks",
-                  "dmr_router_admin_allow", "dmr_router_status_allow"},
+    "addresses": {
+        "dmr_firewall_ssh_networks",
+        "dmr_firewall_monitoring_networks",
+        "dmr_router_admin_allow",
+        "dmr_router_status_allow",
+    },
     "test host": {"dmr_package_deb", "dmr_pki_ca_dir", "dmr_pki_extra_certificates"},
 }
-DOCUMENTATION_NETWORKS = [ipaddress.ip_network(n) for n in (
-    "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
+DOCUMENTATION_NETWORKS = [
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+]
 
 
 def names_a_site_address(value) -> bool:
@@ -125,8 +143,9 @@ def names_a_site_address(value) -> bool:
             network = ipaddress.ip_network(str(item), strict=False)
         except ValueError:
             continue
-        if any(network.version == d.version and network.subnet_of(d)
-               for d in DOCUMENTATION_NETWORKS):
+        if any(
+            network.version == d.version and network.subnet_of(d) for d in DOCUMENTATION_NETWORKS
+        ):
             return True
     return False
 
@@ -157,12 +176,12 @@ def test_the_site_scenario_replaces_every_address_the_example_names():
     the site's host names are the example's (plus the recipient host outside the site)."""
     site, example = site_hosts(), example_hosts()
     assert {g: set(h) for g, h in site.items() if g in example} == {
-        g: set(h) for g, h in example.items()}
+        g: set(h) for g, h in example.items()
+    }
     site_groups = ("home", "relays", "routers", "logs")
     for path in (EXAMPLE / "group_vars").glob("*.yml"):
         group = path.stem
-        hosts = [h for g in (site_groups if group == "all" else (group,))
-                 for h in site[g].values()]
+        hosts = [h for g in (site_groups if group == "all" else (group,)) for h in site[g].values()]
         for name, value in (load(path) or {}).items():
             if names_a_site_address(value):
                 assert name in SITE_OVERRIDES["addresses"], (path.name, name)
@@ -188,9 +207,17 @@ def test_a_folder_inventory_reads_neither_the_ca_nor_the_key_as_inventory():
 
 # --- b. an explicitly given .deb wins over the inventory's apt -------------------------------
 
+
 def package_tasks_run(extra: dict) -> set[str]:
-    values = resolve({**role_defaults("dmr_package"), **example_vars(), **role_vars("dmr_package"),
-                      "inventory_hostname": "relay-1", **extra})
+    values = resolve(
+        {
+            **role_defaults("dmr_package"),
+            **example_vars(),
+            **role_vars("dmr_package"),
+            "inventory_hostname": "relay-1",
+            **extra,
+        }
+    )
     ran = set()
     for step in load(ROLES / "dmr_package/tasks/main.yml"):
         if runs(step, values):
@@ -202,9 +229,11 @@ def package_tasks_run(extra: dict) -> set[str]:
 def test_an_explicit_deb_wins_over_the_example_inventorys_apt():
     ran = package_tasks_run({"dmr_package_deb": "/tmp/dmr-appliance_9.9.9_all.deb"})
     assert "Install the .deb (dependencies from Debian)" in ran
-    assert not ran & {"Install dmr-appliance from the repository",
-                      "Install the repository's keyring",
-                      "A repository URL and key are set when installing from apt"}
+    assert not ran & {
+        "Install dmr-appliance from the repository",
+        "Install the repository's keyring",
+        "A repository URL and key are set when installing from apt",
+    }
 
 
 def test_without_a_deb_the_example_installs_from_apt():
@@ -223,20 +252,26 @@ def test_the_example_key_is_where_the_docs_put_build_repo_shs_public_key():
     assert key in (ROOT / "docs/packaging.md").read_text()
     assert "cp -r inventories/example inventories/prod" in (ROOT / "README.md").read_text()
     assert not {"dmr_package_apt_suite", "dmr_package_apt_component"} & set(values)
-    check = task_named(ROLES / "dmr_package/tasks/preflight.yml",
-                       "The repository's key (and CA) are files on the control node")
+    check = task_named(
+        ROLES / "dmr_package/tasks/preflight.yml",
+        "The repository's key (and CA) are files on the control node",
+    )
     assert "dmr_package_apt_key is file" in check["ansible.builtin.assert"]["that"]
 
 
 # --- e. keys never in Ansible's output, and only where they are used --------------------------
+
 
 def unhidden_key_tasks(tasks: list[tuple[str, dict]]) -> list[str]:
     """Tasks whose src/dest/path/content names a key and that lack no_log or diff: false."""
     bad = []
     for where, task in tasks:
         _, args = module(task)
-        values = [args.get(k) for k in ("src", "dest", "path", "content")] if isinstance(
-            args, dict) else []
+        values = (
+            [args.get(k) for k in ("src", "dest", "path", "content")]
+            if isinstance(args, dict)
+            else []
+        )
         names_key = any(isinstance(v, str) and KEY_FILE.search(v) for v in values)
         if names_key and task.get("no_log") is not True and task.get("diff") is not False:
             bad.append(f"{where}: {task.get('name')}")
@@ -260,8 +295,11 @@ def test_the_key_check_finds_a_key_copy_without_either():
 
 
 def admin_hosts(host_vars: dict[str, dict]) -> set[str]:
-    return {h for h, v in host_vars.items()
-            if any(c["kind"] == "admin" for c in v.get("dmr_pki_extra_certificates", []))}
+    return {
+        h
+        for h, v in host_vars.items()
+        if any(c["kind"] == "admin" for c in v.get("dmr_pki_extra_certificates", []))
+    }
 
 
 def test_the_admin_key_goes_only_to_the_router_upgrade_yml_uses():
@@ -269,20 +307,25 @@ def test_the_admin_key_goes_only_to_the_router_upgrade_yml_uses():
         assert "dmr_pki_extra_certificates" not in (load(path) or {}), path.name
     hosts = example_hosts()
     assert admin_hosts({h: v for g in hosts.values() for h, v in g.items()}) == {
-        next(iter(hosts["routers"]))}
+        next(iter(hosts["routers"]))
+    }
     assert admin_hosts(site_hosts()["routers"]) == {"router-1"}
 
 
 def test_the_role_refuses_a_vaulted_ca_key_before_signing(tmp_path):
     tasks = [t["name"] for t in tasks_of(ROLES / "dmr_pki/tasks/ca.yml")]
     assert tasks.index("Check that the CA key is readable by dmr pki") < tasks.index(
-        "Issue the certificates that do not exist yet")
-    argv = task_named(ROLES / "dmr_pki/tasks/ca.yml", "Look for an ansible-vault header on "
-                      "the CA key")["ansible.builtin.command"]["argv"]
+        "Issue the certificates that do not exist yet"
+    )
+    argv = task_named(
+        ROLES / "dmr_pki/tasks/ca.yml", "Look for an ansible-vault header on the CA key"
+    )["ansible.builtin.command"]["argv"]
     (tmp_path / "ca.key").write_text("$ANSIBLE_VAULT;1.1;AES256\n6162\n")
     (tmp_path / "pem.key").write_text("-----BEGIN EC PRIVATE KEY-----\n")
-    rc = {name: subprocess.run([*argv[:-1], str(tmp_path / name)], check=False).returncode
-          for name in ("ca.key", "pem.key")}
+    rc = {
+        name: subprocess.run([*argv[:-1], str(tmp_path / name)], check=False).returncode
+        for name in ("ca.key", "pem.key")
+    }
     assert rc == {"ca.key": 0, "pem.key": 1}
 
 
@@ -300,10 +343,15 @@ FIREWALL = ROLES / "dmr_firewall"
 
 def rules_for_a_router(**overrides) -> str:
     sites = {"router-1": "192.0.2.31", "relay-1": "192.0.2.21", "home-1": "192.0.2.10"}
-    values = resolve({**role_defaults("dmr_firewall"), "inventory_hostname": "router-1",
-                      "groups": {"routers": ["router-1"], "relays": ["relay-1"],
-                                 "home": ["home-1"]},
-                      "dmr_firewall_monitoring_networks": ["198.51.100.0/24"], **overrides})
+    values = resolve(
+        {
+            **role_defaults("dmr_firewall"),
+            "inventory_hostname": "router-1",
+            "groups": {"routers": ["router-1"], "relays": ["relay-1"], "home": ["home-1"]},
+            "dmr_firewall_monitoring_networks": ["198.51.100.0/24"],
+            **overrides,
+        }
+    )
     values["hostvars"] = {h: {"ansible_host": a} for h, a in sites.items()}
     template = (FIREWALL / "templates/dmr.nft.j2").read_text()
     return evaluate(template.replace("{{ ansible_managed }}", "managed"), values) or ""
@@ -319,8 +367,10 @@ def test_the_exporter_port_stays_closed_unless_an_exporter_runs():
 def test_a_foreign_nftables_conf_is_kept_once_before_it_is_replaced():
     tasks = list(tasks_of(FIREWALL / "tasks/main.yml"))
     names = [t["name"] for t in tasks]
-    keep = task_named(FIREWALL / "tasks/main.yml",
-                      "Keep a foreign /etc/nftables.conf once, as /etc/nftables.conf.dmr-orig")
+    keep = task_named(
+        FIREWALL / "tasks/main.yml",
+        "Keep a foreign /etc/nftables.conf once, as /etc/nftables.conf.dmr-orig",
+    )
     write = task_named(FIREWALL / "tasks/main.yml", "Load the rule files at boot and on reload")
     assert names.index(keep["name"]) < names.index(write["name"])
     args = keep["ansible.builtin.copy"]
@@ -331,7 +381,8 @@ def test_a_foreign_nftables_conf_is_kept_once_before_it_is_replaced():
         return runs(keep, {"dmr_firewall_conf_before": before})
 
     ours = write["ansible.builtin.copy"]["content"].replace(
-        "{{ dmr_firewall_rules_file | dirname }}", "/etc/nftables.d")
+        "{{ dmr_firewall_rules_file | dirname }}", "/etc/nftables.d"
+    )
     assert kept("#!/usr/sbin/nft -f\nflush ruleset\ntable inet filter {}\n")
     assert not kept(ours)
     assert not runs(keep, {"dmr_firewall_conf_before": {"failed": True}})  # no file at all
@@ -340,6 +391,6 @@ def test_a_foreign_nftables_conf_is_kept_once_before_it_is_replaced():
 def test_the_readme_says_what_the_local_inventory_does_to_the_hosts_firewall():
     text = (ROOT / "README.md").read_text()
     start = text.index("ansible-playbook -i inventories/local playbooks/site.yml")
-    paragraph = text[start:text.index("\n\n", start)]
+    paragraph = text[start : text.index("\n\n", start)]
     for word in ("dmr_firewall", "drop", "/etc/nftables.conf.dmr-orig", "--skip-tags firewall"):
         assert word in paragraph, word

@@ -19,20 +19,41 @@ DEBIAN = ROOT / "packaging" / "debian"
 UNITS = {"dmr-home": ("home", config.HomeConfig), "dmr-relay": ("relay", config.RelayConfig)}
 GATES = {f"{name}-gate": value for name, value in UNITS.items()}
 # Debian 12's package for each install_requires name (pybuild maps some, not all).
-DEBIAN_NAMES = {"falcon": "python3-falcon", "gunicorn": "python3-gunicorn", "pyjwt": "python3-jwt",
-                "cryptography": "python3-cryptography", "requests": "python3-requests",
-                "urllib3": "python3-urllib3", "jinja2": "python3-jinja2",
-                "prometheus_client": "python3-prometheus-client",
-                "markupsafe": "python3-markupsafe"}
+DEBIAN_NAMES = {
+    "falcon": "python3-falcon",
+    "gunicorn": "python3-gunicorn",
+    "pyjwt": "python3-jwt",
+    "cryptography": "python3-cryptography",
+    "requests": "python3-requests",
+    "urllib3": "python3-urllib3",
+    "jinja2": "python3-jinja2",
+    "prometheus_client": "python3-prometheus-client",
+    "markupsafe": "python3-markupsafe",
+}
 HARDENING = {
-    "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-    "PrivateTmp": "yes", "PrivateDevices": "yes", "ProtectKernelTunables": "yes",
-    "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes", "ProtectControlGroups": "yes",
-    "ProtectClock": "yes", "ProtectHostname": "yes", "RestrictNamespaces": "yes",
-    "PrivateUsers": "yes", "PrivateMounts": "yes",
-    "RestrictRealtime": "yes", "RestrictSUIDSGID": "yes", "LockPersonality": "yes",
-    "MemoryDenyWriteExecute": "yes", "CapabilityBoundingSet": "", "AmbientCapabilities": "",
-    "SystemCallArchitectures": "native", "UMask": "0077", "User": "dmr",
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "ProtectClock": "yes",
+    "ProtectHostname": "yes",
+    "RestrictNamespaces": "yes",
+    "PrivateUsers": "yes",
+    "PrivateMounts": "yes",
+    "RestrictRealtime": "yes",
+    "RestrictSUIDSGID": "yes",
+    "LockPersonality": "yes",
+    "MemoryDenyWriteExecute": "yes",
+    "CapabilityBoundingSet": "",
+    "AmbientCapabilities": "",
+    "SystemCallArchitectures": "native",
+    "UMask": "0077",
+    "User": "dmr",
     "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
 }
 
@@ -122,10 +143,12 @@ def test_unit_waits_for_the_certificates_the_default_config_names(name: str) -> 
 def test_control_depends_on_a_debian_package_for_every_requirement() -> None:
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")
-    requirements = [re.match(r"[A-Za-z0-9_.-]+", line.strip()).group(0).lower()
-                    for line in setup["options"]["install_requires"].strip().splitlines()]
+    requirements = [
+        re.match(r"[A-Za-z0-9_.-]+", line.strip()).group(0).lower()
+        for line in setup["options"]["install_requires"].strip().splitlines()
+    ]
     control = (DEBIAN / "control").read_text()
-    binary = control[control.index("Package: dmr-appliance"):]
+    binary = control[control.index("Package: dmr-appliance") :]
     depends = re.search(r"^Depends:(.*?)^\S", binary, re.S | re.M).group(1)
     names = {item.strip().split()[0] for item in depends.split(",") if item.strip()}
     for requirement in requirements:
@@ -147,7 +170,7 @@ def test_maintainer_scripts_manage_the_dmr_user() -> None:
     postinst = (DEBIAN / "dmr-appliance.postinst").read_text()
     postrm = (DEBIAN / "dmr-appliance.postrm").read_text()
     assert "adduser --quiet --system" in postinst and "#DEBHELPER#" in postinst
-    purge = postrm[postrm.index("purge)"):postrm.index(";;")]
+    purge = postrm[postrm.index("purge)") : postrm.index(";;")]
     assert "deluser" in purge and "/var/lib/dmr-home" in purge and "/var/lib/dmr-relay" in purge
     assert "#DEBHELPER#" in postrm
 
@@ -161,8 +184,15 @@ def test_backup_timer_runs_the_backup_command_daily_under_homes_hardening() -> N
     for key, expected in HARDENING.items():
         assert values.get(key) == [expected], f"dmr-home-backup: {key}"
     home = unit("dmr-home")
-    for key in ("SystemCallFilter", "StateDirectory", "ProtectProc", "ProcSubset",
-                "DevicePolicy", "KeyringMode", "RemoveIPC"):
+    for key in (
+        "SystemCallFilter",
+        "StateDirectory",
+        "ProtectProc",
+        "ProcSubset",
+        "DevicePolicy",
+        "KeyringMode",
+        "RemoveIPC",
+    ):
         assert set(values[key]) <= set(home[key]), key
     defaults = config.load(config.HomeConfig)
     assert values["ConditionPathExists"] == [str(defaults.database)]
@@ -181,8 +211,10 @@ def test_the_roles_apt_defaults_give_the_line_build_repo_sh_prints() -> None:
     dmr_package's defaults write that line (they said suite bookworm, component main)."""
     script = (ROOT / "packaging" / "build-repo.sh").read_text()
     assert re.search(r'^line="deb \[signed-by=\$keyring\] \$url \./"$', script, re.M)
-    task = task_named(ROLES / "dmr_package/tasks/repository.yml",
-                      "Add the repository, trusted through that keyring only")
+    task = task_named(
+        ROLES / "dmr_package/tasks/repository.yml",
+        "Add the repository, trusted through that keyring only",
+    )
     url = "https://apt.example.org/dmr-appliance"
     defaults = {k: v for k, v in role_defaults("dmr_package").items() if "_apt_" in k}
     values = resolve({**defaults, **task["vars"], "dmr_package_apt_url": url})

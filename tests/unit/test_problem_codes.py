@@ -28,8 +28,10 @@ NOT_IMPORTED_FOR_CHECKS = {"home": "envelope-"}
 
 def _module_path(name: str) -> Path | None:
     parts = name.split(".")[1:]
-    for candidate in (PACKAGE.joinpath(*parts).with_suffix(".py"),
-                      PACKAGE.joinpath(*parts, "__init__.py")):
+    for candidate in (
+        PACKAGE.joinpath(*parts).with_suffix(".py"),
+        PACKAGE.joinpath(*parts, "__init__.py"),
+    ):
         if candidate.exists():
             return candidate
     return None
@@ -65,8 +67,12 @@ def _codes_of(node: ast.AST) -> set[str | None]:
             found.add(_text(node.args[0]))
         return found
     if isinstance(node, ast.ClassDef):
-        return {_text(st.value) for st in node.body if isinstance(st, ast.Assign)
-                and any(isinstance(t, ast.Name) and t.id == "code" for t in st.targets)}
+        return {
+            _text(st.value)
+            for st in node.body
+            if isinstance(st, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "code" for t in st.targets)
+        }
     return set()
 
 
@@ -84,12 +90,17 @@ def app_codes(kind: str) -> set[str]:
         codes = {c for c in codes if not c.startswith(NOT_IMPORTED_FOR_CHECKS[kind])}
     if kind == "relay":
         # messages.card_refused: a refused card is "card-" + the reason tokens.py gave.
-        codes |= {"card-" + c.removeprefix("token-")
-                  for c in literal_codes([PACKAGE / "tokens.py", PACKAGE / "errors.py"])
-                  if c.startswith("token-")}
+        codes |= {
+            "card-" + c.removeprefix("token-")
+            for c in literal_codes([PACKAGE / "tokens.py", PACKAGE / "errors.py"])
+            if c.startswith("token-")
+        }
         # trust.check_active: f"{role}-{state}"
-        codes |= {f"{role}-{state}" for role in ("sender", "recipient")
-                  for state in ("revoked", "suspended")}
+        codes |= {
+            f"{role}-{state}"
+            for role in ("sender", "recipient")
+            for state in ("revoked", "suspended")
+        }
     return codes
 
 
@@ -103,6 +114,13 @@ def test_every_problem_code_is_in_the_openapi_document(kind):
 
 def test_the_collector_sees_the_codes_of_the_request_path():
     relay = app_codes("relay")
-    assert {"not-ready", "token-expired", "card-expired", "envelope-too-large",
-            "unsupported-media-type", "sender-suspended", "delivery-failed"} <= relay
+    assert {
+        "not-ready",
+        "token-expired",
+        "card-expired",
+        "envelope-too-large",
+        "unsupported-media-type",
+        "sender-suspended",
+        "delivery-failed",
+    } <= relay
     assert {"participant-not-found", "failure-not-found"} <= app_codes("home")

@@ -32,16 +32,18 @@ class Trust:
         return SimpleNamespace(subject="alice", rooms=frozenset({"ops"}))
 
     def card(self, token: str, snapshot: object) -> SimpleNamespace:
-        return SimpleNamespace(subject=CARDS[token], rooms=("ops",),
-                               endpoint=f"https://inbox/{CARDS[token]}")
+        return SimpleNamespace(
+            subject=CARDS[token], rooms=("ops",), endpoint=f"https://inbox/{CARDS[token]}"
+        )
 
 
 class Deliverer:
     def __init__(self) -> None:
         self.answers: dict[str, Outcome] = {}
 
-    def deliver(self, message: envelope.Envelope, recipients: list, request_id: str
-                ) -> list[Outcome]:
+    def deliver(
+        self, message: envelope.Envelope, recipients: list, request_id: str
+    ) -> list[Outcome]:
         return [self.answers[r.id] for r in recipients]
 
 
@@ -62,20 +64,29 @@ def relay() -> SimpleNamespace:
     alice = identity.Caller("participant", "alice", "thumb", certificate=None)
     app = falcon.App(middleware=[web.RequestContext()])
     web.install_error_handlers(app)
-    app.add_route("/v1/messages", Messages(Trust(), deliverer, meters,  # type: ignore[arg-type]
-                                           verifier=SimpleNamespace(caller=lambda req: alice),  # type: ignore[arg-type]
-                                           limits=envelope.EnvelopeLimits()))
-    return SimpleNamespace(client=falcon.testing.TestClient(app), meters=meters,
-                           deliverer=deliverer)
+    app.add_route(
+        "/v1/messages",
+        Messages(
+            Trust(),
+            deliverer,
+            meters,  # type: ignore[arg-type]
+            verifier=SimpleNamespace(caller=lambda req: alice),  # type: ignore[arg-type]
+            limits=envelope.EnvelopeLimits(),
+        ),
+    )
+    return SimpleNamespace(
+        client=falcon.testing.TestClient(app), meters=meters, deliverer=deliverer
+    )
 
 
-def post(relay: SimpleNamespace, bob: Outcome, carol: Outcome) -> tuple[falcon.testing.Result,
-                                                                      dict]:
+def post(
+    relay: SimpleNamespace, bob: Outcome, carol: Outcome
+) -> tuple[falcon.testing.Result, dict]:
     relay.deliverer.answers = {"bob": bob, "carol": carol}
-    doc = envelope.build_envelope(room="ops", sender="alice", cards=list(CARDS),
-                                  payload={"n": 1})
-    result = relay.client.simulate_post("/v1/messages", json=doc,
-                                        headers={"Authorization": "Bearer t"})
+    doc = envelope.build_envelope(room="ops", sender="alice", cards=list(CARDS), payload={"n": 1})
+    result = relay.client.simulate_post(
+        "/v1/messages", json=doc, headers={"Authorization": "Bearer t"}
+    )
     return result, doc
 
 
@@ -92,26 +103,47 @@ def counted(relay: SimpleNamespace) -> dict[str, float]:
     return found
 
 
-@pytest.mark.parametrize(("carol", "status", "code", "title", "detail", "level"), [
-    (Outcome("carol", FAILED, None, 3.0, "timeout"), 502, "delivery-failed",
-     "Delivery failed", "1 of 2 deliveries failed; retry those", "warning"),
-    (Outcome("carol", REJECTED, 410, 3.0), 422, "delivery-rejected",
-     "Delivery rejected", "1 of 2 recipients rejected the message", "info"),
-])
+@pytest.mark.parametrize(
+    ("carol", "status", "code", "title", "detail", "level"),
+    [
+        (
+            Outcome("carol", FAILED, None, 3.0, "timeout"),
+            502,
+            "delivery-failed",
+            "Delivery failed",
+            "1 of 2 deliveries failed; retry those",
+            "warning",
+        ),
+        (
+            Outcome("carol", REJECTED, 410, 3.0),
+            422,
+            "delivery-rejected",
+            "Delivery rejected",
+            "1 of 2 recipients rejected the message",
+            "info",
+        ),
+    ],
+)
 def test_a_partly_delivered_message_is_answered_and_logged_for_what_happened(
-        relay, lines, carol, status, code, title, detail, level):
+    relay, lines, carol, status, code, title, detail, level
+):
     bob = Outcome("bob", DELIVERED, 200, 2.0)
     result, doc = post(relay, bob, carol)
     outcomes = [bob.to_json(), carol.to_json()]
     # the bytes a raised DmrError gave before: same document, status and content type
-    before = DmrError(detail, code=code, status=status, title=title, id=doc["id"],
-                      outcomes=outcomes).problem(instance="/v1/messages")
+    before = DmrError(
+        detail, code=code, status=status, title=title, id=doc["id"], outcomes=outcomes
+    ).problem(instance="/v1/messages")
     assert result.status_code == status
     assert result.headers["Content-Type"] == web.PROBLEM_JSON
     assert result.text == json.dumps(before, default=str)
     [line] = [x for x in events(lines) if x["event"] != "response"]
     assert (line["event"], line["level"], line["message_id"], line["code"]) == (
-        carol.outcome, level, doc["id"], code)
+        carol.outcome,
+        level,
+        doc["id"],
+        code,
+    )
     assert counted(relay) == {f"dmr_relay_messages_total:{carol.outcome}": 1.0}
 
 
@@ -125,8 +157,9 @@ def test_a_delivered_message_is_200_with_its_outcomes(relay, lines):
 
 
 def test_a_refusal_still_goes_through_the_error_handler(relay, lines):
-    result = relay.client.simulate_post("/v1/messages", json={"id": "x"},
-                                        headers={"Authorization": "Bearer t"})
+    result = relay.client.simulate_post(
+        "/v1/messages", json={"id": "x"}, headers={"Authorization": "Bearer t"}
+    )
     assert result.status_code == 422 and result.json["type"].endswith("envelope-missing-field")
     assert [x["event"] for x in events(lines)] == ["refused", "response"]
     assert counted(relay) == {"dmr_relay_refusals_total:envelope-missing-field": 1.0}

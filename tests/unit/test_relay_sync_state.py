@@ -29,29 +29,39 @@ def state(tmp_path, monkeypatch) -> SyncState:
 
 
 def test_snapshot_reads_homes_document(signer):
-    snap = Snapshot.parse(signer.document(revoked=("mallory",), suspended=("eve",),
-                                        revoked_jtis=("j1",)))
+    snap = Snapshot.parse(
+        signer.document(revoked=("mallory",), suspended=("eve",), revoked_jtis=("j1",))
+    )
     assert snap.version == 1
     assert snap.keys.kids == {signer.key.kid}
     assert snap.revoked == {"mallory"} and snap.suspended == {"eve"}
     assert snap.revoked_tokens == {"j1"}
 
 
-@pytest.mark.parametrize("doc", [
-    b"not json", b"[]", b'{"version": "1", "jwks": {"keys": []}}',
-    b'{"version": true, "jwks": {"keys": []}}', b'{"version": 1}',
-    b'{"version": 1, "jwks": {"keys": []}, "revoked_participants": "bob"}',
-    b'{"version": 1, "jwks": {"keys": []}, "revoked_tokens": ["jti"]}',
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        b"not json",
+        b"[]",
+        b'{"version": "1", "jwks": {"keys": []}}',
+        b'{"version": true, "jwks": {"keys": []}}',
+        b'{"version": 1}',
+        b'{"version": 1, "jwks": {"keys": []}, "revoked_participants": "bob"}',
+        b'{"version": 1, "jwks": {"keys": []}, "revoked_tokens": ["jti"]}',
+    ],
+)
 def test_snapshot_refuses_what_is_not_a_sync_document(doc):
     with pytest.raises(SyncDocumentError):
         Snapshot.parse(doc)
 
 
-@pytest.mark.parametrize(("names", "code"), [
-    ({"revoked": ("bob",)}, "recipient-revoked"),
-    ({"suspended": ("bob",)}, "recipient-suspended"),
-])
+@pytest.mark.parametrize(
+    ("names", "code"),
+    [
+        ({"revoked": ("bob",)}, "recipient-revoked"),
+        ({"suspended": ("bob",)}, "recipient-suspended"),
+    ],
+)
 def test_check_active_names_the_state(signer, names, code):
     snap = Snapshot.parse(signer.document(**names))
     with pytest.raises(AuthError) as err:
@@ -97,8 +107,9 @@ def test_access_tokens_are_verified_once_per_sync_version(state, signer, pki, mo
     token = signer.token("alice", cert)
     calls = []
     real = tokens.verify_access_token
-    monkeypatch.setattr(tokens, "verify_access_token",
-                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(
+        tokens, "verify_access_token", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     for _ in range(3):
         assert state.access_token(token, snap, thumbprint(cert)).subject == "alice"
     assert len(calls) == 1
@@ -157,7 +168,6 @@ def test_a_missing_file_keeps_the_snapshot(state, signer):
     assert state.current().version == 1
 
 
-
 def test_an_older_file_is_never_installed(state, signer):
     signer.version = 5
     write_atomic(state.path, signer.document())
@@ -187,14 +197,23 @@ def test_sync_signature_verifies_only_under_a_trusted_key(signer):
         assert caught.value.reason == reason, header
 
 
-@pytest.mark.parametrize(("kind", "name", "accepted"), [
-    ("router", "router", True), ("router", "router-2", True), ("server", "home", True),
-    ("server", "recipient", False), ("server", "router", False), ("relay", "relay-2", False),
-    ("participant", "alice", False), ("admin", "admin", False),
-])
+@pytest.mark.parametrize(
+    ("kind", "name", "accepted"),
+    [
+        ("router", "router", True),
+        ("router", "router-2", True),
+        ("server", "home", True),
+        ("server", "recipient", False),
+        ("server", "router", False),
+        ("relay", "relay-2", False),
+        ("participant", "alice", False),
+        ("admin", "admin", False),
+    ],
+)
 def test_home_is_a_router_or_homes_own_certificate(pki, kind, name, accepted):
     der = pki_mod.load_certificate(pki.cert(kind, name).read_bytes()).public_bytes(
-        serialization.Encoding.DER)
+        serialization.Encoding.DER
+    )
     if accepted:
         assert home_peer.check_peer(der, ["home"]) == f"{kind}/{name}"
     else:

@@ -52,9 +52,16 @@ VARIANTS = {
     "custom-limits": {
         "limits": config.BodyLimits(max_message_bytes=4096, max_request_bytes=1000),
         "rate_limit": config.RateLimit(rate="600r/m", burst=3, home_rate="1r/s", home_burst=1),
-        "upstream": config.Upstreams(relay_tls_name="relays.dmr.internal", home_tls_name="home",
-                                     connect_timeout=1, message_timeout=20, sync_timeout=90,
-                                     keepalive=4, max_fails=1, fail_timeout=30),
+        "upstream": config.Upstreams(
+            relay_tls_name="relays.dmr.internal",
+            home_tls_name="home",
+            connect_timeout=1,
+            message_timeout=20,
+            sync_timeout=90,
+            keepalive=4,
+            max_fails=1,
+            fail_timeout=30,
+        ),
         "worker_processes": "2",
         "listen_address": "*",
         "access_log": "stdout",
@@ -99,8 +106,13 @@ def test_complete_config_for_an_unprivileged_nginx(variant):
     assert len(root.all("error_log")) == 1 and len(root.all("events")) == 1
     assert not root.all("user"), "no user directive: nginx runs as whoever starts it"
     http = root.one("http")
-    for name in ("client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",
-                 "uwsgi_temp_path", "scgi_temp_path"):
+    for name in (
+        "client_body_temp_path",
+        "proxy_temp_path",
+        "fastcgi_temp_path",
+        "uwsgi_temp_path",
+        "scgi_temp_path",
+    ):
         (path,) = http.one(name).args
         assert Path(path).parent == cfg.prefix
 
@@ -119,8 +131,9 @@ def test_tls_and_client_certificates(variant):
         assert listen[0] == f"[{cfg.listen_address}]:{cfg.listen}"
     assert server.values("ssl_protocols") == [["TLSv1.2", "TLSv1.3"]]
     ciphers = server.one("ssl_ciphers").args[0].split(":")
-    assert ciphers and all(c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c)
-                           for c in ciphers)
+    assert ciphers and all(
+        c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c) for c in ciphers
+    )
     assert server.values("ssl_verify_client") == [["on"]]
     assert server.values("ssl_client_certificate") == [[str(cfg.tls.ca)]]
     assert server.values("ssl_crl") == [[str(cfg.tls.crl)]]
@@ -145,8 +158,11 @@ def test_every_proxied_location_overwrites_the_client_cert_header(variant):
         assert ["X-Request-Id", "$request_id", "always"] in loc.values("add_header")
         assert loc.values("proxy_hide_header") == [["X-Request-Id"]]
         name = loc.one("proxy_ssl_name").args[0]
-        expected = (cfg.upstream.relay_tls_name if loc.args[-1] == "/v1/messages"
-                    else cfg.upstream.home_tls_name)
+        expected = (
+            cfg.upstream.relay_tls_name
+            if loc.args[-1] == "/v1/messages"
+            else cfg.upstream.home_tls_name
+        )
         assert name == expected
 
 
@@ -164,8 +180,11 @@ def test_routes_and_upstreams(variant):
     # No idle connections to home: a reloading gate closes them under a request (502).
     assert upstreams["dmr_home"].values("keepalive") == []
     server = http.one("server")
-    passes = {loc.args[-1]: loc.one("proxy_pass").args[0]
-              for loc in server.all("location") if loc.all("proxy_pass")}
+    passes = {
+        loc.args[-1]: loc.one("proxy_pass").args[0]
+        for loc in server.all("location")
+        if loc.all("proxy_pass")
+    }
     assert passes == {
         "/v1/messages": "https://dmr_relays",
         "/v1/home/": "https://dmr_home/v1/",
@@ -178,8 +197,9 @@ def test_routes_and_upstreams(variant):
     }
     assert server.location("/").values("return") == [["404"]]
     # Below /home/v1/failures/ only one id: nothing under it, not the list.
-    (only_one,) = [c for c in server.location("/home/v1/failures/").all("if")
-                   if c.args[0] == "($uri"]
+    (only_one,) = [
+        c for c in server.location("/home/v1/failures/").all("if") if c.args[0] == "($uri"
+    ]
     assert only_one.args[1:] == ["!~", "^/home/v1/failures/[^/]+$", ")"]
     assert only_one.values("return") == [["404"]]
     assert server.location("/home").values("return") == [["301", "/home/"]]
@@ -202,8 +222,11 @@ def test_failover_only_where_nothing_can_have_been_delivered(variant):
 def test_timeouts(variant):
     cfg, _, root = variant
     server = root.one("http").one("server")
-    timeout = {loc.args[-1]: int(loc.one("proxy_read_timeout").args[0].rstrip("s"))
-               for loc in server.all("location") if loc.all("proxy_pass")}
+    timeout = {
+        loc.args[-1]: int(loc.one("proxy_read_timeout").args[0].rstrip("s"))
+        for loc in server.all("location")
+        if loc.all("proxy_pass")
+    }
     # Longer than the longest long poll home allows, and than a relay's delivery timeouts.
     longest_poll = max(60, config.HomeSync().max_wait)
     assert timeout["/v1/home/sync"] > longest_poll
@@ -281,8 +304,12 @@ def test_nginx_errors_are_problem_json_with_stable_types(variant):
         assert doc["status"] == sent
         assert re.fullmatch(r"urn:dmr:problem:[a-z0-9-]+", doc["type"])
         assert doc["title"] and doc["detail"]
-    types = {status: json.loads(server.location(args[2]).values("return")[0][1]
-                                .replace("\\n", ""))["type"] for status, args in pages.items()}
+    types = {
+        status: json.loads(server.location(args[2]).values("return")[0][1].replace("\\n", ""))[
+            "type"
+        ]
+        for status, args in pages.items()
+    }
     assert types[429] == "urn:dmr:problem:too-many-requests"
     assert types[413] == "urn:dmr:problem:too-large"
     assert types[405] == "urn:dmr:problem:method-not-allowed"
@@ -297,13 +324,28 @@ def test_json_access_log(variant):
     assert fmt[:2] == ["dmr_json", "escape=json"]
     line = "".join(fmt[2:])
     sample = {
-        "$time_iso8601": "2026-01-01T00:00:00+00:00", "$status": "200",
-        "$body_bytes_sent": "12", "$request_length": "100", "$request_time": "0.004",
+        "$time_iso8601": "2026-01-01T00:00:00+00:00",
+        "$status": "200",
+        "$body_bytes_sent": "12",
+        "$request_length": "100",
+        "$request_time": "0.004",
     }
     filled = re.sub(r"\$[a-z_0-9]+", lambda m: sample.get(m.group(0), "x"), line)
     doc = json.loads(filled)
-    for key in ("ts", "request_id", "remote_addr", "client", "method", "uri", "status", "bytes",
-                "request_time", "upstream_addr", "upstream_status", "upstream_response_time"):
+    for key in (
+        "ts",
+        "request_id",
+        "remote_addr",
+        "client",
+        "method",
+        "uri",
+        "status",
+        "bytes",
+        "request_time",
+        "upstream_addr",
+        "upstream_status",
+        "upstream_response_time",
+    ):
         assert key in doc
     assert "$dmr_request_id" in line and "$ssl_client_s_dn" in line
     (target,) = http.values("access_log")
@@ -348,7 +390,7 @@ def test_cli_render_writes_and_checks(pki, tmp_path, capsys):
     toml.write_text(
         f'listen = 18443\nprefix = "{prefix}"\npid_file = "{prefix}/nginx.pid"\n'
         f'error_log = "stderr"\naccess_log = "stdout"\n'
-        f'[limits]\nmax_message_bytes = 5000\n'
+        f"[limits]\nmax_message_bytes = 5000\n"
         f'[tls]\nca = "{pki.ca}"\ncrl = "{pki.crl}"\n'
         f'cert = "{pki.cert("server", "router")}"\nkey = "{pki.key("server", "router")}"\n'
     )
@@ -363,9 +405,26 @@ def test_cli_render_writes_and_checks(pki, tmp_path, capsys):
 # --- one error contract at the door ------------------------------------------------------------
 
 # Every status nginx can answer by itself here, and the status the client sees.
-NGINX_OWN = {400: 400, 403: 403, 404: 404, 405: 405, 408: 408, 413: 413, 414: 414, 429: 429,
-             494: 431, 495: 400, 496: 400, 497: 400, 500: 500, 501: 501, 502: 502, 503: 503,
-             504: 504, 505: 505}
+NGINX_OWN = {
+    400: 400,
+    403: 403,
+    404: 404,
+    405: 405,
+    408: 408,
+    413: 413,
+    414: 414,
+    429: 429,
+    494: 431,
+    495: 400,
+    496: 400,
+    497: 400,
+    500: 500,
+    501: 501,
+    502: 502,
+    503: 503,
+    504: 504,
+    505: 505,
+}
 
 
 def problem_doc(location: Block) -> tuple[int, dict]:
@@ -378,8 +437,9 @@ def test_every_problem_has_an_error_page_and_a_location(variant):
     server = root.one("http").one("server")
     pages = {int(args[0]): args for args in server.values("error_page")}
     assert {status: int(args[1].lstrip("=")) for status, args in pages.items()} == NGINX_OWN
-    problem_locations = {loc.args[-1] for loc in server.all("location")
-                         if loc.args[-1].startswith("/_dmr/problem/")}
+    problem_locations = {
+        loc.args[-1] for loc in server.all("location") if loc.args[-1].startswith("/_dmr/problem/")
+    }
     assert problem_locations == {f"/_dmr/problem/{status}" for status in NGINX_OWN}
     for status, args in pages.items():
         assert args[2] == f"/_dmr/problem/{status}"
@@ -392,8 +452,10 @@ def test_every_problem_has_an_error_page_and_a_location(variant):
         assert ("Allow" in headers) == (status == 405)
         assert ("Retry-After" in headers) == (status == 429)
     assert headers_of(server, 405)["Allow"] == ["$dmr_allow", "always"]
-    types = {status: problem_doc(server.location(f"/_dmr/problem/{status}"))[1]["type"]
-             for status in NGINX_OWN}
+    types = {
+        status: problem_doc(server.location(f"/_dmr/problem/{status}"))[1]["type"]
+        for status in NGINX_OWN
+    }
     assert types[494] == "urn:dmr:problem:headers-too-large"
     assert types[414] == "urn:dmr:problem:uri-too-long"
     assert types[501] == "urn:dmr:problem:transfer-encoding-not-implemented"
@@ -453,8 +515,11 @@ def allow_map(root: Block) -> Block:
 
 def allow_for(mapping: Block, request_uri: str) -> str:
     """What nginx's map gives: an exact key first, else the first regex that matches."""
-    exact = {c.name: c.args[0] for c in mapping.children
-             if c.name != "default" and not c.name.startswith("~")}
+    exact = {
+        c.name: c.args[0]
+        for c in mapping.children
+        if c.name != "default" and not c.name.startswith("~")
+    }
     if request_uri in exact:
         return exact[request_uri]
     for c in mapping.children:
@@ -478,8 +543,9 @@ def test_allow_of_a_trace_is_the_allow_of_its_route(variant):
         every |= set(allow.split(", "))
         exact = loc.args[0] == "="
         path = loc.args[-1]
-        samples = ([path, path + "?a=1"] if exact
-                   else [path, path + "x/y", path + "x?q=/v1/messages"])
+        samples = (
+            [path, path + "?a=1"] if exact else [path, path + "x/y", path + "x?q=/v1/messages"]
+        )
         for uri in samples:
             assert allow_for(mapping, uri) == allow, uri
         if exact:  # /v1/messagesx is not /v1/messages
@@ -537,8 +603,11 @@ def test_router_health_listener_only_when_asked():
 def test_the_routers_plain_ports_answer_problem_json(setting):
     # Unknown paths, other methods, oversize headers: never nginx's HTML pages.
     cfg = config.RouterConfig(**{setting: "127.0.0.1:8081"})
-    [plain] = [s for s in parse(render.render(cfg)).one("http").all("server")
-               if s.values("listen") == [["127.0.0.1:8081"]]]
+    [plain] = [
+        s
+        for s in parse(render.render(cfg)).one("http").all("server")
+        if s.values("listen") == [["127.0.0.1:8081"]]
+    ]
     pages = {int(args[0]): args[2] for args in plain.values("error_page")}
     assert set(pages) == set(NGINX_OWN)
     for status, target in pages.items():

@@ -17,25 +17,35 @@ from tests.support.nginx_conf import parse
 
 def app_config(kind: str, pki, tmp_path: Path, **gate_changes):
     if kind == "relay":
-        tls = config.RelayTls(ca=pki.ca, crl=pki.crl, cert=pki.cert("relay", "relay-1"),
-                              key=pki.key("relay", "relay-1"))
-        base = config.RelayConfig(tls=tls, gate=gate_settings(config.RelayGate, tmp_path,
-                                                              **gate_changes))
+        tls = config.RelayTls(
+            ca=pki.ca,
+            crl=pki.crl,
+            cert=pki.cert("relay", "relay-1"),
+            key=pki.key("relay", "relay-1"),
+        )
+        base = config.RelayConfig(
+            tls=tls, gate=gate_settings(config.RelayGate, tmp_path, **gate_changes)
+        )
     else:
-        tls = config.Tls(ca=pki.ca, crl=pki.crl, cert=pki.cert("server", "home"),
-                         key=pki.key("server", "home"))
-        base = config.HomeConfig(tls=tls, gate=gate_settings(config.Gate, tmp_path,
-                                                             **gate_changes))
+        tls = config.Tls(
+            ca=pki.ca, crl=pki.crl, cert=pki.cert("server", "home"), key=pki.key("server", "home")
+        )
+        base = config.HomeConfig(tls=tls, gate=gate_settings(config.Gate, tmp_path, **gate_changes))
     return base
 
 
-VARIANTS = {"defaults": {}, "health-port": {"health_bind": "127.0.0.1:18081"},
-            "journal": {"access_log": "journal", "error_log": "stderr"},
-            "stdout": {"access_log": "stdout", "worker_processes": "auto"}}
+VARIANTS = {
+    "defaults": {},
+    "health-port": {"health_bind": "127.0.0.1:18081"},
+    "journal": {"access_log": "journal", "error_log": "stderr"},
+    "stdout": {"access_log": "stdout", "worker_processes": "auto"},
+}
 
 
-@pytest.fixture(params=[(k, v) for k in ("home", "relay") for v in sorted(VARIANTS)],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(
+    params=[(k, v) for k in ("home", "relay") for v in sorted(VARIANTS)],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def gate(request, pki, tmp_path):
     kind, variant = request.param
     cfg = app_config(kind, pki, tmp_path, **VARIANTS[variant])
@@ -44,8 +54,9 @@ def gate(request, pki, tmp_path):
 
 
 def tls_server(tree):
-    [server] = [s for s in tree.one("http").all("server") if any("ssl" in a for a in
-                                                                 s.values("listen"))]
+    [server] = [
+        s for s in tree.one("http").all("server") if any("ssl" in a for a in s.values("listen"))
+    ]
     return server
 
 
@@ -89,31 +100,51 @@ def test_the_tls_profile_is_the_one_of_tls_profile_py(gate):
     assert server.values("ssl_protocols") == [list(tls_profile.PROTOCOLS)]
     assert server.values("ssl_ciphers") == [[":".join(tls_profile.CIPHERS)]]
     assert server.values("ssl_ecdh_curve") == [[":".join(tls_profile.GROUPS)]]
-    assert all("CBC" not in c and "DHE-RSA" not in c.replace("ECDHE", "")
-               for c in tls_profile.CIPHERS)
+    assert all(
+        "CBC" not in c and "DHE-RSA" not in c.replace("ECDHE", "") for c in tls_profile.CIPHERS
+    )
 
 
 def test_every_nginx_error_is_problem_json(gate):
     server = tls_server(gate[3])
     pages = {args[0] for args in server.values("error_page")}
     locations = {b.args[-1] for b in server.all("location")}
-    for status in ("400", "405", "408", "413", "414", "494", "495", "496", "497", "500",
-                   "501", "502", "503", "504", "505"):
+    for status in (
+        "400",
+        "405",
+        "408",
+        "413",
+        "414",
+        "494",
+        "495",
+        "496",
+        "497",
+        "500",
+        "501",
+        "502",
+        "503",
+        "504",
+        "505",
+    ):
         assert status in pages and f"/_dmr/problem/{status}" in locations, status
 
 
 def test_the_health_port_serves_only_the_probes_without_identity(gate):
     _, cfg, _, tree = gate
-    plain = [s for s in tree.one("http").all("server")
-             if s.values("listen") and s.values("listen")[0][0].startswith("127.0.0.1:1808")]
+    plain = [
+        s
+        for s in tree.one("http").all("server")
+        if s.values("listen") and s.values("listen")[0][0].startswith("127.0.0.1:1808")
+    ]
     if not cfg.gate.health_bind:
         assert plain == []
         return
     [health] = plain
     headers = {args[0]: args[1] for args in health.values("proxy_set_header")}
     assert headers["X-DMR-Peer-Cert"] == "" and headers["X-DMR-Client-Cert"] == ""
-    routes = {b.args[-1] for b in health.all("location")
-              if not b.args[-1].startswith("/_dmr/problem/")}
+    routes = {
+        b.args[-1] for b in health.all("location") if not b.args[-1].startswith("/_dmr/problem/")
+    }
     assert routes == {"/healthz", "/readyz", "/"}
     # No client header reaches the app: what it logs as the request id and the peer's
     # address is the gate's own.
@@ -132,8 +163,11 @@ def test_every_answer_of_the_health_port_is_problem_json(gate):
     _, cfg, _, tree = gate
     if not cfg.gate.health_bind:
         return
-    [health] = [s for s in tree.one("http").all("server")
-                if s.values("listen") and s.values("listen")[0][0] == cfg.gate.health_bind]
+    [health] = [
+        s
+        for s in tree.one("http").all("server")
+        if s.values("listen") and s.values("listen")[0][0] == cfg.gate.health_bind
+    ]
     pages = {args[0]: args for args in health.values("error_page")}
     for status in ("400", "404", "405", "408", "413", "414", "494", "500", "502", "503", "504"):
         assert pages[status][2] == f"/_dmr/problem/{status}", status
@@ -162,11 +196,14 @@ def test_logs_go_where_the_settings_say(gate):
     assert error[0] == ("stderr" if cfg.gate.error_log == "stderr" else cfg.gate.error_log)
 
 
-@pytest.mark.parametrize(("changes", "needle"), [
-    ({"worker_processes": "many"}, "'gate.worker_processes' = 'many'"),
-    ({"access_log": "/tmp/$evil"}, "'gate.access_log'"),
-    ({"prefix": Path('/tmp/a"b')}, "'gate.prefix'"),
-])
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"worker_processes": "many"}, "'gate.worker_processes' = 'many'"),
+        ({"access_log": "/tmp/$evil"}, "'gate.access_log'"),
+        ({"prefix": Path('/tmp/a"b')}, "'gate.prefix'"),
+    ],
+)
 def test_values_that_would_bend_the_config_are_refused(pki, tmp_path, changes, needle):
     cfg = app_config("relay", pki, tmp_path, **changes)
     with pytest.raises(ConfigError, match=needle.replace("$", r"\$")):
@@ -179,7 +216,8 @@ def test_cli_render_gate_writes_and_checks(pki, tmp_path, capsys):
     toml = tmp_path / "home.toml"
     toml.write_text(config.to_toml(dataclasses.replace(cfg)))
     out = tmp_path / "gate.conf"
-    assert main(["render", "gate", "home", "--config", str(toml), "--output", str(out),
-                 "--test"]) == 0
+    assert (
+        main(["render", "gate", "home", "--config", str(toml), "--output", str(out), "--test"]) == 0
+    )
     assert "nginx -t passed" in capsys.readouterr().out
     assert "X-DMR-Peer-Cert" in out.read_text()

@@ -44,8 +44,9 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after("") is None
 
 
-@pytest.mark.parametrize("kwargs", [{"attempts": 0}, {"base_delay": -1},
-                                    {"base_delay": 5, "max_delay": 1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"attempts": 0}, {"base_delay": -1}, {"base_delay": 5, "max_delay": 1}]
+)
 def test_policy_refuses_nonsense(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)

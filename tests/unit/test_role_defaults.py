@@ -22,8 +22,7 @@ from jinja2.visitor import NodeTransformer
 from dmr_appliance import config
 from tests.support.ansible_files import ROLES, load, module, role_defaults
 
-SCHEMAS = {"home": config.HomeConfig, "relay": config.RelayConfig,
-           "router": config.RouterConfig}
+SCHEMAS = {"home": config.HomeConfig, "relay": config.RelayConfig, "router": config.RouterConfig}
 
 # Where a role's default differs from config.py's on purpose: config.py's are those of the
 # stack on one machine (loopback, its own nginx), the roles' those of a site of VMs.
@@ -39,8 +38,11 @@ CHOICES = {
 def settings_mapping(kind: str) -> nodes.Dict:
     """The mapping tasks/config.yml assembles, before dmr_KIND_settings is merged over it."""
     fact = f"dmr_{kind}_config"
-    [task] = [t for t in load(ROLES / f"dmr_{kind}/tasks/config.yml")
-              if module(t)[0] == "ansible.builtin.set_fact" and fact in module(t)[1]]
+    [task] = [
+        t
+        for t in load(ROLES / f"dmr_{kind}/tasks/config.yml")
+        if module(t)[0] == "ansible.builtin.set_fact" and fact in module(t)[1]
+    ]
     tree = jinja2.Environment(autoescape=False).parse(module(task)[1][fact])  # noqa: S701
     return tree.find(nodes.Dict)
 
@@ -91,9 +93,11 @@ def package_default(kind: str, path: tuple[str, ...]) -> Any:
 def test_every_default_a_role_restates_is_config_py_s(kind):
     values = restated(kind)
     assert len(values) >= 6, values  # the mapping is still found and read
-    differ = {".".join(path): (value, package_default(kind, path))
-              for path, value in values.items()
-              if (kind, ".".join(path)) not in CHOICES and value != package_default(kind, path)}
+    differ = {
+        ".".join(path): (value, package_default(kind, path))
+        for path, value in values.items()
+        if (kind, ".".join(path)) not in CHOICES and value != package_default(kind, path)
+    }
     assert differ == {}, f"dmr_{kind}'s default vs config.py's: {differ}"
 
 
@@ -127,5 +131,6 @@ def test_defaults_argument_specs_and_readme_agree(kind):
     options = specs["options"]
     assert set(options) == set(defaults)
     assert {k: o["default"] for k, o in options.items() if "default" in o} == {
-        k: v for k, v in defaults.items() if not (isinstance(v, str) and "{{" in v)}
+        k: v for k, v in defaults.items() if not (isinstance(v, str) and "{{" in v)
+    }
     assert readme_defaults(kind) == defaults

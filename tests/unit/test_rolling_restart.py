@@ -25,15 +25,21 @@ def test_relays_yml_takes_one_relay_at_a_time_unless_told():
 def test_the_relay_restart_handler_drains_restarts_then_waits_until_ready():
     # the handlers home and relays share (dmr_service), loaded by the relay's import of
     # its config task, end with the importing role's own restart.yml
-    [write] = [t for t in load(RELAY / "tasks/config.yml")
-               if module(t)[0] == "ansible.builtin.import_role"]
-    assert module(write)[1] == {"name": "dmr_service", "tasks_from": "config.yml",
-                                "handlers_from": "restart.yml"}
+    [write] = [
+        t for t in load(RELAY / "tasks/config.yml") if module(t)[0] == "ansible.builtin.import_role"
+    ]
+    assert module(write)[1] == {
+        "name": "dmr_service",
+        "tasks_from": "config.yml",
+        "handlers_from": "restart.yml",
+    }
     handlers = load(SERVICE_HANDLERS)
     assert all("dmr_relay restart" in h["listen"] for h in handlers)
     last = handlers[-1]
-    assert module(last) == ("ansible.builtin.include_tasks",
-                            "{{ ansible_parent_role_paths[0] }}/tasks/restart.yml")
+    assert module(last) == (
+        "ansible.builtin.include_tasks",
+        "{{ ansible_parent_role_paths[0] }}/tasks/restart.yml",
+    )
     assert not [h for h in handlers if module(h)[0] == "ansible.builtin.systemd"]
     [block] = load(RELAY / "tasks/restart.yml")
     steps = [module(t) for t in block["block"]]
@@ -45,8 +51,9 @@ def test_the_relay_restart_handler_drains_restarts_then_waits_until_ready():
 
 
 def argv_of(path):
-    return [module(t)[1]["argv"] for t in walk(load(path))
-            if module(t)[0] == "ansible.builtin.command"]
+    return [
+        module(t)[1]["argv"] for t in walk(load(path)) if module(t)[0] == "ansible.builtin.command"
+    ]
 
 
 def test_drain_and_undrain_run_dmr_relay_drain_and_the_readiness_probe():
@@ -56,20 +63,45 @@ def test_drain_and_undrain_run_dmr_relay_drain_and_the_readiness_probe():
     [wait] = [t for t in walk(load(RELAY / "tasks/undrain.yml")) if "until" in t]
     assert module(wait)[1]["argv"][:4] == ["dmr", "relay", "probe", "/readyz"]
     # waited on when it was ready before the drain, or always when required (upgrade.yml)
-    assert runs(wait, {"ansible_check_mode": False, "dmr_relay_require_ready": False,
-                       "dmr_relay_ready_before": {"rc": 0}})
-    assert not runs(wait, {"ansible_check_mode": False, "dmr_relay_require_ready": False,
-                           "dmr_relay_ready_before": {"rc": 3}})
-    assert runs(wait, {"ansible_check_mode": False, "dmr_relay_require_ready": True,
-                       "dmr_relay_ready_before": {"rc": 3}})
+    assert runs(
+        wait,
+        {
+            "ansible_check_mode": False,
+            "dmr_relay_require_ready": False,
+            "dmr_relay_ready_before": {"rc": 0},
+        },
+    )
+    assert not runs(
+        wait,
+        {
+            "ansible_check_mode": False,
+            "dmr_relay_require_ready": False,
+            "dmr_relay_ready_before": {"rc": 3},
+        },
+    )
+    assert runs(
+        wait,
+        {
+            "ansible_check_mode": False,
+            "dmr_relay_require_ready": True,
+            "dmr_relay_ready_before": {"rc": 3},
+        },
+    )
 
 
 def test_upgrade_yml_shares_the_drain_and_the_wait_with_the_handler():
     play = load(PLAYBOOKS / "upgrade.yml")[0]
-    included = [(module(t)[1]["name"], module(t)[1].get("tasks_from", "main"))
-                for t in play["tasks"] if module(t)[0] == "ansible.builtin.include_role"]
-    assert included[:4] == [("dmr_relay", "drain"), ("dmr_package", "main"),
-                            ("dmr_relay", "main"), ("dmr_relay", "undrain")]
+    included = [
+        (module(t)[1]["name"], module(t)[1].get("tasks_from", "main"))
+        for t in play["tasks"]
+        if module(t)[0] == "ansible.builtin.include_role"
+    ]
+    assert included[:4] == [
+        ("dmr_relay", "drain"),
+        ("dmr_package", "main"),
+        ("dmr_relay", "main"),
+        ("dmr_relay", "undrain"),
+    ]
     assert play["serial"] == 1 and play["vars"]["dmr_relay_require_ready"] is True
     assert not [a for a in argv_of(PLAYBOOKS / "upgrade.yml") if a[:3] == ["dmr", "relay", "drain"]]
 
@@ -86,7 +118,8 @@ def pki_handlers(roles: list[str], restart: list[str]) -> dict[str, dict]:
             args = module(handler)[1]
             done[handler["name"]] = {
                 "argv": evaluate(args["argv"], values) if "argv" in args else None,
-                "notify": handler.get("notify")}
+                "notify": handler.get("notify"),
+            }
     return done
 
 

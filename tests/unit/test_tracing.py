@@ -25,32 +25,82 @@ def log_host(tmp_path):
     files = {
         "router-1/nginx.log": [
             # a syslog prefix before the JSON object, as a collector may leave it
-            "Dec  2 23:00:00 router-1 nginx: " + line(
-                ts="2026-12-02T23:00:00.105+00:00", event="router.access", request_id=RID_1,
-                status=502, request_time=0.1, uri="/v1/messages"),
-            line(ts="2026-12-02T23:00:01.210+00:00", event="router.access",
-                 request_id=RID_2, status=200, request_time=0.01),
-            line(ts="2026-12-02T23:00:02.000+00:00", event="router.access",
-                 request_id="c" * 32, status=200, request_time=0.01),
+            "Dec  2 23:00:00 router-1 nginx: "
+            + line(
+                ts="2026-12-02T23:00:00.105+00:00",
+                event="router.access",
+                request_id=RID_1,
+                status=502,
+                request_time=0.1,
+                uri="/v1/messages",
+            ),
+            line(
+                ts="2026-12-02T23:00:01.210+00:00",
+                event="router.access",
+                request_id=RID_2,
+                status=200,
+                request_time=0.01,
+            ),
+            line(
+                ts="2026-12-02T23:00:02.000+00:00",
+                event="router.access",
+                request_id="c" * 32,
+                status=200,
+                request_time=0.01,
+            ),
             "not json at all",
         ],
         "relay-1/dmr-relay.log.1": [  # rotated: still searched
-            line(ts="2026-12-02T23:00:00.100Z", event="delivery", message_id=MID,
-                 request_id=RID_1, outcome="failed", ms=99.0, to="bob"),
+            line(
+                ts="2026-12-02T23:00:00.100Z",
+                event="delivery",
+                message_id=MID,
+                request_id=RID_1,
+                outcome="failed",
+                ms=99.0,
+                to="bob",
+            ),
         ],
         "relay-1/dmr-relay.log": [
-            line(ts="2026-12-02T23:00:01.200Z", event="delivery", message_id=MID,
-                 request_id=RID_2, outcome="delivered", ms=3.0, to="bob"),
-            line(ts="2026-12-02T23:00:01.201Z", event="response", request_id=RID_2,
-                 status=200, ms=4.0),
-            line(ts="2026-12-02T23:00:02.000Z", event="delivery", message_id=OTHER,
-                 request_id="c" * 32, outcome="delivered"),
+            line(
+                ts="2026-12-02T23:00:01.200Z",
+                event="delivery",
+                message_id=MID,
+                request_id=RID_2,
+                outcome="delivered",
+                ms=3.0,
+                to="bob",
+            ),
+            line(
+                ts="2026-12-02T23:00:01.201Z",
+                event="response",
+                request_id=RID_2,
+                status=200,
+                ms=4.0,
+            ),
+            line(
+                ts="2026-12-02T23:00:02.000Z",
+                event="delivery",
+                message_id=OTHER,
+                request_id="c" * 32,
+                outcome="delivered",
+            ),
         ],
         "sender/dmr-send.log": [
-            line(ts="2026-12-02T23:00:00.110Z", event="send.attempt", message_id=MID,
-                 request_id=RID_1, status=502),
-            line(ts="2026-12-02T23:00:01.220Z", event="send.attempt", message_id=MID,
-                 request_id=RID_2, status=200),
+            line(
+                ts="2026-12-02T23:00:00.110Z",
+                event="send.attempt",
+                message_id=MID,
+                request_id=RID_1,
+                status=502,
+            ),
+            line(
+                ts="2026-12-02T23:00:01.220Z",
+                event="send.attempt",
+                message_id=MID,
+                request_id=RID_2,
+                status=200,
+            ),
         ],
     }
     for name, lines in files.items():
@@ -65,10 +115,13 @@ def log_host(tmp_path):
 def test_a_message_is_traced_through_every_host_in_time_order(log_host):
     entries = tracing.trace(MID, tracing.log_dir_sources(log_host))
     assert [(e.source.host, e.event, e.record.get("request_id")) for e in entries] == [
-        ("relay-1", "delivery", RID_1), ("router-1", "router.access", RID_1),
+        ("relay-1", "delivery", RID_1),
+        ("router-1", "router.access", RID_1),
         ("sender", "send.attempt", RID_1),
-        ("relay-1", "delivery", RID_2), ("relay-1", "response", RID_2),
-        ("router-1", "router.access", RID_2), ("sender", "send.attempt", RID_2),
+        ("relay-1", "delivery", RID_2),
+        ("relay-1", "response", RID_2),
+        ("router-1", "router.access", RID_2),
+        ("sender", "send.attempt", RID_2),
     ]
     assert entries[1].ms == 100.0 and entries[1].status == 502  # nginx's seconds, in ms
     assert entries[0].source.component == "dmr-relay"
@@ -100,10 +153,13 @@ def test_files_on_the_command_line(log_host, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 1 + 2  # header, delivery, response
 
 
-@pytest.mark.parametrize(("argv", "says"), [
-    (["trace", "not an id!"], "is not a message or request id"),
-    (["trace", MID, "/no/such/file.log"], "no such file: /no/such/file.log"),
-])
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["trace", "not an id!"], "is not a message or request id"),
+        (["trace", MID, "/no/such/file.log"], "no such file: /no/such/file.log"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(argv, says, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli.main(argv) == 2

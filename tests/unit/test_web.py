@@ -285,21 +285,33 @@ def test_identity_forwarded_by_a_router_peer(client, pki) -> None:
 
 
 def test_a_peer_without_a_forwarded_header_is_itself(client, pki) -> None:
-    for kind, name in [("relay", "relay-1"), ("admin", "admin"), ("participant", "bob"),
-                       ("router", "router")]:
+    for kind, name in [
+        ("relay", "relay-1"),
+        ("admin", "admin"),
+        ("participant", "bob"),
+        ("router", "router"),
+    ]:
         result = client.simulate_get("/whoami", headers=peer(pki.pem(kind, name)))
         assert (result.json["kind"], result.json["name"]) == (kind, name)
 
 
-@pytest.mark.parametrize(("kind", "name"), [("participant", "alice"), ("relay", "relay-1"),
-                                            ("admin", "admin"), ("server", "router"),
-                                            ("server", "home")])
-def test_forged_header_from_a_non_router_peer_is_ignored(client, pki, captured, kind,
-                                                         name) -> None:
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("participant", "alice"),
+        ("relay", "relay-1"),
+        ("admin", "admin"),
+        ("server", "router"),
+        ("server", "home"),
+    ],
+)
+def test_forged_header_from_a_non_router_peer_is_ignored(client, pki, captured, kind, name) -> None:
     # The reproduction of the trust-boundary issue: alice (or a relay, or a server
     # certificate named "router") claims to be the admin. She stays herself.
-    headers = {**peer(pki.pem(kind, name)),
-               identity.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
+    headers = {
+        **peer(pki.pem(kind, name)),
+        identity.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin")),
+    }
     result = client.simulate_get("/whoami", headers=headers)
     assert (result.json["kind"], result.json["name"]) == (kind, name)
     [warning] = captured.lines("client-cert-ignored")
@@ -313,8 +325,7 @@ def test_forwarded_header_without_a_peer_is_no_identity(client, pki) -> None:
     # Only the gate sets the peer header: without it nothing is believed.
     header = {identity.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
     assert client.simulate_get("/whoami", headers=header).json is None
-    assert_problem(client.simulate_delete("/whoami", headers=header), 403,
-                   "no-client-identity")
+    assert_problem(client.simulate_delete("/whoami", headers=header), 403, "no-client-identity")
 
 
 def test_no_header_means_no_identity(client) -> None:
@@ -342,8 +353,9 @@ def test_require_returns_the_identity(pki) -> None:
 def test_certificate_of_another_ca_is_refused(client, pki, tmp_path) -> None:
     other = _other_pki(tmp_path)
     pem = pki_mod.paths(other).cert("participant", "alice").read_text()
-    assert_problem(client.simulate_get("/whoami", headers=via_router(pki, pem)), 403,
-                   "client-cert-invalid")
+    assert_problem(
+        client.simulate_get("/whoami", headers=via_router(pki, pem)), 403, "client-cert-invalid"
+    )
     # A router certificate of another CA vouches for nobody either.
     router = pki_mod.paths(other).cert("router", "router").read_text()
     headers = {**peer(router), identity.CLIENT_CERT_HEADER: escaped(pki.pem("admin", "admin"))}
@@ -381,8 +393,11 @@ def test_cached_verdict_is_not_reused_for_another_ca(pki, tmp_path) -> None:
 def test_garbage_header_from_router_is_refused(client, pki, value) -> None:
     headers = {**peer(pki.pem("router", "router")), identity.CLIENT_CERT_HEADER: value}
     assert_problem(client.simulate_get("/whoami", headers=headers), 403, "client-cert-invalid")
-    assert_problem(client.simulate_get("/whoami", headers={identity.PEER_CERT_HEADER: value}), 403,
-                   "client-cert-invalid")
+    assert_problem(
+        client.simulate_get("/whoami", headers={identity.PEER_CERT_HEADER: value}),
+        403,
+        "client-cert-invalid",
+    )
 
 
 def _sign_leaf(pki_dir: Path, subject: list[x509.NameAttribute], days: tuple[int, int]) -> str:
@@ -423,10 +438,10 @@ def test_unacceptable_certificate_from_our_ca_is_refused(client, pki, subject, d
     if cn:
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
     pem = _sign_leaf(pki.dir, attrs, days)
-    assert_problem(client.simulate_get("/whoami", headers=via_router(pki, pem)), 403,
-                   "client-cert-invalid")
-    assert_problem(client.simulate_get("/whoami", headers=peer(pem)), 403,
-                   "client-cert-invalid")
+    assert_problem(
+        client.simulate_get("/whoami", headers=via_router(pki, pem)), 403, "client-cert-invalid"
+    )
+    assert_problem(client.simulate_get("/whoami", headers=peer(pem)), 403, "client-cert-invalid")
 
 
 # --- revocation (the deployment's CRL) ------------------------------------------------------
@@ -434,24 +449,30 @@ def test_unacceptable_certificate_from_our_ca_is_refused(client, pki, subject, d
 
 def test_revoked_certificates_are_refused_as_peer_and_as_forwarded(fresh_pki) -> None:
     client = falcon.testing.TestClient(
-        make_app(identity.Verifier(load(fresh_pki.ca),
-                                     CrlFile(fresh_pki.crl, load(fresh_pki.ca), interval=0))))
+        make_app(
+            identity.Verifier(
+                load(fresh_pki.ca), CrlFile(fresh_pki.crl, load(fresh_pki.ca), interval=0)
+            )
+        )
+    )
     alice = via_router(fresh_pki, fresh_pki.pem("participant", "alice"))
     assert client.simulate_get("/whoami", headers=alice).json["name"] == "alice"
     pki_mod.revoke(fresh_pki.dir, "participant", "alice")
     assert_problem(client.simulate_get("/whoami", headers=alice), 403, "client-cert-revoked")
-    assert_problem(client.simulate_get("/whoami", headers=peer(fresh_pki.pem("participant",
-                                                                             "alice"))),
-                   403, "client-cert-revoked")
+    assert_problem(
+        client.simulate_get("/whoami", headers=peer(fresh_pki.pem("participant", "alice"))),
+        403,
+        "client-cert-revoked",
+    )
     # A revoked router vouches for nobody.
     pki_mod.revoke(fresh_pki.dir, "router", "router")
     bob = via_router(fresh_pki, fresh_pki.pem("participant", "bob"))
     assert_problem(client.simulate_get("/whoami", headers=bob), 403, "client-cert-revoked")
 
 
-def test_a_crl_not_signed_by_the_ca_is_ignored_and_the_last_good_one_stays(fresh_pki,
-                                                                           tmp_path,
-                                                                           captured) -> None:
+def test_a_crl_not_signed_by_the_ca_is_ignored_and_the_last_good_one_stays(
+    fresh_pki, tmp_path, captured
+) -> None:
     pki_mod.revoke(fresh_pki.dir, "participant", "alice")
     revoked = CrlFile(fresh_pki.crl, load(fresh_pki.ca), interval=0)
     alice = load(fresh_pki.cert("participant", "alice"))

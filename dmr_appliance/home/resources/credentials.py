@@ -47,21 +47,27 @@ class Tokens:
     def _for_participant(self, req: falcon.Request, body: dict) -> tuple[Participant, str, int]:
         caller = req.context.caller
         if body.get("participant", caller.name) != caller.name or "certificate" in body:
-            raise AuthError("a participant obtains tokens only for itself and the certificate"
-                            " it presents", code="forbidden")
+            raise AuthError(
+                "a participant obtains tokens only for itself and the certificate it presents",
+                code="forbidden",
+            )
         # Bound to the very certificate presented: a stolen token is useless without its key.
         return req.context.participant, caller.thumbprint, self.home.config.tokens.access_ttl
 
     def _for_admin(self, req: falcon.Request, body: dict) -> tuple[Participant, str, int]:
         pid, pem = body.get("participant"), body.get("certificate")
         if not isinstance(pid, str) or not isinstance(pem, str) or len(pem) > MAX_PEM:
-            raise InvalidRequest("an admin names the participant and sends its certificate "
-                                 "(PEM), which home checks against the CA and its CRL")
+            raise InvalidRequest(
+                "an admin names the participant and sends its certificate "
+                "(PEM), which home checks against the CA and its CRL"
+            )
         # Checked like a presented one: this CA, valid now, not revoked, and really pid's.
         cert = req.context.verifier.certificate(pem)
         if cert.kind != PARTICIPANT or cert.name != pid:
-            raise InvalidRequest(f"the certificate is {cert.kind} {cert.name!r}, not "
-                                 f"participant {pid!r}", field="certificate")
+            raise InvalidRequest(
+                f"the certificate is {cert.kind} {cert.name!r}, not participant {pid!r}",
+                field="certificate",
+            )
         return (_active(self.home, pid), cert.thumbprint, self.home.config.tokens.access_max_ttl)
 
 
@@ -92,8 +98,9 @@ def _active(home: HomeDeps, pid: str) -> Participant:
 
 def _require_active(target: Participant) -> Participant:
     if target.status != "active":
-        raise Conflict(f"participant {target.id!r} is {target.status}",
-                       code="participant-not-active")
+        raise Conflict(
+            f"participant {target.id!r} is {target.status}", code="participant-not-active"
+        )
     return target
 
 

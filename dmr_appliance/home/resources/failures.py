@@ -34,12 +34,19 @@ class Failures:
             if report["from"] != caller.name:
                 raise AuthError("a participant reports only messages it sent", code="not-sender")
             share = self.home.config.failures
-        doc, created = failures.report(self.home.store, report, f"{caller.kind}:{caller.name}",
-                                       share)
+        doc, created = failures.report(
+            self.home.store, report, f"{caller.kind}:{caller.name}", share
+        )
         # A line naming the message: `dmr trace ID` finds home's part in its story.
-        logs.log_event(_log, "failure-reported", message_id=doc["message_id"],
-                       room=doc.get("room"), sender=doc.get("from"), first=created,
-                       by=f"{caller.kind}:{caller.name}")
+        logs.log_event(
+            _log,
+            "failure-reported",
+            message_id=doc["message_id"],
+            room=doc.get("room"),
+            sender=doc.get("from"),
+            first=created,
+            by=f"{caller.kind}:{caller.name}",
+        )
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/v1/failures/{doc['message_id']}?from={doc['from']}"
         resp.media = doc
@@ -52,10 +59,18 @@ class Failures:
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
         per_sender = req.get_param_as_int("per_sender", min_value=1, max_value=1000)
         sender, room = self._sender(req), req.get_param("room")
-        found = failures.listing(self.home.store, status=status, room=room, sender=sender,
-                                 limit=limit, per_sender=per_sender)
-        resp.media = {"failures": found,
-                      "senders": failures.counts(self.home.store, room=room, sender=sender)}
+        found = failures.listing(
+            self.home.store,
+            status=status,
+            room=room,
+            sender=sender,
+            limit=limit,
+            per_sender=per_sender,
+        )
+        resp.media = {
+            "failures": found,
+            "senders": failures.counts(self.home.store, room=room, sender=sender),
+        }
 
     @falcon.before(allow(PARTICIPANT, ADMIN))
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, mid: str) -> None:
@@ -66,12 +81,18 @@ class Failures:
         body = self._body(req)
         note = body.get("note") if isinstance(body, dict) else None
         if not isinstance(note, str) or not 0 < len(note) <= MAX_NOTE or set(body) - {"note"}:
-            raise InvalidRequest(f"the body is {{\"note\": text of 1-{MAX_NOTE} characters}}")
+            raise InvalidRequest(f'the body is {{"note": text of 1-{MAX_NOTE} characters}}')
         caller = req.context.caller
-        resp.media = failures.resolve(self.home.store, mid, note, f"{caller.kind}:{caller.name}",
-                                      self._sender(req))
-        logs.log_event(_log, "failure-resolved", message_id=mid, sender=resp.media["from"],
-                       by=f"{caller.kind}:{caller.name}")
+        resp.media = failures.resolve(
+            self.home.store, mid, note, f"{caller.kind}:{caller.name}", self._sender(req)
+        )
+        logs.log_event(
+            _log,
+            "failure-resolved",
+            message_id=mid,
+            sender=resp.media["from"],
+            by=f"{caller.kind}:{caller.name}",
+        )
 
     @staticmethod
     def _sender(req: falcon.Request) -> str | None:

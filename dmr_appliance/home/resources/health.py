@@ -39,19 +39,33 @@ def metrics_endpoint(home: HomeDeps) -> metrics.Exposition:
 
 def live(home: HomeDeps) -> Iterable[Metric]:
     store = home.store
-    yield metrics.gauges("dmr_home_participants", "Participants by status.", "status",
-                         participants.counts(store))
-    yield metrics.gauges("dmr_home_instances", "Relay instances by the age of their last "
-                         "heartbeat.", "health", instances.counts(store, home.config.heartbeats))
-    yield metrics.gauge("dmr_home_failures_open", "Failure reports not yet resolved.",
-                        failures.open_count(store))
-    yield metrics.gauge("dmr_home_sync_version", "Version of the current sync document.",
-                        store.version())
-    yield metrics.gauge("dmr_home_backup_age_seconds", "Seconds since the newest complete "
-                        "backup in backup.dir was made (+Inf: there is none).",
-                        backup.age(home.config.backup.dir))
-    yield metrics.gauge("dmr_home_info", "Home and its package version.", 1,
-                        home=home.config.instance, version=__version__)
+    yield metrics.gauges(
+        "dmr_home_participants", "Participants by status.", "status", participants.counts(store)
+    )
+    yield metrics.gauges(
+        "dmr_home_instances",
+        "Relay instances by the age of their last heartbeat.",
+        "health",
+        instances.counts(store, home.config.heartbeats),
+    )
+    yield metrics.gauge(
+        "dmr_home_failures_open", "Failure reports not yet resolved.", failures.open_count(store)
+    )
+    yield metrics.gauge(
+        "dmr_home_sync_version", "Version of the current sync document.", store.version()
+    )
+    yield metrics.gauge(
+        "dmr_home_backup_age_seconds",
+        "Seconds since the newest complete backup in backup.dir was made (+Inf: there is none).",
+        backup.age(home.config.backup.dir),
+    )
+    yield metrics.gauge(
+        "dmr_home_info",
+        "Home and its package version.",
+        1,
+        home=home.config.instance,
+        version=__version__,
+    )
     yield from metrics.certificate_expiry(home.config.tls)
 
 

@@ -18,8 +18,9 @@ class Heartbeats:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = web.json_body(req, self.home.config.limits.max_request_bytes)
         beat = instances.validate_beat(body, req.context.caller.name)
-        sync_version = instances.record(self.home.store, beat, req.context.caller.name,
-                                        self.home.config.heartbeats)
+        sync_version = instances.record(
+            self.home.store, beat, req.context.caller.name, self.home.config.heartbeats
+        )
         resp.media = {"instance": beat["instance"], "sync_version": sync_version}
 
 

@@ -24,7 +24,7 @@ REFRESH_SECONDS = 10
 # no script, no image, font or frame of its own, and nothing to embed it.
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
@@ -55,9 +55,17 @@ class StatusPage:
             instances=relays,
             traffic=[relay_traffic(home, relay["instance"], moment) for relay in relays],
             participants=participants.counts(home.store),
-            failures=[open_failure(f, moment) for f in failures.listing(
-                home.store, status="open", room=None, sender=None, limit=FAILURES_SHOWN,
-                per_sender=FAILURES_PER_SENDER)],
+            failures=[
+                open_failure(f, moment)
+                for f in failures.listing(
+                    home.store,
+                    status="open",
+                    room=None,
+                    sender=None,
+                    limit=FAILURES_SHOWN,
+                    per_sender=FAILURES_PER_SENDER,
+                )
+            ],
             failure_counts=[c for c in failures.counts(home.store) if c["open"]],
             failures_per_sender=FAILURES_PER_SENDER,
         )
@@ -67,8 +75,12 @@ def relay_traffic(home: HomeDeps, name: str, moment: float) -> dict[str, Any]:
     """A relay's last hour: the chart, and its totals by outcome."""
     minutes = traffic.per_minute(home.store, name, moment)
     totals = {k: sum(m.counts[k] for m in minutes) for k in traffic.SERIES}
-    return {"instance": name, "chart": chart.traffic_svg(minutes, f"{name} traffic"),
-            "totals": totals, "this_minute": minutes[-1].counts["messages"]}
+    return {
+        "instance": name,
+        "chart": chart.traffic_svg(minutes, f"{name} traffic"),
+        "totals": totals,
+        "this_minute": minutes[-1].counts["messages"],
+    }
 
 
 def open_failure(failure: dict[str, Any], moment: float) -> dict[str, Any]:

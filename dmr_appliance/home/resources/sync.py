@@ -42,8 +42,7 @@ class Sync:
         # Relays install only these exact bytes, signed by a key they already trust.
         resp.content_type = falcon.MEDIA_JSON
         resp.data = json.dumps(doc).encode()
-        resp.set_header(sync_signature.HEADER, sync.signature(
-            resp.data, store, self.home.keyring))
+        resp.set_header(sync_signature.HEADER, sync.signature(resp.data, store, self.home.keyring))
 
     def _wait(self, known: int | None, deadline: float) -> int:
         # Wait only while the caller already holds the current document (and the worker
@@ -51,8 +50,9 @@ class Sync:
         # Only the version is read until there is something new to send.
         store, watcher = self.home.store, self.home.watcher
         version = store.version()
-        while (version == known and not watcher.closing
-               and (left := deadline - time.monotonic()) > 0):
+        while (
+            version == known and not watcher.closing and (left := deadline - time.monotonic()) > 0
+        ):
             watcher.wait_beyond(known, left)
             version = store.version()
         return version

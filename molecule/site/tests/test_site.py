@@ -90,8 +90,19 @@ def admin(*args: str) -> str:
 
 def send(*args: str, routers=ROUTERS, who: str = "alice") -> list[dict]:
     """dmr send on the recipient host (the participants' host); one result per message."""
-    argv = ["dmr", "send", "--as", who, "--room", "lobby", "--to", "bob", "--json",
-            *[a for r in routers for a in ("--router", r)], *args]
+    argv = [
+        "dmr",
+        "send",
+        "--as",
+        who,
+        "--room",
+        "lobby",
+        "--to",
+        "bob",
+        "--json",
+        *[a for r in routers for a in ("--router", r)],
+        *args,
+    ]
     done = host("recipient").run("timeout 300 " + " ".join(shlex.quote(a) for a in argv))
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert results, f"dmr send printed no result:\n{done.stdout}\n{done.stderr}"
@@ -108,16 +119,22 @@ def reconcile(ids: list[str]) -> dict:
     seen = received()
     processed = Counter(r["id"] for r in seen if not r["duplicate"] and 200 <= r["status"] < 300)
     absorbed = Counter(r["id"] for r in seen if r["duplicate"])
-    return {"sent": len(ids), "delivered": sum(1 for i in ids if processed[i] >= 1),
-            "processed_twice": sum(1 for i in ids if processed[i] > 1),
-            "duplicates_absorbed": sum(absorbed[i] for i in ids),
-            "missing": [i for i in ids if not processed[i]]}
+    return {
+        "sent": len(ids),
+        "delivered": sum(1 for i in ids if processed[i] >= 1),
+        "processed_twice": sum(1 for i in ids if processed[i] > 1),
+        "duplicates_absorbed": sum(absorbed[i] for i in ids),
+        "missing": [i for i in ids if not processed[i]],
+    }
 
 
 def batch(count: int, step: str) -> str:
     path = f"/root/batch-{step}.jsonl"
-    put(host("recipient"), path, "\n".join(json.dumps({"payload": {"step": step, "n": n}})
-                                           for n in range(count)))
+    put(
+        host("recipient"),
+        path,
+        "\n".join(json.dumps({"payload": {"step": step, "n": n}}) for n in range(count)),
+    )
     return path
 
 
@@ -132,8 +149,7 @@ def wait_until(check, timeout: float, what: str, every: float = 0.5):
 
 
 def relay_ready(name: str) -> bool:
-    return host(name).run(
-        "dmr relay probe /readyz --config /etc/dmr-appliance/relay.toml").rc == 0
+    return host(name).run("dmr relay probe /readyz --config /etc/dmr-appliance/relay.toml").rc == 0
 
 
 def instances() -> dict[str, dict]:
@@ -145,9 +161,13 @@ def under_load(play, rate: float = 10):
     (files/load.py, from 3 s before to 3 s after): PLAY's result, the seconds it took, and
     one result per message sent."""
     sender = host("recipient")
-    start_unit(sender, "load", f"python3 {put_file(sender, 'load.py')} --rate {rate:g} "
-               f"--out /root/load.jsonl --stop /root/load.stop {' '.join(ROUTERS)}",
-               clean="/root/load.jsonl /root/load.stop")
+    start_unit(
+        sender,
+        "load",
+        f"python3 {put_file(sender, 'load.py')} --rate {rate:g} "
+        f"--out /root/load.jsonl --stop /root/load.stop {' '.join(ROUTERS)}",
+        clean="/root/load.jsonl /root/load.stop",
+    )
     try:
         time.sleep(3)
         began = time.monotonic()
@@ -157,8 +177,11 @@ def under_load(play, rate: float = 10):
     finally:
         ok(sender, "touch /root/load.stop")
     wait_unit_done(sender, "load", "the sender finished")
-    results = [json.loads(x) for x in sender.file("/root/load.jsonl").content_string.splitlines()
-               if x.strip()]
+    results = [
+        json.loads(x)
+        for x in sender.file("/root/load.jsonl").content_string.splitlines()
+        if x.strip()
+    ]
     return done, took, results
 
 
@@ -175,8 +198,9 @@ def test_the_site_runs():
         assert host(name).service("nginx").is_running
     assert host("logs-1").socket("tcp://0.0.0.0:6514").is_listening
     for pid in ("alice", "bob", "mallory"):
-        done = host("router-1").run(f"dmr participants add {pid} --endpoint {ENDPOINT} "
-                                    "--room lobby")
+        done = host("router-1").run(
+            f"dmr participants add {pid} --endpoint {ENDPOINT} --room lobby"
+        )
         assert done.rc == 0 or "exists" in done.stdout + done.stderr, done.stderr
     wait_until(lambda: relay_ready("relay-1") and relay_ready("relay-2"), 60, "relays ready")
 
@@ -203,8 +227,12 @@ def test_relay_1_stopped_50_messages_all_delivered_none_twice():
         ok(relay, f"systemctl start {RELAY_UNITS}")
     counts = reconcile([r["id"] for r in results])
     relays = Counter(r["relay"] for r in received() if r["id"] in {x["id"] for x in results})
-    figures("2 relay-1 stopped", **counts, by_relay=dict(relays),
-            tries=sum(len(r["attempts"]) for r in results))
+    figures(
+        "2 relay-1 stopped",
+        **counts,
+        by_relay=dict(relays),
+        tries=sum(len(r["attempts"]) for r in results),
+    )
     assert all(r["ok"] for r in results) and len(results) == 50
     assert counts["delivered"] == 50 and counts["processed_twice"] == 0, counts
     assert set(relays) == {"relay-2"}, relays
@@ -237,39 +265,74 @@ def test_a_revoked_participant_is_refused_by_every_relay_within_1_s():
     # reaches the relays, which alone can refuse it (a new sender is refused by home).
     sender = host("recipient")
     script = put_file(sender, "stale_sender.py")
-    start_unit(sender, "stale", f"python3 {script} 20 /root/stale.ready /root/stale.go "
-               f"/root/stale.jsonl {' '.join(ROUTERS)}",
-               clean="/root/stale.ready /root/stale.go /root/stale.jsonl")
-    before = json.loads(wait_until(lambda: sender.file("/root/stale.ready").exists
-                                   and sender.file("/root/stale.ready").content_string, 60,
-                                   "mallory's first message"))
+    start_unit(
+        sender,
+        "stale",
+        f"python3 {script} 20 /root/stale.ready /root/stale.go "
+        f"/root/stale.jsonl {' '.join(ROUTERS)}",
+        clean="/root/stale.ready /root/stale.go /root/stale.jsonl",
+    )
+    before = json.loads(
+        wait_until(
+            lambda: (
+                sender.file("/root/stale.ready").exists
+                and sender.file("/root/stale.ready").content_string
+            ),
+            60,
+            "mallory's first message",
+        )
+    )
     assert before["ok"], before
-    versions = {n: json.loads(ok(host(n), "dmr relay probe /readyz --config "
-                                 "/etc/dmr-appliance/relay.toml").split(" ", 3)[3])
-                ["sync_version"] for n in RELAYS}
+    versions = {
+        n: json.loads(
+            ok(host(n), "dmr relay probe /readyz --config /etc/dmr-appliance/relay.toml").split(
+                " ", 3
+            )[3]
+        )["sync_version"]
+        for n in RELAYS
+    }
     for name, version in versions.items():
         relay = host(name)
-        start_unit(relay, "watch", f"python3 {put_file(relay, 'watch_sync.py')} {version}",
-                   clean="/root/watch.out", stdout="/root/watch.out")
+        start_unit(
+            relay,
+            "watch",
+            f"python3 {put_file(relay, 'watch_sync.py')} {version}",
+            clean="/root/watch.out",
+            stdout="/root/watch.out",
+        )
     time.sleep(1)  # the watchers are polling
     revoke = put_file(host("router-1"), "revoke.py")
     revoked_at = float(ok(host("router-1"), f"python3 {revoke} mallory").split()[-1])
     seen = {}
     for name in versions:
-        out = wait_until(lambda n=name: host(n).file("/root/watch.out").content_string.strip()
-                         if host(n).file("/root/watch.out").exists else "", 15,
-                         f"{name} saw the revocation")
+        out = wait_until(
+            lambda n=name: (
+                host(n).file("/root/watch.out").content_string.strip()
+                if host(n).file("/root/watch.out").exists
+                else ""
+            ),
+            15,
+            f"{name} saw the revocation",
+        )
         seen[name] = round((float(out.split()[-1]) - revoked_at) * 1000)
     ok(sender, "touch /root/stale.go")
     wait_unit_done(sender, "stale", "mallory's sender finished")
-    refused = [json.loads(x) for x in sender.file("/root/stale.jsonl").content_string
-               .splitlines() if x.strip()]
+    refused = [
+        json.loads(x)
+        for x in sender.file("/root/stale.jsonl").content_string.splitlines()
+        if x.strip()
+    ]
     statuses = Counter(a["status"] for r in refused for a in r["attempts"])
     by_relay = refusals_logged(revoked_at, len(refused))
-    figures("4 revocation", ms_by_relay=seen, sent=len(refused),
-            refused=sum(not r["ok"] for r in refused), statuses=dict(statuses),
-            refused_by_relay=by_relay,
-            first_detail=next((a.get("detail") for r in refused for a in r["attempts"]), None))
+    figures(
+        "4 revocation",
+        ms_by_relay=seen,
+        sent=len(refused),
+        refused=sum(not r["ok"] for r in refused),
+        statuses=dict(statuses),
+        refused_by_relay=by_relay,
+        first_detail=next((a.get("detail") for r in refused for a in r["attempts"]), None),
+    )
     assert all(ms <= 1000 for ms in seen.values()), seen
     assert len(refused) == 20 and not any(r["ok"] for r in refused), refused[:1]
     assert set(statuses) == {403}, statuses
@@ -282,8 +345,9 @@ def refusals_logged(since: float, expected: int, timeout: float = 15) -> dict[st
     deadline = time.monotonic() + timeout
     while True:
         counts = {n: refusals(n, since) for n in RELAYS}
-        if (all(counts.values()) and sum(counts.values()) >= expected) \
-                or time.monotonic() > deadline:
+        if (
+            all(counts.values()) and sum(counts.values()) >= expected
+        ) or time.monotonic() > deadline:
             return counts
         time.sleep(1)
 
@@ -292,8 +356,9 @@ def refusals(relay: str, since: float) -> int:
     """The relay's own log: messages it refused as from a revoked sender since then."""
     text = ok(host(relay), f"journalctl -u dmr-relay.service --since @{since:.0f} -o cat")
     lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
-    return sum(1 for x in lines if x.get("event") == "refused"
-               and x.get("code") == "sender-revoked")
+    return sum(
+        1 for x in lines if x.get("event") == "refused" and x.get("code") == "sender-revoked"
+    )
 
 
 # --- 5. heartbeats ----------------------------------------------------------------------------
@@ -306,8 +371,10 @@ NO_RESTART = "/run/systemd/system/dmr-relay.service.d/zz-site-no-restart.conf"
 
 def setting(name: str, kind: str, path: str) -> int:
     """A setting as the service on that host reads it (its file, else the default)."""
-    code = (f"from dmr_appliance import config; print(config.load(config.KINDS[{kind!r}], "
-            f"'/etc/dmr-appliance/{kind}.toml').{path})")
+    code = (
+        f"from dmr_appliance import config; print(config.load(config.KINDS[{kind!r}], "
+        f"'/etc/dmr-appliance/{kind}.toml').{path})"
+    )
     return int(ok(host(name), f"python3 -c {shlex.quote(code)}").strip())
 
 
@@ -319,9 +386,18 @@ def test_heartbeats_at_home_a_stopped_relay_left_a_killed_one_stale_then_down():
     down_after = setting("home-1", "home", "heartbeats.down_after")
     interval = setting("relay-2", "relay", "sync.heartbeat_interval")
     slack = 10
-    known = wait_until(lambda: (lambda i: i if {"relay-1", "relay-2"} <= set(i) and all(
-        i[n]["health"] == "healthy" for n in ("relay-1", "relay-2")) else None)(instances()),
-        30, "both relays healthy at home")
+    known = wait_until(
+        lambda: (
+            lambda i: (
+                i
+                if {"relay-1", "relay-2"} <= set(i)
+                and all(i[n]["health"] == "healthy" for n in ("relay-1", "relay-2"))
+                else None
+            )
+        )(instances()),
+        30,
+        "both relays healthy at home",
+    )
     relay = host("relay-2")
     # A clean stop (SIGTERM): the agent's last beat says so before the unit is stopped.
     ok(relay, "systemctl stop dmr-relay.service")
@@ -337,24 +413,43 @@ def test_heartbeats_at_home_a_stopped_relay_left_a_killed_one_stale_then_down():
     ok(relay, "systemctl kill --signal=SIGKILL dmr-relay.service")
     killed = time.monotonic()
     try:
-        wait_until(lambda: instances()["relay-2"]["health"] == "stale", stale_after + slack,
-                   "relay-2 stale", every=1)
+        wait_until(
+            lambda: instances()["relay-2"]["health"] == "stale",
+            stale_after + slack,
+            "relay-2 stale",
+            every=1,
+        )
         stale_s = time.monotonic() - killed
-        wait_until(lambda: instances()["relay-2"]["health"] == "down",
-                   down_after + slack - stale_s, "relay-2 down", every=1)
+        wait_until(
+            lambda: instances()["relay-2"]["health"] == "down",
+            down_after + slack - stale_s,
+            "relay-2 down",
+            every=1,
+        )
         down_s = time.monotonic() - killed
     finally:
         ok(relay, f"rm -f {NO_RESTART}")
         ok(relay, "systemctl daemon-reload")
         relay.run("systemctl reset-failed dmr-relay.service")
         ok(relay, f"systemctl start {RELAY_UNITS}")
-    figures("5 heartbeats", healthy=sorted(known), stopped=left,
-            stale_after_s=round(stale_s, 1), down_after_s=round(down_s, 1),
-            settings={"stale_after": stale_after, "down_after": down_after,
-                      "heartbeat_interval": interval})
+    figures(
+        "5 heartbeats",
+        healthy=sorted(known),
+        stopped=left,
+        stale_after_s=round(stale_s, 1),
+        down_after_s=round(down_s, 1),
+        settings={
+            "stale_after": stale_after,
+            "down_after": down_after,
+            "heartbeat_interval": interval,
+        },
+    )
     assert left == "left", left
     assert stale_after - interval - 2 <= stale_s and down_after - interval - 2 <= down_s, (
-        "judged before its settings", stale_s, down_s)
+        "judged before its settings",
+        stale_s,
+        down_s,
+    )
     wait_until(lambda: instances()["relay-2"]["health"] == "healthy", 60, "relay-2 back")
 
 
@@ -378,8 +473,11 @@ def test_the_log_host_holds_every_tiers_lines_for_a_failed_message_then_its_rese
         out = logs.run(f"dmr trace {mid} --log-dir /var/log/dmr --json").stdout
         lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
         hosts = {x["host"] for x in lines}
-        whole = "home-1" in hosts and any(h.startswith("router") for h in hosts) and any(
-            h.startswith("relay") for h in hosts)
+        whole = (
+            "home-1" in hosts
+            and any(h.startswith("router") for h in hosts)
+            and any(h.startswith("relay") for h in hosts)
+        )
         return lines if whole else None
 
     lines = wait_until(traced, 30, "the message's lines from every tier on the log host")
@@ -389,14 +487,22 @@ def test_the_log_host_holds_every_tiers_lines_for_a_failed_message_then_its_rese
     one = logs.run("head -c 2 /var/log/dmr/home-1/dmr-home.log").stdout
     assert one.startswith("{"), "a line must be the JSON object, without a syslog prefix"
 
-    ok(recipient, "timeout 30 bash -c 'until (exec 3<>/dev/tcp/127.0.0.1/9443); do sleep 0.2;"
-                  " done'")
+    ok(
+        recipient,
+        "timeout 30 bash -c 'until (exec 3<>/dev/tcp/127.0.0.1/9443); do sleep 0.2; done'",
+    )
     resent = send("--retry-failed", routers=ROUTERS)
     mine = [r for r in resent if r["id"] == mid]
     counts = reconcile([mid])
-    figures("6 central logging", lines=len(lines), events=dict(events),
-            request_ids=len(request_ids), resent=len(mine),
-            resolved=sum(r.get("resolved", False) for r in mine), **counts)
+    figures(
+        "6 central logging",
+        lines=len(lines),
+        events=dict(events),
+        request_ids=len(request_ids),
+        resent=len(mine),
+        resolved=sum(r.get("resolved", False) for r in mine),
+        **counts,
+    )
     assert mine and mine[0]["ok"] and mine[0]["resolved"], resent
     assert counts["delivered"] == 1 and counts["processed_twice"] == 0, counts
 
@@ -413,11 +519,19 @@ def test_a_log_host_outage_of_a_minute_loses_nothing():
     finally:
         ok(logs, "systemctl start rsyslog")
     path = "/var/log/dmr/relay-1/dmr-outage-test.log"
-    got = wait_until(lambda: (lambda t: t if all(m in t for m in marks) else None)(
-        logs.file(path).content_string if logs.file(path).exists else ""), 60,
-        "the backlog delivered")
-    figures("6 log host outage", outage_s=2 * (len(marks) - 1), lines=len(marks),
-            delivered=sum(m in got for m in marks))
+    got = wait_until(
+        lambda: (lambda t: t if all(m in t for m in marks) else None)(
+            logs.file(path).content_string if logs.file(path).exists else ""
+        ),
+        60,
+        "the backlog delivered",
+    )
+    figures(
+        "6 log host outage",
+        outage_s=2 * (len(marks) - 1),
+        lines=len(marks),
+        delivered=sum(m in got for m in marks),
+    )
 
 
 # --- 7. firewall ------------------------------------------------------------------------------
@@ -453,11 +567,16 @@ def test_the_firewall_lets_only_the_site_through():
     }
     figures("7 firewall", **found)
     assert found == {
-        "monitoring->relay-1:8801": True, "monitoring->home-1:8700": True,
-        "recipient->relay-1:8801": False, "recipient->home-1:8700": False,
-        "recipient->logs-1:6514": False, "recipient->router-1:8443": True,
-        "router-1->relay-1:8801": True, "router-1->home-1:8700": True,
-        "relay-1->home-1:8700": True}
+        "monitoring->relay-1:8801": True,
+        "monitoring->home-1:8700": True,
+        "recipient->relay-1:8801": False,
+        "recipient->home-1:8700": False,
+        "recipient->logs-1:6514": False,
+        "recipient->router-1:8443": True,
+        "router-1->relay-1:8801": True,
+        "router-1->home-1:8700": True,
+        "relay-1->home-1:8700": True,
+    }
 
 
 def test_the_firewall_kept_debians_nftables_conf_and_left_9113_closed():
@@ -471,15 +590,26 @@ def test_a_firewall_reload_keeps_an_established_connection():
     router, relay = host("router-1"), host("relay-1")
     # A plain request on the TLS port after a pause: nginx answers it (400) on the same
     # connection only if the connection survived the reload in between.
-    start_unit(router, "held", "bash -c \"exec 3<>/dev/tcp/relay-1/8801; sleep 4; printf "
-               "'GET / HTTP/1.0\\r\\n\\r\\n' >&3; timeout 5 cat <&3\"",
-               clean="/root/held.out", stdout="/root/held.out")
+    start_unit(
+        router,
+        "held",
+        'bash -c "exec 3<>/dev/tcp/relay-1/8801; sleep 4; printf '
+        "'GET / HTTP/1.0\\r\\n\\r\\n' >&3; timeout 5 cat <&3\"",
+        clean="/root/held.out",
+        stdout="/root/held.out",
+    )
     time.sleep(1.5)
     ok(relay, "systemctl reload nftables")
-    answer = wait_until(lambda: router.file("/root/held.out").content_string
-                        if router.file("/root/held.out").exists and "HTTP/" in
-                        router.file("/root/held.out").content_string else "", 15,
-                        "an answer on the held connection")
+    answer = wait_until(
+        lambda: (
+            router.file("/root/held.out").content_string
+            if router.file("/root/held.out").exists
+            and "HTTP/" in router.file("/root/held.out").content_string
+            else ""
+        ),
+        15,
+        "an answer on the held connection",
+    )
     figures("7 firewall reload", answer=answer.splitlines()[0])
     assert answer.startswith("HTTP/1.1 400")
 
@@ -491,20 +621,34 @@ def test_a_rolling_upgrade_under_load_loses_no_message():
     deb = os.environ.get("DMR_MOLECULE_DEB_NEXT")
     assert deb and Path(deb).is_file(), "DMR_MOLECULE_DEB_NEXT: the rebuilt .deb to upgrade to"
     version = Path(deb).name.split("_")[1]
-    upgrade, took, results = under_load(lambda: helpers.playbook(
-        playbook=ROOT / "playbooks/upgrade.yml", extra_vars={"dmr_package_deb": deb},
-        timeout=1200))
+    upgrade, took, results = under_load(
+        lambda: helpers.playbook(
+            playbook=ROOT / "playbooks/upgrade.yml",
+            extra_vars={"dmr_package_deb": deb},
+            timeout=1200,
+        )
+    )
     assert upgrade.returncode == 0, helpers.tail(upgrade, 120)
     counts = reconcile([r["id"] for r in results])
     failed = [r for r in results if not r["ok"]]
-    versions = {n: host(n).run("dmr --version").stdout.split()[-1]
-                for n in ("home-1", "relay-1", "relay-2", "router-1", "router-2", "logs-1")}
-    figures("8 rolling upgrade", **{k: v for k, v in counts.items() if k != "missing"},
-            failed=len(failed), unaccounted=len(counts["missing"]),
-            upgrade_s=round(took, 1), version=version, hosts=versions)
+    versions = {
+        n: host(n).run("dmr --version").stdout.split()[-1]
+        for n in ("home-1", "relay-1", "relay-2", "router-1", "router-2", "logs-1")
+    }
+    figures(
+        "8 rolling upgrade",
+        **{k: v for k, v in counts.items() if k != "missing"},
+        failed=len(failed),
+        unaccounted=len(counts["missing"]),
+        upgrade_s=round(took, 1),
+        version=version,
+        hosts=versions,
+    )
     assert len(results) >= 10 * took * 0.5, f"the sender sent too little: {len(results)}"
     assert not failed and not counts["missing"] and counts["processed_twice"] == 0, (
-        failed[:2], counts)
+        failed[:2],
+        counts,
+    )
     assert set(versions.values()) == {version}, versions
 
 
@@ -518,11 +662,15 @@ DRAINED = "RUNNING HANDLER [dmr_service : Drain the relay]"
 
 def restarts(name: str, since: float) -> list[tuple[float, float]]:
     """dmr-relay.service's restarts on the host since then: (stop began, start done), s."""
-    out = ok(host(name), f"journalctl -u dmr-relay.service --since @{since:.0f} -o json "
-             "--output-fields MESSAGE_ID")
-    jobs = [(int(x["__REALTIME_TIMESTAMP"]) / 1e6, x.get("MESSAGE_ID"))
-            for x in map(json.loads, out.splitlines())
-            if x.get("MESSAGE_ID") in (STOPPING, STARTED)]
+    out = ok(
+        host(name),
+        f"journalctl -u dmr-relay.service --since @{since:.0f} -o json --output-fields MESSAGE_ID",
+    )
+    jobs = [
+        (int(x["__REALTIME_TIMESTAMP"]) / 1e6, x.get("MESSAGE_ID"))
+        for x in map(json.loads, out.splitlines())
+        if x.get("MESSAGE_ID") in (STOPPING, STARTED)
+    ]
     spans, began = [], None
     for at, kind in sorted(jobs):
         if kind == STOPPING and began is None:
@@ -537,20 +685,38 @@ def test_a_relay_config_change_restarts_one_relay_at_a_time_under_load_losing_no
     since = time.time() - 1
     # A harmless, real change of relay.toml (the role's dmr_relay_log_level; info before).
     # The package stays as installed (step 8 upgraded it).
-    play, took, results = under_load(lambda: helpers.playbook(
-        "--skip-tags", "package", playbook=ROOT / "playbooks/relays.yml",
-        extra_vars={"dmr_relay_log_level": "warning"}, timeout=600))
+    play, took, results = under_load(
+        lambda: helpers.playbook(
+            "--skip-tags",
+            "package",
+            playbook=ROOT / "playbooks/relays.yml",
+            extra_vars={"dmr_relay_log_level": "warning"},
+            timeout=600,
+        )
+    )
     assert play.returncode == 0, helpers.tail(play, 120)
     counts = reconcile([r["id"] for r in results])
     failed = [r for r in results if not r["ok"]]
     spans = {n: restarts(n, since) for n in RELAYS}
     lines = play.stdout.splitlines()
-    drained = [y.split("[")[-1].rstrip("]") for i, x in enumerate(lines) if x.startswith(DRAINED)
-               for y in lines[i + 1:i + 3] if y.startswith("changed: [")]
-    figures("9 relay config change", **{k: v for k, v in counts.items() if k != "missing"},
-            failed=len(failed), unaccounted=len(counts["missing"]), play_s=round(took, 1),
-            drained=drained, restarts={n: [[round(a - since, 1), round(b - since, 1)]
-                                           for a, b in s] for n, s in spans.items()})
+    drained = [
+        y.split("[")[-1].rstrip("]")
+        for i, x in enumerate(lines)
+        if x.startswith(DRAINED)
+        for y in lines[i + 1 : i + 3]
+        if y.startswith("changed: [")
+    ]
+    figures(
+        "9 relay config change",
+        **{k: v for k, v in counts.items() if k != "missing"},
+        failed=len(failed),
+        unaccounted=len(counts["missing"]),
+        play_s=round(took, 1),
+        drained=drained,
+        restarts={
+            n: [[round(a - since, 1), round(b - since, 1)] for a, b in s] for n, s in spans.items()
+        },
+    )
     for name in RELAYS:
         assert "warning" in ok(host(name), "grep '^log_level' /etc/dmr-appliance/relay.toml")
         assert len(spans[name]) == 1, spans
@@ -559,5 +725,7 @@ def test_a_relay_config_change_restarts_one_relay_at_a_time_under_load_losing_no
     assert first[1] < second[0], f"the relays' restarts overlap: {spans}"
     assert len(results) >= 10 * took * 0.5, f"the sender sent too little: {len(results)}"
     assert not failed and not counts["missing"] and counts["processed_twice"] == 0, (
-        failed[:2], counts)
+        failed[:2],
+        counts,
+    )
     wait_until(lambda: relay_ready("relay-1") and relay_ready("relay-2"), 60, "relays ready")

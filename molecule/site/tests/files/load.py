@@ -24,8 +24,12 @@ parser.add_argument("routers", nargs="+")
 args = parser.parse_args()
 
 lock = threading.Lock()
-sender = Sender(args.routers, cert=f"{PKI}/participant/alice.pem",
-                key=f"{PKI}/participant/alice.key", ca=f"{PKI}/ca.pem")
+sender = Sender(
+    args.routers,
+    cert=f"{PKI}/participant/alice.pem",
+    key=f"{PKI}/participant/alice.key",
+    ca=f"{PKI}/ca.pem",
+)
 
 
 def one(n: int) -> None:

@@ -15,8 +15,12 @@ from dmr_appliance.client import Sender
 
 PKI = "/etc/dmr-appliance/pki"
 count, ready, go, out = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
-sender = Sender(sys.argv[5:], cert=f"{PKI}/participant/mallory.pem",
-                key=f"{PKI}/participant/mallory.key", ca=f"{PKI}/ca.pem")
+sender = Sender(
+    sys.argv[5:],
+    cert=f"{PKI}/participant/mallory.pem",
+    key=f"{PKI}/participant/mallory.key",
+    ca=f"{PKI}/ca.pem",
+)
 first = sender.send("lobby", ["bob"], {"step": 4, "n": "before"})
 ready.write_text(json.dumps(first.to_json()))
 deadline = time.monotonic() + 120

@@ -65,7 +65,7 @@ def test_key_owned_by_dmr(host):
 def test_backup_timer_enabled_and_its_service_writes_a_backup(host):
     timer = host.service("dmr-home-backup.timer")
     assert timer.is_enabled and timer.is_running
-    assert 'keep = 7' in host.file(CONFIG).content_string
+    assert "keep = 7" in host.file(CONFIG).content_string
     before = set(host.run("ls /var/backups/dmr-home").stdout.split())
     started = host.run("systemctl start dmr-home-backup.service")
     assert started.rc == 0, host.run("journalctl -u dmr-home-backup -o cat -n 20").stdout
@@ -90,12 +90,17 @@ def test_a_changed_setting_restarts_home_after_the_checks(host):
         pid = main_pid(host, "dmr-home")
         proc = helpers.playbook("--tags", "dmr_home", extra_vars={"dmr_home_log_level": level})
         assert proc.returncode == 0, helpers.tail(proc)
-        ran = [line.split("[", 1)[1].split("]")[0] for line in proc.stdout.splitlines()
-               if line.startswith("RUNNING HANDLER [")]
-        assert ran == ["dmr_service : Check the config file",
-                       "dmr_service : Check the gate's nginx configuration rendered from it",
-                       "dmr_service : Restart the service and its gate",
-                       "dmr_service : Restart home and its gate"], ran
+        ran = [
+            line.split("[", 1)[1].split("]")[0]
+            for line in proc.stdout.splitlines()
+            if line.startswith("RUNNING HANDLER [")
+        ]
+        assert ran == [
+            "dmr_service : Check the config file",
+            "dmr_service : Check the gate's nginx configuration rendered from it",
+            "dmr_service : Restart the service and its gate",
+            "dmr_service : Restart home and its gate",
+        ], ran
         assert f'log_level = "{level}"' in host.file(CONFIG).content_string
         assert main_pid(host, "dmr-home") != pid
         assert host.service("dmr-home-gate").is_running

@@ -26,7 +26,7 @@ def installed_origins(policy: str) -> tuple[str, list[str]]:
         found = re.match(r"\s*\*\*\* (\S+) \d+$", line)
         if found:
             origins = []
-            for after in lines[i + 1:]:
+            for after in lines[i + 1 :]:
                 if not re.match(r"\s+-?\d+ ", after):
                     break
                 origins.append(after.split(None, 1)[1])
@@ -43,8 +43,13 @@ def test_installed_from_the_repository(host):
 
 
 def test_the_sources_entry_is_build_repo_shs_flat_line(host):
-    lines = [line for line in host.file("/etc/apt/sources.list.d/dmr-appliance.list")
-             .content_string.splitlines() if not line.startswith("#")]
+    lines = [
+        line
+        for line in host.file(
+            "/etc/apt/sources.list.d/dmr-appliance.list"
+        ).content_string.splitlines()
+        if not line.startswith("#")
+    ]
     keyring = "/usr/share/keyrings/dmr-appliance-archive-keyring.gpg"
     assert lines == [f"deb [signed-by={keyring}] {URL} ./"]
     assert host.file(keyring).mode == 0o644
@@ -61,8 +66,11 @@ def test_the_deployment_ca_is_trusted_for_the_repository_host_only(host):
 def test_apt_reads_the_signed_repository_without_a_warning(host):
     update = host.run("apt-get update")
     assert update.rc == 0, update.stderr
-    about_repo = [line for line in (update.stdout + update.stderr).splitlines()
-                  if "repo-server" in line and line.startswith(("W:", "E:", "Err"))]
+    about_repo = [
+        line
+        for line in (update.stdout + update.stderr).splitlines()
+        if "repo-server" in line and line.startswith(("W:", "E:", "Err"))
+    ]
     assert about_repo == []
 
 
@@ -74,17 +82,25 @@ def test_a_wrong_key_fails_saying_what_to_check(host):
     """Debian's archive key instead of the repository's, on a host that has not read the
     repository yet (apt does not check again lists it already holds): apt refuses them."""
     host.run("rm -f /var/lib/apt/lists/repo-server_*")
-    proc = helpers.playbook(extra_vars={
-        "dmr_package_apt_key": "/usr/share/keyrings/debian-archive-bookworm-stable.gpg",
-        "dmr_package_apt_update_retries": 1})
-    helpers.assert_fails(proc, "cannot read the dmr-appliance repository", "dmr_package_apt_key",
-                         "NO_PUBKEY")
+    proc = helpers.playbook(
+        extra_vars={
+            "dmr_package_apt_key": "/usr/share/keyrings/debian-archive-bookworm-stable.gpg",
+            "dmr_package_apt_update_retries": 1,
+        }
+    )
+    helpers.assert_fails(
+        proc, "cannot read the dmr-appliance repository", "dmr_package_apt_key", "NO_PUBKEY"
+    )
     assert "Install dmr-appliance from the repository" not in proc.stdout
 
 
 def test_a_wrong_url_fails_saying_what_to_check(host):
-    proc = helpers.playbook(extra_vars={"dmr_package_apt_url": "https://repo-server/nowhere",
-                                        "dmr_package_apt_update_retries": 1})
+    proc = helpers.playbook(
+        extra_vars={
+            "dmr_package_apt_url": "https://repo-server/nowhere",
+            "dmr_package_apt_update_retries": 1,
+        }
+    )
     helpers.assert_fails(proc, "cannot read the dmr-appliance repository", "dmr_package_apt_url")
     # the entry apt cannot read is gone: the host's own apt keeps working
     assert not host.file("/etc/apt/sources.list.d/dmr-appliance.list").exists

@@ -6,6 +6,8 @@ reads the block from the doc and runs it: tests/integration/test_docs_run.py) or
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 
 from tests.support.doc_blocks import ROOT, all_blocks, blocks_in, doc_files
 
@@ -64,3 +66,32 @@ def test_an_unmarked_block_and_an_empty_reason_are_caught(tmp_path):
         (8, "not run", ""),
         (12, "not run", "needs a cluster"),
     ]
+
+
+def python_blocks() -> list[tuple[str, str]]:
+    """(where, code) of every ```python block of the docs."""
+    found = []
+    for path in doc_files():
+        text = path.read_text()
+        for match in re.finditer(r"^```python\n(.*?)^```", text, re.M | re.S):
+            line = text[: match.start()].count("\n") + 1
+            found.append((f"{path.relative_to(ROOT)}:{line}", match.group(1)))
+    return found
+
+
+def test_the_sdk_names_the_docs_import_exist():
+    """A reader copies the Python examples: every name they import from the package must
+    be there (a module moved or renamed without its docs fails here)."""
+    blocks = python_blocks()
+    assert any(where.startswith("docs/sender.md") for where, _ in blocks)
+    missing = []
+    for where, code in blocks:
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dmr_appl"):
+                module = importlib.import_module(node.module)
+                missing += [
+                    f"{where}: {node.module}.{a.name}"
+                    for a in node.names
+                    if not hasattr(module, a.name)
+                ]
+    assert missing == []

@@ -21,28 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.containers import SYSTEMD_FLAGS
+
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("DMR_TEST_IMAGE", "dmr-test/bookworm-systemd")
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 REPO = "/root/dmr-appliance"
 PKI = f"{REPO}/inventories/local/pki"  # the control node's CA: this same host
-SYSTEMD_FLAGS = [  # TESTBED.md: systemd as PID 1 without --privileged
-    "--cap-add",
-    "ALL",
-    "--cap-drop",
-    "SYS_RESOURCE",
-    "--security-opt",
-    "seccomp=unconfined",
-    "--tmpfs",
-    "/run",
-    "--tmpfs",
-    "/run/lock",
-    "-v",
-    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--cgroupns=host",
-    "--stop-signal",
-    "SIGRTMIN+3",
-]
 RECAP = re.compile(
     r"^localhost\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
 )

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from dmr_appliance import __version__
+from tests.support.containers import SYSTEMD_FLAGS
 
 pytestmark = pytest.mark.system
 
@@ -45,24 +46,6 @@ APPS = ("dmr-home.service", "dmr-relay.service")
 GATES = ("dmr-home-gate.service", "dmr-relay-gate.service")
 UNITS = APPS + GATES
 EDIT = "workers = 1  # edited by the system test"  # an admin's change to a conffile
-# TESTBED.md: what runs systemd as PID 1 here without --privileged.
-SYSTEMD_FLAGS = [
-    "--cap-add",
-    "ALL",
-    "--cap-drop",
-    "SYS_RESOURCE",
-    "--security-opt",
-    "seccomp=unconfined",
-    "--tmpfs",
-    "/run",
-    "--tmpfs",
-    "/run/lock",
-    "-v",
-    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--cgroupns=host",
-    "--stop-signal",
-    "SIGRTMIN+3",
-]
 APT = (
     "DEBIAN_FRONTEND=noninteractive apt-get -q -y"
     " -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"

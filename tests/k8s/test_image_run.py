@@ -298,22 +298,7 @@ def assert_a_new_crl_reloads_every_nginx(site, started) -> None:
     deadline, answers = time.monotonic() + 40, {}
     while urls and time.monotonic() < deadline:
         for name, url in list(urls.items()):
-            answers[name] = pods.docker(
-                "run",
-                "--rm",
-                "--network",
-                site.network,
-                "--user",
-                "0:0",
-                "-v",
-                f"{site.pki}:/pki:ro",
-                "--entrypoint",
-                "python3",
-                site.image,
-                "-c",
-                script,
-                url,
-            )
+            answers[name] = python_in_site(site, "-c", script, url)
             if REFUSED in answers[name]:
                 del urls[name]
         time.sleep(1)
@@ -322,6 +307,15 @@ def assert_a_new_crl_reloads_every_nginx(site, started) -> None:
         logs = pod.logs()
         assert '"event":"crl-changed"' in logs, logs
     print(f"a new CRL reloaded the nginx of {sorted(answers)}")
+
+
+def python_in_site(site, *args: str) -> str:
+    """``python3 ARGS`` in a throwaway container of the image on the site's network, as
+    root with the PKI mounted read-only: a client inside the cluster. Its stdout."""
+    return pods.docker(
+        "run", "--rm", "--network", site.network, "--user", "0:0", "-v", f"{site.pki}:/pki:ro",
+        "--entrypoint", "python3", site.image, *args,
+    )  # fmt: skip
 
 
 def assert_instances(site, relays) -> None:
@@ -334,21 +328,7 @@ def assert_instances(site, relays) -> None:
     )
     deadline = time.monotonic() + 30
     while True:
-        out = pods.docker(
-            "run",
-            "--rm",
-            "--network",
-            site.network,
-            "--user",
-            "0:0",
-            "-v",
-            f"{site.pki}:/pki:ro",
-            "--entrypoint",
-            "python3",
-            site.image,
-            "-c",
-            script,
-        )
+        out = python_in_site(site, "-c", script)
         names = {i["instance"] for i in json.loads(out)["instances"]}
         if names >= {f"relay.{r.name}" for r in relays} or time.monotonic() > deadline:
             break

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -222,23 +221,7 @@ def test_dmr_send_retry_failed(stack):
         finally:
             stack.start_service("recipient")
     assert failed.failed == ["bob"]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dmr_appliance",
-            "send",
-            "--state-dir",
-            str(stack.state_dir),
-            "--as",
-            "alice",
-            "--retry-failed",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = stack_kit.dmr_send(stack, "--retry-failed", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [doc] = [json.loads(x) for x in proc.stdout.splitlines()]
     assert (doc["id"], doc["ok"], doc["resent"], doc["resolved"]) == (
@@ -247,24 +230,9 @@ def test_dmr_send_retry_failed(stack):
         True,
         True,
     )
-    plain = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dmr_appliance",
-            "send",
-            "--state-dir",
-            str(stack.state_dir),
-            "--as",
-            "alice",
-            "--retry-failed",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    plain = stack_kit.dmr_send(stack, "--retry-failed")
     assert plain.returncode == 0
-    assert "0 open failure(s) of alice re-sent: 0 delivered and resolved" in plain.stdout
+    assert b"0 open failure(s) of alice re-sent: 0 delivered and resolved" in plain.stdout
 
 
 # --- the status page, in headless Chromium -----------------------------------------------

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from dmr_appliance.wire.retry import RetryPolicy
 from tests.support.recipient import received
 from tests.support.stack_kit import (
     dead_router,
+    dmr_send,
     ensure_participant,
     extra_router,
     failure_at_home,
@@ -249,23 +248,6 @@ def test_invalid_message_is_refused_before_sending(stack):
 
 
 # -- dmr send --------------------------------------------------------------------------------
-
-
-def dmr_send(
-    stack: Stack, *args: str, stdin: bytes = b"", timeout: float = 60
-) -> subprocess.CompletedProcess:
-    argv = [
-        sys.executable,
-        "-m",
-        "dmr_appliance",
-        "send",
-        "--state-dir",
-        str(stack.state_dir),
-        "--as",
-        "alice",
-        *args,
-    ]
-    return subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
 
 
 def test_cli_sends_one_message(stack):

@@ -5,6 +5,8 @@ a second router rendered from the same template, recipients in the test process,
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -170,3 +172,12 @@ class ScriptedRecipient(RecipientServer):
     def script(self, *statuses: int, then: int = 200) -> None:
         with self._script_lock:
             self._script, self._final = list(statuses), then
+
+
+def dmr_send(
+    stack: Stack, *args: str, stdin: bytes = b"", timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """``dmr send --state-dir STACK --as alice ARGS`` as an operator runs it (bytes out)."""
+    argv = [sys.executable, "-m", "dmr_appliance", "send", "--state-dir", str(stack.state_dir),
+            "--as", "alice", *args]  # fmt: skip
+    return subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)

@@ -23,10 +23,10 @@ from cryptography import x509
 from dmr_appliance import pki
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.errors import PkiError
+from dmr_appliance.identity import ROUTER_KIND  # the kind that vouches; here, that relays home
 from dmr_appliance.relay.outbound import tls_context
 from dmr_appliance.wire import mtls
 
-ROUTER_KIND = "router"  # identity.ROUTER_KIND: the kind that vouches; here, that relays home
 HOME_KIND = "server"
 
 

@@ -120,3 +120,12 @@ class Unavailable(DmrError):
     code = "unavailable"
     status = 503
     title = "Service unavailable"
+
+
+class ProofError(DmrError):
+    """A sender's signature or a recipient's receipt that does not prove what it must;
+    ``code`` names the check that failed (``signature-*``, ``receipt-*``)."""
+
+    code = "signature-invalid"
+    status = 422
+    title = "Signature refused"

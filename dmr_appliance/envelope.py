@@ -24,6 +24,9 @@ from dmr_appliance.timefmt import format_time, parse_time
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 MAX_CARD_CHARS = 8192
+# A sender's signature (proof/signature.py): a detached compact JWS whose header carries
+# the sender's certificate and the recipients' ids. Relays pass it on unread.
+MAX_SIGNATURE_CHARS = 16384
 
 # 422: valid JSON whose content breaks a v1 rule; 400 a document we will not read at all
 # (envelope_json's, and no recipients).
@@ -42,6 +45,7 @@ FIELDS = frozenset(
         "payload",
         "payload_b64",
         "headers",
+        "signature",
     }
 )
 REQUIRED = ("id", "room", "from", "to", "created_at", "expires_at", "content_type")
@@ -53,6 +57,7 @@ _CONTENT_TYPE = re.compile(
     rf'{_TCHAR}/{_TCHAR}(?:[ \t]*;[ \t]*{_TCHAR}=(?:{_TCHAR}|"(?:[\t !#-\[\]-~]|\\[\t -~])*"))*'
 )
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_DETACHED_JWS = re.compile(r"[A-Za-z0-9_-]+\.\.[A-Za-z0-9_-]+")
 # Canonical padded base64 (RFC 4648 section 4): the bits a pad character hides must be zero.
 _BASE64 = re.compile(
     r"[A-Za-z0-9+/]*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?"
@@ -93,6 +98,7 @@ class Envelope:
     payload: Any = None
     payload_b64: str | None = None
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    signature: str | None = None  # the sender's, passed on unread; None: unsigned
 
 
 def _utc(now: datetime | None) -> datetime:
@@ -305,6 +311,20 @@ def _payload_b64(doc: dict[str, Any]) -> str | None:
     return value
 
 
+def _signature(doc: dict[str, Any]) -> str | None:
+    if "signature" not in doc:
+        return None
+    value = _string(doc, "signature")
+    if len(value) > MAX_SIGNATURE_CHARS or not _DETACHED_JWS.fullmatch(value):
+        _fail(
+            "envelope-bad-signature",
+            "'signature' must be a detached compact JWS (header..signature) of at most "
+            f"{MAX_SIGNATURE_CHARS} characters",
+            field="signature",
+        )
+    return value
+
+
 def _validate(
     doc: Any, limits: EnvelopeLimits, now: datetime, recipients: RecipientRule = _recipients
 ) -> Envelope:
@@ -319,6 +339,7 @@ def _validate(
     content_type = _content_type(doc, limits)
     headers = _headers(doc, limits)
     payload_b64 = _payload_b64(doc)
+    signature = _signature(doc)
     return Envelope(
         id=message_id,
         room=room,
@@ -330,6 +351,7 @@ def _validate(
         payload=doc.get("payload"),
         payload_b64=payload_b64,
         headers=headers,
+        signature=signature,
     )
 
 

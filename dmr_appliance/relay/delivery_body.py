@@ -47,6 +47,8 @@ def parts(message: Envelope) -> Parts:
         after["payload_b64"] = message.payload_b64
     else:
         after["payload"] = message.payload
+    if message.signature is not None:  # the sender's, passed on as it came
+        after["signature"] = message.signature
     return compact_json(before)[:-1] + b',"to":', b"," + compact_json(after)[1:]
 
 

@@ -52,6 +52,8 @@ def whole(env: Envelope, recipient: str) -> bytes:
         doc["payload_b64"] = env.payload_b64
     else:
         doc["payload"] = env.payload
+    if env.signature is not None:
+        doc["signature"] = env.signature
     try:
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     except UnicodeEncodeError:
@@ -70,6 +72,7 @@ def whole(env: Envelope, recipient: str) -> bytes:
         {"payload": None, "payload_b64": "AAEC"},
         {"headers": MappingProxyType({})},
         {"headers": MappingProxyType({"X-Note": "\ud800 ünï"})},
+        {"signature": "eyJ0eXAiOiJ4In0..c2ln"},
     ],
 )
 def test_every_recipient_gets_the_bytes_of_the_whole_document(changes: dict[str, Any]) -> None:

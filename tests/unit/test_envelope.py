@@ -102,6 +102,12 @@ def test_accepts_bytes_payload_and_a_uuid_id() -> None:
     assert (env.payload, env.payload_b64) == (None, "aGVsbG8=")
 
 
+def test_a_signature_is_kept_as_it_came_and_its_absence_is_none() -> None:
+    signed = parse_envelope(encode(valid_doc(signature="eyJ0eXAiOiJ4In0..c2ln")), now=NOW)
+    assert signed.signature == "eyJ0eXAiOiJ4In0..c2ln"
+    assert parse_envelope(encode(valid_doc()), now=NOW).signature is None
+
+
 def test_null_payload_is_a_payload() -> None:
     assert parse_envelope(encode(valid_doc(payload=None)), now=NOW).payload is None
 
@@ -310,6 +316,27 @@ CASES: list[Case] = [
     ),
     ("no payload", lambda: encode(without("payload")), "envelope-payload-conflict", 422, "payload"),
     (
+        "signature not detached",
+        lambda: encode(valid_doc(signature=CARD_A)),
+        "envelope-bad-signature",
+        422,
+        "signature",
+    ),
+    (
+        "signature too long",
+        lambda: encode(valid_doc(signature="e30.." + "A" * 16384)),
+        "envelope-bad-signature",
+        422,
+        "signature",
+    ),
+    (
+        "signature type",
+        lambda: encode(valid_doc(signature=7)),
+        "envelope-bad-type",
+        422,
+        "signature",
+    ),
+    (
         "base64url",
         lambda: encode({**without("payload"), "payload_b64": "a-_b"}),
         "envelope-bad-base64",
@@ -389,6 +416,7 @@ def test_every_code_is_covered() -> None:
         "payload-conflict",
         "bad-base64",
         "bad-content-type",
+        "bad-signature",
     }
     assert {c[2] for c in CASES} == {"envelope-" + code for code in codes}
 

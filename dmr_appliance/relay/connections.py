@@ -22,12 +22,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from dmr_appliance import ids
 
 Target = tuple[str, int, str]  # host, port, request target
+RECEIPT_HEADER = "DMR-Receipt"  # proof/receipt.py's HEADER, read here without its imports
+
+
+class Reply(NamedTuple):
+    status: int
+    receipt: str | None  # the recipient's DMR-Receipt header, unread
 
 
 @functools.lru_cache(maxsize=4096)
@@ -62,8 +68,9 @@ class ConnectionPool:
         self._idle: OrderedDict[tuple[str, int], list[_Connection]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], *, answer_limit: int) -> int:
-        """The recipient's HTTP status; its answer is read up to ``answer_limit`` bytes.
+    def post(self, url: str, body: bytes, headers: dict[str, str], *, answer_limit: int) -> Reply:
+        """The recipient's HTTP status and receipt; its answer is read up to ``answer_limit``
+        bytes.
 
         Raises ``http.client.HTTPException`` or ``OSError`` (``ssl.SSLError`` and timeouts
         among them) when there is no answer; the connection is then closed, not kept.
@@ -86,7 +93,7 @@ class ConnectionPool:
             self._give_back(host, port, conn)
         else:
             conn.close()
-        return response.status
+        return Reply(response.status, response.getheader(RECEIPT_HEADER))
 
     def idle(self, url: str) -> int:
         """How many idle connections are kept for ``url``'s host."""

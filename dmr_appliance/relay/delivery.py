@@ -11,6 +11,7 @@ is what lets the router try another relay. The sender retries, so the relay does
 from __future__ import annotations
 
 import http.client
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from dmr_appliance import envelope, logs
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.errors import Unavailable
 from dmr_appliance.relay import delivery_body
-from dmr_appliance.relay.connections import ConnectionPool
+from dmr_appliance.relay.connections import ConnectionPool, Reply
 from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.outbound import describe, tls_context
 from dmr_appliance.wire.outcome import FAILED, Outcome, classify
@@ -32,6 +33,8 @@ QUEUE_FACTOR = 4
 # A recipient's answer is read only this far; one that talks more loses its connection.
 ANSWER_LIMIT = 64 * 1024
 RECIPIENT_HOSTS = 256  # connection pools kept (one per recipient host:port)
+MAX_RECEIPT_CHARS = 16384
+_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 _log = logs.get_logger("dmr.relay.delivery")
 
@@ -145,8 +148,9 @@ class Deliverer:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
+        receipt: str | None = None
         try:
-            status = self._post(
+            status, receipt = self._post(
                 recipient.endpoint, delivery_body.for_recipient(parts, recipient.id), headers
             )
             outcome = classify(status)
@@ -168,7 +172,7 @@ class Deliverer:
             error=error,
             request_id=headers["X-Request-Id"],
         )
-        return Outcome(recipient.id, outcome, status, ms, error)
+        return Outcome(recipient.id, outcome, status, ms, error, receipt=passed_on(receipt))
 
     @staticmethod
     def _headers(message: envelope.Envelope, request_id: str) -> dict[str, str]:
@@ -180,5 +184,13 @@ class Deliverer:
             "X-Request-Id": request_id,
         }
 
-    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
         return self.pool.post(url, body, headers, answer_limit=ANSWER_LIMIT)
+
+
+def passed_on(receipt: str | None) -> str | None:
+    """A recipient's receipt as the relay lists it: unchanged, unless it cannot be a
+    receipt at all (the sender verifies it; the relay only keeps its answer bounded)."""
+    if receipt is None or len(receipt) > MAX_RECEIPT_CHARS or not _JWS.fullmatch(receipt):
+        return None
+    return receipt

@@ -53,6 +53,7 @@ class Outcome:
     status: int | None  # the recipient's HTTP status; None when it never answered
     ms: float = 0.0
     error: str | None = None  # why there was no answer (timeout, TLS, ...)
+    receipt: str | None = None  # the recipient's signed receipt (proof/receipt.py), unread
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -63,6 +64,8 @@ class Outcome:
         }
         if self.error:
             doc["error"] = self.error
+        if self.receipt:
+            doc["receipt"] = self.receipt
         return doc
 
     @classmethod
@@ -80,6 +83,7 @@ class Outcome:
             status,
             float(ms) if isinstance(ms, int | float) else 0.0,
             str(item["error"]) if item.get("error") else None,
+            item["receipt"] if isinstance(item.get("receipt"), str) else None,
         )
 
     @property

@@ -60,10 +60,13 @@ def test_transient_is_a_failure_worth_another_try():
 
 
 def test_an_outcome_goes_over_the_wire_and_back():
-    sent = [Outcome("bob", DELIVERED, 200, 3.5), Outcome("carol", FAILED, None, 10.0, "timeout")]
+    sent = [
+        Outcome("bob", DELIVERED, 200, 3.5, receipt="a.b.c"),
+        Outcome("carol", FAILED, None, 10.0, "timeout"),
+    ]
     docs = [o.to_json() for o in sent]
     assert docs == [
-        {"to": "bob", "outcome": "delivered", "status": 200, "ms": 3.5},
+        {"to": "bob", "outcome": "delivered", "status": 200, "ms": 3.5, "receipt": "a.b.c"},
         {"to": "carol", "outcome": "failed", "status": None, "ms": 10.0, "error": "timeout"},
     ]
     assert [Outcome.from_json(d) for d in docs] == sent

@@ -218,21 +218,28 @@ def issue_access_token(
     lifetime: int,
     now: int | None = None,
     jti: str | None = None,
+    signed_rooms: Sequence[str] = (),
 ) -> str:
     """An access token for ``subject``, bound to the certificate with ``cert_thumbprint``
-    (``x5t#S256``: base64url SHA-256 of its DER)."""
+    (``x5t#S256``: base64url SHA-256 of its DER). ``signed_rooms``: those of its rooms
+    whose policy is signed (claim ``signed``, left out when none)."""
     issued_at, expires_at = _validity(now, lifetime)
-    claims = {
+    room_list, signed = _room_list(rooms), _room_list(signed_rooms)
+    if not set(signed) <= set(room_list):
+        raise ValueError("signed_rooms must be among the token's rooms")
+    claims: dict[str, Any] = {
         "iss": issuer,
         "sub": subject,
         "aud": AUDIENCE,
-        "rooms": _room_list(rooms),
+        "rooms": room_list,
         "iat": issued_at,
         "nbf": issued_at,
         "exp": expires_at,
         "jti": jti or uuid.uuid4().hex,
         "cnf": {"x5t#S256": cert_thumbprint},
     }
+    if signed:
+        claims["signed"] = signed
     return _sign(key, ACCESS_TYP, claims, issued_at)
 
 
@@ -276,6 +283,8 @@ class AccessToken:
     expires_at: int
     cert_thumbprint: str
     kid: str
+    # Its rooms that admit only signed messages (claim ``signed``; none from older homes).
+    signed_rooms: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -368,9 +377,10 @@ def _require_shape(claims: dict[str, Any], names: Sequence[str]) -> None:
     for name in ("iat", "nbf", "exp"):
         if name in names and not _is_time(claims[name]):
             raise _malformed(f"claim {name} must be a number of seconds")
-    rooms = claims["rooms"]
-    if not isinstance(rooms, list) or not all(isinstance(room, str) for room in rooms):
-        raise _malformed("claim rooms must be a list of strings")
+    for name in ("rooms", "signed"):  # signed: optional, older homes never set it
+        value = claims.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(room, str) for room in value):
+            raise _malformed(f"claim {name} must be a list of strings")
 
 
 def _check_issuer(claims: dict[str, Any], issuer: str) -> None:
@@ -442,6 +452,7 @@ def verify_access_token(
         expires_at=int(claims["exp"]),
         cert_thumbprint=bound,
         kid=kid,
+        signed_rooms=frozenset(claims.get("signed", [])),
     )
 
 

@@ -20,6 +20,7 @@ from dmr_appliance.home.resources import (
     instances,
     keys,
     participants,
+    rooms,
     status_page,
     sync,
 )
@@ -43,6 +44,10 @@ def create_app(home: HomeDeps, verifier: identity.Verifier) -> falcon.App:
     app.add_route("/v1/participants/{pid}", people, suffix="item")
     for action in ("suspend", "reinstate", "revoke"):
         app.add_route(f"/v1/participants/{{pid}}/{action}", people, suffix=action)
+
+    places = rooms.Rooms(home)
+    app.add_route("/v1/rooms", places)
+    app.add_route("/v1/rooms/{room}", places, suffix="item")
 
     tokens = credentials.Tokens(home)
     app.add_route("/v1/tokens", tokens)

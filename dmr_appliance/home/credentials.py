@@ -13,6 +13,7 @@ from typing import Any
 
 from dmr_appliance import tokens
 from dmr_appliance.errors import NotFound
+from dmr_appliance.home import rooms
 from dmr_appliance.home.keyring import KeyRing
 from dmr_appliance.home.participants import Participant
 from dmr_appliance.home.store import Store
@@ -30,6 +31,8 @@ class CredentialSigner:
         stamp, jti = now(), uuid.uuid4().hex
         with self.keyring.store.write() as conn:
             key = self.keyring.active(conn)
+            # The room policy as it is now: a later change applies to later tokens only.
+            signed = rooms.signed_among(conn, who.rooms)
             token = tokens.issue_access_token(
                 key,
                 issuer=self.issuer,
@@ -39,6 +42,7 @@ class CredentialSigner:
                 lifetime=lifetime,
                 now=stamp,
                 jti=jti,
+                signed_rooms=signed,
             )
             conn.execute(
                 "INSERT INTO issued_tokens (jti, subject, kid, issued_at, expires_at)"

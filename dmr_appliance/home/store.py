@@ -154,6 +154,16 @@ MIGRATIONS: tuple[str, ...] = (
     -- not down, whatever its age. NULL for every existing row, and again at its next beat.
     ALTER TABLE instances ADD COLUMN left_at REAL
     """,
+    """
+    -- A room's policy (issue 26): signed = 1, relays refuse its unsigned messages. The
+    -- flag travels in access tokens, so a room needs no participants to have one, and a
+    -- room without a row is unsigned. Relays never read this table (no sync bump).
+    CREATE TABLE room_policies (
+        room TEXT PRIMARY KEY,
+        signed INTEGER NOT NULL CHECK (signed IN (0, 1)),
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
 )
 
 

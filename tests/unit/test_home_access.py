@@ -22,6 +22,7 @@ PATH_VALUES = {
     "{jti}": "0" * 32,
     "{mid}": "0190b4a2-0000-7000-8000-000000000000",
     "{name}": "relay-1",
+    "{room}": "lobby",
 }
 
 
@@ -51,6 +52,7 @@ LOBBY = {"lobby": ("alice", "bob")}
 PARTICIPANT = "created_at endpoint id rooms status updated_at"
 CARD = "card endpoint expires_at rooms subject"
 TOKEN = "access_token expires_at expires_in jti rooms subject token_type"
+ROOM = "members room signed updated_at"
 SYNC = "generated_at jwks revoked_participants revoked_tokens suspended_participants version"
 MID, JTI = PATH_VALUES["{mid}"], PATH_VALUES["{jti}"]
 
@@ -67,6 +69,9 @@ ANSWERS = {
     **answered("POST /v1/participants/bob/suspend", 200, PARTICIPANT),
     **answered("POST /v1/participants/bob/reinstate", 200, PARTICIPANT),
     **answered("POST /v1/participants/bob/revoke", 200, PARTICIPANT),
+    **answered("GET /v1/rooms", 200, "rooms"),
+    **answered("GET /v1/rooms/lobby", 200, ROOM),
+    **answered("PUT /v1/rooms/lobby", 400, "problem:malformed-json"),
     **answered("POST /v1/tokens", 422, "problem:invalid-request"),
     **answered("POST /v1/tokens", 201, TOKEN, "participant"),
     **answered(f"POST /v1/tokens/{JTI}/revoke", 404, "problem:token-not-found"),

@@ -59,6 +59,7 @@ class Messages:
             token = self.state.access_token(bearer_token(req), snapshot, caller.thumbprint)
             message = envelope.parse_envelope(read_body(req, self.limits), self.limits)
             check_sender(message, token, snapshot)
+            check_signed(message, token)
             recipients = self.recipients(message, snapshot)
             outcomes = self.deliverer.deliver(message, recipients, req.context.request_id)
         except DmrError as exc:  # refused before any delivery (overloaded: 503 too)
@@ -98,6 +99,19 @@ def check_sender(message: envelope.Envelope, token: AccessToken, snapshot: Snaps
     if message.room not in token.rooms:
         raise AuthError(f"the token does not allow room {message.room!r}", code="room-not-allowed")
     snapshot.check_active(token.subject, "sender")
+
+
+def check_signed(message: envelope.Envelope, token: AccessToken) -> None:
+    """A room home marked signed (the token says so) admits no unsigned message: refused
+    here, once, rather than by every recipient after delivery."""
+    if message.signature is None and message.room in token.signed_rooms:
+        raise AuthError(
+            f"room {message.room!r} admits only signed messages: the sender must sign "
+            "this message (the Sender signs by default)",
+            code="signature-required",
+            title="Signature required",
+            room=message.room,
+        )
 
 
 def bearer_token(req: falcon.Request) -> str:

@@ -29,7 +29,7 @@ class Trust:
         return SimpleNamespace(check_active=lambda participant, role: None)
 
     def access_token(self, bearer: str, snapshot: object, thumbprint: str) -> SimpleNamespace:
-        return SimpleNamespace(subject="alice", rooms=frozenset({"ops"}))
+        return SimpleNamespace(subject="alice", rooms=frozenset({"ops"}), signed_rooms=frozenset())
 
     def card(self, token: str, snapshot: object) -> SimpleNamespace:
         return SimpleNamespace(

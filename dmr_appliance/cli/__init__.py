@@ -26,6 +26,7 @@ GROUPS = (
     "recipient",
     "home",
     "participants",
+    "rooms",
     "keys",
     "instances",
     "failures",

@@ -122,6 +122,20 @@ class HomeClient:
     def delete_participant(self, pid: str) -> None:
         self._json("DELETE", f"participants/{_seg(pid)}")
 
+    # -- rooms (admin) -----------------------------------------------------------------
+
+    def list_rooms(self) -> list[dict[str, Any]]:
+        """Every room home knows (held by a participant or with a policy)."""
+        return self._json("GET", "rooms")["rooms"]
+
+    def get_room(self, room: str) -> dict[str, Any]:
+        return self._json("GET", f"rooms/{_seg(room)}")
+
+    def set_room_signed(self, room: str, signed: bool) -> dict[str, Any]:
+        """Mark ``room`` signed (relays refuse its unsigned messages) or not; tokens issued
+        from then on carry it."""
+        return self._json("PUT", f"rooms/{_seg(room)}", json={"signed": signed})
+
     # -- tokens, cards, keys -----------------------------------------------------------
 
     def issue_token(

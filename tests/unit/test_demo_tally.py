@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from dmr_appliance.local.demo import reconcile
+from dmr_appliance.local.demo_records import reconcile
 from dmr_appliance.progress import ProgressBar
 
 INBOX = "/inbox/bob"

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from dmr_appliance import cli, pki
+from tests.support import stack_kit
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx, pytest.mark.stack(relays=1)]
 
@@ -112,3 +113,25 @@ def test_instances_and_failures(dmr, stack):
     dmr("failures", "resolve", mid, "--note", "recipient was down; resent")
     assert dmr("failures", "list") == "(none)\n"
     assert mid in dmr("failures", "list", "--status", "resolved")
+
+
+def test_a_room_marked_signed_refuses_an_unsigned_send(dmr, stack):
+    # Issue 26, room policy: the mark reaches the relay in alice's next token, and her
+    # unsigned message is refused there before any delivery.
+    stack_kit.ensure_participant(stack, "alice", stack.endpoint("alice"), ["lobby", "ops"])
+    stack_kit.ensure_participant(stack, "bob", stack.endpoint("bob"), ["ops"])
+    assert json.loads(dmr("rooms", "set", "ops", "--signed", "--json"))["signed"] is True
+    assert dmr("rooms", "list").splitlines()[0].split() == [
+        "ROOM",
+        "SIGNED",
+        "MEMBERS",
+        "UPDATED_AT",
+    ]
+    try:
+        proc = stack_kit.dmr_send(stack, "--room", "ops", "--to", "bob", "--data", '{"n": 1}')
+        said = (proc.stdout + proc.stderr).decode()
+        assert (
+            proc.returncode != 0 and "rejected  403  1 attempt  403 signature-required" in said
+        ), said
+    finally:
+        dmr("rooms", "set", "ops", "--unsigned")

@@ -20,7 +20,9 @@ PACKAGE = Path(__file__).parents[2] / "dmr_appliance"
 # Not refusals an app answers with: raised at start-up or by the CLI only.
 # backup-refused: dmr home backup/restore's (the app imports backup.py only to read the
 # newest backup's age for its metric).
-NOT_ANSWERS = {"config-invalid", "pki-error", "error", "backup-refused"}
+# signature-invalid: errors.ProofError's, raised by proof/ (the sender's and a recipient's
+# checks), which neither app imports: a relay carries a signature unread.
+NOT_ANSWERS = {"config-invalid", "pki-error", "error", "backup-refused", "signature-invalid"}
 # Home imports envelope.py only for its size constant (through config.py): it parses no
 # envelope, so no envelope-* code reaches its clients.
 NOT_IMPORTED_FOR_CHECKS = {"home": "envelope-"}

@@ -11,7 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
+from dmr_appliance import pki as pki_mod
+from dmr_appliance.envelope import sender_envelope
 from dmr_appliance.local.recipient import RecipientServer
+from dmr_appliance.proof import signature
 from tests.support.processes import Process
 
 
@@ -74,3 +79,17 @@ def received(log_path: Path) -> list[dict[str, Any]]:
     if not log_path.exists():
         return []
     return [json.loads(line) for line in log_path.read_text().splitlines() if line]
+
+
+def signed_message(pki, sender: str = "alice", to: Any = ("bob",), **fields: Any) -> dict:
+    """A sender's copy (``to``: recipient ids) signed with ``sender``'s participant key."""
+    doc = sender_envelope(room="ops", sender=sender, to=list(to), payload={"n": 1}, **fields)
+    key = serialization.load_pem_private_key(pki.key("participant", sender).read_bytes(), None)
+    cert = pki_mod.load_certificate(pki.cert("participant", sender).read_bytes())
+    doc["signature"] = signature.sign(doc, key, cert)
+    return doc
+
+
+def delivery(doc: dict, recipient: str) -> bytes:
+    """The body a relay posts to ``recipient``: ``to`` holding it alone, encoded anew."""
+    return json.dumps({**doc, "to": [recipient]}, separators=(",", ":")).encode()

@@ -71,8 +71,6 @@ class Middleware:
         environ[ENVIRON_KEY] = accepted
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        if self.receipts is None or not accepted.signed:
-            return self.app(environ, start_response)
         url = request_endpoint(environ)
         return self.app(environ, _with_receipt(start_response, self.receipts, accepted, url))
 
@@ -89,12 +87,12 @@ class Middleware:
 
 
 def _with_receipt(
-    start_response: StartResponse, receipts: ReceiptSigner, accepted: Accepted, url: str
+    start_response: StartResponse, receipts: ReceiptSigner | None, accepted: Accepted, url: str
 ) -> StartResponse:
     def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         # Only this middleware speaks for the signature: an app's own header is dropped.
         headers = [(n, v) for n, v in headers if n.lower() != HEADER.lower()]
-        if status[:1] == "2":
+        if receipts is not None and status[:1] == "2":
             token = receipts.issue(accepted, url)
             if token is not None:
                 headers.append((HEADER, token))
@@ -147,9 +145,7 @@ def request_endpoint(environ: Environ) -> str:
     if not host:
         port = str(environ.get("SERVER_PORT") or "443")
         host = environ.get("SERVER_NAME", "") + ("" if port == "443" else f":{port}")
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")  # gunicorn, uwsgi: as sent
-    if isinstance(raw, str) and raw.startswith("/"):
-        return endpoint(host, raw)
+    # Rebuilt from PATH_INFO: RAW_URI is not set by every server (and test clients fake it).
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     target = quote(path, safe="/;=,", encoding="latin1")  # as wsgiref.util.request_uri
     query = environ.get("QUERY_STRING")

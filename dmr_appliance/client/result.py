@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from dmr_appliance.proof.receipt import Receipt
 from dmr_appliance.timefmt import format_time
 from dmr_appliance.wire.outcome import DELIVERED, FAILED, REJECTED, Outcome
 
@@ -50,9 +51,11 @@ class RecipientOutcome:
     status: int | None = None  # the recipient's (or the refusing router's) HTTP status
     reason: str = "not attempted"
     attempts: int = 0  # tries that carried this recipient
+    receipt: Receipt | None = None  # the recipient's verified receipt (signed messages)
 
-    def settle(self, latest: Outcome) -> None:
+    def settle(self, latest: Outcome, receipt: Receipt | None = None) -> None:
         self.outcome, self.status, self.reason = latest.outcome, latest.status, latest.reason
+        self.receipt = receipt
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +64,7 @@ class RecipientOutcome:
             "status": self.status,
             "reason": self.reason,
             "attempts": self.attempts,
+            "receipt": self.receipt.to_json() if self.receipt else None,
         }
 
 
@@ -76,6 +80,10 @@ class SendResult:
     report_error: str | None = None
     resent: bool = False  # a re-send of a reported failure (``resend.retry_failed``)
     resolved: bool = False  # ... which home now records as resolved
+    signed: bool = False  # the message carried the sender's signature
+    digest: str | None = None  # of its signed content: what each receipt names
+    # The signed message as sent (recipient ids in ``to``): a proof bundle's (proof_bundle).
+    envelope: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -101,6 +109,8 @@ class SendResult:
             "id": self.message_id,
             "room": self.room,
             "ok": self.ok,
+            "signed": self.signed,
+            "digest": self.digest,
             "outcomes": [r.to_json() for r in self.recipients.values()],
             "attempts": [
                 {"number": a.number, **a.for_report(), "ms": a.ms, "recipients": list(a.recipients)}

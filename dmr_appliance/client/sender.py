@@ -12,6 +12,10 @@ and calls ``on_failure`` once. Nothing is dropped silently.
 Tries that cost no attempt: one token renewal after a 401 per message, one card refresh
 per recipient after a ``card-*`` refusal, and a narrower resend after a refusal naming
 one recipient (``to[i]``); each shrinks a finite set, so a send always ends.
+
+Signed by default (issue 26, ``client/receipts.py``): each message carries the sender's
+signature, and a delivery counts only with a receipt that verifies, when it has one (or
+always, with ``require_receipts``); a receipt refused is a failed delivery, retried.
 """
 
 from __future__ import annotations
@@ -30,10 +34,14 @@ from requests.adapters import HTTPAdapter
 from dmr_appliance import logs, pki
 from dmr_appliance.client.answers import Answer, no_answer, read_answer
 from dmr_appliance.client.credentials import CardCache, TokenSource
+from dmr_appliance.client.receipts import ReceiptCheck, Signer, card_endpoint
 from dmr_appliance.client.reports import Reporter
 from dmr_appliance.client.result import Attempt, RecipientOutcome, SendResult
 from dmr_appliance.envelope import sender_envelope, with_cards
 from dmr_appliance.errors import DmrError
+from dmr_appliance.proof.receipt import Receipt
+from dmr_appliance.proof.signature import signed_digest
+from dmr_appliance.proof.trust import Trust
 from dmr_appliance.timefmt import format_time, parse_time
 from dmr_appliance.wire import mtls
 from dmr_appliance.wire.home import HomeClient
@@ -70,6 +78,9 @@ class Sender:
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         spool: Path | str | None = None,
         connections: int = 16,
+        sign: bool = True,
+        crl: Path | str | None = None,
+        require_receipts: bool = False,
     ) -> None:
         if not routers:
             raise ValueError("a Sender needs at least one router URL")
@@ -79,6 +90,10 @@ class Sender:
         self.on_failure = on_failure
         self.ttl = ttl
         self.timeout = timeout
+        # Signing and receipts: key, certificate, CA and CRL read once, not per message.
+        self.signer = Signer.from_files(cert, key) if sign else None
+        self.trust = Trust.from_files(ca, crl) if sign else None
+        self.require_receipts = require_receipts
         self._sessions = {r: _session(cert, key, ca, connections) for r in self.routers}
         if not isinstance(home, HomeClient):  # default: home's API through each router
             home = HomeClient(
@@ -122,6 +137,8 @@ class Sender:
             ttl=self.ttl,
             message_id=message_id,
         )  # recipient ids; each try adds cards
+        if self.signer is not None:  # before any try: every try carries the same signature
+            envelope["signature"] = self.signer.sign(envelope)
         result = _Delivery(self, envelope).run()
         if result.failed:
             self._fail(result, envelope)
@@ -227,6 +244,14 @@ class _Delivery:
         self.result = SendResult(
             envelope["id"], envelope["room"], {pid: RecipientOutcome(pid) for pid in self.pending}
         )
+        self.check: ReceiptCheck | None = None
+        if "signature" in envelope and sender.trust is not None:
+            self.result.signed, self.result.digest = True, signed_digest(envelope)
+            self.result.envelope = envelope
+            self.check = ReceiptCheck(
+                sender.trust, envelope["id"], self.result.digest, sender.require_receipts
+            )
+        self.receipts: dict[str, Receipt] = {}  # verified, by recipient
         self.token: str | None = None
         self.token_renewed = False
         self.cards_refreshed: set[str] = set()
@@ -279,6 +304,9 @@ class _Delivery:
         carried = list(cards)
         at, started = datetime.now(UTC), time.monotonic()
         target, answer = self._post(router, cards)
+        if self.check is not None:  # the endpoint of the very card each recipient had here
+            endpoints = {pid: card_endpoint(card) for pid, card in cards.items()}
+            answer, self.receipts = self.check.answer(answer, carried, endpoints)
         self._record(target, at, answer, carried, time.monotonic() - started)
         return answer, carried
 
@@ -361,7 +389,8 @@ class _Delivery:
 
     def _outcome(self, got: Outcome) -> None:
         """A recipient's latest outcome; one that did not fail is settled."""
-        self.result.recipients[got.to].settle(got)
+        proof = self.receipts.get(got.to) if got.outcome == DELIVERED else None
+        self.result.recipients[got.to].settle(got, proof)
         if got.outcome != FAILED and got.to in self.pending:
             self.pending.remove(got.to)
 

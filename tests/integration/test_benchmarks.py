@@ -42,6 +42,16 @@ FIGURES = {
         "relay worker RSS after",
         "relay RSS growth",
     ],
+    "signatures.py": [
+        "1 KiB: relay: parse_envelope (baseline)",
+        "1 KiB: sign (proof.signature.sign)",
+        "1 KiB: verify_delivery (recipient)",
+        "1 KiB: receipt: issue (ReceiptSigner)",
+        "1 KiB: receipt: verify (proof.receipt)",
+        "1 KiB: x5c check share of verify",
+        "64 KiB: sign (proof.signature.sign)",
+        "64 KiB: verify_delivery (recipient)",
+    ],
     "participant_revocation.py": [
         "suspend: every relay's sync.json",
         "suspend: every message refused",
@@ -75,6 +85,7 @@ RELAY_WRK_KEYS = [
     [
         "delivery.py",
         "verify.py",
+        "signatures.py",
         pytest.param("participant_revocation.py", marks=pytest.mark.needs_nginx),
         pytest.param("relay_wrk.py", marks=[pytest.mark.needs_nginx, NEEDS_WRK]),
     ],

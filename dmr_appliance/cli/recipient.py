@@ -1,9 +1,11 @@
-"""``dmr recipient``: run an HTTPS recipient endpoint that records what it receives."""
+"""``dmr recipient``: run an HTTPS recipient endpoint that records what it receives and,
+given the deployment CA, verifies signed deliveries and answers them with receipts."""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 
 from dmr_appliance.config_checks import bind_address
@@ -25,7 +27,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--cert", type=Path, required=True, help="server certificate (PEM)")
     parser.add_argument("--key", type=Path, required=True, help="its private key")
     parser.add_argument(
-        "--ca", type=Path, help="require a client certificate from this CA (the relays')"
+        "--ca",
+        type=Path,
+        help="the deployment CA: require a relay's client certificate from it, verify "
+        "signed deliveries against it and answer them with receipts",
+    )
+    parser.add_argument(
+        "--crl",
+        type=Path,
+        help="the deployment's CRL (PEM; re-read when it changes): a revoked sender's "
+        "signature is refused (with --ca)",
+    )
+    parser.add_argument(
+        "--require-signatures",
+        action="store_true",
+        help="refuse unsigned deliveries (422 signature-missing; with --ca)",
     )
     parser.add_argument("--log", type=Path, help="append one JSON line per delivery here")
     parser.add_argument(
@@ -53,6 +69,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ca is None and (args.crl is not None or args.require_signatures):
+        print("dmr recipient: --crl and --require-signatures need --ca", file=sys.stderr)
+        return 2
     server = recipient.RecipientServer(
         args.bind,
         cert=args.cert,
@@ -62,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         status=args.status,
         delay=args.delay,
         seen_path=args.seen,
+        crl=args.crl,
+        require_signatures=args.require_signatures,
     )
     signal.signal(signal.SIGTERM, _interrupt)
     recipient.serve(server)

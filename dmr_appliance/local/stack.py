@@ -205,6 +205,10 @@ class Stack(Layout):
                 str(key),
                 "--ca",
                 str(self.ca),
+                # Signed deliveries are verified (a revoked sender's refused) and answered
+                # with receipts; unsigned ones are still taken, as other tests send them.
+                "--crl",
+                str(pki.paths(self.pki_dir).crl),
                 "--log",
                 str(self.recipient_log),
                 "--seen",

@@ -32,6 +32,7 @@ GROUPS = (
     "failures",
     "tokens",
     "send",
+    "receipts",
     "trace",
 )
 

@@ -1,6 +1,8 @@
 """``dmr send``: send messages as a participant, with retries, failover and failure reports.
 
 One message from ``--data``, ``--file`` or stdin, or many from ``--batch`` (JSON lines).
+Signed by default, each delivery's receipt checked (``client/receipts.py``); ``--proof``
+keeps the message and its receipts for ``dmr receipts verify``.
 Exit status: 0 when every recipient got every message, 1 when any recipient failed or
 refused one (the per-recipient outcome is printed), 2 for a usage error.
 
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dmr_appliance import logs, pki
-from dmr_appliance.cli import _numbers
+from dmr_appliance.cli import _numbers, receipts
 from dmr_appliance.client import resend
 from dmr_appliance.client.result import RecipientOutcome, SendResult
 from dmr_appliance.client.sender import Sender
@@ -53,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _message_options(parser.add_argument_group("the message"))
     _delivery_options(parser.add_argument_group("delivery"))
+    receipts.send_options(parser.add_argument_group("end-to-end proof"))
     _identity_options(parser.add_argument_group("identity"))
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="one JSON result per message")
@@ -173,6 +176,13 @@ def _identity_options(who: argparse._ArgumentGroup) -> None:
     )
     who.add_argument("--key", type=Path, help="its private key")
     who.add_argument("--ca", type=Path, help="deployment CA (default PKI/ca.pem)")
+    who.add_argument(
+        "--crl",
+        type=Path,
+        default=os.environ.get("DMR_CRL"),
+        help="the CA's CRL receipts are checked against ($DMR_CRL; default PKI/crl.pem "
+        "when the CA is PKI's and it exists)",
+    )
 
 
 # -- messages --------------------------------------------------------------------------------
@@ -293,9 +303,12 @@ def make_sender(args: argparse.Namespace) -> Sender:
             raise UsageError(f"--as {args.participant!r}: {exc.detail}") from None
     key = key or cert.with_suffix(".key")
     ca = args.ca or layout.ca
-    for path in (cert, key, ca):
+    crl = Path(args.crl) if args.crl else None
+    if crl is None and args.ca is None and layout.crl.is_file():
+        crl = layout.crl  # the PKI's own CRL, only with the PKI's own CA
+    for path in (cert, key, ca, *([crl] if crl else [])):
         if not path.is_file():
-            raise UsageError(f"{path} does not exist (see --as, --cert, --key, --ca, --pki)")
+            raise UsageError(f"{path} does not exist (see --as, --cert, --key, --ca, --crl, --pki)")
     routers = routers_from(args)
     return Sender(
         routers,
@@ -307,6 +320,9 @@ def make_sender(args: argparse.Namespace) -> Sender:
         ttl=args.ttl,
         timeout=(args.connect_timeout, args.timeout),
         spool=spool_path(args),
+        sign=not args.no_sign,
+        crl=crl,
+        require_receipts=args.require_receipts,
     )
 
 
@@ -348,6 +364,8 @@ def run(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> int:
     logs.configure(args.log_level, stream=sys.stderr)
     stdin = stdin if stdin is not None else sys.stdin.buffer
     try:
+        if problem := receipts.send_problem(args):
+            raise UsageError(problem)
         messages = (
             []
             if args.retry_failed
@@ -370,6 +388,8 @@ def run(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> int:
             )
     for result in results:
         print(json.dumps(result.to_json()) if args.json else describe(result))
+    if args.proof is not None and results:
+        receipts.write_proof(args.proof, results[0])
     if args.retry_failed and not args.json:
         resolved = sum(r.resolved for r in results)
         print(
@@ -428,6 +448,8 @@ def describe(result: SendResult) -> str:
         status = r.status if r.status is not None else "-"
         tries = f"{r.attempts} attempt{'s' if r.attempts != 1 else ''}"
         reason = "" if r.outcome == "delivered" else f"  {r.reason}"
+        if result.signed and r.outcome == "delivered":
+            reason = f"  receipt verified ({r.receipt.signer})" if r.receipt else "  no receipt"
         lines.append(f"  {r.recipient:<24} {r.outcome:<9} {status!s:<4} {tries}{reason}")
     if result.failed:
         where = (

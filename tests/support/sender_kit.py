@@ -171,3 +171,19 @@ def sender_kit(tmp_path: Path, pki) -> Kit:
     session = requests.Session()
     session.mount("https://", InProcessHome(home.participant("alice")))
     return Kit(home, FakeRouter(pki), HomeClient(HOME, session=session))
+
+
+def cli_sender(kit: Kit, monkeypatch) -> list[dict[str, Any]]:
+    """``dmr send`` in this process makes its Sender through ``kit`` (the options it
+    chose kept in the list returned, one dict per Sender made)."""
+    from dmr_appliance.cli import send as send_cli
+
+    made: list[dict[str, Any]] = []
+
+    def sender(routers, **options: Any) -> Sender:
+        made.append({"routers": routers, **options})
+        chosen = ("sign", "crl", "require_receipts")
+        return kit.sender(**{name: options[name] for name in chosen})
+
+    monkeypatch.setattr(send_cli, "Sender", sender)
+    return made

@@ -6,9 +6,11 @@ participant's client certificate and bearer token and keeps TLS connections aliv
   B      adapter -> nginx -> nginx -> recipient              (three TLS hops, like the relay's)
   C      adapter -> router -> gate -> gunicorn: a no-op Falcon app, the relay's gunicorn argv
   relay  adapter -> router -> relay gates -> relays -> recipient
+  signed the relay path with the same message signed by its sender (issue 26): the relay
+         only keeps the ``signature`` member and passes it on (~1 KiB more per message)
 
-The recipient is nginx answering 200 over TLS with client certificates. Rounds of B, C
-and relay alternate in one run, so that a shared machine's noise falls on all three.
+The recipient is nginx answering 200 over TLS with client certificates. Rounds of B, C,
+relay and signed alternate in one run, so that a shared machine's noise falls on all.
 CPU per message is the user + system time of the apps' gunicorn process groups over the
 rounds, divided by the messages they carried. Then: latency at half of the relay's
 measured maximum rate (constant rate, see _constant_rate.py), fan-out latency to 1, 10
@@ -26,15 +28,27 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _common import enroll, header, note, parser, require_nginx, running_stack, scratch
+from _common import (
+    Credentials,
+    enroll,
+    header,
+    note,
+    parser,
+    require_nginx,
+    running_stack,
+    scratch,
+)
 from _paths import Ports, bench_nginx, noop_service
 from _wrk import WRK, WrkRun, group_cpu, wrk, wrk_script
+from cryptography.hazmat.primitives import serialization
 
-from dmr_appliance import envelope
+from dmr_appliance import envelope, pki
 from dmr_appliance.local.stack import HOST, Stack
+from dmr_appliance.proof import signature
 
 PAYLOAD = {"text": "x" * 900, "n": 42}  # ~1.2 KiB envelope with one card
-PATHS = ("B", "C", "relay")
+PATHS = ("B", "C", "relay", "signed")
+RELAY_PATHS = ("relay", "signed")  # through the relays: their CPU, their RSS
 
 
 def message(cards: Sequence[str]) -> bytes:
@@ -44,9 +58,21 @@ def message(cards: Sequence[str]) -> bytes:
     return json.dumps(doc).encode()
 
 
+def signed_message(creds: Credentials, recipient: str) -> bytes:
+    """``message`` to ``recipient`` (its card first in ``creds``), signed by the sender as
+    the Sender signs (``proof.signature.sign``)."""
+    doc = envelope.sender_envelope(
+        room="bench", sender="alice", to=[recipient], payload=PAYLOAD, ttl=3600
+    )
+    key = serialization.load_pem_private_key(creds.key.read_bytes(), None)
+    cert = pki.load_certificate(creds.cert.read_bytes())
+    doc["signature"] = signature.sign(doc, key, cert)  # type: ignore[arg-type]
+    return json.dumps(envelope.with_cards(doc, creds.cards[:1])).encode()
+
+
 def rounds(
     urls: dict[str, str],
-    script: Path,
+    scripts: dict[str, Path],
     *,
     count: int,
     seconds: float,
@@ -58,7 +84,9 @@ def rounds(
     for _ in range(count):
         for path in PATHS:
             before = group_cpu(cpu_groups.get(path, []))
-            runs[path].append(wrk(urls[path], script, seconds=seconds, connections=connections))
+            runs[path].append(
+                wrk(urls[path], scripts[path], seconds=seconds, connections=connections)
+            )
             cpu[path] += group_cpu(cpu_groups.get(path, [])) - before
     return {p: summary(runs[p], cpu[p]) for p in PATHS}
 
@@ -93,13 +121,18 @@ def print_rounds(figures: dict[str, dict]) -> None:
             f"{path:6} {f['rps']:8} {f['p50_ms']:8} {f['p99_ms']:8} {f['p999_ms']:9}"
             f" {f['errors']:7} {cpu:>11}"
         )
-    relay, b, c = figures["relay"], figures["B"], figures["C"]
+    relay, b, c, signed = figures["relay"], figures["B"], figures["C"], figures["signed"]
     note("relay/B", f"{relay['rps'] / b['rps']:.3f}")
     note("relay/C", f"{relay['rps'] / c['rps']:.3f}")
     note(
         "relay CPU µs/message",
         f"{relay['cpu_us']} (C's CPU µs/request {c['cpu_us']}, "
         f"ratio {relay['cpu_us'] / c['cpu_us']:.2f})",
+    )
+    note(
+        "signed/relay",
+        f"{signed['rps'] / relay['rps']:.3f} req/s, CPU µs/message {signed['cpu_us']} vs "
+        f"{relay['cpu_us']} ({signed['cpu_us'] / relay['cpu_us']:.2f}x)",
     )
 
 
@@ -123,7 +156,9 @@ def fanout(url: str, tmp: Path, cards: Sequence[str], seconds: float) -> dict[st
 def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("--seconds", type=float, help="per round and path (default 8, quick 1)")
-    cli.add_argument("--rounds", type=int, help="rounds of B, C, relay (default 3, quick 1)")
+    cli.add_argument(
+        "--rounds", type=int, help="rounds of B, C, relay, signed (default 3, quick 1)"
+    )
     cli.add_argument("--connections", type=int, default=32)
     cli.add_argument(
         "--relay-workers",
@@ -152,7 +187,7 @@ def main() -> None:
     count = args.rounds or (1 if args.quick else 3)
     rss_at = args.rss_messages or ((500, 1000) if args.quick else (10_000, 100_000))
     header(
-        "relay throughput with wrk: B (nginx) / C (no-op app) / relay, alternating",
+        "relay throughput with wrk: B (nginx) / C (no-op app) / relay / signed, alternating",
         seconds=seconds,
         rounds=count,
         connections=args.connections,
@@ -194,19 +229,23 @@ def run(stack: Stack, tmp: Path, args, seconds: float, count: int, rss_at: tuple
             "C": f"http://{HOST}:{ports.noop}/v1/messages",
             "B": f"http://{HOST}:{ports.passthrough}/v1/messages",
         }
+        urls["signed"] = urls["relay"]
         script = wrk_script(tmp / "one.lua", message(cards[:1]))
+        scripts = dict.fromkeys(PATHS, script)
+        scripts["signed"] = wrk_script(tmp / "signed.lua", signed_message(creds, "bob-1"))
         memory = RssWatch(relays)
         for path in PATHS:  # warm: connections, caches, first imports
-            memory.count(wrk(urls[path], script, seconds=1, connections=args.connections), path)
+            run = wrk(urls[path], scripts[path], seconds=1, connections=args.connections)
+            memory.count(run, "relay" if path in RELAY_PATHS else path)
         figures = rounds(
             urls,
-            script,
+            scripts,
             count=count,
             seconds=seconds,
             connections=args.connections,
-            cpu_groups={"relay": relays, "C": [c_group]},
+            cpu_groups={"relay": relays, "signed": relays, "C": [c_group]},
         )
-        memory.add(figures["relay"]["requests"])
+        memory.add(sum(figures[p]["requests"] for p in RELAY_PATHS))
         print_rounds(figures)
         extra = at_half_rate(
             urls["relay"],
@@ -225,7 +264,7 @@ def run(stack: Stack, tmp: Path, args, seconds: float, count: int, rss_at: tuple
 
 
 def report(figures: dict[str, dict], extra: dict) -> None:
-    relay, b, c = figures["relay"], figures["B"], figures["C"]
+    relay, b, c, signed = figures["relay"], figures["B"], figures["C"], figures["signed"]
     doc = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
@@ -234,9 +273,11 @@ def report(figures: dict[str, dict], extra: dict) -> None:
         "relay_over_B": round(relay["rps"] / b["rps"], 3),
         "relay_over_C": round(relay["rps"] / c["rps"], 3),
         "relay_cpu_over_C_cpu": round(relay["cpu_us"] / c["cpu_us"], 2),
+        "signed_over_relay": round(signed["rps"] / relay["rps"], 3),
+        "signed_cpu_over_relay_cpu": round(signed["cpu_us"] / relay["cpu_us"], 2),
         **extra,
     }
-    errors = relay["errors"] + b["errors"] + c["errors"]
+    errors = sum(figures[p]["errors"] for p in PATHS)
     print(json.dumps(doc, separators=(",", ":")))
     if errors:
         sys.exit(f"{errors} requests failed (see errors above); the figures are not valid")

@@ -34,6 +34,7 @@ FIGURES = {
         "relay/B",
         "relay/C",
         "relay CPU µs/message",
+        "signed/relay",
         "B at half the relay's max",
         "relay at half the relay's max",
         "fan-out to 1 recipients",
@@ -61,7 +62,7 @@ FIGURES = {
 }
 RELAY_WRK_KEYS = [
     f"{path}_{figure}"
-    for path in ("B", "C", "relay")
+    for path in ("B", "C", "relay", "signed")
     for figure in ("rps", "errors", "p50_ms", "p99_ms", "p999_ms")
 ] + [
     "relay_cpu_us",
@@ -69,6 +70,9 @@ RELAY_WRK_KEYS = [
     "relay_over_B",
     "relay_over_C",
     "relay_cpu_over_C_cpu",
+    "signed_cpu_us",
+    "signed_over_relay",
+    "signed_cpu_over_relay_cpu",
     "half_rate_relay_p50_ms",
     "half_rate_relay_p99_ms",
     "half_rate_B_achieved",

@@ -3,7 +3,9 @@
 stdout carries the narration and the summary table (with ``--json``, then one JSON
 line, the last); stderr the progress bar; the stack's processes and the demo's own
 sender log to ``STATE_DIR/logs/``. Exit 0 only when every message is accounted for,
-none was processed twice, and the revoked participant was refused.
+none was processed twice, every delivered one was signed, verified by the recipient and
+receipted, the message a relay altered was refused, and the revoked participant was
+refused.
 """
 
 from __future__ import annotations

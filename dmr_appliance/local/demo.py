@@ -3,8 +3,11 @@
 The scenario: start the stack; register alice and bob (one room, bob receives at the
 stack's demo recipient) and mallory; send a batch from alice to bob from several threads,
 paced under the router's rate limit, while one relay is SIGKILLed halfway and then
-restarted; revoke mallory while she keeps sending (one try every 50 ms) and time the
-first refusal; then reconcile.
+restarted; deliver one of alice's signed messages altered on a relay's host (with that
+relay's certificate, as its process would), which the recipient must refuse; revoke
+mallory while she keeps sending (one try every 50 ms) and time the first refusal; then
+reconcile. Every message is signed by its sender, verified by the recipient, and answered
+with a receipt the Sender verifies: the tally counts both among the delivered.
 
 Reconciliation is against three independent records, never against the demo's own
 counters: every message id the Sender was asked to send is either **delivered** (the
@@ -38,6 +41,7 @@ from dmr_appliance.local.demo_records import (
     read_deliveries,
     reconcile,
 )
+from dmr_appliance.local.demo_tamper import Tampering, deliver_altered
 from dmr_appliance.local.stack import Stack, StackError
 from dmr_appliance.progress import ProgressBar
 
@@ -79,15 +83,19 @@ class Revocation:
 class Report:
     tally: Tally
     crash: RelayCrash
+    tampering: Tampering
     revocation: Revocation
     seconds: float
     state_dir: Path
 
     @property
     def ok(self) -> bool:
+        t = self.tally
         return (
-            self.tally.unaccounted == 0
-            and self.tally.processed_twice == 0
+            t.unaccounted == 0
+            and t.processed_twice == 0
+            and t.signed == t.signature_verified == t.receipts_verified == t.delivered
+            and self.tampering.refused
             and self.revocation.latency_ms is not None
         )
 
@@ -102,6 +110,7 @@ class Report:
             "relay_killed_after": self.crash.after_message,
             "relay_back_after_s": _round(self.crash.back_after_s),
             "relay_error": self.crash.error,
+            **self.tampering.to_json(),
             "seconds": round(self.seconds, 1),
             "state_dir": str(self.state_dir),
             "ok": self.ok,
@@ -124,10 +133,12 @@ class Demo:
         self.register_participants()
         with self._sender(SENDER) as alice:
             crash = self.send_batch(alice, messages)
+        tampering = self.tamper()
         with self._sender(REVOKED) as mallory:
             revocation = self.revoke_while_sending(mallory)
         tally = self.tally()
-        return Report(tally, crash, revocation, time.monotonic() - started, self.stack.state_dir)
+        seconds = time.monotonic() - started
+        return Report(tally, crash, tampering, revocation, seconds, self.stack.state_dir)
 
     # -- participants --------------------------------------------------------------------
 
@@ -245,6 +256,18 @@ class Demo:
         except (DmrError, OSError) as exc:
             crash.error = f"{type(exc).__name__}: {exc}"
 
+    # -- a relay that alters a message ---------------------------------------------------
+
+    def tamper(self) -> Tampering:
+        found = deliver_altered(self.stack, room=ROOM, sender=SENDER, recipient=RECEIVER)
+        answer = found.error or f"{found.status} {found.code or '(no problem type)'}"
+        verdict = "refused it" if found.refused else "did NOT refuse it"
+        self.say(
+            f"a message of {SENDER}'s altered on {found.relay}'s host and delivered with its "
+            f"certificate: {RECEIVER}'s endpoint {verdict} ({answer})"
+        )
+        return found
+
     # -- revocation ----------------------------------------------------------------------
 
     def revoke_while_sending(self, mallory: Sender) -> Revocation:
@@ -283,6 +306,7 @@ class Demo:
             read_deliveries(self.stack.recipient_log),
             failed,
             path=f"/inbox/{RECEIVER}",
+            receipted=self.ledger.receipted(),
         )
 
 
@@ -309,6 +333,14 @@ def summary(report: Report) -> str:
             "extra copies the recipient did not process again",
         ),
         ("processed twice", str(t.processed_twice), "must be 0"),
+        ("signed", str(t.signed), "of the delivered: signed by their sender"),
+        ("signature verified", str(t.signature_verified), "by the recipient (CA, CRL, content)"),
+        ("receipts verified", str(t.receipts_verified), "by the Sender (recipient's signature)"),
+        (
+            "altered by a relay",
+            "refused" if report.tampering.refused else "NOT refused",
+            f"{report.tampering.status} {report.tampering.code} at {RECEIVER}'s endpoint",
+        ),
         (
             "revocation latency",
             _latency(rev),

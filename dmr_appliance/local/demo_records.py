@@ -66,6 +66,16 @@ class Ledger:
             return None
         return "; ".join(result.recipients[p].reason for p in result.rejected)
 
+    def receipted(self) -> set[str]:
+        """Ids whose every recipient's receipt the Sender verified (signed messages only)."""
+        with self._lock:
+            results = list(self.results.values())
+        return {
+            r.message_id
+            for r in results
+            if r.ok and all(o.receipt is not None for o in r.recipients.values())
+        }
+
     def refusals(self) -> dict[str, str]:
         """Message id -> reason, for every message the Sender refused for good."""
         with self._lock:
@@ -119,6 +129,9 @@ class Tally:
     unaccounted: int
     duplicates_suppressed: int  # further copies the recipient logged and did not process
     processed_twice: int  # ids the recipient processed more than once (must be 0)
+    signed: int  # of the delivered: signed by their sender (the recipient's log says)
+    signature_verified: int  # ... whose signature the recipient verified
+    receipts_verified: int  # ... whose receipt the Sender verified
     by_relay: dict[str, int]  # processed deliveries by the relay that made them
     refusal_reasons: dict[str, int]
     unaccounted_ids: list[str]
@@ -130,9 +143,13 @@ def reconcile(
     deliveries: Iterable[Mapping[str, Any]],
     failed: set[str],
     path: str,
+    receipted: set[str] | frozenset[str] = frozenset(),
 ) -> Tally:
-    """Classify every asked id by the records; ``path`` is the recipient's inbox path."""
+    """Classify every asked id by the records; ``path`` is the recipient's inbox path,
+    ``receipted`` the ids whose receipt the Sender verified."""
     wanted = set(asked)
+    signed: set[str] = set()
+    verified: set[str] = set()
     processed: Counter[str] = Counter()
     copies: Counter[str] = Counter()
     relays: Counter[str] = Counter()
@@ -145,6 +162,10 @@ def reconcile(
         else:
             processed[mid] += 1
             relays[str(record.get("relay"))] += 1
+            if record.get("signed"):
+                signed.add(mid)
+            if record.get("signature") == "verified":
+                verified.add(mid)
     delivered = set(processed)
     refused = {mid for mid in wanted - delivered if mid in refusals}
     reported = (wanted - delivered - refused) & failed
@@ -157,6 +178,9 @@ def reconcile(
         unaccounted=len(missing),
         duplicates_suppressed=sum(copies.values()),
         processed_twice=sum(1 for n in processed.values() if n > 1),
+        signed=len(signed),
+        signature_verified=len(verified),
+        receipts_verified=len(delivered & set(receipted)),
         by_relay=dict(sorted(relays.items())),
         refusal_reasons=dict(Counter(_reason_head(refusals[mid]) for mid in refused)),
         unaccounted_ids=missing[:20],

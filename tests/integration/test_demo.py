@@ -52,6 +52,10 @@ def test_demo_accounts_for_every_message_and_leaves_nothing_running(tmp_path):
     assert tally["sent"] == tally["delivered"] + tally["refused"] + tally["reported_failed"]
     assert tally["sent"] >= 61  # the batch, then mallory's messages around her revocation
     assert tally["processed_twice"] == 0
+    delivered = tally["delivered"]
+    assert tally["signed"] == tally["signature_verified"] == delivered, tally
+    assert tally["receipts_verified"] == delivered, tally
+    assert tally["tampered_refused"] and tally["tampered_code"] == "signature-invalid", tally
     assert tally["refused"] >= 1 and "403 sender-revoked" in tally["refusal_reasons"]
     assert tally["revocation_ms"] is not None and tally["revocation_ms"] <= 1000
     assert tally["relay_killed"] == "relay-1" and tally["relay_back_after_s"] is not None

@@ -17,8 +17,17 @@ def delivery(
     status: int = 200,
     path: str = INBOX,
     relay: str = "relay-1",
+    signature: str = "verified",
 ) -> dict:
-    return {"id": mid, "duplicate": duplicate, "status": status, "path": path, "relay": relay}
+    return {
+        "id": mid,
+        "duplicate": duplicate,
+        "status": status,
+        "path": path,
+        "relay": relay,
+        "signed": signature != "unsigned",
+        "signature": signature,
+    }
 
 
 def test_every_id_lands_in_exactly_one_class():
@@ -39,6 +48,20 @@ def test_every_id_lands_in_exactly_one_class():
     assert tally.duplicates_suppressed == 1 and tally.processed_twice == 0
     assert tally.refusal_reasons == {"403 sender-revoked": 1}
     assert tally.by_relay == {"relay-1": 1, "relay-2": 1}
+
+
+def test_signatures_and_receipts_are_counted_among_the_delivered():
+    records = [
+        delivery("a"),
+        delivery("b", signature="unsigned"),
+        delivery("c"),
+        delivery("x", status=422, signature="refused"),
+    ]
+    tally = reconcile(
+        ["a", "b", "c", "x"], {}, records, failed=set(), path=INBOX, receipted={"a", "x"}
+    )
+    assert tally.delivered == 3
+    assert (tally.signed, tally.signature_verified, tally.receipts_verified) == (2, 2, 1)
 
 
 def test_an_id_processed_twice_is_counted():

@@ -84,6 +84,7 @@ class ReceiptCheck:
     message_id: str
     digest: str
     required: bool = False
+    sender: str | None = None  # the participant that signed: each receipt must name it
 
     def answer(
         self, answer: Answer, carried: Sequence[str], endpoints: Mapping[str, str | None]
@@ -128,6 +129,7 @@ class ReceiptCheck:
                 recipient=got.to,
                 endpoint=endpoint,
                 digest=self.digest,
+                sender=self.sender,
             )
         except ProofError as exc:
             logs.log_event(

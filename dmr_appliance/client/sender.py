@@ -249,7 +249,11 @@ class _Delivery:
             self.result.signed, self.result.digest = True, signed_digest(envelope)
             self.result.envelope = envelope
             self.check = ReceiptCheck(
-                sender.trust, envelope["id"], self.result.digest, sender.require_receipts
+                sender.trust,
+                envelope["id"],
+                self.result.digest,
+                sender.require_receipts,
+                sender=sender.participant,
             )
         self.receipts: dict[str, Receipt] = {}  # verified, by recipient
         self.token: str | None = None

@@ -89,10 +89,12 @@ def verify(
     recipient: str,
     endpoint: str,
     digest: str,
+    sender: str | None = None,
     now: datetime | None = None,
 ) -> Receipt:
     """``token`` checked as the proof that ``recipient`` at ``endpoint`` accepted the
-    message ``message_id`` whose signed content has ``digest``; ``ProofError`` if not."""
+    message ``message_id`` (from ``sender``, when given) whose signed content has
+    ``digest``; ``ProofError`` if not."""
     header = jws.header(token, what="receipt", typ=TYP)
     when = now or datetime.now(UTC)
     cert = trust.certificate(header.get("x5c"), kind="server", what="receipt", now=when)
@@ -101,6 +103,8 @@ def verify(
         raise jws.refused("receipt", "endpoint-host", f"is signed by a certificate not for {host}")
     claims = _claims(jws.verify(token, cert.public_key(), what="receipt"))
     expected = {"id": message_id, "to": recipient, "endpoint": endpoint, "digest": digest}
+    if sender is not None:
+        expected["from"] = sender
     for name, value in expected.items():
         if claims[name] != value:
             raise jws.refused(

@@ -227,6 +227,7 @@ def test_a_receipt_verifies_against_what_was_signed(pki, trust):
         ({"recipient": "carol"}, {}, "receipt-mismatch"),
         ({"message_id": "01J0000000000000000000000A"}, {}, "receipt-mismatch"),
         ({"endpoint": "https://localhost:9443/inbox/carol"}, {}, "receipt-mismatch"),
+        ({"sender": "carol"}, {"sender": "alice"}, "receipt-mismatch"),
         ({}, {"endpoint": "https://elsewhere.example/inbox/bob"}, "receipt-endpoint-host"),
     ],
 )

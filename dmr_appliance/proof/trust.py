@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +41,7 @@ class Trust:
         """The leaf of ``x5c`` (one certificate of ``kind``, by the deployment CA, valid at
         ``now``, not revoked); ``ProofError`` ``{what}-cert-*`` otherwise."""
         cert = _leaf(x5c, what)
-        if not pki.verify_issued_by(cert, self.ca_cert):
+        if not _issued_by(cert, self.ca_cert):
             raise _refused(what, "cert-untrusted", "was not issued by this deployment's CA")
         if not pki.cert_not_before(cert) <= now <= pki.cert_not_after(cert):
             raise _refused(what, "cert-expired", "is outside its validity period")
@@ -81,13 +82,26 @@ def _dns_match(pattern: str, host: str) -> bool:
     return pattern == host
 
 
+@functools.lru_cache(maxsize=1024)
+def _issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
+    # Cached (a quarter of a 1 KiB message's verification): a sender's certificate comes
+    # again with each of its messages. Certificates hash and compare by their DER, so a
+    # rotated CA never reuses a verdict; dates and the CRL are checked on every call.
+    return pki.verify_issued_by(cert, ca_cert)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(der_b64: str) -> x509.Certificate:
+    return x509.load_der_x509_certificate(base64.b64decode(der_b64, validate=True))
+
+
 def _leaf(value: Any, what: str) -> x509.Certificate:
     if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], str)):
         raise _refused(what, "cert-invalid", "must be in x5c as exactly one base64 certificate")
     if len(value[0]) > MAX_CERT_CHARS:
         raise _refused(what, "cert-invalid", f"is longer than {MAX_CERT_CHARS} characters")
     try:
-        return x509.load_der_x509_certificate(base64.b64decode(value[0], validate=True))
+        return _parsed(value[0])
     except (binascii.Error, ValueError, PkiError):
         raise _refused(what, "cert-invalid", "in x5c is not a DER certificate") from None
 

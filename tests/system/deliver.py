@@ -4,7 +4,8 @@ token and bob's address card from home, and sends one message from alice to bob
 through nginx. Prints one JSON line: the message id and the relay's answer.
 
 Usage: python3 deliver.py ROUTER_URL PKI_DIR [ENDPOINT]  (exit 0 only when bob's endpoint
-got it; ENDPOINT, both participants' endpoint, defaults to https://localhost:9443/inbox)
+got it; ENDPOINT/<participant> is each participant's endpoint, ENDPOINT defaults to
+https://localhost:9443/inbox: the demo recipient names the participant by the path's end)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main(router: str, pki: Path, endpoint: str = RECIPIENT_ENDPOINT) -> int:
         answer = admin.post(
             f"{router}/v1/home/participants",
             timeout=10,
-            json={"id": pid, "endpoint": endpoint, "rooms": [ROOM]},
+            json={"id": pid, "endpoint": f"{endpoint}/{pid}", "rooms": [ROOM]},
         )
         if answer.status_code not in (200, 201, 409):
             return fail("create participant", answer)

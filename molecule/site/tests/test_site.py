@@ -199,7 +199,7 @@ def test_the_site_runs():
     assert host("logs-1").socket("tcp://0.0.0.0:6514").is_listening
     for pid in ("alice", "bob", "mallory"):
         done = host("router-1").run(
-            f"dmr participants add {pid} --endpoint {ENDPOINT} --room lobby"
+            f"dmr participants add {pid} --endpoint {ENDPOINT}/{pid} --room lobby"
         )
         assert done.rc == 0 or "exists" in done.stdout + done.stderr, done.stderr
     wait_until(lambda: relay_ready("relay-1") and relay_ready("relay-2"), 60, "relays ready")

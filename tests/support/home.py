@@ -6,6 +6,11 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
 
 from dmr_appliance.config import HomeConfig, Tls, to_toml
 from dmr_appliance.home import store as store_mod
@@ -188,3 +193,31 @@ def older_store(path: Path, migrations: int, rows: list[tuple[str, tuple]]) -> N
         old.close()
     finally:
         store_mod.MIGRATIONS = newest
+
+
+class InProcess(BaseAdapter):
+    """A requests adapter that sends each request to a falcon.testing ``Caller`` (a home
+    under test, as one certificate) instead of the network: the real ``HomeClient``
+    against the real home app, without sockets."""
+
+    def __init__(self, caller) -> None:
+        super().__init__()
+        self.caller = caller
+
+    def send(self, request, **kwargs) -> requests.Response:
+        url = urlsplit(request.url)
+        result = self.caller.request(
+            request.method,
+            url.path,
+            query_string=url.query,
+            body=request.body or b"",
+            headers=dict(request.headers),
+        )
+        resp = requests.Response()
+        resp.status_code, resp._content = result.status_code, result.content
+        resp.headers = CaseInsensitiveDict(result.headers)
+        resp.url, resp.request, resp.reason = request.url, request, result.status
+        return resp
+
+    def close(self) -> None:
+        pass

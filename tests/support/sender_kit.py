@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from cryptography.hazmat.primitives import serialization
@@ -29,7 +28,7 @@ from dmr_appliance.proof import receipt, signature
 from dmr_appliance.proof.trust import Trust
 from dmr_appliance.wire.home import HomeClient
 from dmr_appliance.wire.retry import RetryPolicy
-from tests.support.home import home_under_test
+from tests.support.home import InProcess, home_under_test
 
 ROUTER = "https://router.test:8443"
 HOME = "https://home.test/v1"
@@ -43,28 +42,6 @@ def _response(request: requests.PreparedRequest, status: int, body: bytes) -> re
     resp.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
     resp.url, resp.request, resp.reason = request.url, request, str(status)
     return resp
-
-
-class InProcessHome(BaseAdapter):
-    """Sends each request to a falcon.testing ``Caller`` instead of the network."""
-
-    def __init__(self, caller) -> None:
-        super().__init__()
-        self.caller = caller
-
-    def send(self, request, **kwargs) -> requests.Response:
-        url = urlsplit(request.url)
-        result = self.caller.request(
-            request.method,
-            url.path,
-            query_string=url.query,
-            body=request.body or b"",
-            headers=dict(request.headers),
-        )
-        return _response(request, result.status_code, result.content)
-
-    def close(self) -> None:
-        pass
 
 
 def card_claims(card: str) -> dict[str, Any]:
@@ -169,7 +146,7 @@ def sender_kit(tmp_path: Path, pki) -> Kit:
         home.add(pid, ["ops"], endpoint=endpoint)
     home.add("dave", ["ops"])  # at https://dave.example/inbox, which no test certificate names
     session = requests.Session()
-    session.mount("https://", InProcessHome(home.participant("alice")))
+    session.mount("https://", InProcess(home.participant("alice")))
     return Kit(home, FakeRouter(pki), HomeClient(HOME, session=session))
 
 

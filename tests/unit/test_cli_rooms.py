@@ -5,45 +5,16 @@ admin through the router). Errors are one line, never a traceback."""
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 import pytest
 import requests
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
 
 from dmr_appliance import cli
 from dmr_appliance.cli import _home_client
 from dmr_appliance.wire.home import HomeClient
-from tests.support.home import home_under_test
+from tests.support.home import InProcess, home_under_test
 
 BASE = "https://home.test/v1"
-
-
-class InProcess(BaseAdapter):
-    """Sends each request to a falcon.testing ``Caller`` instead of the network."""
-
-    def __init__(self, caller) -> None:
-        super().__init__()
-        self.caller = caller
-
-    def send(self, request, **kwargs) -> requests.Response:
-        url = urlsplit(request.url)
-        result = self.caller.request(
-            request.method,
-            url.path,
-            query_string=url.query,
-            body=request.body or b"",
-            headers=dict(request.headers),
-        )
-        resp = requests.Response()
-        resp.status_code, resp._content = result.status_code, result.content
-        resp.headers = CaseInsensitiveDict(result.headers)
-        resp.url, resp.request, resp.reason = request.url, request, result.status
-        return resp
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

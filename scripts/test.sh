@@ -16,11 +16,13 @@ echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
+# Both runs use every core (pytest-xdist); --dist loadfile keeps a module's tests on one
+# worker, since the integration modules share a local stack (or home) started per module.
 echo "== pytest: current PyPI releases (.venv)"
-.venv/bin/python -m pytest -q -m "not system" -p no:cacheprovider
+.venv/bin/python -m pytest -q -m "not system" -p no:cacheprovider -n auto --dist loadfile
 
 echo "== pytest: Debian 12 versions (.venv-debian12)"
-.venv-debian12/bin/python -m pytest -q -m "not system" -p no:cacheprovider
+.venv-debian12/bin/python -m pytest -q -m "not system" -p no:cacheprovider -n auto --dist loadfile
 
 if [ "$system" = 1 ]; then
   echo "== pytest: system tests (Debian package in a systemd container)"

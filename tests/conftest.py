@@ -29,8 +29,16 @@ ADMINS = ("admin",)
 LOCAL_SANS = {"dns": ("localhost",), "ips": ("127.0.0.1",)}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's tmp_path factory reads basetemp
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_nginx: runs nginx; skipped where none is installed")
+    # pytest-xdist gives each worker BASETEMP/popen-gwN; a stack's unix sockets live in its
+    # state directory, and the 6 more characters take the longest past the 107 bytes a
+    # socket path may have (nginx: "too long path in the unix domain socket"): BASETEMP/gwN.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    basetemp = config.option.basetemp
+    if worker and basetemp and Path(basetemp).name == f"popen-{worker}":
+        config.option.basetemp = str(Path(basetemp).with_name(worker))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -41,7 +41,7 @@ class Trust:
         """The leaf of ``x5c`` (one certificate of ``kind``, by the deployment CA, valid at
         ``now``, not revoked); ``ProofError`` ``{what}-cert-*`` otherwise."""
         cert = _leaf(x5c, what)
-        if not _issued_by(cert, self.ca_cert):
+        if not _issued_by(x5c[0], self.ca_cert):
             raise _refused(what, "cert-untrusted", "was not issued by this deployment's CA")
         if not pki.cert_not_before(cert) <= now <= pki.cert_not_after(cert):
             raise _refused(what, "cert-expired", "is outside its validity period")
@@ -83,14 +83,16 @@ def _dns_match(pattern: str, host: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
+def _issued_by(der_b64: str, ca_cert: x509.Certificate) -> bool:
     # Cached (a quarter of a 1 KiB message's verification): a sender's certificate comes
-    # again with each of its messages. Certificates hash and compare by their DER, so a
-    # rotated CA never reuses a verdict; dates and the CRL are checked on every call.
-    return pki.verify_issued_by(cert, ca_cert)
+    # again with each of its messages. Keyed by the certificate's own text and the CA
+    # (which hashes by its DER), so a rotated CA never reuses a verdict; dates and the CRL
+    # are checked on every call. Only the verdict is kept, never a certificate object:
+    # cryptography 38 (Debian 12) raises "Already borrowed" when two threads read one
+    # certificate's extensions at once (a sender checks its receipts on several threads).
+    return pki.verify_issued_by(_parsed(der_b64), ca_cert)
 
 
-@functools.lru_cache(maxsize=1024)
 def _parsed(der_b64: str) -> x509.Certificate:
     return x509.load_der_x509_certificate(base64.b64decode(der_b64, validate=True))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -254,3 +255,19 @@ def test_names_host_matches_dns_wildcards_and_addresses(pki):
     cert = _cert(pki, "server", "recipient")
     assert names_host(cert, "localhost") and names_host(cert, "127.0.0.1")
     assert not names_host(cert, "example.org") and not names_host(cert, "127.0.0.2")
+
+
+def test_no_certificate_object_is_shared_between_verifications(pki, trust):
+    """cryptography 38 (Debian 12) raises "Already borrowed" when two threads read one
+    certificate's extensions at once: each check gets a certificate of its own (only the
+    CA's verdict is cached), and receipts verify on many threads at once (the site's
+    `dmr send --batch` crashed so)."""
+    doc = _signed(pki)
+    token = _receipt(pki, doc)
+    x5c = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "==="))["x5c"]
+    now = datetime.now(UTC)
+    first = trust.certificate(x5c, kind="server", what="receipt", now=now)
+    assert first is not trust.certificate(x5c, kind="server", what="receipt", now=now)
+    with ThreadPoolExecutor(8) as pool:
+        checked = list(pool.map(lambda _: _check(trust, doc, token).signer, range(400)))
+    assert checked == ["recipient"] * 400

@@ -26,9 +26,9 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from dmr_appliance import ids
+from dmr_appliance.proof import receipt
 
 Target = tuple[str, int, str]  # host, port, request target
-RECEIPT_HEADER = "DMR-Receipt"  # proof/receipt.py's HEADER, read here without its imports
 
 
 class Reply(NamedTuple):
@@ -93,7 +93,7 @@ class ConnectionPool:
             self._give_back(host, port, conn)
         else:
             conn.close()
-        return Reply(response.status, response.getheader(RECEIPT_HEADER))
+        return Reply(response.status, response.getheader(receipt.HEADER))
 
     def idle(self, url: str) -> int:
         """How many idle connections are kept for ``url``'s host."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from dmr_appliance import envelope, logs
 from dmr_appliance.config import RelayConfig
 from dmr_appliance.errors import Unavailable
+from dmr_appliance.proof import jws
 from dmr_appliance.relay import delivery_body
 from dmr_appliance.relay.connections import ConnectionPool, Reply
 from dmr_appliance.relay.metrics import RelayMetrics
@@ -33,7 +34,7 @@ QUEUE_FACTOR = 4
 # A recipient's answer is read only this far; one that talks more loses its connection.
 ANSWER_LIMIT = 64 * 1024
 RECIPIENT_HOSTS = 256  # connection pools kept (one per recipient host:port)
-MAX_RECEIPT_CHARS = 16384
+MAX_RECEIPT_CHARS = jws.MAX_TOKEN_CHARS  # a longer one no sender would read
 _JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 _log = logs.get_logger("dmr.relay.delivery")

@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 
 WRK = "/usr/bin/wrk"
+TIME_WAIT_SECONDS = 60  # Linux's TCP_TIMEWAIT_LEN: a closed connection's socket lingers
+_TIME_WAIT = re.compile(r"timer:\(timewait,(?:(\d+)min)?(?:(\d+)sec)?(?:(\d+)ms)?")
 _RESULT = re.compile(r"^WRK (.*)$", re.MULTILINE)
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -156,3 +158,23 @@ def group_cpu(pgids: list[int]) -> float:
         if int(fields[2]) in pgids:
             total += int(fields[11]) + int(fields[12])
     return total / _TICK
+
+
+def closed_within(ports: list[int], seconds: float) -> int:
+    """TCP connections to or from ``ports`` closed in the last ``seconds``: loopback keeps
+    both ends here, and the end that closed first lingers in TIME-WAIT for 60 s, its
+    timer counting down (``ss -o``)."""
+    match = " or ".join(f"dport = :{p} or sport = :{p}" for p in ports)
+    listed = subprocess.run(
+        ["ss", "-tanHo", "state", "time-wait", f"( {match} )"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    recent = 0
+    for found in _TIME_WAIT.finditer(listed):
+        minutes, secs, ms = (int(x or 0) for x in found.groups())
+        if minutes * 60 + secs + ms / 1000 >= TIME_WAIT_SECONDS - seconds:
+            recent += 1
+    return recent

@@ -24,6 +24,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +40,7 @@ from _common import (
     scratch,
 )
 from _paths import Ports, bench_nginx, noop_service
-from _wrk import WRK, WrkRun, group_cpu, wrk, wrk_script
+from _wrk import WRK, WrkRun, closed_within, group_cpu, wrk, wrk_script
 from cryptography.hazmat.primitives import serialization
 
 from dmr_appliance import envelope, pki
@@ -78,17 +79,24 @@ def rounds(
     seconds: float,
     connections: int,
     cpu_groups: dict[str, list[int]],
+    gate_ports: list[int],
 ) -> dict[str, dict]:
     runs: dict[str, list[WrkRun]] = {p: [] for p in PATHS}
     cpu = dict.fromkeys(PATHS, 0.0)
+    closed: dict[str, list[int]] = {p: [] for p in RELAY_PATHS}
     for _ in range(count):
         for path in PATHS:
-            before = group_cpu(cpu_groups.get(path, []))
+            before, started = group_cpu(cpu_groups.get(path, [])), time.monotonic()
             runs[path].append(
                 wrk(urls[path], scripts[path], seconds=seconds, connections=connections)
             )
             cpu[path] += group_cpu(cpu_groups.get(path, [])) - before
-    return {p: summary(runs[p], cpu[p]) for p in PATHS}
+            if path in closed:  # router <-> relay gates, closed during this round
+                closed[path].append(closed_within(gate_ports, time.monotonic() - started))
+    found = {p: summary(runs[p], cpu[p]) for p in PATHS}
+    for path, counts in closed.items():
+        found[path]["closed_per_round"] = max(counts)
+    return found
 
 
 def summary(runs: list[WrkRun], cpu: float) -> dict:
@@ -109,7 +117,7 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-def print_rounds(figures: dict[str, dict]) -> None:
+def print_rounds(figures: dict[str, dict], slots: int) -> None:
     print(
         f"{'path':6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7}"
         f" {'CPU µs/req':>11}"
@@ -128,6 +136,12 @@ def print_rounds(figures: dict[str, dict]) -> None:
         "relay CPU µs/message",
         f"{relay['cpu_us']} (C's CPU µs/request {c['cpu_us']}, "
         f"ratio {relay['cpu_us'] / c['cpu_us']:.2f})",
+    )
+    note(
+        "router-gate connections closed",
+        f"{relay['closed_per_round']} in the worst relay round, "
+        f"{signed['closed_per_round']} in the worst signed one "
+        f"(keep-alive slots: {slots})",
     )
     note(
         "signed/relay",
@@ -244,9 +258,12 @@ def run(stack: Stack, tmp: Path, args, seconds: float, count: int, rss_at: tuple
             seconds=seconds,
             connections=args.connections,
             cpu_groups={"relay": relays, "signed": relays, "C": [c_group]},
+            gate_ports=gate_ports(stack),
         )
         memory.add(sum(figures[p]["requests"] for p in RELAY_PATHS))
-        print_rounds(figures)
+        slots = keepalive_slots(stack)
+        print_rounds(figures, slots)
+        figures["relay"]["keepalive_slots"] = slots
         extra = at_half_rate(
             urls["relay"],
             urls["B"],
@@ -263,6 +280,47 @@ def run(stack: Stack, tmp: Path, args, seconds: float, count: int, rss_at: tuple
     report(figures, extra)
 
 
+# Issue 28's goals, as ratios from this one run: (figure, its goal, met when).
+TARGETS = (
+    ("relay/C req/s", "relay_over_C", ">= 0.45", lambda v, d: v >= 0.45),
+    ("relay CPU / C CPU", "relay_cpu_over_C_cpu", "<= 2.5", lambda v, d: v <= 2.5),
+    ("p99 ms at half max", "half_rate_relay_p99_ms", "<= 10", lambda v, d: v <= 10),
+    (
+        "fan-out 10/1 p50",
+        "fanout_10_over_1",
+        "<= 2",
+        lambda v, d: v <= 2,
+    ),
+    ("RSS growth % 10k->100k", "rss_growth_pct", "< 5", lambda v, d: v < 5),
+    (
+        "closed router-gate conns",
+        "relay_closed_per_round",
+        "<= keep-alive slots",
+        lambda v, d: v <= d["relay_keepalive_slots"],
+    ),
+)
+
+
+def print_targets(doc: dict) -> None:
+    print("targets (issue 28):")
+    for name, key, goal, met in TARGETS:
+        value = doc.get(key)
+        verdict = "-" if value is None else ("met" if met(value, doc) else "MISSED")
+        print(f"  {name:28} {value!s:>8}  goal {goal:20} {verdict}")
+
+
+def gate_ports(stack: Stack) -> list[int]:
+    return [int(stack.relay_config(n).bind.rpartition(":")[2]) for n in stack.relay_names]
+
+
+def keepalive_slots(stack: Stack) -> int:
+    """Idle connections the router may keep to the relays: per worker, per relay."""
+    router = stack.router_config()
+    workers = router.worker_processes
+    per_worker = int(os.cpu_count() or 1) if workers == "auto" else int(workers)
+    return router.upstream.keepalive * len(set(router.relays)) * per_worker
+
+
 def report(figures: dict[str, dict], extra: dict) -> None:
     relay, b, c, signed = figures["relay"], figures["B"], figures["C"], figures["signed"]
     doc = {
@@ -277,7 +335,10 @@ def report(figures: dict[str, dict], extra: dict) -> None:
         "signed_cpu_over_relay_cpu": round(signed["cpu_us"] / relay["cpu_us"], 2),
         **extra,
     }
+    if extra.get("fanout_1_p50_ms") and extra.get("fanout_10_p50_ms"):
+        doc["fanout_10_over_1"] = round(extra["fanout_10_p50_ms"] / extra["fanout_1_p50_ms"], 2)
     errors = sum(figures[p]["errors"] for p in PATHS)
+    print_targets(doc)
     print(json.dumps(doc, separators=(",", ":")))
     if errors:
         sys.exit(f"{errors} requests failed (see errors above); the figures are not valid")

@@ -336,7 +336,9 @@ class Upstreams:
         lambda v: None if v > 60 else "must exceed 60 (longest long poll)",
         "seconds to wait on GET /v1/home/sync",
     )
-    keepalive: int = setting(32, positive, "idle kept-alive connections per worker and pool")
+    keepalive: int = setting(
+        32, positive, "idle kept-alive connections to each relay, per nginx worker"
+    )
     max_fails: int = setting(
         3,
         lambda v: None if v >= 0 else "must be 0 or more",

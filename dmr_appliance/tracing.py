@@ -27,6 +27,7 @@ LOG_SUFFIXES = (".log", ".jsonl")
 COMPRESSED = {".gz", ".xz", ".bz2", ".zst"}
 DETAIL_KEYS = (
     "outcome",
+    "code",
     "to",
     "target",
     "method",
@@ -76,6 +77,9 @@ class Entry:
             if value not in (None, "", []):
                 shown = ",".join(map(str, value)) if isinstance(value, list) else value
                 parts.append(f"{key}={shown}")
+        deliveries = self.record.get("deliveries")
+        if isinstance(deliveries, list):  # a relay's line: every recipient's delivery
+            parts += [_delivery(d) for d in deliveries if isinstance(d, dict)]
         return " ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -140,6 +144,13 @@ def trace(ident: str, sources: list[Source], progress: Progress | None = None) -
         and not _names(r, ident)
     ]  # those the first pass has
     return sorted((Entry(_time(r), s, r) for s, r in first + linked), key=lambda e: e.at)
+
+
+def _delivery(doc: dict[str, Any]) -> str:
+    """``bob:delivered/200/3.1ms`` or ``carol:failed/-/10.0ms(TimeoutError: ...)``."""
+    status = doc.get("status") if doc.get("status") is not None else "-"
+    shown = f"{doc.get('to')}:{doc.get('outcome')}/{status}/{doc.get('ms')}ms"
+    return shown + (f"({doc['error']})" if doc.get("error") else "")
 
 
 def _names(record: dict[str, Any], ident: str) -> bool:

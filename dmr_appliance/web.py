@@ -50,6 +50,7 @@ _HTTP_CODES = {
     503: "unavailable",
 }
 
+_LINE = "dmr_line"  # req.context: fields a responder adds to the response line
 _access_log = logs.get_logger("dmr.access")
 _error_log = logs.get_logger("dmr.web")
 
@@ -58,7 +59,12 @@ _error_log = logs.get_logger("dmr.web")
 
 
 class RequestContext:
-    """Middleware: request id (taken, or made), timing, and one ``response`` line per request."""
+    """Middleware: request id (taken, or made), timing, and one ``response`` line per request.
+
+    A responder may add to that line (``add_to_line``) what it learnt (the relay: the
+    message and every recipient's outcome), and a refusal then goes into it too rather
+    than on a line of its own: one line per request, built once.
+    """
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         request_id = _request_id_from(req.get_header(REQUEST_ID_HEADER))
@@ -76,22 +82,34 @@ class RequestContext:
     ) -> None:
         started = getattr(req.context, "started", None)
         ms = round((time.perf_counter() - started) * 1000, 1) if started is not None else None
-        # The query string is left out on purpose: it may carry tokens.
-        logs.log_event(
-            _access_log,
-            "response",
-            method=req.method,
-            path=req.path,
-            status=status_code(resp.status),
-            ms=ms,
-            remote_addr=peer_address(req),
-            request_id=getattr(req.context, "request_id", None),
-        )
+        status = status_code(resp.status)
+        fields = {
+            **(getattr(req.context, _LINE, None) or {}),
+            # The query string is left out on purpose: it may carry tokens.
+            "method": req.method,
+            "path": req.path,
+            "status": status,
+            "ms": ms,
+            "remote_addr": peer_address(req),
+            "request_id": getattr(req.context, "request_id", None),
+        }
+        level = logging.WARNING if status >= 500 else logging.INFO
+        logs.log_event(_access_log, "response", level, **fields)
         token = getattr(req.context, "log_token", None)
         if token is not None:
             # Threaded workers reuse threads: do not let this id leak into the next request.
             logs.reset_request_id(token)
             req.context.log_token = None
+
+
+def add_to_line(req: falcon.Request, **fields: Any) -> None:
+    """Fields for ``req``'s ``response`` line (None values are left out); from the first
+    call on, a refusal is written into that line instead of a ``refused`` line."""
+    line = getattr(req.context, _LINE, None)
+    if line is None:
+        line = {}
+        setattr(req.context, _LINE, line)
+    line.update(fields)
 
 
 def _request_id_from(value: str | None) -> str:
@@ -131,8 +149,13 @@ def install_error_handlers(app: falcon.App) -> None:
 
 
 def _dmr_error(req: falcon.Request, resp: falcon.Response, ex: DmrError, params: dict) -> None:
-    level = logging.WARNING if ex.status >= 500 else logging.INFO
-    logs.log_event(_error_log, "refused", level, code=ex.code, status=ex.status, detail=ex.detail)
+    if getattr(req.context, _LINE, None) is not None:  # the response line says it
+        add_to_line(req, outcome="refused", code=ex.code, detail=ex.detail)
+    else:
+        level = logging.WARNING if ex.status >= 500 else logging.INFO
+        logs.log_event(
+            _error_log, "refused", level, code=ex.code, status=ex.status, detail=ex.detail
+        )
     if ex.headers:
         resp.set_headers(ex.headers)
     _write_problem(resp, ex.status, ex.problem(instance=req.path))
@@ -192,7 +215,7 @@ def answer_problem(
 ) -> None:
     """Answer with a problem document that reports a result rather than a refusal (the
     relay's 502 and 422 listing every recipient's outcome): the document a raised
-    ``DmrError`` would give, without the error handler's ``refused`` line."""
+    ``DmrError`` would give, logged only by the response line."""
     doc = _problem(code, status, detail, instance=req.path, title=title)
     doc.update(extra)
     _write_problem(resp, status, doc)

@@ -7,20 +7,20 @@ but at least one recipient rejected the message for good; 503 nothing was attemp
 (not ready, overloaded): the router may try another relay. Refusals before delivery
 are 4xx problems: 401 token, 403 certificate/room/revocation, 4xx envelope.
 
-Refusals are raised (the error handler answers them and logs ``refused``); the answers
-after delivery are results, written here and logged by what happened (``failed``,
-``rejected``; each delivery has its own line).
+Refusals are raised (the error handler answers them); the answers after delivery are
+results, written here. Either way the request's one ``response`` line (``web``) says it:
+the message (id, room, from, recipients), the outcome (delivered, failed, rejected,
+refused with its code) and each recipient's delivery (outcome, status, ms, error).
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from typing import Any
 
 import falcon
 
-from dmr_appliance import envelope, identity, logs, web
+from dmr_appliance import envelope, identity, web
 from dmr_appliance.errors import AuthError, DmrError, EnvelopeError, TokenError
 from dmr_appliance.relay import draining
 from dmr_appliance.relay.delivery import Deliverer, Recipient
@@ -28,8 +28,6 @@ from dmr_appliance.relay.metrics import RelayMetrics
 from dmr_appliance.relay.sync_state import Snapshot, SyncState
 from dmr_appliance.tokens import AccessToken
 from dmr_appliance.wire.outcome import FAILED, REJECTED, Outcome, roll_up
-
-_log = logs.get_logger("dmr.relay.messages")
 
 
 class Messages:
@@ -51,6 +49,7 @@ class Messages:
         self.limits = limits
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        web.add_to_line(req)  # from here on, a refusal is said on the response line
         try:
             if self.drain is not None:  # 503 draining: nothing attempted
                 self.drain.refuse_if_set()
@@ -58,9 +57,17 @@ class Messages:
             caller = identity.require(self.verifier.caller(req), "participant")
             token = self.state.access_token(bearer_token(req), snapshot, caller.thumbprint)
             message = envelope.parse_envelope(read_body(req, self.limits), self.limits)
+            web.add_to_line(
+                req,
+                message_id=message.id,
+                room=message.room,
+                signed=message.signature is not None,
+                **{"from": message.sender},
+            )
             check_sender(message, token, snapshot)
             check_signed(message, token)
             recipients = self.recipients(message, snapshot)
+            web.add_to_line(req, to=[r.id for r in recipients])
             outcomes = self.deliverer.deliver(message, recipients, req.context.request_id)
         except DmrError as exc:  # refused before any delivery (overloaded: 503 too)
             self.meters.refusals.labels(exc.code).inc()
@@ -154,11 +161,11 @@ def answer(
     what to do next: 502 retry the failed ones, 422 none to retry."""
     doc = {"id": message.id, "outcomes": [o.to_json() for o in outcomes]}
     outcome = roll_up(tally)
+    web.add_to_line(req, outcome=outcome, deliveries=[logged(o) for o in outcomes])
     if outcome == FAILED:
         _not_all_delivered(
             req,
             resp,
-            FAILED,
             code="delivery-failed",
             status=502,
             title="Delivery failed",
@@ -169,7 +176,6 @@ def answer(
         _not_all_delivered(
             req,
             resp,
-            REJECTED,
             code="delivery-rejected",
             status=422,
             title="Delivery rejected",
@@ -183,7 +189,6 @@ def answer(
 def _not_all_delivered(
     req: falcon.Request,
     resp: falcon.Response,
-    outcome: str,
     *,
     code: str,
     status: int,
@@ -192,12 +197,13 @@ def _not_all_delivered(
     **doc: Any,
 ) -> None:
     web.answer_problem(req, resp, code=code, status=status, title=title, detail=detail, **doc)
-    logs.log_event(
-        _log,
-        outcome,
-        logging.WARNING if outcome == FAILED else logging.INFO,
-        message_id=doc["id"],
-        code=code,
-        status=status,
-        detail=detail,
-    )
+    web.add_to_line(req, code=code, detail=detail)
+
+
+def logged(outcome: Outcome) -> dict[str, Any]:
+    """A recipient's delivery as the response line lists it: its answer's item, with the
+    receipt only as a yes (the sender keeps it; it would make the line kilobytes long)."""
+    doc = outcome.to_json()
+    if doc.pop("receipt", None):
+        doc["receipt"] = True
+    return doc

@@ -93,7 +93,7 @@ def test_demo_accounts_for_every_message_and_leaves_nothing_running(tmp_path):
     assert {
         ("demo", "send.attempt"),
         ("router", "router.access"),
-        ("relay", "delivery"),
+        ("relay", "response"),  # the relay's one line per message
         ("relay", "relay.gate"),
         ("recipient", "received"),
     } <= seen, seen

@@ -1,6 +1,6 @@
 """relay/messages.py after delivery: the relay answers 200/502/422 with every outcome
-itself (the problem documents a raised refusal would give), logs what happened
-(``delivered`` per delivery, ``failed``/``rejected`` per message, never ``refused``) and
+itself (the problem documents a raised refusal would give), logs it on one ``response``
+line (the message, its outcome and code, every recipient's delivery; a refusal too) and
 counts the message by its outcome, not as a refusal. Trust and delivery are stand-ins."""
 
 from __future__ import annotations
@@ -137,13 +137,23 @@ def test_a_partly_delivered_message_is_answered_and_logged_for_what_happened(
     assert result.status_code == status
     assert result.headers["Content-Type"] == web.PROBLEM_JSON
     assert result.text == json.dumps(before, default=str)
-    [line] = [x for x in events(lines) if x["event"] != "response"]
+    [line] = events(lines)  # one line per message: the response line says it all
     assert (line["event"], line["level"], line["message_id"], line["code"]) == (
-        carol.outcome,
+        "response",
         level,
         doc["id"],
         code,
     )
+    assert (line["outcome"], line["status"], line["from"], line["to"]) == (
+        carol.outcome,
+        status,
+        "alice",
+        ["bob", "carol"],
+    )
+    assert line["deliveries"] == [
+        {"to": "bob", "outcome": DELIVERED, "status": 200, "ms": 2.0},
+        carol.to_json(),
+    ]
     assert counted(relay) == {f"dmr_relay_messages_total:{carol.outcome}": 1.0}
 
 
@@ -152,7 +162,13 @@ def test_a_delivered_message_is_200_with_its_outcomes(relay, lines):
     result, doc = post(relay, bob, carol)
     assert result.status_code == 200
     assert result.json == {"id": doc["id"], "outcomes": [bob.to_json(), carol.to_json()]}
-    assert [x["event"] for x in events(lines)] == ["response"]
+    [line] = events(lines)
+    assert (line["event"], line["outcome"], line["message_id"]) == (
+        "response",
+        DELIVERED,
+        doc["id"],
+    )
+    assert [d["to"] for d in line["deliveries"]] == ["bob", "carol"] and "code" not in line
     assert counted(relay) == {"dmr_relay_messages_total:delivered": 1.0}
 
 
@@ -161,5 +177,11 @@ def test_a_refusal_still_goes_through_the_error_handler(relay, lines):
         "/v1/messages", json={"id": "x"}, headers={"Authorization": "Bearer t"}
     )
     assert result.status_code == 422 and result.json["type"].endswith("envelope-missing-field")
-    assert [x["event"] for x in events(lines)] == ["refused", "response"]
+    [line] = events(lines)  # the refusal on the response line, not a line of its own
+    assert (line["event"], line["outcome"], line["code"], line["status"]) == (
+        "response",
+        "refused",
+        "envelope-missing-field",
+        422,
+    )
     assert counted(relay) == {"dmr_relay_refusals_total:envelope-missing-field": 1.0}

@@ -175,7 +175,11 @@ def test_routes_and_upstreams(variant):
     for server in relays.all("server"):
         assert f"max_fails={cfg.upstream.max_fails}" in server.args
         assert f"fail_timeout={cfg.upstream.fail_timeout}s" in server.args
-    assert relays.values("keepalive") == [[str(cfg.upstream.keepalive)]]
+    # One idle cache per worker for the whole pool: room for every relay's share, else
+    # the connections above one relay's share are closed after each answer (issue 28).
+    assert relays.values("keepalive") == [[str(cfg.upstream.keepalive * len(set(cfg.relays)))]]
+    assert relays.values("keepalive_requests") == [["10000"]]
+    assert http.values("keepalive_requests") == [["10000"]]  # the participants' side
     assert [s.args[0] for s in upstreams["dmr_home"].all("server")] == [cfg.home]
     # No idle connections to home: a reloading gate closes them under a request (502).
     assert upstreams["dmr_home"].values("keepalive") == []

@@ -89,6 +89,12 @@ def test_gunicorn_behind_a_unix_socket_with_a_503_backup(gate):
     servers = upstream.values("server")
     assert servers[0] == [f"unix:{cfg.gate.socket}", "max_fails=0"]
     assert servers[1] == [f"unix:{cfg.gate.prefix}/unavailable.sock", "backup"]
+    # As many idle connections to gunicorn as the router may have requests in flight here
+    # (more than gunicorn's threads: they queue there), each kept for 10,000 requests; and
+    # the router's connections to this gate kept as long (nginx's default closes at 1,000).
+    assert upstream.values("keepalive") == [[str(max(cfg.workers * cfg.threads, 64))]]
+    assert upstream.values("keepalive_requests") == [["10000"]]
+    assert tree.one("http").values("keepalive_requests") == [["10000"]]
     server = tls_server(tree)
     # Only when nothing was sent (no non_idempotent): a POST that reached gunicorn is not
     # passed to the backup.

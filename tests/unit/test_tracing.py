@@ -51,36 +51,40 @@ def log_host(tmp_path):
             "not json at all",
         ],
         "relay-1/dmr-relay.log.1": [  # rotated: still searched
-            line(
+            line(  # the relay's one line per message: every recipient's delivery in it
                 ts="2026-12-02T23:00:00.100Z",
-                event="delivery",
+                event="response",
                 message_id=MID,
                 request_id=RID_1,
+                status=502,
                 outcome="failed",
                 ms=99.0,
-                to="bob",
+                to=["bob"],
+                deliveries=[
+                    {"to": "bob", "outcome": "failed", "status": None, "ms": 98.5, "error": "E"}
+                ],
             ),
         ],
         "relay-1/dmr-relay.log": [
             line(
                 ts="2026-12-02T23:00:01.200Z",
-                event="delivery",
+                event="response",
                 message_id=MID,
                 request_id=RID_2,
-                outcome="delivered",
-                ms=3.0,
-                to="bob",
-            ),
-            line(
-                ts="2026-12-02T23:00:01.201Z",
-                event="response",
-                request_id=RID_2,
                 status=200,
+                outcome="delivered",
                 ms=4.0,
+                to=["bob"],
+                deliveries=[{"to": "bob", "outcome": "delivered", "status": 200, "ms": 3.0}],
+            ),
+            line(  # another request on the same try's connection: linked by request id
+                ts="2026-12-02T23:00:01.201Z",
+                event="agent",
+                request_id=RID_2,
             ),
             line(
                 ts="2026-12-02T23:00:02.000Z",
-                event="delivery",
+                event="response",
                 message_id=OTHER,
                 request_id="c" * 32,
                 outcome="delivered",
@@ -108,18 +112,18 @@ def log_host(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
     with gzip.open(root / "relay-1" / "dmr-relay.log.2.gz", "wt") as fh:  # not read
-        fh.write(line(ts="2026-12-02T22:00:00Z", event="delivery", message_id=MID) + "\n")
+        fh.write(line(ts="2026-12-02T22:00:00Z", event="response", message_id=MID) + "\n")
     return root
 
 
 def test_a_message_is_traced_through_every_host_in_time_order(log_host):
     entries = tracing.trace(MID, tracing.log_dir_sources(log_host))
     assert [(e.source.host, e.event, e.record.get("request_id")) for e in entries] == [
-        ("relay-1", "delivery", RID_1),
+        ("relay-1", "response", RID_1),
         ("router-1", "router.access", RID_1),
         ("sender", "send.attempt", RID_1),
-        ("relay-1", "delivery", RID_2),
         ("relay-1", "response", RID_2),
+        ("relay-1", "agent", RID_2),
         ("router-1", "router.access", RID_2),
         ("sender", "send.attempt", RID_2),
     ]
@@ -138,10 +142,11 @@ def test_cli_prints_a_timeline_or_json_and_says_when_nothing_is_found(log_host, 
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:3] == ["time", "(UTC", "2026-12-02)"]
     assert len(out) == 8 and out[1].startswith("23:00:00.100") and "outcome=failed" in out[1]
+    assert "to=bob bob:failed/-/98.5ms(E)" in out[1] and "bob:delivered/200/3.0ms" in out[4]
     assert cli.main(["trace", MID, "--log-dir", str(log_host), "--json"]) == 0
     docs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [d["host"] for d in docs][:2] == ["relay-1", "router-1"]
-    assert docs[0]["line"]["to"] == "bob"
+    assert docs[0]["line"]["deliveries"][0]["to"] == "bob"
 
     assert cli.main(["trace", "01JDMRTRACE0000000000000XX", "--log-dir", str(log_host)]) == 1
     assert "nothing about 01JDMRTRACE0000000000000XX in 4 files" in capsys.readouterr().err
@@ -150,7 +155,7 @@ def test_cli_prints_a_timeline_or_json_and_says_when_nothing_is_found(log_host, 
 def test_files_on_the_command_line(log_host, capsys):
     relay = log_host / "relay-1" / "dmr-relay.log"
     assert cli.main(["trace", MID, str(relay)]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 1 + 2  # header, delivery, response
+    assert len(capsys.readouterr().out.splitlines()) == 1 + 2  # header, the message's line, the linked one
 
 
 @pytest.mark.parametrize(

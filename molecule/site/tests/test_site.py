@@ -357,7 +357,7 @@ def refusals(relay: str, since: float) -> int:
     text = ok(host(relay), f"journalctl -u dmr-relay.service --since @{since:.0f} -o cat")
     lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
     return sum(
-        1 for x in lines if x.get("event") == "refused" and x.get("code") == "sender-revoked"
+        1 for x in lines if x.get("outcome") == "refused" and x.get("code") == "sender-revoked"
     )
 
 

@@ -42,9 +42,13 @@ class CrlFile:
     def __contains__(self, cert: object) -> bool:
         if not isinstance(cert, x509.Certificate):
             return False
+        return self.lists(cert.serial_number)
+
+    def lists(self, serial: int) -> bool:
+        """Is this serial revoked by the CRL in force (re-read first if it changed)?"""
         if time.monotonic() - self._checked >= self.interval:
             self.refresh()
-        return cert.serial_number in self._serials
+        return serial in self._serials
 
     def refresh(self) -> None:
         """Re-read the CRL if its file changed (one thread at a time; others go on)."""

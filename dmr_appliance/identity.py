@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import falcon
 from cryptography import x509
@@ -120,24 +121,36 @@ def _caller(
 
 
 def _accepted(value: str, ca_cert: x509.Certificate, revoked: CrlFile | None) -> Caller:
-    caller = _from_header(value, ca_cert)
-    _check_validity(caller.certificate)
-    if revoked is not None and caller.certificate in revoked:
+    verdict = _from_header(value, ca_cert)
+    if not verdict.not_before <= time.time() <= verdict.not_after:
+        raise _invalid("the client certificate is outside its validity period")
+    if revoked is not None and revoked.lists(verdict.serial):
+        caller = verdict.caller
         raise AuthError(
             f"the {caller.kind} certificate of {caller.name!r} is revoked "
             "(listed in the deployment's CRL)",
             code="client-cert-revoked",
             title="Client certificate revoked",
         )
-    return caller
+    return verdict.caller
+
+
+class _Verdict(NamedTuple):
+    """What a certificate header proved once: who, and what must be checked every time."""
+
+    caller: Caller
+    not_before: float  # epoch seconds: the clock moves, so validity is checked per request
+    not_after: float
+    serial: int  # against the CRL in force (a new one counts at once)
 
 
 @functools.lru_cache(maxsize=1024)
-def _from_header(value: str, ca_cert: x509.Certificate) -> Caller:
-    # Cached: parsing and an ECDSA verification on every relay request add up. The CA
-    # certificate (hashed and compared by its DER) is part of the key, so a rotated CA
-    # never reuses a verdict; validity depends on the clock, so it is checked outside.
-    # Errors are not cached.
+def _from_header(value: str, ca_cert: x509.Certificate) -> _Verdict:
+    # Cached by the certificate's bytes as the gate passes them: parsing and an ECDSA
+    # verification on every relay request add up. The CA certificate (hashed and compared
+    # by its DER) is part of the key, so a rotated CA never reuses a verdict; the dates
+    # and serial are read here once, so that no request touches the shared certificate
+    # object. Errors are not cached.
     try:
         cert = pki.load_certificate(urllib.parse.unquote(value))
     except (PkiError, ValueError, UnicodeError) as exc:
@@ -151,13 +164,12 @@ def _from_header(value: str, ca_cert: x509.Certificate) -> Caller:
         raise _invalid("the client certificate has no single common name (CN)") from exc
     if kind is None or not name:
         raise _invalid("the client certificate states no known kind (OU)")
-    return Caller(kind, name, pki.cert_thumbprint(cert), cert)
-
-
-def _check_validity(cert: x509.Certificate) -> None:
-    now = datetime.now(UTC)
-    if not pki.cert_not_before(cert) <= now <= pki.cert_not_after(cert):
-        raise _invalid("the client certificate is outside its validity period")
+    return _Verdict(
+        Caller(kind, name, pki.cert_thumbprint(cert), cert),
+        pki.cert_not_before(cert).timestamp(),
+        pki.cert_not_after(cert).timestamp(),
+        cert.serial_number,
+    )
 
 
 def _invalid(detail: str) -> AuthError:

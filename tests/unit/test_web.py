@@ -381,6 +381,23 @@ def test_cached_verdict_is_not_reused_for_another_ca(pki, tmp_path) -> None:
         identity.Verifier(theirs).caller(req)
 
 
+def test_a_cached_verdict_still_checks_the_dates_on_every_request(pki, monkeypatch) -> None:
+    """The cache (bounded, keyed by the certificate's bytes) keeps what does not change;
+    the clock and the CRL (test_revoked_certificates_...) are asked every time."""
+    verifier = identity.Verifier(load(pki.ca))
+    req = falcon.testing.create_req(headers=peer(pki.pem("participant", "carol")))
+    hits = identity._from_header.cache_info().hits
+    assert verifier.caller(req).name == "carol"
+    assert verifier.caller(req).name == "carol"
+    assert identity._from_header.cache_info().hits >= hits + 1
+    assert identity._from_header.cache_info().maxsize == 1024
+    not_after = pki_mod.cert_not_after(load(pki.cert("participant", "carol"))).timestamp()
+    monkeypatch.setattr(identity.time, "time", lambda: not_after + 1)
+    with pytest.raises(AuthError) as refused:
+        verifier.caller(req)
+    assert refused.value.code == "client-cert-invalid" and "validity" in refused.value.detail
+
+
 @pytest.mark.parametrize(
     "value",
     [

@@ -204,3 +204,14 @@ def _recording(write, names: set[str]):
         return write(text)
 
     return wrapper
+
+
+@pytest.mark.parametrize(
+    "created",
+    [0.0, 1.0005, 1_765_000_000.9994996, 1_765_000_000.9999996, 449_293_040.5739999]
+    + [i * 7_919.123456789 for i in range(1, 200)],
+)
+def test_the_timestamp_is_what_isoformat_gives(created: float) -> None:
+    # Formatted once per second and the milliseconds added: the same text as before.
+    expected = datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")
+    assert logs._timestamp(created) == expected.replace("+00:00", "Z")

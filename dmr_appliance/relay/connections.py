@@ -1,20 +1,22 @@
-"""Kept-alive HTTPS connections to recipients, on the standard library's ``http.client``.
+"""Kept-alive HTTPS connections to recipients: TLS sockets of the standard library, and
+the answer read by ``relay/http1.py``.
 
-The relay's hot path posts one delivery body per recipient; ``http.client`` costs about
-two thirds of urllib3's CPU per POST (``benchmarks/delivery.py`` measures both), and
-the few things urllib3 added here are kept: a pool of idle connections per host (LIFO, at most
-``per_host`` kept, at most ``hosts`` hosts, the least recently used dropped), a check
-that an idle connection was not closed by its peer before it is reused, connect and
-read timeouts, and certificate and host name verification by the TLS context. One
+The relay's hot path posts one delivery body per recipient. ``http.client`` parsed each
+answer's headers through the ``email`` package (4.4 % of a relay worker's time, issue
+28), so the pool speaks the little HTTP/1.1 it needs itself and keeps what ``http.client``
+and urllib3 gave: a pool of idle connections per host (LIFO, at most ``per_host`` kept,
+at most ``hosts`` hosts, the least recently used dropped), a check that an idle
+connection was not closed by its peer before it is reused, connect and read timeouts,
+certificate and host name verification by the TLS context (``server_hostname``). One
 deadline (connect + read timeout) bounds a whole request, however slowly a recipient
-trickles its answer. Nothing is retried: the sender retries (DESIGN.md).
+trickles its answer. A request is written with one send. Nothing is retried: the sender
+retries (DESIGN.md). ``relay/fanout.py`` drives several requests at once on the same pool.
 """
 
 from __future__ import annotations
 
 import functools
-import http.client
-import io
+import re
 import select
 import socket
 import ssl
@@ -22,18 +24,30 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from dmr_appliance import ids
-from dmr_appliance.proof import receipt
+from dmr_appliance.relay import http1
 
 Target = tuple[str, int, str]  # host, port, request target
+RECEIVE = 65536  # bytes asked of one receive
+# http.client's rule for a request target or host: no control character, no space.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 
 class Reply(NamedTuple):
     status: int
     receipt: str | None  # the recipient's DMR-Receipt header, unread
+
+
+class Wire(NamedTuple):
+    """What a request to one endpoint puts on the wire, worked out once per endpoint."""
+
+    host: str
+    port: int
+    target: bytes
+    host_header: bytes
 
 
 @functools.lru_cache(maxsize=4096)
@@ -42,7 +56,16 @@ def target(url: str) -> Target:
     split = urlsplit(url)
     if split.scheme != "https" or not split.hostname:
         raise ValueError(f"not an https:// endpoint: {url[:100]!r}")
-    return split.hostname, split.port or 443, ids.request_target(url)
+    path = ids.request_target(url)
+    if _UNSAFE.search(path) or _UNSAFE.search(split.hostname) or not path.isascii():
+        raise ValueError(f"an endpoint with a control character or space: {url[:100]!r}")
+    return split.hostname, split.port or 443, path
+
+
+@functools.lru_cache(maxsize=4096)
+def wire(url: str) -> Wire:
+    host, port, path = target(url)
+    return Wire(host, port, path.encode("ascii"), http1.host_header(host, port))
 
 
 class ConnectionPool:
@@ -65,35 +88,39 @@ class ConnectionPool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.opened = 0  # connections made so far (kept-alive ones are reused, not counted)
-        self._idle: OrderedDict[tuple[str, int], list[_Connection]] = OrderedDict()
+        self._idle: OrderedDict[tuple[str, int], list[ssl.SSLSocket]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], *, answer_limit: int) -> Reply:
+    def post(
+        self, url: str, body: bytes, headers: Mapping[str, str] | bytes, *, answer_limit: int
+    ) -> Reply:
         """The recipient's HTTP status and receipt; its answer is read up to ``answer_limit``
-        bytes.
+        bytes (``headers`` as a mapping, or as ``http1.header_block`` encoded them).
 
-        Raises ``http.client.HTTPException`` or ``OSError`` (``ssl.SSLError`` and timeouts
-        among them) when there is no answer; the connection is then closed, not kept.
+        Raises ``http.client.HTTPException`` (``http1.BadAnswer``), ``OSError``
+        (``ssl.SSLError`` and timeouts among them) or ``ValueError`` when there is no
+        answer; the connection is then closed, not kept.
         """
-        host, port, path = target(url)
+        to = wire(url)
+        block = headers if isinstance(headers, bytes) else http1.header_block(headers)
         deadline = time.monotonic() + self.connect_timeout + self.read_timeout
-        conn = self._take(host, port) or self._connect(host, port)
+        sock = self.take(to.host, to.port) or self._connect(to.host, to.port)
+        answer = http1.Answer(answer_limit)
         try:
-            conn.deadline = deadline
-            conn.sock.settimeout(min(self.read_timeout, _left(deadline)))
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read(answer_limit)
+            sock.settimeout(min(self.read_timeout, _left(deadline)))
+            sock.sendall(http1.request(to.target, to.host_header, block, body))
+            # Each receive waits at most the read timeout, and never past the deadline
+            # (a socket timeout alone restarts at every byte).
+            while True:
+                data = sock.recv(RECEIVE)
+                if answer.feed(data) if data else answer.eof():
+                    break
+                sock.settimeout(min(self.read_timeout, _left(deadline)))
         except BaseException:
-            conn.close()
+            sock.close()
             raise
-        # Kept only when the answer was read to its end and the peer keeps the connection
-        # open (http.client drops its socket on "Connection: close").
-        if response.isclosed() and conn.sock is not None:
-            self._give_back(host, port, conn)
-        else:
-            conn.close()
-        return Reply(response.status, response.getheader(receipt.HEADER))
+        self.finish(to.host, to.port, sock, answer)
+        return Reply(answer.status, answer.receipt)  # type: ignore[arg-type]
 
     def idle(self, url: str) -> int:
         """How many idle connections are kept for ``url``'s host."""
@@ -103,120 +130,62 @@ class ConnectionPool:
 
     def clear(self) -> None:
         with self._lock:
-            conns = [c for idle in self._idle.values() for c in idle]
+            socks = [s for idle in self._idle.values() for s in idle]
             self._idle.clear()
-        for conn in conns:
-            conn.close()
+        for sock in socks:
+            sock.close()
 
-    def _connect(self, host: str, port: int) -> _Connection:
-        conn = _Connection(host, port, timeout=self.connect_timeout, context=self.context)
-        conn.read_timeout = self.read_timeout
-        try:
-            conn.connect()  # TCP and the TLS handshake, within the connect timeout
-        except BaseException:
-            conn.close()
-            raise
-        with self._lock:
-            self.opened += 1
-        return conn
+    # --- shared with relay/fanout.py --------------------------------------------------
 
-    def _take(self, host: str, port: int) -> _Connection | None:
+    def take(self, host: str, port: int) -> ssl.SSLSocket | None:
+        """The most recently used idle connection to ``host:port`` still open, or None."""
         while True:
             with self._lock:
                 idle = self._idle.get((host, port))
-                conn = idle.pop() if idle else None
-            if conn is None:
+                sock = idle.pop() if idle else None
+            if sock is None:
                 return None
-            if not _dropped(conn):
-                return conn
-            conn.close()
+            if not _dropped(sock):
+                return sock
+            sock.close()
 
-    def _give_back(self, host: str, port: int, conn: _Connection) -> None:
-        closing: list[_Connection] = []
+    def finish(self, host: str, port: int, sock: ssl.SSLSocket, answer: http1.Answer) -> None:
+        """Keep ``sock`` only when its answer was read to its end and the peer keeps the
+        connection open (and sent nothing more)."""
+        if answer.keep_alive and not sock.pending():
+            self._give_back(host, port, sock)
+        else:
+            sock.close()
+
+    def count_opened(self) -> None:
+        with self._lock:
+            self.opened += 1
+
+    # --- inside ---------------------------------------------------------------------
+
+    def _connect(self, host: str, port: int) -> ssl.SSLSocket:
+        """TCP and the TLS handshake, each step within the connect timeout (as
+        http.client's)."""
+        raw = socket.create_connection((host, port), timeout=self.connect_timeout)
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = self.context.wrap_socket(raw, server_hostname=host)
+        except BaseException:
+            raw.close()
+            raise
+        self.count_opened()
+        return sock
+
+    def _give_back(self, host: str, port: int, sock: ssl.SSLSocket) -> None:
+        closing: list[ssl.SSLSocket] = []
         with self._lock:
             idle = self._idle.setdefault((host, port), [])
             self._idle.move_to_end((host, port))
-            (idle if len(idle) < self.per_host else closing).append(conn)
+            (idle if len(idle) < self.per_host else closing).append(sock)
             while len(self._idle) > self.hosts:
                 closing += self._idle.popitem(last=False)[1]
         for extra in closing:
             extra.close()
-
-
-class _Connection(http.client.HTTPSConnection):
-    """An HTTPS connection that writes a request in one piece and reads its answer
-    against the request's deadline."""
-
-    deadline = 0.0
-    read_timeout = 10.0
-    _hold = False
-    _held: bytes | None = None
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        *,
-        encode_chunked: bool = False,
-    ) -> None:
-        # http.client writes the head and then the body: two TLS records, two system
-        # calls (and two reads for the recipient). The head is held for the body's write.
-        self._hold = True
-        try:
-            super().request(method, url, body, dict(headers or {}), encode_chunked=encode_chunked)
-        finally:
-            self._hold, held, self._held = False, self._held, None
-        if held is not None:  # no body was written (an empty one)
-            super().send(held)
-
-    def send(self, data: Any) -> None:
-        if self._hold:
-            self._hold, self._held = False, bytes(data)
-            return
-        if self._held is not None:
-            data, self._held = self._held + bytes(data), None
-        super().send(data)
-
-    def response_class(
-        self, sock: socket.socket, method: str | None = None
-    ) -> http.client.HTTPResponse:
-        return http.client.HTTPResponse(_DeadlineSocket(sock, self), method=method)
-
-
-class _DeadlineSocket:
-    """What ``HTTPResponse`` reads through: each receive waits at most the read timeout,
-    and never past the deadline (a socket timeout alone restarts at every byte)."""
-
-    def __init__(self, sock: socket.socket, conn: _Connection) -> None:
-        self._sock = sock
-        self._conn = conn
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        # The socket's own raw file: it keeps the socket open while the answer is read
-        # after http.client has let go of it ("Connection: close").
-        raw = self._sock.makefile("rb", buffering=0)
-        return io.BufferedReader(_DeadlineReader(raw, self._sock, self._conn))
-
-
-class _DeadlineReader(io.RawIOBase):
-    def __init__(self, raw: io.RawIOBase, sock: socket.socket, conn: _Connection) -> None:
-        self._raw = raw
-        self._sock = sock
-        self._conn = conn
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int | None:  # type: ignore[override]
-        conn = self._conn
-        self._sock.settimeout(min(conn.read_timeout, _left(conn.deadline)))
-        return self._raw.readinto(buffer)
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
 
 
 def _left(deadline: float) -> float:
@@ -226,11 +195,11 @@ def _left(deadline: float) -> float:
     return left
 
 
-def _dropped(conn: _Connection) -> bool:
+def _dropped(sock: ssl.SSLSocket) -> bool:
     """An idle connection with something to read has been closed by its peer (or talks
     out of turn): either way it cannot carry a request."""
-    if conn.sock is None:
+    if sock.fileno() < 0 or sock.pending():
         return True
     poller = select.poll()
-    poller.register(conn.sock, select.POLLIN)
+    poller.register(sock, select.POLLIN)
     return bool(poller.poll(0))

@@ -63,9 +63,11 @@ def test_each_recipient_has_its_own_outcome_in_order(pki, deliverer, signer):
     with (
         tls_peer(pki, answer(OK)) as fine,
         tls_peer(pki, trickle) as slow,
+        tls_peer(pki, trickle) as slow_too,
         tls_peer(pki, answer(b"HTTP/1.1 2OO OK\r\n\r\n")) as garbled,
         tls_peer(pki, answer(refusing)) as refuses,
         silent_peer() as silent,
+        silent_peer() as silent_too,
     ):
         urls = {
             "a": f"{fine.url}/a",
@@ -74,6 +76,8 @@ def test_each_recipient_has_its_own_outcome_in_order(pki, deliverer, signer):
             "garbled": f"{garbled.url}/g",
             "silent": f"{silent}/s",
             "refuses": f"{refuses.url}/r",
+            "slow-too": f"{slow_too.url}/slow",
+            "silent-too": f"{silent_too}/s",
             "b": f"{fine.url}/b",
         }
         started = time.monotonic()
@@ -88,6 +92,8 @@ def test_each_recipient_has_its_own_outcome_in_order(pki, deliverer, signer):
         "garbled": (FAILED, None),
         "silent": (FAILED, None),
         "refuses": (REJECTED, 400),
+        "slow-too": (FAILED, None),
+        "silent-too": (FAILED, None),
         "b": (DELIVERED, 200),
     }
     errors = {o.to: o.error for o in outcomes}
@@ -96,7 +102,9 @@ def test_each_recipient_has_its_own_outcome_in_order(pki, deliverer, signer):
     assert errors["dead"].startswith("ConnectionRefusedError"), errors["dead"]
     assert errors["garbled"].startswith("BadAnswer: malformed status line")
     assert errors["a"] is errors["b"] is errors["refuses"] is None
-    assert elapsed < 1.6, f"{elapsed:.2f} s: the timeouts did not run side by side"
+    assert errors["slow-too"] == errors["slow"] and errors["silent-too"] == errors["silent"]
+    # One after another, the two trickles (1 s each) and silences (0.5 s) take 3 s.
+    assert elapsed < 2.2, f"{elapsed:.2f} s: the timeouts did not run side by side"
     assert next(o for o in outcomes if o.to == "a").ms < 500  # not held up by the slow
     assert deliverer.in_flight == 0
 
@@ -230,3 +238,25 @@ def test_a_header_that_would_break_the_request_fails_every_recipient(pki, delive
     refused = (FAILED, "ValueError: invalid header 'X-Request-Id'")
     assert [(o.outcome, o.error) for o in outcomes] == [refused] * 2
     assert peer.connections == 0 and deliverer.in_flight == 0
+
+
+def test_fan_outs_on_many_threads_share_the_pool(pki, tmp_path, signer):
+    deliverer = deliverer_for(pki, tmp_path, per_host_connections=64, pool_size=16)
+    failures: list = []
+    with tls_peer(pki, answer(OK)) as peer:
+        urls = {f"r{i}": f"{peer.url}/r{i}" for i in range(5)}
+
+        def sender() -> None:
+            for _ in range(20):
+                outcomes = deliver(deliverer, signer, urls)
+                failures.extend(o for o in outcomes if o.outcome != DELIVERED)
+
+        threads = [threading.Thread(target=sender) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(peer.requests) == 8 * 20 * 5
+    deliverer.close()
+    assert failures == [] and deliverer.in_flight == 0
+    assert deliverer.pool.opened <= 8 * 5  # every connection reused after its first

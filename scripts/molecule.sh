@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The Ansible roles' test suite: lint, every role's Molecule scenarios, and the whole site
 # on seven hosts (molecule/site: faults, central logs, firewall, a rolling upgrade) and on
-# one fresh container from inventories/local. Run as root on the test machine:
+# one fresh container from the collection dmr.appliance (its local inventory). Run as root:
 #
 #   bash scripts/molecule.sh [ROLE...]      e.g. bash scripts/molecule.sh dmr_router
 #
 # It makes (or reuses) .venv-ansible with ansible, molecule, molecule-plugins[docker],
 # pytest-testinfra, ansible-lint, yamllint and this project (the control node's `dmr pki`),
-# builds the Debian 12 systemd image once per machine (tests/system/image.sh) and the .deb
+# builds the Debian 12 systemd image once per machine (tests/system/image.sh), the .deb
 # once per run (packaging/build-deb.sh --deb-only, into build/molecule/deb/, which every
-# scenario installs), then runs ansible-lint and yamllint, every scenario of every role one
-# after another (the default, then the others: dmr_package's repo installs from the signed
-# apt repository built by packaging/build-repo.sh)
+# scenario installs) and the Ansible collection once per run (scripts/release.sh --no-deb,
+# into build/molecule/release/ with the wheel and SHA256SUMS, checked; the site-local test
+# installs the collection from that tarball), then runs ansible-lint and yamllint, every
+# scenario of every role one after another (the default, then the others: dmr_package's
+# repo installs from the signed apt repository built by packaging/build-repo.sh)
 # (docker driver: converge, idempotence, verify with testinfra: a check-mode pass with no
 # change, the bad-input cases; then destroy), and the site test. Logs: build/molecule/logs/.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
@@ -92,7 +94,15 @@ packaging/build-deb.sh --deb-only --out "$OUT/deb" >"$LOGS/deb.log" 2>&1 \
   || { cat "$LOGS/deb.log"; failed=1; failures+=(deb); finish; }
 DMR_MOLECULE_DEB=$(ls "$OUT"/deb/dmr-appliance_*_all.deb | head -n 1)
 export DMR_MOLECULE_DEB
-say "tools ready in $(elapsed "$started"): $image, $(basename "$DMR_MOLECULE_DEB")"
+
+say "building the collection (scripts/release.sh --no-deb)"
+rm -rf "$OUT/release"
+{ scripts/release.sh --no-deb --allow-dirty --out "$OUT/release" \
+    && (cd "$OUT/release" && sha256sum --quiet -c SHA256SUMS); } >"$LOGS/release.log" 2>&1 \
+  || { cat "$LOGS/release.log"; failed=1; failures+=(release); finish; }
+DMR_MOLECULE_COLLECTION=$(ls "$OUT"/release/dmr-appliance-*.tar.gz | head -n 1)
+export DMR_MOLECULE_COLLECTION
+say "tools ready in $(elapsed "$started"): $image, $(basename "$DMR_MOLECULE_DEB"), $(basename "$DMR_MOLECULE_COLLECTION")"
 
 # --- lint -------------------------------------------------------------------------------------
 t=$(date +%s); ansible-lint >"$LOGS/ansible-lint.log" 2>&1; record ansible-lint $? "$t"
@@ -148,7 +158,7 @@ if [ "$run_site" = 1 ]; then
   fi
 fi
 
-# --- the whole site from inventories/local on one fresh container ----------------------------
+# --- the whole site from the collection's local inventory on one fresh container -------------
 if [ "$run_site" = 1 ]; then
   t=$(date +%s)
   pytest -p no:cacheprovider tests/molecule/site_local.py >"$LOGS/site-local.log" 2>&1

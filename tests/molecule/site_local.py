@@ -1,10 +1,15 @@
-"""`ansible-playbook -i inventories/local playbooks/site.yml` on one fresh Debian 12
-systemd container, the way an operator runs it on a single VM: Debian's own
-ansible-core on the host itself, every tier on loopback. Then the run is repeated (no
-change), the operator's clients are issued with `dmr pki`, and a message sent through the
-router reaches a recipient.
+"""The whole site from the Ansible collection on one fresh Debian 12 systemd container,
+the way an operator runs it on a single VM without a clone (README, "Deploy to VMs"):
+Debian's own ansible-core on the host itself installs the collection from its tarball
+(`ansible-galaxy collection install dmr-appliance-X.tar.gz`), copies the collection's
+one-host inventory and runs `ansible-playbook -i site/hosts.yml dmr.appliance.site`, every
+tier on loopback. Then the run is repeated (no change), the operator's clients are issued
+with `dmr pki`, and a message sent through the router reaches a recipient. (The clone's
+playbooks/site.yml runs in the seven-host scenario, molecule/site.)
 
-Not collected by the project's pytest run (the file name); scripts/molecule.sh runs it:
+Not collected by the project's pytest run (the file name); scripts/molecule.sh runs it,
+with the collection it built (DMR_MOLECULE_COLLECTION; this test builds one with
+scripts/build-collection.sh when it is unset):
     DMR_MOLECULE_DEB=dist/dmr-appliance_X_all.deb pytest tests/molecule/site_local.py
 """
 
@@ -26,8 +31,10 @@ from tests.support.containers import SYSTEMD_FLAGS
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("DMR_TEST_IMAGE", "dmr-test/bookworm-systemd")
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
-REPO = "/root/dmr-appliance"
-PKI = f"{REPO}/inventories/local/pki"  # the control node's CA: this same host
+REPO = "/root/dmr-appliance"  # for tests/system/deliver.py; the site runs from the collection
+SITE = "/root/site"  # the operator's inventory, copied from the installed collection
+PKI = f"{SITE}/pki"  # the control node's CA: this same host
+COLLECTIONS = "/root/.ansible/collections/ansible_collections"  # ansible-galaxy's default
 RECAP = re.compile(
     r"^localhost\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
 )
@@ -50,7 +57,25 @@ def sh(
 
 
 @pytest.fixture(scope="module")
-def box() -> Iterator[str]:
+def collection(tmp_path_factory) -> Path:
+    """The collection's tarball: scripts/molecule.sh's, or one built now."""
+    given = os.environ.get("DMR_MOLECULE_COLLECTION")
+    if given:
+        assert Path(given).is_file(), f"DMR_MOLECULE_COLLECTION={given}: no such file"
+        return Path(given)
+    out = tmp_path_factory.mktemp("collection")
+    built = subprocess.run(
+        ["bash", str(ROOT / "scripts/build-collection.sh"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def box(collection: Path) -> Iterator[str]:
     deb = os.environ.get("DMR_MOLECULE_DEB")
     if not deb or not Path(deb).is_file():
         pytest.fail("DMR_MOLECULE_DEB must name the .deb (packaging/build-deb.sh --deb-only)")
@@ -105,15 +130,25 @@ def box() -> Iterator[str]:
             capture_output=True,
             timeout=120,
         )
-        subprocess.run(
-            [DOCKER, "cp", deb, f"{name}:/root/{Path(deb).name}"], check=True, timeout=120
-        )
+        for artifact in (deb, collection):
+            subprocess.run(
+                [DOCKER, "cp", str(artifact), f"{name}:/root/{Path(artifact).name}"],
+                check=True,
+                timeout=120,
+            )
         # The operator's tool: Debian 12's own ansible-core, from Debian's mirror.
         sh(
             name,
             "apt-get -q update >/dev/null && DEBIAN_FRONTEND=noninteractive"
             " apt-get -q -y install --no-install-recommends ansible-core >/dev/null",
             timeout=600,
+        )
+        # The operator's steps: the collection from its tarball, its one-host inventory.
+        sh(
+            name,
+            f"cd /root && ansible-galaxy collection install {collection.name}"
+            f" && cp -r {COLLECTIONS}/dmr/appliance/inventories/local {SITE}",
+            timeout=120,
         )
         yield name
     finally:
@@ -124,8 +159,8 @@ def site(box: str) -> tuple[int, str]:
     deb = Path(os.environ["DMR_MOLECULE_DEB"]).name
     proc = sh(
         box,
-        f"cd {REPO} && ANSIBLE_FORCE_COLOR=0 ansible-playbook -i inventories/local"
-        f" playbooks/site.yml -e dmr_package_deb=/root/{deb}",
+        f"cd /root && ANSIBLE_FORCE_COLOR=0 ansible-playbook -i {SITE}/hosts.yml"
+        f" dmr.appliance.site -e dmr_package_deb=/root/{deb}",
         check=False,
         timeout=900,
     )
@@ -135,6 +170,9 @@ def site(box: str) -> tuple[int, str]:
 def test_site_converges_then_changes_nothing(box: str) -> None:
     rc, out = site(box)
     assert rc == 0, out[-6000:]
+    # the collection's roles ran, under their full names
+    for role in ("dmr_firewall", "dmr_package", "dmr_pki", "dmr_home", "dmr_relay", "dmr_router"):
+        assert f"dmr.appliance.{role} : " in out, role
     rc, out = site(box)
     assert rc == 0, out[-6000:]
     counts = RECAP.findall(out)

@@ -83,7 +83,7 @@ fi
 if [ "$image" = 1 ]; then
   tag=$(packaging/build-image.sh --deb "$work/out/dmr-appliance_${version}_all.deb" ${base:+--base "$base"} \
         2>"$work/image.log" | tail -n 1) || { cat "$work/image.log" >&2; refuse "the image did not build"; }
-  "$docker" save "$tag" | gzip -n >"$work/out/dmr-appliance-image-$version.tar.gz"
+  "$docker" save "$tag" | gzip -n >"$work/out/dmr-appliance_${version}_image.tar.gz"
 fi
 
 # --- into the output folder, with their sums -----------------------------------------------

@@ -1,11 +1,11 @@
 """scripts/release.sh as a release manager runs it (issue 27, item 7), without the .deb
 and the image (the system tests and scripts/k8s.sh build those): the wheel, the sdist and
 the Ansible collection land in the output folder with SHA256SUMS, one printed line each;
-the collection holds only what it should and, installed from its tarball, runs as
-`ansible-playbook dmr.appliance.site` (and `.upgrade`) with its own roles, in a folder with
-no clone and no ansible.cfg. It refuses, in one line, a tree whose versions disagree or
-that has uncommitted files. (tests/molecule/site_local.py converges a host with the
-collection.)"""
+the wheel alone gives the control node `dmr pki` (docs/packaging.md); the collection holds
+only what it should and, installed from its tarball, runs as `ansible-playbook
+dmr.appliance.site` (and `.upgrade`) with its own roles, in a folder with no clone and no
+ansible.cfg. It refuses, in one line, a tree whose versions disagree or that has
+uncommitted files. (tests/molecule/site_local.py converges a host with the collection.)"""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -86,6 +87,45 @@ def test_release_writes_the_artifacts_and_their_sums(dist):
     with zipfile.ZipFile(out / wheel) as whl:
         metadata = whl.read(f"dmr_appliance-{VERSION}.dist-info/METADATA").decode()
     assert f"Version: {VERSION}\n" in metadata and "License: Apache-2.0\n" in metadata
+
+
+@needs_tools
+def test_the_wheel_alone_gives_the_control_node_dmr_pki(dist, tmp_path):
+    """docs/packaging.md: `dmr` for `dmr pki` from the release's wheel, no clone. Its
+    dependencies are this virtualenv's (pip would take them from PyPI)."""
+    out, _ = dist
+    wheel = out / f"dmr_appliance-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as whl:
+        entry_points = whl.read(f"dmr_appliance-{VERSION}.dist-info/entry_points.txt").decode()
+    assert "dmr = dmr_appliance.cli:main" in entry_points
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), wheel],
+        check=True,
+        timeout=120,
+    )
+    dmr = (
+        "import sys, dmr_appliance, dmr_appliance.cli as cli;"
+        f"assert dmr_appliance.__file__.startswith({str(target)!r}), dmr_appliance.__file__;"
+        "sys.argv[0] = 'dmr'; sys.exit(cli.main())"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    for argv in (
+        ["pki", "init", "--dir", "pki"],
+        ["pki", "issue", "--dir", "pki", "--kind", "participant", "--name", "alice"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", dmr, *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "pki/ca.pem").is_file()
+    assert (tmp_path / "pki/participant/alice.pem").is_file()
 
 
 @needs_tools

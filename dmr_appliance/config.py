@@ -246,9 +246,12 @@ class RelayTls(Tls):
 class Delivery:
     connect_timeout: float = setting(3.0, positive, "seconds to connect to a recipient")
     read_timeout: float = setting(10.0, positive, "seconds to wait for its answer")
-    pool_size: int = setting(64, positive, "delivery threads shared by all requests")
-    # >= the threads delivering to one host at once: above it, each delivery re-handshakes.
-    per_host_connections: int = setting(32, positive, "kept-alive connections per recipient")
+    pool_size: int = setting(
+        64, positive, "deliveries in flight per worker before 503 overloaded: 4 x this"
+    )
+    # At least the deliveries to one host at once: above it, each one re-handshakes (a
+    # message to 50 recipients of one host takes 50 at once; 32 kept opened 18 per message).
+    per_host_connections: int = setting(64, positive, "kept-alive connections per recipient")
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def is_https_url(value: object) -> bool:
 
 
 # Participant endpoints: a strict grammar of our own (RFC 3986 subset), so that every
-# endpoint home accepts reaches the relay's HTTP client (http.client) unchanged.
+# endpoint home accepts reaches the relay's HTTP client (relay/http1.py) unchanged.
 ENDPOINT_MAX_LENGTH = 2048
 ENDPOINT_RULE = (
     "an https:// URL with a lowercase DNS name, IPv4 address or [IPv6] address, an optional"

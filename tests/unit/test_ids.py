@@ -1,7 +1,6 @@
 """The strict participant-endpoint rule: a table of good and bad URLs, and properties
-proving that every accepted URL reaches the relay's HTTP client (http.client's target, as
-urllib3 would send it)
-and urllib.parse exactly as written."""
+proving that every accepted URL reaches the relay's HTTP client (the request target
+relay/http1.py writes, as urllib3 would send it) and urllib.parse exactly as written."""
 
 from __future__ import annotations
 
@@ -189,7 +188,7 @@ def assert_round_trip(url: str, host: str, port: int | None, path: str, query: s
         path,
         query,
     )
-    # What the relay's client (http.client, given ids.request_target) sends as the
+    # What the relay's client (relay/http1.py, given ids.request_target) sends as the
     # request line, and what urllib3 would send.
     assert (
         request_target(url)

@@ -155,7 +155,8 @@ def test_cli_prints_a_timeline_or_json_and_says_when_nothing_is_found(log_host, 
 def test_files_on_the_command_line(log_host, capsys):
     relay = log_host / "relay-1" / "dmr-relay.log"
     assert cli.main(["trace", MID, str(relay)]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 1 + 2  # header, the message's line, the linked one
+    # the header, the message's line, the line linked by its request id
+    assert len(capsys.readouterr().out.splitlines()) == 1 + 2
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@
 #
 # Usage: scripts/release.sh [--no-deb] [--no-image] [--base IMAGE] [--out DIR] [--allow-dirty]
 #   --no-deb       skip the .deb (and so the image, which is built from it)
-#   --no-image     skip the image (it takes a few minutes and needs docker)
+#   --no-image     skip the image (it needs docker; about a minute here)
 #   --base IMAGE   the image's Debian base (default: packaging/build-image.sh's); where no
 #                  registry is reachable, the local one: --base "$(tests/system/image.sh | tail -n 1)"
 #   --out DIR      where the artifacts go (default dist/)

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import falcon
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from dmr_appliance import logs, pki, web
 from dmr_appliance.crl import CrlFile
@@ -48,6 +49,7 @@ class Verifier:
     def __init__(self, ca_cert: x509.Certificate, revoked: CrlFile | None = None) -> None:
         self.ca_cert = ca_cert
         self.revoked = revoked
+        self._anchor = _Anchor(ca_cert)
 
     @classmethod
     def from_files(cls, ca: Path, crl: Path | None) -> Verifier:
@@ -57,11 +59,11 @@ class Verifier:
 
     def caller(self, req: falcon.Request) -> Caller | None:
         """The caller: the gate's peer, or whom a router peer vouches for (``_caller``)."""
-        return _caller(req, ca_cert=self.ca_cert, revoked=self.revoked)
+        return _caller(req, anchor=self._anchor, revoked=self.revoked)
 
     def certificate(self, pem: str) -> Caller:
         """A certificate handed over in a request body, checked as a peer's would be."""
-        return _accepted(urllib.parse.quote(pem, safe=""), self.ca_cert, self.revoked)
+        return _accepted(urllib.parse.quote(pem, safe=""), self._anchor, self.revoked)
 
 
 class CheckCaller:
@@ -90,7 +92,7 @@ class CheckCaller:
 
 
 def _caller(
-    req: falcon.Request, *, ca_cert: x509.Certificate, revoked: CrlFile | None = None
+    req: falcon.Request, *, anchor: _Anchor, revoked: CrlFile | None = None
 ) -> Caller | None:
     """The caller: the gate's peer, or whom a router peer vouches for.
 
@@ -104,7 +106,7 @@ def _caller(
     peer_value = req.get_header(PEER_CERT_HEADER)
     if not peer_value:
         return None
-    peer = _accepted(peer_value, ca_cert, revoked)
+    peer = _accepted(peer_value, anchor, revoked)
     forwarded = req.get_header(CLIENT_CERT_HEADER)
     if peer.kind != ROUTER_KIND:
         if forwarded:
@@ -117,11 +119,11 @@ def _caller(
                 remote_addr=web.peer_address(req),
             )
         return peer
-    return _accepted(forwarded, ca_cert, revoked) if forwarded else peer
+    return _accepted(forwarded, anchor, revoked) if forwarded else peer
 
 
-def _accepted(value: str, ca_cert: x509.Certificate, revoked: CrlFile | None) -> Caller:
-    verdict = _from_header(value, ca_cert)
+def _accepted(value: str, anchor: _Anchor, revoked: CrlFile | None) -> Caller:
+    verdict = _from_header(value, anchor)
     if not verdict.not_before <= time.time() <= verdict.not_after:
         raise _invalid("the client certificate is outside its validity period")
     if revoked is not None and revoked.lists(verdict.serial):
@@ -144,13 +146,32 @@ class _Verdict(NamedTuple):
     serial: int  # against the CRL in force (a new one counts at once)
 
 
+class _Anchor:
+    """The deployment CA as part of a cache key, hashed once: a ``Certificate`` hashes its
+    DER again on every call, which cost the relay's hot path more than the lookup."""
+
+    __slots__ = ("_der", "_hash", "cert")
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self.cert = cert
+        self._der = cert.public_bytes(serialization.Encoding.DER)
+        self._hash = hash(self._der)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Anchor) and other._der == self._der
+
+
 @functools.lru_cache(maxsize=1024)
-def _from_header(value: str, ca_cert: x509.Certificate) -> _Verdict:
+def _from_header(value: str, anchor: _Anchor) -> _Verdict:
     # Cached by the certificate's bytes as the gate passes them: parsing and an ECDSA
-    # verification on every relay request add up. The CA certificate (hashed and compared
-    # by its DER) is part of the key, so a rotated CA never reuses a verdict; the dates
-    # and serial are read here once, so that no request touches the shared certificate
-    # object. Errors are not cached.
+    # verification on every relay request add up. The CA (compared by its DER) is part of
+    # the key, so a rotated CA never reuses a verdict; the dates and serial are read here
+    # once, so that no request touches the shared certificate object. Errors are not
+    # cached.
+    ca_cert = anchor.cert
     try:
         cert = pki.load_certificate(urllib.parse.unquote(value))
     except (PkiError, ValueError, UnicodeError) as exc:

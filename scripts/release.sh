@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
     --base) base=${2:?--base needs an image}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --allow-dirty) allow_dirty=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "release.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

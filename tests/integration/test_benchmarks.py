@@ -18,12 +18,17 @@ NEEDS_WRK = pytest.mark.skipif(not Path("/usr/bin/wrk").exists(), reason="needs 
 # script -> labels of the figure lines it must print
 FIGURES = {
     "delivery.py": [
-        "http.client pool (Deliverer._post)",
+        "reader: http1.Answer",
+        "reader: http.client.HTTPResponse",
+        "relay pool, http1 (Deliverer._post)",
+        "http.client pool (Deliverer._post) former",
         "urllib3 PoolManager (former)",
         "requests.Session.post (baseline)",
-        "urllib3 - http.client",
-        "requests - http.client",
+        "http.client - http1",
+        "requests - http1",
         "Deliverer.deliver, 10 recipients",
+        "former threads, 10 recipients",
+        "Deliverer.deliver, 50 recipients",
     ],
     "verify.py": [
         "cold (tokens.verify_*, baseline)",
@@ -42,6 +47,12 @@ FIGURES = {
         "fan-out to 50 recipients",
         "relay worker RSS after",
         "relay RSS growth",
+        "router-gate connections closed",
+        "relay/C req/s",  # the targets' lines (issue 28), each with its figure
+        "relay CPU / C CPU",
+        "p99 ms at half max",
+        "fan-out 10/1 p50",
+        "closed router-gate conns",
     ],
     "signatures.py": [
         "1 KiB: relay: parse_envelope (baseline)",
@@ -73,6 +84,9 @@ RELAY_WRK_KEYS = [
     "signed_cpu_us",
     "signed_over_relay",
     "signed_cpu_over_relay_cpu",
+    "relay_closed_per_round",
+    "relay_keepalive_slots",
+    "fanout_10_over_1",
     "half_rate_relay_p50_ms",
     "half_rate_relay_p99_ms",
     "half_rate_B_achieved",

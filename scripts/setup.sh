@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what dmr-appliance needs on a fresh Debian 12 machine (run as root), idempotently:
-# Debian packages, then two virtualenvs with the package installed in editable mode:
+# Debian packages, then three virtualenvs with the package installed in editable mode:
 #   .venv           current PyPI releases
 #   .venv-debian12  the versions Debian 12 ships (requirements/debian12.txt)
+#   .venv-debian13  the versions Debian 13 ships (requirements/debian13.txt), on this machine's Python
 # Options: --test adds the test tools; --system adds what the container tests need (docker, debootstrap, debhelper).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,5 +55,8 @@ if [ "$want_test" = 1 ]; then
   # gunicorn 20.1 imports pkg_resources, gone from setuptools 81; Debian 12 ships 66.
   make_venv .venv-debian12 "setuptools<81" -r requirements/debian12.txt "${test_reqs[@]}"
   .venv-debian12/bin/pip install -q --disable-pip-version-check --no-deps -e .
+  # Debian 13 ships setuptools 78.1.1 (pinned in its file).
+  make_venv .venv-debian13 "setuptools==78.1.1" -r requirements/debian13.txt "${test_reqs[@]}"
+  .venv-debian13/bin/pip install -q --disable-pip-version-check --no-deps -e .
 fi
 echo "setup: done"

@@ -105,7 +105,7 @@ RELAY_WRK_KEYS = [
         "verify.py",
         "signatures.py",
         pytest.param("participant_revocation.py", marks=pytest.mark.needs_nginx),
-        pytest.param("relay_wrk.py", marks=[pytest.mark.needs_nginx, NEEDS_WRK]),
+        pytest.param("relay_wrk.py", marks=[pytest.mark.needs_nginx, NEEDS_WRK, pytest.mark.once]),
     ],
 )
 def test_benchmark_runs_quick_and_prints_its_figures(script):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx, pytest.mark.once]
 
 
 def processes_mentioning(text: str) -> list[str]:

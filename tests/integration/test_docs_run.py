@@ -20,7 +20,7 @@ from dmr_appliance.local import layout as local_layout
 from dmr_appliance.local.stack import Stack
 from tests.support.doc_blocks import ROOT, Block, blocks_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx, pytest.mark.once]
 HERE = "tests/integration/test_docs_run.py"
 BIN = str(Path(sys.executable).parent)  # this venv's dmr, as an operator's PATH has it
 

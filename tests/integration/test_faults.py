@@ -198,6 +198,7 @@ class Phases:
         return self.marks[-1][1]
 
 
+@pytest.mark.once
 def test_nothing_is_lost_under_faults(stack, routers, frank, gina, tmp_path, capsys):
     r1, r2, second = routers
     on_failure: list[str] = []

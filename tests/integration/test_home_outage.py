@@ -11,7 +11,7 @@ from dmr_appliance.local.stack import Stack
 from tests.support.recipient import received
 from tests.support.stack_kit import ensure_participant, sender
 
-pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx, pytest.mark.once]
 
 ROOM = "outage"
 

@@ -279,6 +279,7 @@ def test_console_check_catches_a_broken_page(tmp_path):
     assert any("nosuch is not defined" in m for m in found), run.stderr[-2000:]
 
 
+@pytest.mark.once
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
 def test_status_page_renders_traffic_in_chromium(stack, tmp_path):
     with stack_kit.sender(stack) as alice:

@@ -31,6 +31,7 @@ GALAXY = ANSIBLE_BIN / "ansible-galaxy"
 # runs of scripts/test.sh on a fresh machine) or Debian's ansible-core.
 HAS_GALAXY = GALAXY.exists() or shutil.which("ansible-galaxy") is not None
 HAS_BUILD = subprocess.run(["/usr/bin/python3", "-c", "import build"], check=False).returncode == 0
+pytestmark = pytest.mark.once  # builds and Ansible: nothing of the pinned sets (setup.cfg)
 needs_tools = pytest.mark.skipif(
     not (HAS_GALAXY and HAS_BUILD) and os.environ.get("DMR_NEEDS_ANSIBLE") != "1",
     reason="needs ansible-galaxy (.venv-ansible or ansible-core) and python3-build",

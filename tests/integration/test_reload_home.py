@@ -20,7 +20,7 @@ from dmr_appliance.local.stack import Stack
 from dmr_appliance.wire.mtls import session as mtls_session
 from tests.support.stack_kit import ensure_participant
 
-pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx, pytest.mark.once]
 
 RELOADS = 30
 THREADS = 3

@@ -28,7 +28,7 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.problems import assert_nginx_problem
 from tests.support.processes import free_port
 
-pytestmark = pytest.mark.needs_nginx
+pytestmark = [pytest.mark.needs_nginx, pytest.mark.once]
 
 
 def mtls_session(ca: Path, cert: Path | None, key: Path | None) -> requests.Session:

@@ -114,6 +114,7 @@ def test_dmr_up_stops_everything_on_a_signal(tmp_path, sig):
             proc.wait()
 
 
+@pytest.mark.once
 def test_processes_left_by_a_killed_dmr_up_are_reaped_on_the_next_start(tmp_path):
     state = tmp_path / "state"
     first = Stack(state, relays=1, port=0).start()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,8 @@ from dmr_appliance.envelope import (
 )
 from dmr_appliance.errors import EnvelopeError
 from dmr_appliance.relay import delivery_body as bodies
+
+pytestmark = pytest.mark.once  # the standard library only: the same on every set (setup.cfg)
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 LIMITS = EnvelopeLimits()

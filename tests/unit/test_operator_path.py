@@ -390,7 +390,7 @@ def test_a_foreign_nftables_conf_is_kept_once_before_it_is_replaced():
 
 def test_the_readme_says_what_the_local_inventory_does_to_the_hosts_firewall():
     text = (ROOT / "README.md").read_text()
-    start = text.index("ansible-playbook -i inventories/local playbooks/site.yml")
+    start = text.index("ansible-playbook -i inventories/local/hosts.yml dmr.appliance.site")
     paragraph = text[start : text.index("\n\n", start)]
     for word in ("dmr_firewall", "drop", "/etc/nftables.conf.dmr-orig", "--skip-tags firewall"):
         assert word in paragraph, word

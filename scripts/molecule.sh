@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The Ansible roles' test suite: lint, every role's Molecule scenarios, and the whole site
-# on seven hosts (molecule/site: faults, central logs, firewall, a rolling upgrade) and on
-# one fresh container from the collection dmr.appliance (its local inventory). Run as root:
+# The Ansible roles' test suite: lint, the supported-release check, every role's Molecule
+# scenarios on Debian 13, the whole site on seven Debian 12 hosts (molecule/site: faults,
+# central logs, firewall, a rolling upgrade) and on one fresh Debian 13 container from the
+# collection dmr.appliance (its local inventory). Run as root:
 #
 #   bash scripts/molecule.sh [ROLE...]      e.g. bash scripts/molecule.sh dmr_router
 #
 # It makes (or reuses) .venv-ansible with ansible, molecule, molecule-plugins[docker],
 # pytest-testinfra, ansible-lint, yamllint and this project (the control node's `dmr pki`),
-# builds the Debian 12 systemd image once per machine (tests/system/image.sh), the .deb
-# once per run (packaging/build-deb.sh --deb-only, into build/molecule/deb/, which every
+# builds the Debian 13 and 12 systemd images once per machine (tests/system/image.sh), the
+# .deb once per run (packaging/build-deb.sh --deb-only, into build/molecule/deb/, which every
 # scenario installs) and the Ansible collection once per run (scripts/release.sh --no-deb,
 # into build/molecule/release/ with the wheel and SHA256SUMS, checked; the site-local test
 # installs the collection from that tarball), then runs ansible-lint and yamllint, every
@@ -84,9 +85,13 @@ export PATH="$VENV/bin:$PATH"
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE=1 ANSIBLE_FORCE_COLOR=false PY_COLORS=0 NO_COLOR=1
 export PYTHONWARNINGS="$DSA_WARNING"  # molecule's ansible-playbook runs too
 
-image=$(tests/system/image.sh 2>"$LOGS/image.log" | tail -n 1) \
-  || { cat "$LOGS/image.log"; failed=1; failures+=(image); finish; }
-export DMR_TEST_IMAGE=$image
+# The roles' scenarios and the one-host site run on Debian 13 (stable), the seven-host
+# site on Debian 12 (oldstable): each release converges the whole site once.
+for release in trixie bookworm; do
+  tag=$(tests/system/image.sh --release "$release" 2>"$LOGS/image-$release.log" | tail -n 1) \
+    || { cat "$LOGS/image-$release.log"; failed=1; failures+=("image-$release"); finish; }
+  printf -v "image_$release" %s "$tag"
+done
 
 say "building the .deb (packaging/build-deb.sh --deb-only)"
 rm -rf "$OUT/deb"
@@ -102,7 +107,7 @@ rm -rf "$OUT/release"
   || { cat "$LOGS/release.log"; failed=1; failures+=(release); finish; }
 DMR_MOLECULE_COLLECTION=$(ls "$OUT"/release/dmr-appliance-*.tar.gz | head -n 1)
 export DMR_MOLECULE_COLLECTION
-say "tools ready in $(elapsed "$started"): $image, $(basename "$DMR_MOLECULE_DEB"), $(basename "$DMR_MOLECULE_COLLECTION")"
+say "tools ready in $(elapsed "$started"): $image_trixie, $image_bookworm, $(basename "$DMR_MOLECULE_DEB"), $(basename "$DMR_MOLECULE_COLLECTION")"
 
 # --- lint -------------------------------------------------------------------------------------
 t=$(date +%s); ansible-lint >"$LOGS/ansible-lint.log" 2>&1; record ansible-lint $? "$t"
@@ -119,6 +124,11 @@ t=$(date +%s)
 DMR_NEEDS_ANSIBLE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
   tests/integration/test_release_run.py >"$LOGS/release-run.log" 2>&1
 record release-run $? "$t"
+# Debian 12 and 13 pass dmr_package's release check; Debian 11 and Ubuntu stop the site.
+t=$(date +%s)
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/molecule/platforms.py \
+  >"$LOGS/platforms.log" 2>&1
+record platforms $? "$t"
 
 # --- one scenario per role, one at a time -----------------------------------------------------
 roles=("$@")
@@ -134,13 +144,14 @@ fi
 for role in "${roles[@]}"; do
   if [ "$role" = site ]; then run_site=1; continue; fi  # both site tests
   t=$(date +%s)
-  (cd "roles/$role" && molecule test) >"$LOGS/$role.log" 2>&1
+  (cd "roles/$role" && DMR_TEST_IMAGE=$image_trixie molecule test) >"$LOGS/$role.log" 2>&1
   record "$role" $? "$t"
   for dir in "roles/$role"/molecule/*/; do
     scenario=$(basename "$dir")
     [ "$scenario" = default ] && continue
     t=$(date +%s)
-    (cd "roles/$role" && molecule test -s "$scenario") >"$LOGS/$role-$scenario.log" 2>&1
+    (cd "roles/$role" && DMR_TEST_IMAGE=$image_trixie molecule test -s "$scenario") \
+      >"$LOGS/$role-$scenario.log" 2>&1
     record "$role-$scenario" $? "$t"
   done
 done
@@ -155,7 +166,7 @@ if [ "$run_site" = 1 ]; then
       >"$LOGS/deb-next.log" 2>&1; then
     DMR_MOLECULE_DEB_NEXT=$(ls "$OUT"/deb-next/dmr-appliance_*_all.deb | head -n 1)
     export DMR_MOLECULE_DEB_NEXT
-    molecule test -s site >"$LOGS/site.log" 2>&1
+    DMR_TEST_IMAGE=$image_bookworm molecule test -s site >"$LOGS/site.log" 2>&1
     rc=$?
     grep -E '^site: ' "$LOGS/site.log" | sed 's/^/    /'
     record site "$rc" "$t"
@@ -167,7 +178,8 @@ fi
 # --- the whole site from the collection's local inventory on one fresh container -------------
 if [ "$run_site" = 1 ]; then
   t=$(date +%s)
-  pytest -p no:cacheprovider tests/molecule/site_local.py >"$LOGS/site-local.log" 2>&1
+  DMR_TEST_IMAGE=$image_trixie pytest -p no:cacheprovider tests/molecule/site_local.py \
+    >"$LOGS/site-local.log" 2>&1
   record site-local $? "$t"
 fi
 

@@ -8,7 +8,8 @@
 #   --no-deb       skip the .deb (and so the image, which is built from it)
 #   --no-image     skip the image (it needs docker; about a minute here)
 #   --base IMAGE   the image's Debian base (default: packaging/build-image.sh's); where no
-#                  registry is reachable, the local one: --base "$(tests/system/image.sh | tail -n 1)"
+#                  registry is reachable, the local one:
+#                  --base "$(tests/system/image.sh --release trixie | tail -n 1)"
 #   --out DIR      where the artifacts go (default dist/)
 #   --allow-dirty  build from a tree with uncommitted or untracked files
 # Refuses (exit 1, one line) when the versions disagree (dmr_appliance/__init__.py,
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     --base) base=${2:?--base needs an image}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --allow-dirty) allow_dirty=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "release.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -1,4 +1,4 @@
-"""The whole site from the Ansible collection on one fresh Debian 12 systemd container,
+"""The whole site from the Ansible collection on one fresh Debian 13 systemd container,
 the way an operator runs it on a single VM without a clone (README, "Deploy to VMs"):
 Debian's own ansible-core on the host itself installs the collection from its tarball
 (`ansible-galaxy collection install dmr-appliance-X.tar.gz`), copies the collection's
@@ -29,7 +29,7 @@ import pytest
 from tests.support.containers import SYSTEMD_FLAGS
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("DMR_TEST_IMAGE", "dmr-test/bookworm-systemd")
+IMAGE = os.environ.get("DMR_TEST_IMAGE", "dmr-test/trixie-systemd")
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 REPO = "/root/dmr-appliance"  # for tests/system/deliver.py; the site runs from the collection
 SITE = "/root/site"  # the operator's inventory, copied from the installed collection
@@ -136,7 +136,7 @@ def box(collection: Path) -> Iterator[str]:
                 check=True,
                 timeout=120,
             )
-        # The operator's tool: Debian 12's own ansible-core, from Debian's mirror.
+        # The operator's tool: Debian's own ansible-core (2.19 on Debian 13), from its mirror.
         sh(
             name,
             "apt-get -q update >/dev/null && DEBIAN_FRONTEND=noninteractive"

@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
-# Builds (once per machine, then reuses) the Debian 12 base image with systemd as PID 1
-# that the system tests run in, as ../shared/TESTBED.md describes: no registry is
-# reachable, so the root filesystem comes from debootstrap and `docker import`.
+# Builds (once per machine, then reuses) a Debian base image with systemd as PID 1 that
+# the system tests, the Molecule scenarios and the container image build on, as
+# ../shared/TESTBED.md describes: no registry is reachable, so the root filesystem comes
+# from debootstrap and `docker import`. One image per supported release: Debian 13
+# "trixie" (stable) and Debian 12 "bookworm" (oldstable).
 # Starts dockerd first if nothing answers (there is no systemd on the host).
 #
-# Usage: tests/system/image.sh [--rebuild]     prints the image tag on its last line
-# Environment: DMR_TEST_IMAGE (tag, default dmr-test/bookworm-systemd),
-#              DEBIAN_MIRROR (default http://deb.debian.org/debian),
+# Usage: tests/system/image.sh [--release trixie|bookworm] [--rebuild]
+#   prints the image tag, dmr-test/RELEASE-systemd, on its last line (default release:
+#   bookworm)
+# Environment: DEBIAN_MIRROR (default http://deb.debian.org/debian),
 #              DMR_DOCKERD_LOG (default /var/log/dmr-dockerd.log).
 set -euo pipefail
 
-IMAGE=${DMR_TEST_IMAGE:-dmr-test/bookworm-systemd}
+SUPPORTED="trixie bookworm"
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DOCKERD_LOG=${DMR_DOCKERD_LOG:-/var/log/dmr-dockerd.log}
 # Debian's docker.io client; another client earlier on PATH may not match the daemon.
 DOCKER=${DOCKER:-$(command -v /usr/bin/docker || command -v docker)}
-rebuild=0
-[ "${1:-}" = "--rebuild" ] && rebuild=1
+rebuild=0 release=bookworm
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rebuild) rebuild=1; shift ;;
+    --release) release=${2:?--release needs trixie or bookworm}; shift 2 ;;
+    *) echo "image.sh: unknown option $1 (usage: image.sh [--release trixie|bookworm] [--rebuild])" >&2; exit 2 ;;
+  esac
+done
+case " $SUPPORTED " in
+  *" $release "*) ;;
+  *) echo "image.sh: release '$release' is not one of: $SUPPORTED" >&2; exit 2 ;;
+esac
+IMAGE=dmr-test/$release-systemd
 
 log() { echo "image.sh: $*" >&2; }
 
@@ -51,16 +65,16 @@ build_image() {
   # shellcheck disable=SC2064  # expand now: $work is local to this function
   trap "cleanup '$work'" EXIT
   trap "cleanup '$work'; exit 130" INT TERM
-  log "debootstrap bookworm from $MIRROR (about a minute)"
+  log "debootstrap $release from $MIRROR (about a minute)"
   debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,procps,ca-certificates,curl \
-    bookworm "$rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
+    "$release" "$rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
 
   cat >"$rootfs/etc/apt/sources.list" <<EOF
-deb $MIRROR bookworm main
-deb $MIRROR bookworm-updates main
-deb ${MIRROR%/debian}/debian-security bookworm-security main
+deb $MIRROR $release main
+deb $MIRROR $release-updates main
+deb ${MIRROR%/debian}/debian-security $release-security main
 EOF
   # The mirror is a snapshot: its Release files are past their Valid-Until.
   echo 'Acquire::Check-Valid-Until "false";' >"$rootfs/etc/apt/apt.conf.d/99no-check-valid-until"

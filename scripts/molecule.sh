@@ -13,10 +13,11 @@
 # scenario installs) and the Ansible collection once per run (scripts/release.sh --no-deb,
 # into build/molecule/release/ with the wheel and SHA256SUMS, checked; the site-local test
 # installs the collection from that tarball), then runs ansible-lint and yamllint, every
-# scenario of every role one after another (the default, then the others: dmr_package's
-# repo installs from the signed apt repository built by packaging/build-repo.sh)
-# (docker driver: converge, idempotence, verify with testinfra: a check-mode pass with no
-# change, the bad-input cases; then destroy), and the site test. Logs: build/molecule/logs/.
+# scenario of every role (the default, then the others: dmr_package's repo installs from
+# the signed apt repository built by packaging/build-repo.sh) and the one-host site, two
+# at a time in two phases whose containers never share a name (docker driver: converge,
+# idempotence, verify with testinfra: a check-mode pass with no change, the bad-input
+# cases; then destroy), and the seven-host site alone. Logs: build/molecule/logs/.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 # Needs the tools of scripts/setup.sh --system (docker.io, debootstrap, debhelper, lintian).
 set -uo pipefail
@@ -31,11 +32,12 @@ failures=()
 
 say() { printf 'molecule.sh: %s\n' "$*"; }
 elapsed() { echo $(( $(date +%s) - $1 ))s; }
-record() {  # record NAME RC SECONDS_START
+record() {  # record NAME RC SECONDS_START [SECONDS_END]
+  local took="$(( ${4:-$(date +%s)} - $3 ))s"
   if [ "$2" = 0 ]; then
-    passed=$((passed + 1)); say "PASS $1 ($(elapsed "$3"))"
+    passed=$((passed + 1)); say "PASS $1 ($took)"
   else
-    failed=$((failed + 1)); failures+=("$1"); say "FAIL $1 ($(elapsed "$3")); log: $LOGS/$1.log"
+    failed=$((failed + 1)); failures+=("$1"); say "FAIL $1 ($took); log: $LOGS/$1.log"
     tail -n 40 "$LOGS/$1.log" | sed 's/^/    /'
   fi
 }
@@ -130,31 +132,71 @@ t=$(date +%s)
   >"$LOGS/platforms.log" 2>&1
 record platforms $? "$t"
 
-# --- one scenario per role, one at a time -----------------------------------------------------
-roles=("$@")
-if [ ${#roles[@]} = 0 ]; then
-  # dependency order: the router's scenario converges the whole site
-  roles=(dmr_package dmr_pki dmr_home dmr_relay dmr_router)
+# --- every role's scenarios, on Debian 13 --------------------------------------------------
+# scenario SPEC: runs one (ROLE for its default scenario, ROLE:SCENARIO for another, or
+# site-local) and appends "NAME RC START END" to $OUT/results; recorded after its phase.
+scenario() {
+  local spec=$1 name t rc
+  t=$(date +%s)
+  case "$spec" in
+    site-local)
+      name=site-local
+      DMR_TEST_IMAGE=$image_trixie pytest -p no:cacheprovider tests/molecule/site_local.py \
+        >"$LOGS/$name.log" 2>&1 ;;
+    *:*)
+      name=${spec%%:*}-${spec#*:}
+      (cd "roles/${spec%%:*}" && DMR_TEST_IMAGE=$image_trixie molecule test -s "${spec#*:}") \
+        >"$LOGS/$name.log" 2>&1 ;;
+    *)
+      name=$spec
+      (cd "roles/$spec" && DMR_TEST_IMAGE=$image_trixie molecule test) >"$LOGS/$name.log" 2>&1 ;;
+  esac
+  rc=$?
+  echo "$name $rc $t $(date +%s)" >>"$OUT/results"
+}
+# phase "SPEC..." "SPEC..." ...: each argument is a lane, its scenarios one after another;
+# the lanes run side by side (two cores; most of a scenario's time is apt and systemd).
+phase() {
+  local lane spec name rc t0 t1
+  : >"$OUT/results"
+  for lane in "$@"; do
+    # shellcheck disable=SC2086  # a lane is a list of words
+    (for spec in $lane; do scenario "$spec"; done) &
+  done
+  wait
+  while read -r name rc t0 t1; do record "$name" "$rc" "$t0" "$t1"; done <"$OUT/results"
+}
+# Each role's default scenario, then its others (dmr_package's repo: installs from the
+# signed repository build-repo.sh makes, served over HTTPS).
+specs_of() {
+  local role=$1 dir
+  echo "$role"
+  for dir in "roles/$role"/molecule/*/; do
+    [ "$(basename "$dir")" = default ] || echo "$role:$(basename "$dir")"
+  done
+}
+if [ $# = 0 ]; then
+  # Two lanes whose containers never share a name (dmr_router's scenario runs home,
+  # relay-1 and router, as dmr_home's and dmr_relay's do: those wait for the next phase).
+  # The plan must hold every scenario there is.
+  plan=("dmr_router" "dmr_package dmr_package:repo dmr_pki" "dmr_home site-local" "dmr_relay")
+  all=$(for dir in roles/*/molecule/*/; do specs_of "$(basename "${dir%/molecule/*/}")"; done | sort -u)
+  planned=$(printf '%s\n' "${plan[@]}" | tr ' ' '\n' | grep -v '^site-local$' | sort -u)
+  if [ "$all" != "$planned" ]; then
+    say "the scenario plan misses: $(comm -23 <(echo "$all") <(echo "$planned") | tr '\n' ' ')"
+    failed=$((failed + 1)); failures+=(plan)
+  fi
+  phase "${plan[0]}" "${plan[1]}"
+  phase "${plan[2]}" "${plan[3]}"
   run_site=1
 else
   run_site=0
-fi
-# Each role's default scenario, then its others (dmr_package's repo: installs from the
-# signed repository build-repo.sh makes, served over HTTPS), each recorded as ROLE:SCENARIO.
-for role in "${roles[@]}"; do
-  if [ "$role" = site ]; then run_site=1; continue; fi  # both site tests
-  t=$(date +%s)
-  (cd "roles/$role" && DMR_TEST_IMAGE=$image_trixie molecule test) >"$LOGS/$role.log" 2>&1
-  record "$role" $? "$t"
-  for dir in "roles/$role"/molecule/*/; do
-    scenario=$(basename "$dir")
-    [ "$scenario" = default ] && continue
-    t=$(date +%s)
-    (cd "roles/$role" && DMR_TEST_IMAGE=$image_trixie molecule test -s "$scenario") \
-      >"$LOGS/$role-$scenario.log" 2>&1
-    record "$role-$scenario" $? "$t"
+  for role in "$@"; do
+    if [ "$role" = site ]; then run_site=1; continue; fi  # both site tests
+    for spec in $(specs_of "$role"); do phase "$spec"; done
   done
-done
+  [ "$run_site" = 1 ] && phase site-local
+fi
 
 # --- the whole site on seven hosts: faults, central logs, firewall, a rolling upgrade --------
 # (molecule/site at the root). upgrade.yml installs a rebuilt package of a higher version.
@@ -173,14 +215,6 @@ if [ "$run_site" = 1 ]; then
   else
     cat "$LOGS/deb-next.log"; record site 1 "$t"
   fi
-fi
-
-# --- the whole site from the collection's local inventory on one fresh container -------------
-if [ "$run_site" = 1 ]; then
-  t=$(date +%s)
-  DMR_TEST_IMAGE=$image_trixie pytest -p no:cacheprovider tests/molecule/site_local.py \
-    >"$LOGS/site-local.log" 2>&1
-  record site-local $? "$t"
 fi
 
 say "total $(elapsed "$started")"

@@ -167,6 +167,41 @@ class HomeBackup:
     )
 
 
+def store_url(value: str) -> str | None:
+    """Empty (SQLite at ``database``), ``sqlite:///PATH`` or ``postgresql://`` without a
+    password: the password comes from ``[store] password_file`` or DMR_STORE_PASSWORD."""
+    if not value:
+        return None
+    if value.startswith("sqlite:///"):
+        return None if len(value) > len("sqlite:///") else "sqlite:/// needs a path"
+    if not value.startswith(("postgresql://", "postgres://")):
+        return "must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    userinfo = value.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+    if ":" in userinfo or "password=" in value:
+        return "must not hold a password: use password_file or DMR_STORE_PASSWORD"
+    return None
+
+
+@dataclass(frozen=True)
+class HomeStore:
+    """Where home keeps its state (docs/home.md, *Store*)."""
+
+    url: str = setting(
+        "",
+        store_url,
+        "sqlite:///PATH, or postgresql://USER@HOST:PORT/DB?sslmode=verify-full for several "
+        "home instances on one database; empty: SQLite at database",
+    )
+    password_file: str = setting(
+        "", help="file holding the PostgreSQL password (else DMR_STORE_PASSWORD, or none)"
+    )
+    key_file: str = setting(
+        "",
+        help="key-encryption key (32 random bytes, 0600) sealing the signing keys in the "
+        "store; required with PostgreSQL; empty with SQLite: key files in keys_dir",
+    )
+
+
 @dataclass(frozen=True)
 class Gate:
     """The nginx in front of an app: it terminates TLS (client certificate and CRL checked)
@@ -220,7 +255,9 @@ class HomeConfig:
     workers: int = setting(2, positive, "gunicorn worker processes")
     threads: int = setting(64, positive, "threads per worker (each long poll holds one)")
     issuer: str = setting("dmr-home", help="iss of every token and card")
-    database: Path = setting(Path("/var/lib/dmr-home/home.db"), help="SQLite store")
+    database: Path = setting(
+        Path("/var/lib/dmr-home/home.db"), help="SQLite store, when [store] url is empty"
+    )
     keys_dir: Path = setting(Path("/var/lib/dmr-home/keys"), help="Ed25519 signing keys")
     log_level: str = setting("info", level_name)
     tls: Tls = field(default_factory=Tls)
@@ -231,6 +268,7 @@ class HomeConfig:
     limits: BodyLimits = field(default_factory=BodyLimits)
     failures: FailureLimits = field(default_factory=FailureLimits)
     backup: HomeBackup = field(default_factory=HomeBackup)
+    store: HomeStore = field(default_factory=HomeStore)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dmr_appliance.home.resources import (
     status_page,
     sync,
 )
-from dmr_appliance.home.store import Store
+from dmr_appliance.home.store import open_store
 
 
 def create_app(home: HomeDeps, verifier: identity.Verifier) -> falcon.App:
@@ -86,5 +86,5 @@ def get_app(environ: Mapping[str, str] = os.environ) -> falcon.App:
     the store opened, the signing key made if there is none, the CA and CRL read."""
     config = config_mod.load(HomeConfig, environ.get("DMR_CONFIG"), environ)
     logs.configure(config.log_level, instance=config.instance)
-    home = HomeDeps.build(config, Store(config.database))
+    home = HomeDeps.build(config, open_store(config))
     return create_app(home, identity.Verifier.from_files(config.tls.ca, config.tls.crl))

@@ -6,7 +6,6 @@ by id and the sync document can list it until it would have expired anyway.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from dmr_appliance.errors import NotFound
 from dmr_appliance.home import rooms
 from dmr_appliance.home.keyring import KeyRing
 from dmr_appliance.home.participants import Participant
-from dmr_appliance.home.store import Store
+from dmr_appliance.home.store import Conn, Store
 from dmr_appliance.timefmt import now, rfc3339
 
 
@@ -99,7 +98,7 @@ def revoke(store: Store, jti: str) -> dict[str, Any]:
     }
 
 
-def revoked(conn: sqlite3.Connection, leeway: int) -> list[dict[str, Any]]:
+def revoked(conn: Conn, leeway: int) -> list[dict[str, Any]]:
     """Revoked tokens that would still verify (expiry plus the verifiers' leeway)."""
     rows = conn.execute(
         "SELECT jti, expires_at FROM issued_tokens WHERE revoked_at IS NOT NULL"

@@ -9,6 +9,7 @@ from dmr_appliance.home.credentials import CredentialSigner
 from dmr_appliance.home.keyring import KeyRing
 from dmr_appliance.home.metrics import HomeMetrics
 from dmr_appliance.home.polls import PollLimits
+from dmr_appliance.home.sealing import Sealer
 from dmr_appliance.home.store import Store
 from dmr_appliance.home.sync import ChangeWatcher
 
@@ -25,7 +26,8 @@ class HomeDeps:
 
     @classmethod
     def build(cls, config: HomeConfig, store: Store) -> HomeDeps:
-        keyring = KeyRing(store, config.keys_dir, retention=token_horizon(config))
+        sealer = Sealer.from_file(config.store.key_file) if config.store.key_file else None
+        keyring = KeyRing(store, config.keys_dir, retention=token_horizon(config), sealer=sealer)
         keyring.ensure_active()
         meters = HomeMetrics()
         return cls(

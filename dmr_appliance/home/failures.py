@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from typing import Any
 
 from dmr_appliance import ids
@@ -24,7 +23,7 @@ from dmr_appliance.errors import (
     InvalidRequest,
     NotFound,
 )
-from dmr_appliance.home.store import Store
+from dmr_appliance.home.store import Conn, Row, Store
 from dmr_appliance.timefmt import format_time, now, parse_time, rfc3339
 
 FIELDS = {"message_id", "room", "from", "to", "attempts", "envelope", "reported_at"}
@@ -147,7 +146,7 @@ def report(
         return _get(conn, key), row is None
 
 
-def _check_rooms(conn: sqlite3.Connection, doc: dict[str, Any]) -> None:
+def _check_rooms(conn: Conn, doc: dict[str, Any]) -> None:
     """A participant reports only in a room it is in, to recipients of that room (the same
     answer whether an outsider exists or not: it learns nothing of other rooms)."""
     members = {
@@ -167,7 +166,7 @@ def _check_rooms(conn: sqlite3.Connection, doc: dict[str, Any]) -> None:
         )
 
 
-def _check_quota(conn: sqlite3.Connection, sender: str, share: FailureLimits, size: int) -> None:
+def _check_quota(conn: Conn, sender: str, share: FailureLimits, size: int) -> None:
     """Within the sender's share: its open reports, counted and in envelope bytes."""
     held, held_bytes = conn.execute(
         "SELECT count(*), coalesce(sum(length(CAST(envelope AS BLOB))), 0) FROM failures"
@@ -187,18 +186,18 @@ def _check_quota(conn: sqlite3.Connection, sender: str, share: FailureLimits, si
         )
 
 
-def _add_attempts(conn: sqlite3.Connection, key: Key, attempts: list[dict[str, Any]]) -> None:
+def _add_attempts(conn: Conn, key: Key, attempts: list[dict[str, Any]]) -> None:
     """Union the attempts, keeping the newest MAX_ATTEMPTS: repeated reports of one message
     cannot grow its row without bound."""
     conn.executemany(
-        "INSERT OR IGNORE INTO failure_attempts VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO failure_attempts VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [(*key, a["target"], a["at"], a["outcome"], a["status"], a["detail"]) for a in attempts],
     )
     conn.execute(
-        "DELETE FROM failure_attempts WHERE rowid IN (SELECT rowid FROM"
-        " failure_attempts WHERE sender = ? AND message_id = ?"
-        " ORDER BY at DESC, target LIMIT -1 OFFSET ?)",
-        (*key, MAX_ATTEMPTS),
+        "DELETE FROM failure_attempts WHERE sender = ? AND message_id = ?"
+        " AND (target, at, outcome) NOT IN (SELECT target, at, outcome FROM failure_attempts"
+        " WHERE sender = ? AND message_id = ? ORDER BY at DESC, target, outcome LIMIT ?)",
+        (*key, *key, MAX_ATTEMPTS),
     )
 
 
@@ -241,7 +240,8 @@ def counts(
     """Open and resolved reports per sender, most open first."""
     where, args = _where(room=room, sender=sender)
     query = (
-        "SELECT sender, sum(status = 'open'), sum(status = 'resolved') FROM failures WHERE 1 = 1"
+        "SELECT sender, count(CASE WHEN status = 'open' THEN 1 END),"
+        " count(CASE WHEN status = 'resolved' THEN 1 END) FROM failures WHERE 1 = 1"
     )
     query += where
     query += " GROUP BY sender ORDER BY 2 DESC, sender"
@@ -274,7 +274,7 @@ def _where(**filters: str | None) -> tuple[str, list[Any]]:
     return "".join(f" AND {column} = ?" for column in given), list(given.values())
 
 
-def _key(conn: sqlite3.Connection, mid: str, sender: str | None) -> Key:
+def _key(conn: Conn, mid: str, sender: str | None) -> Key:
     if sender is not None:
         return sender, mid
     senders = [
@@ -292,7 +292,7 @@ def _key(conn: sqlite3.Connection, mid: str, sender: str | None) -> Key:
     return (senders[0] if senders else ""), mid
 
 
-def _get(conn: sqlite3.Connection, key: Key, *, with_envelope: bool = True) -> dict[str, Any]:
+def _get(conn: Conn, key: Key, *, with_envelope: bool = True) -> dict[str, Any]:
     mid = key[1]
     row = conn.execute("SELECT * FROM failures WHERE sender = ? AND message_id = ?", key).fetchone()
     if row is None:
@@ -322,6 +322,6 @@ def _get(conn: sqlite3.Connection, key: Key, *, with_envelope: bool = True) -> d
     return doc
 
 
-def _present(row: sqlite3.Row) -> dict[str, Any]:
+def _present(row: Row) -> dict[str, Any]:
     """The row's columns that have a value (optional attempt fields are left out)."""
     return {k: v for k, v in zip(row.keys(), tuple(row), strict=True) if v is not None}

@@ -11,7 +11,6 @@ or pods long gone, do not pile up or keep an alert firing for longer than that.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from dmr_appliance import ids
 from dmr_appliance.config import Heartbeats
 from dmr_appliance.errors import AuthError, Conflict, InvalidRequest, NotFound
 from dmr_appliance.home import traffic
-from dmr_appliance.home.store import Store
+from dmr_appliance.home.store import Conn, Store
 from dmr_appliance.timefmt import rfc3339
 
 HEALTH = ("healthy", "stale", "down", "left")
@@ -121,7 +120,7 @@ def record(store: Store, beat: dict[str, Any], caller: str, rules: Heartbeats) -
         return store.version(conn)
 
 
-def _make_room(conn: sqlite3.Connection, caller: str, stamp: float, rules: Heartbeats) -> None:
+def _make_room(conn: Conn, caller: str, stamp: float, rules: Heartbeats) -> None:
     """Room for a new name of ``caller``'s certificate: under the bound, or in the place of
     one of its instances that left (longest ago first), else of the one silent longest if
     that one is down (a pod replaced by a rollout)."""
@@ -150,7 +149,7 @@ def forget(store: Store, name: str) -> None:
         _delete(conn, [name])
 
 
-def _delete(conn: sqlite3.Connection, names: list[str]) -> None:
+def _delete(conn: Conn, names: list[str]) -> None:
     conn.executemany("DELETE FROM instances WHERE id = ?", [(n,) for n in names])
     conn.executemany("DELETE FROM traffic WHERE instance = ?", [(n,) for n in names])
 

@@ -6,13 +6,12 @@ suspension or revocation with the very version that records it.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from dmr_appliance import ids
 from dmr_appliance.errors import Conflict, InvalidRequest, NotFound
-from dmr_appliance.home.store import Store
+from dmr_appliance.home.store import Conn, Store
 from dmr_appliance.timefmt import now, rfc3339
 
 STATUSES = ("active", "suspended", "revoked")
@@ -77,7 +76,7 @@ def create(store: Store, pid: str, endpoint: str, rooms: list[str]) -> Participa
                 " VALUES (?, ?, 'active', ?, ?)",
                 (pid, endpoint, stamp, stamp),
             )
-        except sqlite3.IntegrityError:
+        except store.IntegrityError:
             raise Conflict(f"participant {pid!r} exists", code="participant-exists") from None
         conn.executemany(
             "INSERT INTO participant_rooms VALUES (?, ?)", [(pid, room) for room in rooms]
@@ -154,12 +153,14 @@ def delete(store: Store, pid: str, *, refuse_for: int) -> None:
         _get(conn, pid)
         conn.execute("DELETE FROM participants WHERE id = ?", (pid,))
         conn.execute(
-            "INSERT OR REPLACE INTO removed_participants VALUES (?, ?)", (pid, now() + refuse_for)
+            "INSERT INTO removed_participants VALUES (?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET until = excluded.until",
+            (pid, now() + refuse_for),
         )
         store.bump(conn)
 
 
-def _find(conn: sqlite3.Connection, pid: str) -> Participant | None:
+def _find(conn: Conn, pid: str) -> Participant | None:
     row = conn.execute("SELECT * FROM participants WHERE id = ?", (pid,)).fetchone()
     if row is None:
         return None
@@ -176,7 +177,7 @@ def _find(conn: sqlite3.Connection, pid: str) -> Participant | None:
     )
 
 
-def _get(conn: sqlite3.Connection, pid: str) -> Participant:
+def _get(conn: Conn, pid: str) -> Participant:
     found = _find(conn, pid)
     if found is None:
         raise NotFound(f"no participant {pid!r}", code="participant-not-found")

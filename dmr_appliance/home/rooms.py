@@ -10,14 +10,13 @@ a bump would only make every relay fetch it again and drop its verdict caches.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from dmr_appliance import ids
 from dmr_appliance.errors import InvalidRequest, NotFound
-from dmr_appliance.home.store import Store
+from dmr_appliance.home.store import Conn, Row, Store
 from dmr_appliance.timefmt import now, rfc3339
 
 POLICY_FIELDS = ("signed",)
@@ -93,14 +92,14 @@ def listing(store: Store) -> list[Room]:
         return [_room(row) for row in conn.execute(_ROOMS + " ORDER BY r.room")]
 
 
-def signed_among(conn: sqlite3.Connection, rooms: Iterable[str]) -> list[str]:
+def signed_among(conn: Conn, rooms: Iterable[str]) -> list[str]:
     """Which of ``rooms`` are signed, sorted: the ``signed`` claim of a token for them."""
     # Signed rooms are few: all of them, intersected here (no SQL built from a list).
     rows = conn.execute("SELECT room FROM room_policies WHERE signed = 1")
     return sorted({row[0] for row in rows} & set(rooms))
 
 
-def _get(conn: sqlite3.Connection, room: str) -> Room:
+def _get(conn: Conn, room: str) -> Room:
     row = conn.execute(_ROOMS + " WHERE r.room = ?", (room,)).fetchone()
     if row is None:
         raise NotFound(
@@ -110,5 +109,5 @@ def _get(conn: sqlite3.Connection, room: str) -> Room:
     return _room(row)
 
 
-def _room(row: sqlite3.Row) -> Room:
+def _room(row: Row) -> Room:
     return Room(row["room"], bool(row["signed"]), row["members"], row["updated_at"])

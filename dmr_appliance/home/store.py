@@ -1,4 +1,13 @@
-"""SQLite store shared by every gunicorn worker: connections, transactions, migrations.
+"""Home's store: one interface, two back ends chosen by ``[store] url`` in home.toml.
+
+``sqlite:///PATH`` (the default, this module) for one host; ``postgresql://...``
+(home/store_pg.py) for several home instances on one database. Both offer ``read()`` and
+``write()`` transactions yielding a connection whose ``execute(sql, params)`` takes
+``?`` placeholders and returns rows readable by index and by name, the same numbered
+migrations (home/migrations.py), the sync version (``version``, ``bump``), ``changes()``
+for the long-poll watcher, and ``Error``/``IntegrityError`` to catch.
+
+SQLite store shared by every gunicorn worker: connections, transactions, migrations.
 
 One connection per thread (gthread workers serve each request on one thread), WAL so
 readers never block the writer, ``busy_timeout`` so concurrent writers queue instead of
@@ -15,160 +24,35 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dmr_appliance import logs
 from dmr_appliance.errors import Unavailable
+from dmr_appliance.home.migrations import MIGRATIONS, statements
+
+if TYPE_CHECKING:
+    from dmr_appliance.config import HomeConfig
 
 BUSY_TIMEOUT_MS = 10_000
 _log = logs.get_logger("dmr.home.store")
 
-# Forward migrations: MIGRATIONS[n] takes the schema from version n to n + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE sync_state (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
-    INSERT INTO sync_state (id, version) VALUES (1, 1);
-    CREATE TABLE participants (
-        id TEXT PRIMARY KEY,
-        endpoint TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'revoked')),
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL
-    );
-    CREATE TABLE participant_rooms (
-        participant_id TEXT NOT NULL REFERENCES participants (id) ON DELETE CASCADE,
-        room TEXT NOT NULL,
-        PRIMARY KEY (participant_id, room)
-    );
-    CREATE INDEX participant_rooms_room ON participant_rooms (room);
-    -- Deleted participants stay refused by relays until their last token has expired.
-    CREATE TABLE removed_participants (id TEXT PRIMARY KEY, until INTEGER NOT NULL);
-    CREATE TABLE signing_keys (
-        kid TEXT PRIMARY KEY,
-        created_at INTEGER NOT NULL,
-        retired_at INTEGER
-    );
-    CREATE TABLE issued_tokens (
-        jti TEXT PRIMARY KEY,
-        subject TEXT NOT NULL,
-        kid TEXT NOT NULL,
-        issued_at INTEGER NOT NULL,
-        expires_at INTEGER NOT NULL,
-        revoked_at INTEGER
-    );
-    CREATE INDEX issued_tokens_revoked ON issued_tokens (revoked_at) WHERE revoked_at IS NOT NULL;
-    CREATE TABLE instances (
-        id TEXT PRIMARY KEY,
-        address TEXT NOT NULL,
-        version TEXT NOT NULL,
-        sync_version INTEGER NOT NULL,
-        counters TEXT NOT NULL,
-        first_seen REAL NOT NULL,
-        last_beat REAL NOT NULL
-    );
-    CREATE TABLE failures (
-        message_id TEXT PRIMARY KEY,
-        room TEXT NOT NULL,
-        sender TEXT NOT NULL,
-        recipients TEXT NOT NULL,
-        envelope TEXT NOT NULL,
-        reported_by TEXT NOT NULL,
-        first_reported_at INTEGER NOT NULL,
-        last_reported_at INTEGER NOT NULL,
-        reports INTEGER NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('open', 'resolved')),
-        resolved_at INTEGER,
-        resolved_by TEXT,
-        note TEXT
-    );
-    CREATE INDEX failures_status_room ON failures (status, room);
-    CREATE TABLE failure_attempts (
-        message_id TEXT NOT NULL REFERENCES failures (message_id) ON DELETE CASCADE,
-        target TEXT NOT NULL,
-        at TEXT NOT NULL,
-        outcome TEXT NOT NULL,
-        status INTEGER,
-        detail TEXT,
-        UNIQUE (message_id, target, at, outcome)
-    );
-    """,
-    """
-    ALTER TABLE instances ADD COLUMN sync_age REAL;
-    -- A relay's counters as its last heartbeat of each minute reported them: the status
-    -- page charts the differences (home/traffic.py keeps two hours).
-    CREATE TABLE traffic (
-        instance TEXT NOT NULL,
-        minute INTEGER NOT NULL,
-        counters TEXT NOT NULL,
-        PRIMARY KEY (instance, minute)
-    ) WITHOUT ROWID;
-    """,
-    """
-    -- A failure report belongs to its sender: (sender, message_id), so one participant's
-    -- report of an id never blocks another's. Rebuilt, as SQLite cannot change a primary
-    -- key in place: every existing row and attempt is kept. (No semicolons in comments.)
-    CREATE TABLE failures_v3 (
-        sender TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        room TEXT NOT NULL,
-        recipients TEXT NOT NULL,
-        envelope TEXT NOT NULL,
-        reported_by TEXT NOT NULL,
-        first_reported_at INTEGER NOT NULL,
-        last_reported_at INTEGER NOT NULL,
-        reports INTEGER NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('open', 'resolved')),
-        resolved_at INTEGER,
-        resolved_by TEXT,
-        note TEXT,
-        PRIMARY KEY (sender, message_id)
-    );
-    INSERT INTO failures_v3 SELECT sender, message_id, room, recipients, envelope,
-        reported_by, first_reported_at, last_reported_at, reports, status, resolved_at,
-        resolved_by, note FROM failures;
-    CREATE TABLE failure_attempts_v3 (
-        sender TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        target TEXT NOT NULL,
-        at TEXT NOT NULL,
-        outcome TEXT NOT NULL,
-        status INTEGER,
-        detail TEXT,
-        FOREIGN KEY (sender, message_id) REFERENCES failures_v3 (sender, message_id)
-            ON DELETE CASCADE,
-        UNIQUE (sender, message_id, target, at, outcome)
-    );
-    INSERT INTO failure_attempts_v3 SELECT f.sender, a.message_id, a.target, a.at, a.outcome,
-        a.status, a.detail FROM failure_attempts a JOIN failures f USING (message_id);
-    DROP TABLE failure_attempts;
-    DROP TABLE failures;
-    ALTER TABLE failures_v3 RENAME TO failures;
-    ALTER TABLE failure_attempts_v3 RENAME TO failure_attempts;
-    CREATE INDEX failures_status_room ON failures (status, room);
-    CREATE INDEX failures_message_id ON failures (message_id);
-    CREATE INDEX failures_status_sender ON failures (status, sender, last_reported_at)
-    """,
-    """
-    -- When an instance's last beat was its leaving one (a clean stop): its health is left,
-    -- not down, whatever its age. NULL for every existing row, and again at its next beat.
-    ALTER TABLE instances ADD COLUMN left_at REAL
-    """,
-    """
-    -- A room's policy (issue 26): signed = 1, relays refuse its unsigned messages. The
-    -- flag travels in access tokens, so a room needs no participants to have one, and a
-    -- room without a row is unsigned. Relays never read this table (no sync bump).
-    CREATE TABLE room_policies (
-        room TEXT PRIMARY KEY,
-        signed INTEGER NOT NULL CHECK (signed IN (0, 1)),
-        updated_at INTEGER NOT NULL
-    ) WITHOUT ROWID
-    """,
-)
+__all__ = ["MIGRATIONS", "Conn", "Row", "Store", "open_store", "store_url"]
+
+# A connection inside a transaction and one of its rows, of either back end: sqlite3's, or
+# home/store_pg.py's Connection and Row (the same execute(), ? placeholders, row[0]/row["id"]).
+Conn = Any
+Row = Any
 
 
 class Store:
     """The home database at ``path``; safe to share between threads and processes."""
+
+    dialect = "sqlite"
+    Error: Any = sqlite3.Error
+    IntegrityError: Any = sqlite3.IntegrityError
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -236,7 +120,7 @@ class Store:
             if row is None:
                 conn.execute("INSERT INTO schema_version (version) VALUES (0)")
             for version in range(current, len(MIGRATIONS)):
-                for statement in _statements(MIGRATIONS[version]):
+                for statement in statements(MIGRATIONS[version]):
                     conn.execute(statement)
             conn.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
         return len(MIGRATIONS)
@@ -261,6 +145,26 @@ class Store:
         except sqlite3.Error as exc:
             raise _unavailable(exc) from exc
 
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    def changes(self, interval: float = 0.05) -> Iterator[int]:
+        """The sync version, then again each time it may have moved (for the long-poll
+        watcher): SQLite's ``PRAGMA data_version`` changes when another connection
+        commits; it is cheap, so it is read every ``interval`` seconds."""
+        conn = self.connect()
+        try:
+            seen = None
+            while True:
+                data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if data_version != seen:
+                    seen = data_version
+                    yield self.version(conn)
+                time.sleep(interval)
+        finally:
+            conn.close()
+
     def close(self) -> None:
         """Close this thread's connection (other threads' close when they end)."""
         conn = getattr(self._local, "conn", None)
@@ -275,6 +179,17 @@ def _unavailable(exc: sqlite3.Error) -> Unavailable:
     return Unavailable("the home database is unavailable; try again shortly")
 
 
-def _statements(script: str) -> list[str]:
-    # executescript() would COMMIT our transaction first; split instead (no ';' in literals).
-    return [s.strip() for s in script.split(";") if s.strip()]
+def store_url(config: HomeConfig) -> str:
+    """The store home.toml names: ``[store] url``, or SQLite at ``database`` when empty
+    (``database`` is the older setting, kept as the default's path)."""
+    return config.store.url or f"sqlite:///{config.database}"
+
+
+def open_store(config: HomeConfig) -> Any:
+    """The store of ``config``: SQLite, or PostgreSQL (psycopg 3, optional) by its URL."""
+    url = store_url(config)
+    if url.startswith("sqlite:///"):
+        return Store(url.removeprefix("sqlite://"))
+    from dmr_appliance.home import store_pg
+
+    return store_pg.PostgresStore.from_config(config)

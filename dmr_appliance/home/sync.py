@@ -1,16 +1,15 @@
 """The sync document relays live on, and the long poll that hands it out.
 
-Several gunicorn workers serve polls; a change committed by any of them must wake every
-waiting poll at once. Each worker runs one watcher thread that looks at SQLite's
-``PRAGMA data_version`` (cheap: it changes when another connection commits) every
-``interval`` seconds, reads the sync version when it did, and wakes this worker's waiters
-through a Condition.
+Several gunicorn workers (and, on PostgreSQL, several home instances) serve polls; a
+change committed by any of them must wake every waiting poll at once. Each worker runs one
+watcher thread that follows the store's ``changes()`` (SQLite: ``PRAGMA data_version``
+every 50 ms; PostgreSQL: LISTEN/NOTIFY, with the version read from the table at every
+wake-up and every second) and wakes this worker's waiters through a Condition.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 import weakref
@@ -22,10 +21,11 @@ from dmr_appliance import logs, sync_signature
 from dmr_appliance.config import HomeConfig
 from dmr_appliance.home import credentials
 from dmr_appliance.home.keyring import KeyRing
-from dmr_appliance.home.store import Store
+from dmr_appliance.home.store import Conn, Store
 from dmr_appliance.timefmt import now, rfc3339
 
 _log = logs.get_logger("dmr.home.sync")
+RETRY = 1.0  # seconds between attempts to follow a store that cannot answer
 
 
 def document(store: Store, keyring: KeyRing, config: HomeConfig) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def signature(body: bytes, store: Store, keyring: KeyRing) -> str:
         return sync_signature.sign(body, keyring.published(conn))
 
 
-def _revoked(conn: sqlite3.Connection) -> list[str]:
+def _revoked(conn: Conn) -> list[str]:
     return _ids(
         conn,
         "SELECT id FROM participants WHERE status = 'revoked'"
@@ -62,7 +62,7 @@ def _revoked(conn: sqlite3.Connection) -> list[str]:
     )
 
 
-def _ids(conn: sqlite3.Connection, query: str, *args: Any) -> list[str]:
+def _ids(conn: Conn, query: str, *args: Any) -> list[str]:
     return [row[0] for row in conn.execute(query, args)]
 
 
@@ -127,21 +127,16 @@ class ChangeWatcher:
             self._started = True
 
     def _run(self) -> None:
-        conn = self.store.connect()
-        seen = None
         while True:
             try:
-                seen = self._poll(conn, seen)
-            except sqlite3.Error as exc:  # the store is briefly unusable: keep watching
+                for version in self.store.changes():
+                    self._seen(version)
+            except Exception as exc:  # the store is briefly unusable: keep watching
                 logs.log_event(_log, "sync-watch-error", logging.WARNING, detail=str(exc))
-            time.sleep(self.interval)
+            time.sleep(RETRY)
 
-    def _poll(self, conn: sqlite3.Connection, seen: int | None) -> int:
-        data_version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if data_version != seen:
-            version = self.store.version(conn)
-            if version != self._version:
-                with self._changed:
-                    self._version = version
-                    self._changed.notify_all()
-        return data_version
+    def _seen(self, version: int) -> None:
+        if version != self._version:
+            with self._changed:
+                self._version = version
+                self._changed.notify_all()

@@ -9,12 +9,11 @@ than before count whole, never negative.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from dmr_appliance.home.store import Store
+from dmr_appliance.home.store import Conn, Store
 
 KEEP_MINUTES = 120
 WINDOW_MINUTES = 60  # what the status page shows
@@ -28,7 +27,7 @@ class Minute:
 
 
 def record(
-    conn: sqlite3.Connection,
+    conn: Conn,
     instance: str,
     counters: dict[str, int],
     stamp: float,
@@ -43,7 +42,8 @@ def record(
     minute = int(stamp // 60)
     if first:
         conn.execute(
-            "INSERT OR IGNORE INTO traffic (instance, minute, counters) VALUES (?, ?, '{}')",
+            "INSERT INTO traffic (instance, minute, counters) VALUES (?, ?, '{}')"
+            " ON CONFLICT DO NOTHING",
             (instance, minute - 1),
         )
     conn.execute(

@@ -32,6 +32,9 @@ LOCAL_SANS = {"dns": ("localhost",), "ips": ("127.0.0.1",)}
 @pytest.hookimpl(tryfirst=True)  # before pytest's tmp_path factory reads basetemp
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_nginx: runs nginx; skipped where none is installed")
+    config.addinivalue_line(
+        "markers", "sqlite_only: in a both-stores module, a test of SQLite's own files"
+    )
     # pytest-xdist gives each worker BASETEMP/popen-gwN; a stack's unix sockets live in its
     # state directory, and the 6 more characters take the longest past the 107 bytes a
     # socket path may have (nginx: "too long path in the unix domain socket"): BASETEMP/gwN.
@@ -41,7 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.basetemp = str(Path(basetemp).with_name(worker))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _deselect_sqlite_only(config, items)
     try:
         serving.binary()
     except serving.NginxError:
@@ -96,3 +100,55 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture
 def fresh_pki(tmp_path: Path) -> Pki:
     return build_pki(tmp_path / "pki")
+
+
+# --- the two store back ends (issue 25) ------------------------------------------------
+# A module whose home tests run on both says ``pytestmark = pytest.mark.usefixtures(
+# "store_backend")``: each test runs once on SQLite and once on PostgreSQL (a database of
+# its own on one server per xdist worker, started from Debian's postgresql-15 binaries).
+# Without psycopg or those binaries the PostgreSQL half is skipped, saying what to
+# install; DMR_NEEDS_POSTGRESQL=1 (scripts/test.sh) makes that skip a failure.
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    from dmr_appliance.home import store_pg
+    from dmr_appliance.local.postgres import LocalPostgres, PostgresMissing
+
+    try:
+        if store_pg.psycopg is None:
+            raise PostgresMissing(store_pg.INSTALL)
+        server = LocalPostgres().start()
+    except PostgresMissing as exc:
+        if os.environ.get("DMR_NEEDS_POSTGRESQL") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request: pytest.FixtureRequest):
+    from tests.support import home as home_support
+
+    if request.param == "postgresql":
+        home_support.POSTGRES = request.getfixturevalue("postgres")
+    try:
+        yield request.param
+    finally:
+        home_support.POSTGRES = None
+
+
+def _deselect_sqlite_only(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A ``sqlite_only`` test (its files, its migrations from an older file) is not
+    collected for PostgreSQL at all: nothing to skip, nothing to read past."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.get_closest_marker("sqlite_only") and params.get("store_backend") == "postgresql":
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

@@ -76,7 +76,7 @@ def set_signed(store: Store, room: str, signed: bool) -> Room:
         conn.execute(
             "INSERT INTO room_policies (room, signed, updated_at) VALUES (?, ?, ?)"
             " ON CONFLICT (room) DO UPDATE SET signed = excluded.signed,"
-            " updated_at = excluded.updated_at WHERE signed != excluded.signed",
+            " updated_at = excluded.updated_at WHERE room_policies.signed != excluded.signed",
             (room, int(signed), now()),
         )
         return _get(conn, room)

@@ -12,18 +12,26 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from dmr_appliance.config import HomeConfig, Tls, to_toml
+from dmr_appliance.config import HomeConfig, HomeStore, Tls, to_toml
+from dmr_appliance.home import sealing
 from dmr_appliance.home import store as store_mod
 from tests.support.apps import App, home_gate
 from tests.support.https import mtls_session
 from tests.support.processes import free_port, http_ok
 
+# The PostgreSQL server of the test running on that back end (tests/conftest.py,
+# ``store_backend``), else None: home_config then gives each state directory a database.
+POSTGRES = None
+
 
 def home_config(state: Path, pki, **overrides) -> HomeConfig:
-    """HomeConfig with its state under ``state`` and TLS from the test ``pki``."""
+    """HomeConfig with its state under ``state`` and TLS from the test ``pki``; on
+    PostgreSQL (``store_backend``), a database of its own and a key-encryption key."""
     tls = Tls(
         ca=pki.ca, cert=pki.cert("server", "home"), key=pki.key("server", "home"), crl=pki.crl
     )
+    if POSTGRES is not None and "store" not in overrides:
+        overrides["store"] = postgres_store(state)
     return dataclasses.replace(
         HomeConfig(),
         database=state / "home.db",
@@ -32,6 +40,18 @@ def home_config(state: Path, pki, **overrides) -> HomeConfig:
         gate=home_gate(state),
         **overrides,
     )
+
+
+def postgres_store(state: Path, name: str | None = None) -> HomeStore:
+    """``[store]`` on the test PostgreSQL: the database named after ``name`` (default: the
+    state directory: one per home under test; several homes share one by naming it) and
+    the key-encryption key ``kek`` in ``state``."""
+    state.mkdir(parents=True, exist_ok=True)
+    kek = state / "kek"
+    if not kek.exists():
+        sealing.new_key_file(kek)
+    url = POSTGRES.database(name or str(state.resolve()))
+    return HomeStore(url=url, key_file=str(kek))
 
 
 def write_toml(config: HomeConfig, path: Path) -> Path:
@@ -132,10 +152,10 @@ def home_under_test(
     from dmr_appliance import identity
     from dmr_appliance.home.app import create_app
     from dmr_appliance.home.deps import HomeDeps
-    from dmr_appliance.home.store import Store
+    from dmr_appliance.home.store import open_store
 
     config = home_config(state, pki, **overrides)
-    store = Store(config.database)
+    store = open_store(config)
     app = create_app(
         HomeDeps.build(config, store), identity.Verifier.from_files(config.tls.ca, config.tls.crl)
     )
@@ -182,11 +202,17 @@ def failure_report(**changes) -> dict:
 
 def older_store(path: Path, migrations: int, rows: list[tuple[str, tuple]]) -> None:
     """A store at ``path`` as the first ``migrations`` left it, holding ``rows`` (SQL and
-    its parameters): what a newer home then opens and migrates."""
+    its parameters): what a newer home then opens and migrates. On PostgreSQL, the
+    database of ``path``'s directory."""
     newest = store_mod.MIGRATIONS
     store_mod.MIGRATIONS = newest[:migrations]
     try:
-        old = store_mod.Store(path)
+        if POSTGRES is None:
+            old = store_mod.Store(path)
+        else:  # the database home_config gives the state directory holding ``path``
+            from dmr_appliance.home.store_pg import PostgresStore
+
+            old = PostgresStore(postgres_store(path.parent).url)
         with old.write() as conn:
             for sql, params in rows:
                 conn.execute(sql, params)

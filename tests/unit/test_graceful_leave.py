@@ -15,6 +15,9 @@ from dmr_appliance.home import instances
 from dmr_appliance.home.store import Store
 from tests.support.home import home_under_test, older_store
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 
 def beat(instance: str = "relay-1", **changes) -> dict:
     return {
@@ -48,7 +51,7 @@ def instance_gauge(home) -> dict[str, float]:
 def age(home, seconds: float, name: str | None = None) -> None:
     with home.store.write() as conn:
         conn.execute(
-            "UPDATE instances SET last_beat = last_beat - ? WHERE ? IS NULL OR id = ?",
+            "UPDATE instances SET last_beat = last_beat - ? WHERE CAST(? AS TEXT) IS NULL OR id = ?",
             (seconds, name, name),
         )
 
@@ -124,6 +127,7 @@ def test_a_crashed_relay_alerts_for_a_day(home):
     assert instance_gauge(home)["down"] == 0
 
 
+@pytest.mark.sqlite_only
 def test_migration_4_keeps_every_instance(tmp_path):
     path = tmp_path / "home.db"
     older_store(

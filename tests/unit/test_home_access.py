@@ -14,6 +14,9 @@ from tests.support.home import home_under_test
 from tests.support.identity import CLIENT_CERT_HEADER, direct_headers, escaped_cert
 from tests.support.problems import assert_problem
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 OPENAPI = json.loads((Path(__file__).parents[2] / "dmr_appliance/openapi/home.json").read_text())
 KINDS = {"admin": "admin", "relay": "relay-1", "participant": "alice"}
 # Concrete values for path parameters; whether they exist does not matter here.

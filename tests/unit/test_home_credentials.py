@@ -12,6 +12,9 @@ from dmr_appliance.errors import TokenError
 from dmr_appliance.home.deps import token_horizon
 from tests.support.home import home_under_test
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 
 @pytest.fixture
 def home(tmp_path, pki):
@@ -127,6 +130,7 @@ def test_retired_key_leaves_the_jwks_after_its_tokens_expire(home):
     assert statuses == ["active", "expired"]
 
 
+@pytest.mark.sqlite_only
 def test_private_keys_are_0600(home):
     files = list(home.config.keys_dir.glob("*.pem"))
     assert len(files) == 1

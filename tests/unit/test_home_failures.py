@@ -8,6 +8,9 @@ import pytest
 
 from tests.support.home import MID, failure_report, home_under_test
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 
 @pytest.fixture
 def home(tmp_path, pki):

@@ -14,6 +14,9 @@ from dmr_appliance.config import Heartbeats
 from dmr_appliance.home import instances, traffic
 from tests.support.home import home_under_test
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 OPENAPI = Path(__file__).parents[2] / "dmr_appliance/openapi/home.json"
 
 

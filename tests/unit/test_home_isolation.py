@@ -17,6 +17,9 @@ from dmr_appliance.errors import DmrError
 from dmr_appliance.home.polls import RETRY_AFTER, PollLimits
 from tests.support.home import home_under_test
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 PROBLEM = "application/problem+json"
 
 

@@ -11,6 +11,9 @@ from dmr_appliance.home import rooms
 from tests.support.home import home_under_test, older_store
 from tests.support.problems import assert_problem
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 ROOMS = {"lobby": ("alice", "bob"), "ops": ("alice",)}
 
 

@@ -10,6 +10,9 @@ import pytest
 
 from tests.support.home import home_under_test
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 
 @pytest.fixture
 def home(tmp_path, pki):

@@ -51,7 +51,8 @@ def instance_gauge(home) -> dict[str, float]:
 def age(home, seconds: float, name: str | None = None) -> None:
     with home.store.write() as conn:
         conn.execute(
-            "UPDATE instances SET last_beat = last_beat - ? WHERE CAST(? AS TEXT) IS NULL OR id = ?",
+            "UPDATE instances SET last_beat = last_beat - ?"
+            " WHERE CAST(? AS TEXT) IS NULL OR id = ?",
             (seconds, name, name),
         )
 

@@ -181,15 +181,16 @@ def _unavailable(exc: sqlite3.Error) -> Unavailable:
 
 def store_url(config: HomeConfig) -> str:
     """The store home.toml names: ``[store] url``, or SQLite at ``database`` when empty
-    (``database`` is the older setting, kept as the default's path)."""
-    return config.store.url or f"sqlite:///{config.database}"
+    (``database`` is the older setting, kept as the default's path). ``sqlite:///PATH``
+    and ``sqlite:////PATH`` both name the absolute PATH."""
+    return config.store.url or f"sqlite://{Path(config.database).resolve()}"
 
 
 def open_store(config: HomeConfig) -> Any:
     """The store of ``config``: SQLite, or PostgreSQL (psycopg 3, optional) by its URL."""
     url = store_url(config)
     if url.startswith("sqlite:///"):
-        return Store(url.removeprefix("sqlite://"))
+        return Store("/" + url.removeprefix("sqlite:///").lstrip("/"))
     from dmr_appliance.home import store_pg
 
     return store_pg.PostgresStore.from_config(config)

@@ -14,9 +14,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-BIN_DIR = Path("/usr/lib/postgresql/15/bin")
+ROOT = Path("/usr/lib/postgresql")  # Debian 12: 15/bin; Debian 13: 17/bin
 USER = "dmr"  # the cluster's superuser; local connections are trusted (a test server)
-SETUP = "apt install postgresql-15 (scripts/setup.sh installs it)"
+SETUP = "apt install postgresql-15 (scripts/setup.sh --test installs it)"
+
+
+def bin_dir() -> Path:
+    """The newest PostgreSQL's binaries here (Debian installs each major version apart)."""
+    found = sorted(ROOT.glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        raise PostgresMissing(f"no {ROOT}/*/bin/pg_ctl: {SETUP}")
+    return found[-1].parent
 
 
 class PostgresMissing(RuntimeError):
@@ -27,10 +35,8 @@ class LocalPostgres:
     """One cluster in ``base`` (made under /tmp when None, so that its socket path is
     short and ``nobody`` can reach it)."""
 
-    def __init__(self, base: Path | None = None, bin_dir: Path = BIN_DIR) -> None:
-        if not (bin_dir / "pg_ctl").exists():
-            raise PostgresMissing(f"no {bin_dir}/pg_ctl: {SETUP}")
-        self.bin_dir = bin_dir
+    def __init__(self, base: Path | None = None, binaries: Path | None = None) -> None:
+        self.bin_dir = binaries or bin_dir()
         self.base = Path(base or tempfile.mkdtemp(prefix="dmr-pg-"))
         self.data = self.base / "data"
         self.socket_dir = self.base

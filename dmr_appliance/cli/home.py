@@ -76,10 +76,14 @@ def run_restore(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _refused(exc) from None
     made = done.manifest
+    into = (
+        f"{settings.database}, {len(made['keys'])} signing keys into {settings.keys_dir}"
+        if made.get("store", "sqlite") == "sqlite"
+        else f"{settings.store.url} (signing keys sealed in it)"
+    )
     print(
         f"restored {args.dir} (made {made['created_at']} by dmr-appliance "
-        f"{made['package_version']}, schema {made['schema_version']}) into "
-        f"{settings.database}, {len(made['keys'])} signing keys into {settings.keys_dir}"
+        f"{made['package_version']}, schema {made['schema_version']}) into {into}"
     )
     print(
         f"sync version {done.previous_version} -> {done.sync_version} (backup's: "

@@ -1,4 +1,5 @@
-"""Backups of home's store and signing keys (``dmr home backup``; restore: restore.py).
+"""Backups of home's store and signing keys (``dmr home backup``; restore: restore.py;
+a PostgreSQL store: backup_pg.py, pg_dump, into the same directories and manifests).
 
 A backup is a directory ``<dir>/home-<UTC time>`` holding ``home.db``, an online copy
 made by SQLite's backup API inside one read transaction (a consistent snapshot while home
@@ -62,6 +63,10 @@ def backup(
     progress: IO[str] | None = None,
 ) -> Path:
     """A new complete backup under ``root``; older ones beyond ``keep`` are removed."""
+    if config.store.url.startswith(("postgresql:", "postgres:")):
+        from dmr_appliance.home import backup_pg
+
+        return backup_pg.backup(config, root, keep=keep, config_file=config_file, progress=progress)
     database = config.database
     if not database.is_file():
         raise BackupError(
@@ -71,24 +76,32 @@ def backup(
     owner = store_owner(database)
     make_dir(root, owner)
     created = time.time()
-    name = (
-        PREFIX
-        + time.strftime("%Y%m%dT%H%M%S", time.gmtime(created))
-        + f".{int(created * 1000) % 1000:03d}Z"
-    )
+    name = backup_name(created)
     partial = root / f".{name}.partial"
     make_dir(partial, owner)
     try:
         files = _fill(partial, config, config_file, owner, progress)
         snapshot = files.pop("")
-        write_file(partial / MANIFEST, _manifest(config, created, snapshot, files), owner)
+        write_file(partial / MANIFEST, manifest_doc(config, created, snapshot, files), owner)
         os.rename(partial, root / name)
         _fsync_dir(root)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        remove_partial(partial)
         raise
     prune(root, keep)
     return root / name
+
+
+def backup_name(created: float) -> str:
+    return (
+        PREFIX
+        + time.strftime("%Y%m%dT%H%M%S", time.gmtime(created))
+        + f".{int(created * 1000) % 1000:03d}Z"
+    )
+
+
+def remove_partial(partial: Path) -> None:
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def _fill(
@@ -173,17 +186,22 @@ def copy_pages(
             dest.close()
 
 
-def read_snapshot(conn: sqlite3.Connection) -> Snapshot:
+def read_snapshot(conn: Any) -> Snapshot:
     schema = conn.execute("SELECT version FROM schema_version").fetchone()[0]
     sync = conn.execute("SELECT version FROM sync_state").fetchone()[0]
     kids = [row[0] for row in conn.execute("SELECT kid FROM signing_keys ORDER BY kid")]
     return Snapshot(schema, sync, kids)
 
 
-def _manifest(
-    config: HomeConfig, created: float, snapshot: Snapshot, files: dict[str, Any]
+def manifest_doc(
+    config: HomeConfig,
+    created: float,
+    snapshot: Snapshot,
+    files: dict[str, Any],
+    store: str = "sqlite",
 ) -> bytes:
     doc = {
+        "store": store,
         "format": FORMAT,
         "kind": KIND,
         "created_at": rfc3339(int(created)),

@@ -41,7 +41,17 @@ class Restored:
 
 def restore(config: HomeConfig, source: Path, *, progress: IO[str] | None = None) -> Restored:
     """Replace home's store and add the backup's keys; home must be stopped."""
-    _manifest(source)  # before anything else: is it a backup at all
+    found = _manifest(source)  # before anything else: is it a backup at all
+    if config.store.url.startswith(("postgresql:", "postgres:")):
+        from dmr_appliance.home import backup_pg
+
+        manifest = verify(source, progress)
+        previous, version = backup_pg.restore(config, source, manifest)
+        return Restored(manifest, previous, version)
+    if found.get("store", "sqlite") != "sqlite":
+        raise backups.BackupError(
+            f"{source} is a PostgreSQL backup: restore it with [store] url naming the database"
+        )
     database = config.database
     if not database.parent.is_dir():
         raise backups.BackupError(
@@ -115,11 +125,12 @@ def _manifest(source: Path) -> dict[str, Any]:
         )
     try:
         doc = json.loads(path.read_text())
+        sqlite = doc.get("store", "sqlite") == "sqlite"  # else PostgreSQL: keys sealed in it
         ok = (
             doc.get("kind") == backups.KIND
             and doc.get("format") == backups.FORMAT
-            and backups.DATABASE in doc["files"]
-            and all(f"keys/{kid}.pem" in doc["files"] for kid in doc["keys"])
+            and (backups.DATABASE if sqlite else "home.dump") in doc["files"]
+            and (not sqlite or all(f"keys/{kid}.pem" in doc["files"] for kid in doc["keys"]))
             and isinstance(doc["schema_version"], int)
             and isinstance(doc["sync_version"], int)
         )

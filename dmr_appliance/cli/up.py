@@ -36,6 +36,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=8443,
         help="router's HTTPS port on 127.0.0.1 (default 8443; 0: any free)",
     )
+    parser.add_argument(
+        "--home-instances",
+        type=_numbers.whole(1, 9),
+        default=1,
+        help="home instances (default 1; more need --store postgresql)",
+    )
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="home's store: sqlite (default, nothing to install) or postgresql (a server "
+        "this command starts from Debian's postgresql-15, shared by every home instance)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -44,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         args.state_dir,
         relays=args.relays,
         port=args.port,
+        homes=args.home_instances,
+        store=args.store,
         log=lambda line: print(f"dmr up: {line}", flush=True),
     )
     try:
@@ -109,6 +124,7 @@ def instructions(stack: Stack) -> str:
         f"  metrics         {stack.status_url}metrics (home),"
         " each relay's /metrics"
         + (f", router: {stack.exporter_url}" if stack.exporter_url else ""),
+        *_homes(stack),
         f"  logs            {stack.logs_dir}/<name>.log",
         f"  deliveries      {stack.recipient_log}",
         "",
@@ -124,3 +140,13 @@ def instructions(stack: Stack) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _homes(stack: Stack) -> list[str]:
+    """With several home instances: where each answers (the router lists the first)."""
+    if stack.home_count == 1:
+        return []
+    lines = [f"  home instances  {stack.home_count} on PostgreSQL ({stack.store_url}):"]
+    for name in stack.home_names:
+        lines.append(f"                  {name}: https://127.0.0.1:{stack.ports[name]} (its gate)")
+    return lines

@@ -39,12 +39,15 @@ class Layout:
         relays: int,
         port: int,
         *,
+        homes: int = 1,
         log: Callable[[str], None] | None = None,
     ) -> None:
         if relays < 1:
             raise StackError("the stack needs at least one relay (--relays 1 or more)")
         self.state_dir = Path(state_dir).resolve()
         self.relay_count = relays
+        self.home_count = homes
+        self.store_url = ""  # "": SQLite in home/; else the PostgreSQL every home shares
         self.requested_port = port
         self.log = log or (lambda message: None)
         self.ports: dict[str, int] = {}
@@ -71,6 +74,11 @@ class Layout:
         """(certificate, key) of ``kind``/``name`` in the stack's PKI."""
         p = pki.paths(self.pki_dir)
         return p.cert(kind, name), p.key(kind, name)
+
+    @property
+    def home_names(self) -> list[str]:
+        """home, then home-2, home-3, ... (several only on PostgreSQL: --store)."""
+        return ["home", *(f"home-{n}" for n in range(2, self.home_count + 1))]
 
     @property
     def relay_names(self) -> list[str]:
@@ -118,7 +126,7 @@ class Layout:
 
     def prepare(self) -> None:
         """PKI (kept between runs), ports, config files. Safe to call again."""
-        for sub in ("config", "logs", "home", "router", "recipient", *self.relay_names):
+        for sub in ("config", "logs", *self.home_names, "router", "recipient", *self.relay_names):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)  # keys and the admin's certificate live here
         self._make_pki()
@@ -142,7 +150,7 @@ class Layout:
                 pki.issue(self.pki_dir, kind, name, **sans, force=cert.exists() or key.exists())
 
     def _choose_ports(self) -> None:
-        names = ["home", "recipient", "stub_status", "exporter", *self.relay_names]
+        names = [*self.home_names, "recipient", "stub_status", "exporter", *self.relay_names]
         self.ports = {name: free_port() for name in names}
         self.ports["router"] = self.requested_port or free_port()
         if len(set(self.ports.values())) != len(self.ports):
@@ -161,16 +169,23 @@ class Layout:
             error_log=str(self.logs_dir / f"{name}-gate-error.log"),
         )
 
-    def home_config(self) -> config.HomeConfig:
+    def home_config(self, name: str = "home") -> config.HomeConfig:
+        """Home instance ``name``: all of them present the one home certificate and, on
+        PostgreSQL, share the database and the key-encryption key ``home/kek``."""
+        store = config.HomeStore()
+        if self.store_url:
+            store = config.HomeStore(self.store_url, key_file=str(self.state_dir / "home" / "kek"))
         return dataclasses.replace(
             config.HomeConfig(),
-            bind=f"{HOST}:{self.ports['home']}",
+            instance=name,
+            bind=f"{HOST}:{self.ports[name]}",
             workers=1,
             threads=32,
-            database=self.state_dir / "home" / "home.db",
-            keys_dir=self.state_dir / "home" / "keys",
+            database=self.state_dir / name / "home.db",
+            keys_dir=self.state_dir / name / "keys",
             tls=self._tls(config.Tls, "server", "home"),
-            gate=self._gate(config.Gate, "home"),
+            gate=self._gate(config.Gate, name),
+            store=store,
         )
 
     def relay_config(self, name: str) -> config.RelayConfig:
@@ -205,7 +220,8 @@ class Layout:
         )
 
     def _write_configs(self) -> None:
-        (self.config_dir / "home.toml").write_text(config.to_toml(self.home_config()))
+        for name in self.home_names:
+            (self.config_dir / f"{name}.toml").write_text(config.to_toml(self.home_config(name)))
         for name in self.relay_names:
             (self.config_dir / f"{name}.toml").write_text(config.to_toml(self.relay_config(name)))
         router = self.router_config()

@@ -33,7 +33,7 @@ class PostgresMissing(RuntimeError):
 
 class LocalPostgres:
     """One cluster in ``base`` (made under /tmp when None, so that its socket path is
-    short and ``nobody`` can reach it)."""
+    short and ``nobody`` can reach it: not in a 0700 directory of root's)."""
 
     def __init__(self, base: Path | None = None, binaries: Path | None = None) -> None:
         self.bin_dir = binaries or bin_dir()
@@ -44,12 +44,18 @@ class LocalPostgres:
         self._owner = "nobody" if os.geteuid() == 0 else None
 
     def start(self) -> LocalPostgres:
+        """initdb (unless the cluster exists: ``dmr up`` keeps it between runs), then
+        start it (unless it runs: a run that was killed left it)."""
         self.base.mkdir(parents=True, exist_ok=True)
         if self._owner:
             entry = pwd.getpwnam(self._owner)
             os.chown(self.base, entry.pw_uid, entry.pw_gid)
         self.base.chmod(0o755)
-        self._run("initdb", "-D", self.data, "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync")
+        if not (self.data / "PG_VERSION").exists():
+            initdb = ("initdb", "-D", self.data, "-U", USER, "--auth=trust", "-E", "UTF8")
+            self._run(*initdb, "--no-sync")
+        elif self._run("pg_ctl", "-D", self.data, "status", check=False) == 0:
+            return self
         options = f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off -c max_connections=300"
         self._run("pg_ctl", "-D", self.data, "-o", options, "-l", self.log, "-w", "start")
         return self
@@ -67,10 +73,13 @@ class LocalPostgres:
             self._psql(f"CREATE DATABASE {name}")
         return self.url(name)
 
-    def stop(self) -> None:
+    def stop(self, *, remove: bool = True) -> None:
+        """Stop the server (fast: the tests' data is thrown away, ``dmr up``'s kept)."""
         if self.data.exists():
-            self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop", check=False)
-        shutil.rmtree(self.base, ignore_errors=True)
+            mode = "immediate" if remove else "fast"
+            self._run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop", check=False)
+        if remove:
+            shutil.rmtree(self.base, ignore_errors=True)
 
     def _psql(self, sql: str) -> str:
         command = [self.bin_dir / "psql", "-h", self.socket_dir, "-U", USER, "-d", "postgres"]
@@ -79,7 +88,7 @@ class LocalPostgres:
         )
         return done.stdout
 
-    def _run(self, tool: str, *args: object, check: bool = True) -> None:
+    def _run(self, tool: str, *args: object, check: bool = True) -> int:
         command = [str(self.bin_dir / tool), *map(str, args)]
         if self._owner:
             command = ["runuser", "-u", self._owner, "--", *command]
@@ -87,3 +96,4 @@ class LocalPostgres:
         if check and done.returncode != 0:
             log = self.log.read_text()[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"{tool} failed: {done.stderr.strip()}\n{log}")
+        return done.returncode

@@ -6,6 +6,9 @@ Everything lives in one state directory (default ``./.dmr``)::
     config/              home.toml, relay-N.toml, router.toml, nginx.conf
     home/ relay-N/       each app's state (SQLite, keys, last sync document), its gunicorn
                          socket and gate/ (the nginx in front of it: TLS, CRL, identity)
+    home-N/              with --home-instances N --store postgresql, each further home
+                         instance; all share a PostgreSQL (/tmp/dmr-pg-<hash of the state
+                         dir>, kept between runs) and home/kek, the key-encryption key
     router/              nginx's prefix: pid file, temp files
     recipient/           deliveries.jsonl: what the demo recipient received
     logs/<name>.log      each process's stdout (JSON lines), stderr too
@@ -25,12 +28,14 @@ reload it, as the CRL path unit does on a VM.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +43,9 @@ from typing import Any
 import requests
 
 from dmr_appliance import crl_reload, pki
+from dmr_appliance.home import sealing
 from dmr_appliance.local.layout import RECIPIENT, Layout, StackError
+from dmr_appliance.local.postgres import LocalPostgres, PostgresMissing
 from dmr_appliance.local.processes import HOST, NginxProcess, ProcessGroup
 
 # Debian's Prometheus nginx exporter (prometheus-nginx-exporter): started when installed.
@@ -55,9 +62,15 @@ class Stack(Layout):
         port: int = 0,
         *,
         python: str = sys.executable,
+        homes: int = 1,
+        store: str = "sqlite",
         log: Callable[[str], None] | None = None,
     ) -> None:
-        super().__init__(state_dir, relays, port, log=log)
+        super().__init__(state_dir, relays, port, homes=homes, log=log)
+        if homes > 1 and store != "postgresql":
+            raise StackError("several home instances need a shared store: --store postgresql")
+        self.store = store
+        self.postgres: LocalPostgres | None = None
         self.python = python
         self.services: dict[str, ProcessGroup] = {}
         self.router: NginxProcess | None = None
@@ -74,6 +87,7 @@ class Stack(Layout):
         """
         try:
             self._reap_leftovers()
+            self._start_store()
             self.prepare()
             self._start_services(timeout)
             self._save_pids()
@@ -121,13 +135,36 @@ class Stack(Layout):
     def gates(self) -> list[ProcessGroup]:
         return [s for name, s in self.services.items() if name.endswith("-gate")]
 
+    def _start_store(self) -> None:
+        """On PostgreSQL: its server (kept between runs under /tmp, named after the state
+        directory), the database and the key-encryption key every home instance shares."""
+        if self.store != "postgresql":
+            return
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+        base = Path(tempfile.gettempdir()) / f"dmr-pg-{digest}"
+        self.log(f"starting PostgreSQL in {base} (unix socket only)")
+        try:
+            self.postgres = LocalPostgres(base).start()
+        except PostgresMissing as exc:
+            raise StackError(str(exc)) from None
+        self.store_url = self.postgres.database("dmr-home")
+        kek = self.state_dir / "home" / "kek"
+        kek.parent.mkdir(parents=True, exist_ok=True)
+        if not kek.exists():
+            sealing.new_key_file(kek)
+
     def _start_home(self, timeout: float) -> None:
-        self.log(f"starting home on {HOST}:{self.ports['home']} (behind its gate)")
-        service = self._start_app("home", "home")
-        url = f"https://{HOST}:{self.ports['home']}/readyz"
+        for name in self.home_names:
+            self.start_home(name, timeout)
+
+    def start_home(self, name: str = "home", timeout: float = 60.0) -> None:
+        """(Re)start home instance ``name`` and wait until it is ready."""
+        self.log(f"starting {name} on {HOST}:{self.ports[name]} (behind its gate)")
+        service = self._start_app("home", name)
+        url = f"https://{HOST}:{self.ports[name]}/readyz"
         with self.session() as session:
             self._wait(
-                [service, self.services["home-gate"]],
+                [service, self.services[f"{name}-gate"]],
                 lambda: session.get(url, timeout=2).ok,
                 timeout,
             )
@@ -182,8 +219,8 @@ class Stack(Layout):
 
     def start_service(self, name: str, timeout: float = 60.0) -> None:
         """(Re)start one service on its port and wait until it is ready."""
-        if name == "home":
-            self._start_home(timeout)
+        if name in self.home_names:
+            self.start_home(name, timeout)
         elif name == RECIPIENT:
             self._start_recipient(timeout)
         else:
@@ -275,9 +312,12 @@ class Stack(Layout):
         if self._router_log is not None:
             self._router_log.close()
             self._router_log = None
-        for name in ("home", "home-gate"):
+        for name in (n for home in reversed(self.home_names) for n in (home, f"{home}-gate")):
             if name in self.services:
                 self.services[name].stop()
+        if self.postgres is not None:
+            self.postgres.stop(remove=False)  # kept for the next run, as SQLite's file is
+            self.postgres = None
         with contextlib.suppress(OSError):  # none written (or no state dir): nothing to do
             (self.state_dir / "stack.json").unlink()
 

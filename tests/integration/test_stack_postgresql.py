@@ -1,0 +1,48 @@
+"""``dmr up --home-instances 2 --store postgresql``: the local stack with two home
+instances on a PostgreSQL it starts itself; SQLite stays the default."""
+
+from __future__ import annotations
+
+import pytest
+
+from dmr_appliance import config
+from dmr_appliance.home import store_pg
+from dmr_appliance.local import postgres
+from dmr_appliance.local.layout import StackError
+from dmr_appliance.local.processes import group_alive
+from dmr_appliance.local.stack import Stack
+
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
+
+
+def test_several_homes_need_postgresql(tmp_path):
+    with pytest.raises(StackError, match="--store postgresql"):
+        Stack(tmp_path / "state", relays=1, homes=2)
+
+
+def test_two_home_instances_on_postgresql_serve_alike(tmp_path):
+    try:
+        postgres.bin_dir()
+    except postgres.PostgresMissing as exc:
+        pytest.skip(str(exc))
+    if store_pg.psycopg is None:
+        pytest.skip(store_pg.INSTALL)
+    stack = Stack(tmp_path / "state", relays=1, port=0, homes=2, store="postgresql")
+    try:
+        with stack:
+            base = stack.postgres.base
+            second = config.load(config.HomeConfig, stack.config_dir / "home-2.toml")
+            assert second.store.url == stack.store_url
+            assert stack.store_url.startswith("postgresql://")
+            admin = stack.session()
+            body = {"id": "alice", "rooms": ["demo"], "endpoint": stack.endpoint("alice")}
+            created = admin.post(f"{stack.home_url}/participants", json=body, timeout=10)
+            assert created.status_code == 201, created.text  # through the router: home
+            direct = f"https://127.0.0.1:{stack.ports['home-2']}/v1/participants"
+            listed = admin.get(direct, timeout=10).json()["participants"]
+            assert [p["id"] for p in listed] == ["alice"]  # home-2 reads what home wrote
+            groups = stack.process_groups()
+        assert not [g for g in groups if group_alive(g)]
+        assert (base / "data" / "PG_VERSION").exists()  # kept for the next run
+    finally:
+        postgres.LocalPostgres(base).stop()

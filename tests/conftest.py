@@ -137,6 +137,10 @@ def store_backend(request: pytest.FixtureRequest):
         yield request.param
     finally:
         home_support.POSTGRES = None
+        # The test's homes are done: their watchers stop (and close their LISTEN).
+        from dmr_appliance.home import sync
+
+        sync.release_waiters()
 
 
 def _deselect_sqlite_only(config: pytest.Config, items: list[pytest.Item]) -> None:

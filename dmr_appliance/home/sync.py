@@ -127,13 +127,15 @@ class ChangeWatcher:
             self._started = True
 
     def _run(self) -> None:
-        while True:
+        while not self._closing:  # released: the worker stops, so does this thread
             try:
                 for version in self.store.changes():
+                    if self._closing:
+                        break
                     self._seen(version)
             except Exception as exc:  # the store is briefly unusable: keep watching
                 logs.log_event(_log, "sync-watch-error", logging.WARNING, detail=str(exc))
-            time.sleep(RETRY)
+                time.sleep(RETRY)
 
     def _seen(self, version: int) -> None:
         if version != self._version:

@@ -1,5 +1,6 @@
 """`dmr home serve`: run the home service under gunicorn (TLS, client certificates);
-`dmr home backup|restore`: its store and signing keys (home/backup.py, home/restore.py)."""
+`dmr home backup|restore`: its store and signing keys (home/backup.py, home/restore.py);
+`dmr home copy-store`: a SQLite store into PostgreSQL (home/copy_store.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from dmr_appliance import config
 from dmr_appliance.cli._numbers import whole
 from dmr_appliance.cli._serve import config_option, register_serve
-from dmr_appliance.home import backup, restore
+from dmr_appliance.home import backup, copy_store, restore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,6 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     config_option(putting, "home")
     putting.add_argument("dir", type=Path, metavar="DIR", help="one backup: .../home-<time>")
     putting.set_defaults(func=run_restore)
+    copying = verbs.add_parser(
+        "copy-store",
+        help="copy a single-host home's SQLite store into PostgreSQL (home stopped)",
+        description="Copy every row of the SQLite store at `database` into the empty "
+        "PostgreSQL database of [store] url, sealing the key files of keys_dir with [store] "
+        "key_file: the path from one home host to several instances (docs/home.md, Store).",
+    )
+    config_option(copying, "home")
+    copying.set_defaults(func=run_copy_store)
 
 
 def run_backup(args: argparse.Namespace) -> int:
@@ -89,6 +99,18 @@ def run_restore(args: argparse.Namespace) -> int:
         f"sync version {done.previous_version} -> {done.sync_version} (backup's: "
         f"{made['sync_version']}): relays take it; start home (systemctl start dmr-home)"
     )
+    return 0
+
+
+def run_copy_store(args: argparse.Namespace) -> int:
+    settings = config.load(config.HomeConfig, args.config)
+    try:
+        counts = copy_store.copy_store(settings)
+    except OSError as exc:
+        raise _refused(exc) from None
+    rows = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
+    print(f"copied {settings.database} into {settings.store.url}: {rows or 'no rows'}")
+    print("start home with this home.toml (and more instances with the same [store])")
     return 0
 
 

@@ -200,6 +200,12 @@ class HomeStore:
         help="key-encryption key (32 random bytes, 0600) sealing the signing keys in the "
         "store; required with PostgreSQL; empty with SQLite: key files in keys_dir",
     )
+    pool_size: int = setting(
+        8,
+        positive,
+        "PostgreSQL connections each gunicorn worker keeps, lent per transaction "
+        "(workers x pool_size x instances + 1 listener each, within max_connections)",
+    )
 
 
 @dataclass(frozen=True)

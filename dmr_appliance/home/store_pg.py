@@ -15,8 +15,9 @@ the dialect seam: no ORM) and returns rows readable by index and by name.
   (delivered at commit). ``changes()`` LISTENs on its own connection and reads the version
   from the table at every wake-up and at least every ``CATCH_UP`` seconds, so a missed
   notification (NOTIFY has no replay) is caught up.
-- A lost connection (a failover) is a 503 ``Unavailable``; the thread's next transaction
-  opens a new one.
+- **Connections** are lent per transaction from a small pool per process (``[store]
+  pool_size``, 8): a lost one (a failover) is a 503 ``Unavailable`` and is replaced at the
+  next call.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ MIGRATE_LOCK = 0x646D72_0001  # "dmr" 1 and 2: any bigint no other client of the
 WRITE_LOCK = 0x646D72_0002  # database uses for its own advisory locks
 CATCH_UP = 1.0  # seconds: the longest a missed notification stays unnoticed
 CONNECT_TIMEOUT = 5
+POOL_WAIT = 10.0  # seconds a call waits for a free connection before its 503
 _log = logs.get_logger("dmr.home.store")
 
 
@@ -109,12 +111,13 @@ class Connection:
 class PostgresStore:
     dialect = "postgresql"
 
-    def __init__(self, url: str, password: str | None = None) -> None:
+    def __init__(self, url: str, password: str | None = None, pool_size: int = 8) -> None:
         if psycopg is None:
             raise ConfigError(INSTALL)
         self.url = url
         self._password = password
-        self._local = threading.local()
+        self._pool_size = pool_size
+        self._reset_pool()
         self.Error = psycopg.Error
         self.IntegrityError = psycopg.IntegrityError
         self.migrate()
@@ -126,7 +129,7 @@ class PostgresStore:
                 "[store] key_file is required with PostgreSQL: the signing keys are sealed "
                 "in the database with it (docs/home.md, Store)"
             )
-        return cls(config.store.url, password(config))
+        return cls(config.store.url, password(config), config.store.pool_size)
 
     def connect(self) -> Any:
         """A new autocommit psycopg connection (the caller owns it); transactions are
@@ -144,11 +147,34 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise _unavailable(exc) from exc
 
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._local.conn = self.connect()
-        return conn
+    # A few connections per process, each lent for one transaction: a gunicorn worker has
+    # 64 threads, and one connection each would exhaust PostgreSQL's max_connections (100).
+    def _reset_pool(self) -> None:
+        self._pid = os.getpid()  # a fork (gunicorn --preload) must not share connections
+        self._idle: list[Any] = []
+        self._idle_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self._pool_size)
+
+    def _checkout(self) -> Any:
+        if self._pid != os.getpid():
+            self._reset_pool()
+        if not self._slots.acquire(timeout=POOL_WAIT):
+            raise _unavailable(RuntimeError(f"all {self._pool_size} store connections busy"))
+        with self._idle_lock:
+            raw = self._idle.pop() if self._idle else None
+        if raw is not None and not raw.closed:
+            return raw
+        try:
+            return self.connect()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _checkin(self, raw: Any) -> None:
+        if not raw.closed:
+            with self._idle_lock:
+                self._idle.append(raw)
+        self._slots.release()
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
@@ -164,37 +190,29 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def _transaction(self, begin: str, *locks: int) -> Iterator[Connection]:
-        raw = self._conn()
+        raw = self._checkout()
+        try:
+            yield from self._within(raw, begin, locks)
+        finally:
+            self._checkin(raw)
+
+    def _within(self, raw: Any, begin: str, locks: tuple[int, ...]) -> Iterator[Connection]:
         try:
             raw.execute(begin)
             for lock in locks:
                 raw.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
         except psycopg.Error as exc:
-            self._drop(raw)
+            _close(raw)
             raise _unavailable(exc) from exc
         try:
             yield Connection(raw)
             raw.execute("COMMIT")
         except psycopg.OperationalError as exc:  # the server went away: 503, reconnect
-            self._drop(raw)
+            _close(raw)
             raise _unavailable(exc) from exc
         except BaseException:
-            self._rollback(raw)
+            _rollback(raw)
             raise
-
-    def _rollback(self, raw: Any) -> None:
-        # A transaction left open would refuse every later request this thread serves.
-        try:
-            if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                raw.execute("ROLLBACK")
-        except psycopg.Error:
-            self._drop(raw)
-
-    def _drop(self, raw: Any) -> None:
-        with contextlib.suppress(Exception):
-            raw.close()
-        if getattr(self._local, "conn", None) is raw:
-            self._local.conn = None
 
     def migrate(self) -> int:
         """Bring the schema to the newest version under the migration lock; returns it."""
@@ -252,11 +270,25 @@ class PostgresStore:
             raw.close()
 
     def close(self) -> None:
-        """Close this thread's connection (other threads' close when they end)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close the idle connections (those lent out close when given back closed)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for raw in idle:
+            _close(raw)
+
+
+def _rollback(raw: Any) -> None:
+    # A transaction left open would refuse every later call that borrows this connection.
+    try:
+        if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            raw.execute("ROLLBACK")
+    except psycopg.Error:
+        _close(raw)
+
+
+def _close(raw: Any) -> None:
+    with contextlib.suppress(Exception):
+        raw.close()
 
 
 def password(config: HomeConfig) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 
 import jwt
@@ -205,3 +206,17 @@ def test_a_lost_connection_is_a_503_then_the_next_call_reconnects(postgres):
     with pytest.raises(Unavailable):
         store.version()
     assert store.version() == version
+
+
+def test_threads_share_a_bounded_pool_of_connections(postgres):
+    url = postgres.database("pool")
+    store = store_pg.PostgresStore(url, pool_size=3)
+    with ThreadPoolExecutor(16) as pool:
+        versions = list(pool.map(lambda _: store.version(), range(200)))
+    assert set(versions) == {1}
+    with store_pg.PostgresStore(url).read() as conn:
+        held = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'dmr-home'"
+        ).fetchone()[0]
+    assert held <= 3 + 1  # the pool, and the connection asking

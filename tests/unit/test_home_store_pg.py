@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import statistics
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import jwt
 import pytest

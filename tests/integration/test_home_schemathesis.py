@@ -13,7 +13,8 @@ from dmr_appliance.config import HomeSync
 from tests.support.home import router_session, running_home
 from tests.support.identity import CLIENT_CERT_HEADER, forwarded
 
-pytestmark = pytest.mark.slow
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("store_backend")]
 
 ST = Path(sys.executable).parent / "st"
 CHECKS = ",".join(

@@ -31,7 +31,8 @@ from tests.support.identity import forwarded
 from tests.support.problems import assert_problem
 from tests.support.relay_kit import relay_config
 
-pytestmark = pytest.mark.slow
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("store_backend")]
 
 POLL_WAIT = 10
 

@@ -21,7 +21,8 @@ from tests.support.home import router_session, running_home
 from tests.support.identity import forwarded
 from tests.support.relay_kit import relay_config
 
-pytestmark = pytest.mark.slow
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("store_backend")]
 
 
 def test_agent_syncs_and_beats_against_home(pki, tmp_path):

@@ -22,7 +22,8 @@ from tests.support.identity import forwarded
 from tests.support.processes import Process, free_port
 from tests.support.relay_kit import relay_config
 
-pytestmark = pytest.mark.slow
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("store_backend")]
 
 RULES = dataclasses.replace(Heartbeats(), stale_after=2, down_after=4)
 

@@ -11,6 +11,9 @@ from dmr_appliance.config import FailureLimits
 from dmr_appliance.home.store import Store
 from tests.support.home import MID, failure_report, home_under_test, older_store
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 PROBLEM = "urn:dmr:problem:"
 
 
@@ -158,6 +161,7 @@ def test_one_senders_reports_never_hide_anothers(tmp_path, pki):
     assert own == [{"from": "alice", "open": 1, "resolved": 0}]
 
 
+@pytest.mark.sqlite_only
 def test_the_migration_keeps_reports_of_the_old_schema(tmp_path):
     path = tmp_path / "home.db"
     older_store(

@@ -190,20 +190,30 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def _transaction(self, begin: str, *locks: int) -> Iterator[Connection]:
-        raw = self._checkout()
+        held = [self._checkout()]
         try:
-            yield from self._within(raw, begin, locks)
+            held[0] = self._begin(held[0], begin, locks)
+            yield from self._within(held[0])
         finally:
-            self._checkin(raw)
+            self._checkin(held[0])
 
-    def _within(self, raw: Any, begin: str, locks: tuple[int, ...]) -> Iterator[Connection]:
-        try:
-            raw.execute(begin)
-            for lock in locks:
-                raw.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
-        except psycopg.Error as exc:
-            _close(raw)
-            raise _unavailable(exc) from exc
+    def _begin(self, raw: Any, begin: str, locks: tuple[int, ...]) -> Any:
+        """``raw`` with its transaction begun; an idle connection the server dropped (a
+        restart, a failover) is replaced once, as nothing was done on it yet."""
+        for attempt in (1, 2):
+            try:
+                raw.execute(begin)
+                for lock in locks:
+                    raw.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+                return raw
+            except psycopg.Error as exc:
+                _close(raw)
+                if attempt == 2 or not isinstance(exc, psycopg.OperationalError):
+                    raise _unavailable(exc) from exc
+                raw = self.connect()
+        raise AssertionError("unreachable")
+
+    def _within(self, raw: Any) -> Iterator[Connection]:
         try:
             yield Connection(raw)
             raw.execute("COMMIT")

@@ -195,16 +195,22 @@ def test_a_missed_notification_is_caught_up_from_the_table(postgres):
     changes.close()
 
 
-def test_a_lost_connection_is_a_503_then_the_next_call_reconnects(postgres):
+def test_a_dropped_idle_connection_is_replaced_a_lost_call_is_a_503(postgres):
     store = store_pg.PostgresStore(postgres.database("lost"))
+    other = store_pg.PostgresStore(postgres.database("lost"))
+
+    def terminate(pid: int) -> None:
+        with other.read() as conn:
+            conn.execute("SELECT pg_terminate_backend(?)", (pid,))
+
     version = store.version()
     with store.read() as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    other = store_pg.PostgresStore(postgres.database("lost"))
-    with other.read() as conn:
-        conn.execute("SELECT pg_terminate_backend(?)", (pid,))
-    with pytest.raises(Unavailable):
-        store.version()
+    terminate(pid)  # the pool's idle connection
+    assert store.version() == version  # a new connection, nothing lost: no error
+    with pytest.raises(Unavailable), store.read() as conn:  # dropped mid-transaction
+        terminate(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+        conn.execute("SELECT 1")
     assert store.version() == version
 
 

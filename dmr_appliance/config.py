@@ -47,9 +47,12 @@ T = TypeVar("T")
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
 
 
-def setting(default: Any, check: Check | None = None, help: str = "") -> Any:
-    """A dataclass field with a validation rule and a one-line description."""
-    meta = {"check": check, "help": help}
+def setting(
+    default: Any, check: Check | None = None, help: str = "", *, one_or_list: bool = False
+) -> Any:
+    """A dataclass field with a validation rule and a one-line description. A list field
+    with ``one_or_list`` also takes one string as a list of one (a key that was a string)."""
+    meta = {"check": check, "help": help, "one_or_list": one_or_list}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -403,7 +406,12 @@ class RouterConfig:
     relays: list[str] = setting(
         ["127.0.0.1:8801", "127.0.0.1:8802"], upstreams, "relay upstream pool, HOST:PORT each"
     )
-    home: str = setting("127.0.0.1:8700", bind_address, "home upstream HOST:PORT")
+    home: list[str] = setting(
+        ["127.0.0.1:8700"],
+        upstreams,
+        "home upstream HOST:PORT, one per home instance (a single string is one)",
+        one_or_list=True,
+    )
     allow: list[str] = setting(LOOPBACK, networks, "who may send messages")
     home_allow: list[str] = setting(LOOPBACK, networks, "who may reach the home API")
     status_allow: list[str] = setting(LOOPBACK, networks, "who may see the status page")

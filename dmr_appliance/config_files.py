@@ -90,11 +90,14 @@ def convert(value: Any, kind: Any, *, source: str, key: str, f: dataclasses.Fiel
     elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif typing.get_origin(kind) is list:
+        if isinstance(value, str) and f.metadata.get("one_or_list"):
+            value = [value]
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
     else:
         ok = isinstance(value, kind)
     if not ok:
-        raise ConfigError(f"{source}: '{key}' must be {type_name(kind)}, not {value!r}")
+        what = "a string or " if f.metadata.get("one_or_list") else ""
+        raise ConfigError(f"{source}: '{key}' must be {what}{type_name(kind)}, not {value!r}")
     check = f.metadata.get("check")
     problem = check(value) if check else None
     if problem:

@@ -143,7 +143,7 @@ def instructions(stack: Stack) -> str:
 
 
 def _homes(stack: Stack) -> list[str]:
-    """With several home instances: where each answers (the router lists the first)."""
+    """With several home instances: where each answers (the router lists them all)."""
     if stack.home_count == 1:
         return []
     lines = [f"  home instances  {stack.home_count} on PostgreSQL ({stack.store_url}):"]

@@ -208,7 +208,7 @@ class Layout:
             listen=self.ports["router"],
             listen_address=HOST,
             relays=[f"{HOST}:{self.ports[name]}" for name in self.relay_names],
-            home=f"{HOST}:{self.ports['home']}",
+            home=[f"{HOST}:{self.ports[name]}" for name in self.home_names],
             prefix=prefix,
             pid_file=prefix / "nginx.pid",
             access_log="stdout",

@@ -283,7 +283,7 @@ def router_ports(pki, tmp_path):
     cfg = config.RouterConfig(
         listen=free_port(),
         relays=[f"127.0.0.1:{free_port()}"],
-        home=f"127.0.0.1:{free_port()}",
+        home=[f"127.0.0.1:{free_port()}"],
         prefix=prefix,
         pid_file=prefix / "nginx.pid",
         access_log=str(prefix / "access.log"),

@@ -90,7 +90,7 @@ def upstream(pki):
 def router(pki, tmp_path):
     started: list[Router] = []
 
-    def start(relays: list[str], home: str | None = None, pki_=None, **changes) -> Router:
+    def start(relays: list[str], home: str | list[str] | None = None, pki_=None, **changes):
         p = pki_ or pki
         prefix = tmp_path / f"router-{len(started)}"
         tls = config.RouterTls(
@@ -99,7 +99,7 @@ def router(pki, tmp_path):
         cfg = config.RouterConfig(
             listen=free_port(),
             relays=relays,
-            home=home or f"127.0.0.1:{free_port()}",
+            home=[home] if isinstance(home, str) else home or [f"127.0.0.1:{free_port()}"],
             prefix=prefix,
             pid_file=prefix / "nginx.pid",
             access_log=str(prefix / "access.log"),

@@ -70,7 +70,7 @@ def deployment(pki, tmp_path_factory):
     router_cfg = config.RouterConfig(
         listen=router_port,
         relays=[f"127.0.0.1:{relay_port}"],
-        home=f"127.0.0.1:{free_port()}",
+        home=[f"127.0.0.1:{free_port()}"],
         prefix=prefix,
         pid_file=prefix / "nginx.pid",
         access_log=str(prefix / "access.log"),

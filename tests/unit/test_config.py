@@ -125,3 +125,35 @@ def test_home_failover_urls_must_be_https():
         RelayConfig, environ={"DMR_HOME_FAILOVER": "https://r1/v1/home,https://r2/v1/home"}
     )
     assert cfg.home_failover == ["https://r1/v1/home", "https://r2/v1/home"]
+
+
+@pytest.mark.parametrize(
+    "text, homes",
+    [
+        ('home = "10.0.0.5:8700"', ["10.0.0.5:8700"]),  # a router.toml written before lists
+        ('home = ["10.0.0.5:8700", "[fd00::6]:8700"]', ["10.0.0.5:8700", "[fd00::6]:8700"]),
+    ],
+)
+def test_router_home_is_one_address_or_a_list(tmp_path: Path, text: str, homes) -> None:
+    path = tmp_path / "router.toml"
+    path.write_text(text + "\n")
+    assert config.load(RouterConfig, path, environ={}).home == homes
+    env = {"DMR_HOME": "h1:8700, h2:8700"}
+    assert config.load(RouterConfig, path, environ=env).home == ["h1:8700", "h2:8700"]
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("home = []", r"'home' = \[\]: must list at least one HOST:PORT"),
+        ('home = ["h1:8700", "h2"]', r"'home' = .*: 'h2' is not HOST:PORT"),
+        ('home = "h1"', r"'home' = \['h1'\]: 'h1' is not HOST:PORT"),
+        ("home = 8700", r"'home' must be a string or a list of strings, not 8700"),
+    ],
+)
+def test_a_bad_router_home_is_one_line(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "router.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=needle) as caught:
+        config.load(RouterConfig, path, environ={})
+    assert "\n" not in str(caught.value)

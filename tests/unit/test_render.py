@@ -41,10 +41,11 @@ VARIANTS = {
     "defaults": {},
     "five-relays": {"relays": [f"127.0.0.1:{8801 + i}" for i in range(5)]},
     "one-relay": {"relays": ["127.0.0.1:8801"]},
+    "three-homes": {"home": ["127.0.0.1:8700", "127.0.0.1:8702", "[::1]:8704"]},
     "ipv6": {
         "listen_address": "::1",
         "relays": ["[::1]:8801", "127.0.0.1:8802"],
-        "home": "[::1]:8700",
+        "home": ["[::1]:8700"],
         "allow": ["::1/128", "2001:db8::/32", "10.0.0.0/8"],
         "home_allow": ["fd00::/8"],
         "status_allow": ["192.0.2.7"],
@@ -180,7 +181,10 @@ def test_routes_and_upstreams(variant):
     assert relays.values("keepalive") == [[str(cfg.upstream.keepalive * len(set(cfg.relays)))]]
     assert relays.values("keepalive_requests") == [["10000"]]
     assert http.values("keepalive_requests") == [["10000"]]  # the participants' side
-    assert [s.args[0] for s in upstreams["dmr_home"].all("server")] == [cfg.home]
+    homes = upstreams["dmr_home"].all("server")
+    assert [s.args[0] for s in homes] == cfg.home
+    for server in homes:
+        assert f"max_fails={cfg.upstream.max_fails}" in server.args
     # No idle connections to home: a reloading gate closes them under a request (502).
     assert upstreams["dmr_home"].values("keepalive") == []
     server = http.one("server")
@@ -210,7 +214,7 @@ def test_routes_and_upstreams(variant):
 
 
 def test_failover_only_where_nothing_can_have_been_delivered(variant):
-    _, _, root = variant
+    cfg, _, root = variant
     server = root.one("http").one("server")
     assert server.values("proxy_next_upstream") == [["off"]]
     messages = server.location("/v1/messages")
@@ -219,8 +223,16 @@ def test_failover_only_where_nothing_can_have_been_delivered(variant):
     assert "timeout" not in rule
     assert messages.values("proxy_next_upstream_tries") == [["3"]]
     for loc in server.all("location"):
-        if loc.args[-1] != "/v1/messages":
-            assert not loc.all("proxy_next_upstream"), loc.args
+        if loc.args[-1] == "/v1/messages" or not loc.all("proxy_pass"):
+            continue
+        # Home: the next instance on a connection error or a 503 (its gate's with home's
+        # process down, home's with its store unreachable), POSTs too. Never a timeout.
+        (rule,) = loc.values("proxy_next_upstream")
+        assert sorted(rule) == ["error", "http_503", "non_idempotent"], loc.args
+        tries = loc.values("proxy_next_upstream_tries")
+        assert tries == [[str(len(cfg.home))]], loc.args
+        timeout = loc.one("proxy_next_upstream_timeout").args
+        assert timeout == loc.one("proxy_read_timeout").args, loc.args
 
 
 def test_timeouts(variant):

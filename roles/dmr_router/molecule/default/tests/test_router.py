@@ -47,7 +47,7 @@ def test_upstreams_from_the_inventory(host):
         return
     text = host.file(TOML).content_string
     assert 'relays = ["relay-1:8801"]' in text
-    assert 'home = "home:8700"' in text
+    assert 'home = ["home:8700"]' in text  # every host of the home group
     assert 'relay_tls_name = "relay.dmr.internal"' in text
     assert 'pid_file = "/run/nginx.pid"' in text
 

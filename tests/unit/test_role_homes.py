@@ -106,3 +106,17 @@ def test_the_example_inventory_no_longer_says_one_home():
     text = (ROOT / "inventories/example/hosts.yml").read_text()
     assert "exactly one host" not in text
     assert set(load(ROOT / "inventories/example/hosts.yml")["all"]["children"]) >= {"home"}
+
+
+@pytest.mark.parametrize(
+    "homes, expected", [(["home-1"], ["home"]), (["home-1", "home-2"], ["home-1", "home-2"])]
+)
+def test_each_home_host_logs_under_its_own_name(homes, expected):
+    names = [
+        resolve({**role_defaults("dmr_home"), "inventory_hostname": h, "groups": {"home": homes}})[
+            "dmr_home_instance"
+        ]
+        for h in homes
+    ]
+    assert names == expected
+    assert all(config.load(config.HomeConfig, environ={"DMR_INSTANCE": n}) for n in names)

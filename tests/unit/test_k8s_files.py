@@ -21,6 +21,10 @@ BASE_ROUTER = K8S / "base/router/router.toml"
 RENDERINGS = {
     K8S / "base/router/nginx.conf": [BASE_ROUTER],
     K8S / "overlays/example/nginx.conf": [BASE_ROUTER, K8S / "overlays/example/router.toml"],
+    K8S / "overlays/example-postgres/nginx.conf": [
+        BASE_ROUTER,
+        K8S / "overlays/example-postgres/router.toml",
+    ],
 }
 # A PEM block with a real body (tests quote bare markers, and 4-character bodies, on purpose).
 SECRET_TEXT = re.compile(
@@ -44,6 +48,31 @@ def test_app_settings_load_and_render_their_gate(kind):
     assert settings.gate.health_bind == "0.0.0.0:8081"
     text = render.render_gate(kind, settings)
     assert "listen 0.0.0.0:8081;" in text and f"unix:{settings.gate.socket}" in text
+
+
+def test_postgres_home_settings_load_and_name_the_secret_files():
+    """k8s/components/postgres-home's home.toml: PostgreSQL, its password, key-encryption
+    key and CA read from where the Deployment mounts the Secret dmr-home-store, whose keys
+    k8s/secrets generates; no password in the URL (home.toml is a ConfigMap)."""
+    component = K8S / "components/postgres-home"
+    settings = config.load(config.HomeConfig, component / "home.toml", environ={})
+    store = settings.store
+    assert store.url.startswith("postgresql://dmr_home@dmr-home-db-rw.dmr-db.svc:5432/")
+    assert "sslmode=verify-full" in store.url
+    docs = list(yaml.safe_load_all((component / "home.yaml").read_text()))
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    home = next(c for c in pod["containers"] if c["name"] == "home")
+    mount = next(m["mountPath"] for m in home["volumeMounts"] if m["name"] == "store")
+    volume = next(v for v in pod["volumes"] if v["name"] == "store")
+    assert volume["secret"]["secretName"] == "dmr-home-store"
+    secrets = yaml.safe_load((K8S / "secrets/kustomization.yaml").read_text())
+    files = next(g for g in secrets["secretGenerator"] if g["name"] == "dmr-home-store")["files"]
+    keys = {f.split("=", 1)[0] for f in files}
+    wanted = {f"{mount}/{key}" for key in keys}
+    rootcert = store.url.split("sslrootcert=", 1)[1].split("&", 1)[0]
+    assert {store.password_file, store.key_file, rootcert} == wanted
+    gate = render.render_gate("home", settings)
+    assert "listen 0.0.0.0:8081;" in gate
 
 
 def test_layered_settings_replace_key_by_key(tmp_path):

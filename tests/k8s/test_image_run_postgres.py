@@ -24,6 +24,7 @@ import yaml
 
 from tests.k8s import pods
 from tests.k8s.conftest import kustomize
+from tests.k8s.database import START_DATABASE
 from tests.k8s.test_image_run import (  # the image fixture is shared, not redefined
     Site,
     image,  # noqa: F401
@@ -36,35 +37,6 @@ pytestmark = pytest.mark.k8s
 DATABASE = "k8s-dmr-home-db"
 LEAVES_WITHIN = 30.0  # readiness: the gate's probe every 5 s, the app's every 10 s
 BACK_WITHIN = 60.0
-# The stand-in for the Cluster: initdb once, TLS with its server certificate (home checks
-# it, verify-full, against dmr-home-store's ca.crt), the owner dmr_home with the password
-# of dmr-home-store, scram over TLS only, as the Cluster's pg_hba would have it.
-START_DATABASE = r"""
-set -eu
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-d=/var/lib/dmr-pg
-as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
-mkdir -p "$d" /run/postgresql
-chown postgres: "$d" /run/postgresql
-cd "$d"
-if [ ! -s "$d/data/PG_VERSION" ]; then
-  install -o postgres -m 0600 /pki/server/home-db.pem "$d/server.crt"
-  install -o postgres -m 0600 /pki/server/home-db.key "$d/server.key"
-  as_postgres "$bin/initdb" -D "$d/data" -U postgres -E UTF8 >/dev/null
-  printf 'local all postgres trust\nhostssl dmr_home dmr_home all scram-sha-256\n' \
-    > "$d/data/pg_hba.conf"
-  as_postgres "$bin/pg_ctl" -D "$d/data" -w -o "-c listen_addresses=''" start
-  as_postgres "$bin/psql" -h /run/postgresql -U postgres -v ON_ERROR_STOP=1 \
-    -v pw="$(cat /pki/store/password)" <<'SQL'
-CREATE ROLE dmr_home LOGIN PASSWORD :'pw';
-CREATE DATABASE dmr_home OWNER dmr_home;
-SQL
-  as_postgres "$bin/pg_ctl" -D "$d/data" -w stop
-fi
-exec setpriv --reuid=postgres --regid=postgres --init-groups \
-  "$bin/postgres" -D "$d/data" -c listen_addresses='*' \
-  -c ssl=on -c ssl_cert_file="$d/server.crt" -c ssl_key_file="$d/server.key"
-"""
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import shutil
 import subprocess
 from typing import Any
 
@@ -401,3 +403,36 @@ def test_the_router_tries_home_again_when_home_has_replicas(rendered):
         upstream = nginx.split("upstream dmr_home {", 1)[1].split("}", 1)[0]
         servers = upstream.count("server dmr-home:8700 ")
         assert servers == (2 if replicas > 1 else 1), (target, replicas, servers)
+
+
+def test_the_readmes_managed_database_patch_renders_and_validates(tmp_path):
+    """README's patch for a managed PostgreSQL, in a site overlay over example-postgres:
+    it renders, passes the strict schemas, and home's only way out is then the service's
+    address on 5432 (and DNS)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    [patch] = [b for b in blocks if "name: dmr-home-store" in b and "ipBlock" in b]
+    site = tmp_path / "k8s/overlays/prod"
+    shutil.copytree(ROOT / "k8s", tmp_path / "k8s", ignore=shutil.ignore_patterns("pki"))
+    site.mkdir()
+    (site / "postgres-egress.yaml").write_text(patch)
+    (site / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["../example-postgres"],
+                "patches": [{"path": "postgres-egress.yaml"}],
+            }
+        )
+    )
+    docs = [d for d in yaml.safe_load_all(kustomize(tmp_path / "k8s", "overlays/prod")[0]) if d]
+    policy = by_ref(docs)["NetworkPolicy/dmr-home-store"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    out = {
+        (p["protocol"], p["port"]): peer for r in policy["spec"]["egress"] for p in r["ports"]
+        for peer in r["to"]
+    }  # fmt: skip
+    assert set(out) == {("TCP", 5432), ("UDP", 53), ("TCP", 53)}
+    assert "ipBlock" in out[("TCP", 5432)] and policy["metadata"]["namespace"] == "dmr"
+    assert rules.check(docs) == {rule: [] for rule in rules.RULES}

@@ -120,3 +120,40 @@ def test_the_secrets_apply_first_on_a_fresh_cluster_with_their_namespace():
     namespaces = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
     assert kustomization["namespace"] in namespaces
     assert docs == [yaml.safe_load((K8S / "base/namespace.yaml").read_text())]
+
+
+def readme_yaml(containing: str) -> dict:
+    """The README's YAML block holding ``containing``, parsed."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    [found] = [b for b in blocks if containing in b]
+    return yaml.safe_load(found)
+
+
+def test_the_readmes_cluster_is_the_one_the_component_reaches():
+    """README's CloudNativePG Cluster example and the postgres-home component agree: the
+    url's host is the Cluster's rw Service in its namespace, its user and database are the
+    Cluster's owner and database, the NetworkPolicy selects the Cluster's pods there, and
+    the Secrets the Cluster names are the ones README's commands create from the files
+    make-secrets.sh writes."""
+    cluster = readme_yaml("kind: Cluster")
+    name, ns = cluster["metadata"]["name"], cluster["metadata"]["namespace"]
+    store = config.load(
+        config.HomeConfig, K8S / "components/postgres-home/home.toml", environ={}
+    ).store
+    user_host, _, rest = store.url.removeprefix("postgresql://").partition(":")
+    assert user_host == f"{cluster['spec']['bootstrap']['initdb']['owner']}@{name}-rw.{ns}.svc"
+    assert rest.split("/", 1)[1].split("?")[0] == cluster["spec"]["bootstrap"]["initdb"]["database"]
+    policy = yaml.safe_load((K8S / "components/postgres-home/policy.yaml").read_text())
+    peer = policy["spec"]["egress"][0]["to"][0]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": ns}
+    assert peer["podSelector"]["matchLabels"] == {"cnpg.io/cluster": name}
+    readme = (ROOT / "README.md").read_text()
+    named = [
+        cluster["spec"]["bootstrap"]["initdb"]["secret"]["name"],
+        *cluster["spec"]["certificates"].values(),
+    ]
+    for secret in named:
+        assert re.search(rf"kubectl -n {ns} create secret \S+ {secret} ", readme), secret
+    script = (K8S / "make-secrets.sh").read_text()
+    assert f"db_ns={ns} " in script and f"service_names {name}-rw" in script
+    assert "issue server home-db" in script and "k8s/secrets/pki/server/home-db.pem" in readme

@@ -6,8 +6,9 @@ in for the CloudNativePG Cluster: Debian's postgresql on the project's image (no
 is reachable), TLS with the certificate k8s/make-secrets.sh issued the Cluster, the
 owner's password from the same file as the Secret's, reached under the rendered
 home.toml's host name (a network alias). Checked: both replicas become ready by their
-own probes (migrations once, under the lock); a participant added through one is listed
-through the other, and both publish the same signing key (sealed in the database);
+own probes (started together: their migrations meet at the advisory lock); a
+participant added through one is listed through the other, and both publish the same
+signing key (sealed in the database);
 with the database stopped both leave readiness and stay live, then come back by
 themselves. NetworkPolicies are not enforced by docker: tests/k8s/test_manifests.py
 checks them."""
@@ -141,7 +142,7 @@ def admin(site: Site, method: str, url: str, body: dict | None = None) -> dict:
         "import requests,sys,json,urllib3;urllib3.disable_warnings();"
         "r=requests.request(sys.argv[1],sys.argv[2],json=json.loads(sys.argv[3]) or None,"
         "cert=('/pki/admin/admin.pem','/pki/admin/admin.key'),verify=False,timeout=10);"
-        "print(json.dumps({'status':r.status_code,'body':r.json()}))"
+        "print(json.dumps({'status':r.status_code,'body':r.json() if r.content else None}))"
     )
     return json.loads(python_in_site(site, "-c", script, method, url, json.dumps(body or {})))
 

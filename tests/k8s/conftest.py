@@ -18,7 +18,7 @@ import yaml
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
 KUBECTL = BIN / "kubectl"
-TARGETS = ("base", "overlays/example")  # rendered from the checkout itself
+TARGETS = ("base", "overlays/example", "overlays/example-postgres")  # from the checkout itself
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import shutil
 import subprocess
 from typing import Any
 
@@ -25,7 +27,7 @@ BASE_SKIPS = {
     "(the example overlay does, and passes this check)",
     "CKV2_K8S_6": "NetworkPolicies are the component an overlay takes (the example does)",
 }
-SKIPS = {"base": BASE_SKIPS, "overlays/example": {}}
+SKIPS = {"base": BASE_SKIPS, "overlays/example": {}, "overlays/example-postgres": {}}
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -210,6 +212,12 @@ BREAKS: dict[str, tuple[str, str, tuple, Any]] = {
         ("spec", "maxUnavailable"),
         DROP,
     ),
+    "policy-without-namespace": (
+        "namespaced",
+        "NetworkPolicy/dmr-default-deny",
+        ("metadata", "namespace"),
+        DROP,
+    ),
 }
 
 
@@ -254,9 +262,177 @@ def test_secrets_are_the_ones_the_pods_mount(rendered, k8s_tree):
         for v in w["spec"]["template"]["spec"].get("volumes", [])
         if "secret" in v
     }
-    assert mounted == set(secrets) == {"dmr-home-tls", "dmr-relay-tls", "dmr-router-tls", "dmr-crl"}
+    assert (
+        mounted
+        == set(secrets)
+        == {"dmr-home-tls", "dmr-relay-tls", "dmr-router-tls", "dmr-crl", "dmr-home-store"}
+    )
     assert {d["metadata"].get("namespace") for d in secrets.values()} == {"dmr"}
     assert (k8s_tree / "secrets/pki/ca.key").exists()
     keys = {k for d in secrets.values() for k in d["data"]}
     assert "ca.key" not in keys  # the CA's key never enters the cluster
     assert not any(d["kind"] == "Secret" for t in TARGETS for d in rendered[t])
+
+
+# --- home on PostgreSQL (k8s/components/postgres-home, in overlays/example-postgres) -----
+
+PG = "overlays/example-postgres"
+
+
+def by_ref(docs: list[dict]) -> dict[str, dict]:
+    return {rules.ref(d): d for d in docs}
+
+
+def config_file(docs: list[dict], configmap: str, name: str) -> str:
+    """A file of a generated ConfigMap (its name ends in its content's hash)."""
+    found = next(d for d in docs if d["metadata"]["name"].rsplit("-", 1)[0] == configmap)
+    return found["data"][name]
+
+
+def test_postgres_home_changes_only_home_and_the_router_list(rendered):
+    """Against the example overlay: home's StatefulSet, claim and headless Service become
+    a Deployment with a PDB and a NetworkPolicy to the database; home's config and the
+    router's nginx.conf (home listed twice) change; nothing else."""
+
+    def strip(docs):
+        out = copy.deepcopy(docs)
+        for d in (d for d in out if d["kind"] == "ConfigMap"):
+            d["metadata"]["name"] = d["metadata"]["name"].rsplit("-", 1)[0]
+        return by_ref(out)
+
+    example, pg = strip(rendered["overlays/example"]), strip(rendered[PG])
+    assert sorted(set(example) - set(pg)) == ["Service/dmr-home-headless", "StatefulSet/dmr-home"]
+    assert sorted(set(pg) - set(example)) == [
+        "Deployment/dmr-home",
+        "NetworkPolicy/dmr-home-store",
+        "PodDisruptionBudget/dmr-home",
+    ]
+    changed = sorted(r for r in example if r in pg and example[r] != pg[r])
+    # The example's relay resources and HPA bounds are not taken: they are its own choices.
+    assert changed == [
+        "ConfigMap/dmr-home-config",
+        "ConfigMap/dmr-router-nginx",
+        "Deployment/dmr-relay",
+        "Deployment/dmr-router",  # only its ConfigMap's name: the content's hash
+        "HorizontalPodAutoscaler/dmr-relay",
+    ], changed
+    router = copy.deepcopy([example["Deployment/dmr-router"], pg["Deployment/dmr-router"]])
+    for d in router:
+        config = next(v for v in d["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
+        config["configMap"]["name"] = config["configMap"]["name"].rsplit("-", 1)[0]
+    assert router[0] == router[1]
+
+
+def test_postgres_home_runs_the_base_pod_with_the_store_secret(rendered):
+    """The Deployment's pod is the base StatefulSet's, with exactly the documented changes:
+    its spread over nodes, the Secret dmr-home-store for home's container instead of the
+    claim, each replica's instance name, and a drain at stop."""
+    sts = copy.deepcopy(by_ref(rendered["base"])["StatefulSet/dmr-home"]["spec"]["template"])
+    dep = copy.deepcopy(by_ref(rendered[PG])["Deployment/dmr-home"])
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    pod = dep["spec"]["template"]
+    spread = pod["spec"].pop("topologySpreadConstraints")
+    assert {(s["topologyKey"], s["whenUnsatisfiable"]) for s in spread} == {
+        ("kubernetes.io/hostname", "DoNotSchedule"),
+        ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+    }
+    home, gate = pod["spec"]["containers"]
+    assert home.pop("env")[-1] == {"name": "DMR_INSTANCE", "value": "$(POD_NAME)"}
+    assert "sleep" in home.pop("lifecycle")["preStop"]["exec"]["command"]
+    assert "-s quit" in gate.pop("lifecycle")["preStop"]["exec"]["command"][-1]
+    store = {"name": "store", "mountPath": "/etc/dmr-appliance/store", "readOnly": True}
+    home["volumeMounts"].remove(store)
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes.pop("store")["secret"]["secretName"] == "dmr-home-store"
+    pod["spec"]["volumes"] = list(volumes.values())
+    data = {"name": "data", "mountPath": "/var/lib/dmr-home"}
+    sts["spec"]["containers"][0]["volumeMounts"].remove(data)
+    for c in (*pod["spec"]["containers"], *sts["spec"]["containers"]):
+        c.pop("image")  # the overlay pins the digest
+    for v in (*pod["spec"]["volumes"], *sts["spec"]["volumes"]):
+        if "configMap" in v:  # its own home.toml: the name ends in another hash
+            v["configMap"]["name"] = v["configMap"]["name"].rsplit("-", 1)[0]
+    assert pod == sts
+    assert "volumeClaimTemplates" not in dep["spec"]
+
+
+def test_postgres_home_keeps_one_replica_through_disruptions(rendered):
+    docs = by_ref(rendered[PG])
+    pdb = docs["PodDisruptionBudget/dmr-home"]["spec"]
+    assert pdb["minAvailable"] == 1 < docs["Deployment/dmr-home"]["spec"]["replicas"]
+    # A database outage makes both replicas unready: they may still be evicted.
+    assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_postgres_home_reaches_its_database_and_dns_only(rendered):
+    docs = by_ref(rendered[PG])
+    policy = docs["NetworkPolicy/dmr-home-store"]["spec"]
+    assert policy["policyTypes"] == ["Egress"]
+    assert rules.selects(
+        policy["podSelector"]["matchLabels"],
+        rules.template_labels(docs["Deployment/dmr-home"]),
+    )
+    flows = {
+        (port["protocol"], port["port"]): peer
+        for rule in policy["egress"]
+        for port in rule["ports"]
+        for peer in rule["to"]
+    }
+    assert flows[("TCP", 5432)] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dmr-db"}},
+        "podSelector": {"matchLabels": {"cnpg.io/cluster": "dmr-home-db"}},
+    }
+    assert set(flows) == {("TCP", 5432), ("UDP", 53), ("TCP", 53)}
+    # The database's address in home.toml is that Cluster's read-write Service there.
+    config = config_file(rendered[PG], "dmr-home-config", "home.toml")
+    assert "@dmr-home-db-rw.dmr-db.svc:5432/" in config
+
+
+def test_the_router_tries_home_again_when_home_has_replicas(rendered):
+    """Two home replicas behind one Service: the router lists it twice, so a refused
+    connection or a replica's 503 is tried once more over a new connection."""
+    for target in TARGETS:
+        docs = rendered[target]
+        replicas = sum(
+            w["spec"].get("replicas", 1)
+            for w in rules.workloads(docs)
+            if w["metadata"]["name"] == "dmr-home"
+        )
+        nginx = config_file(docs, "dmr-router-nginx", "nginx.conf")
+        upstream = nginx.split("upstream dmr_home {", 1)[1].split("}", 1)[0]
+        servers = upstream.count("server dmr-home:8700 ")
+        assert servers == (2 if replicas > 1 else 1), (target, replicas, servers)
+
+
+def test_the_readmes_managed_database_patch_renders_and_validates(tmp_path):
+    """README's patch for a managed PostgreSQL, in a site overlay over example-postgres:
+    it renders, passes the strict schemas, and home's only way out is then the service's
+    address on 5432 (and DNS)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    [patch] = [b for b in blocks if "name: dmr-home-store" in b and "ipBlock" in b]
+    site = tmp_path / "k8s/overlays/prod"
+    shutil.copytree(ROOT / "k8s", tmp_path / "k8s", ignore=shutil.ignore_patterns("pki"))
+    site.mkdir()
+    (site / "postgres-egress.yaml").write_text(patch)
+    (site / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["../example-postgres"],
+                "patches": [{"path": "postgres-egress.yaml"}],
+            }
+        )
+    )
+    docs = [d for d in yaml.safe_load_all(kustomize(tmp_path / "k8s", "overlays/prod")[0]) if d]
+    policy = by_ref(docs)["NetworkPolicy/dmr-home-store"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    out = {
+        (p["protocol"], p["port"]): peer for r in policy["spec"]["egress"] for p in r["ports"]
+        for peer in r["to"]
+    }  # fmt: skip
+    assert set(out) == {("TCP", 5432), ("UDP", 53), ("TCP", 53)}
+    assert "ipBlock" in out[("TCP", 5432)] and policy["metadata"]["namespace"] == "dmr"
+    assert rules.check(docs) == {rule: [] for rule in rules.RULES}

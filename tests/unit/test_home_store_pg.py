@@ -226,3 +226,27 @@ def test_threads_share_a_bounded_pool_of_connections(postgres):
             " AND application_name = 'dmr-home'"
         ).fetchone()[0]
     assert held <= 3 + 1  # the pool, and the connection asking
+
+
+def test_readyz_follows_the_database_for_the_kubernetes_probes(postgres, shared, tmp_path, pki):
+    """k8s/components/postgres-home's readiness: while the database refuses connections,
+    /readyz is a 503 within the probes' timeouts (3 s at the gate, 5 s for the app), so
+    the replica leaves the Service, and /healthz stays 200 (no restart); /readyz is 200
+    again by itself once the database answers."""
+    home = home_under_test(tmp_path / "home", pki, store=shared)
+    db = shared.url.split("?", 1)[0].rsplit("/", 1)[1]  # "d" and hex digits: no quoting
+    assert home.caller(None).get("/readyz").status_code == 200
+    postgres._psql(f"ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false")
+    try:
+        postgres._psql(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"  # noqa: S608
+        )
+        started = time.monotonic()
+        resp = home.caller(None).get("/readyz")
+        took = time.monotonic() - started
+        assert resp.status_code == 503 and took < 3, (resp.status_code, took)
+        assert home.caller(None).get("/healthz").status_code == 200
+    finally:
+        postgres._psql(f"ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true")
+    assert home.caller(None).get("/readyz").status_code == 200
+    print(f"\n/readyz with the database refusing connections: 503 in {took * 1000:.0f} ms")

@@ -346,8 +346,13 @@ def test_home_and_the_database_tier_agree_on_names_and_ports():
     assert home["dmr_home_store_database"] == db["dmr_database_name"]
     assert home["dmr_home_store_user"] == db["dmr_database_home_user"]
     assert home["dmr_home_store_proxy_port"] == db["dmr_database_proxy_port"]
-    assert home["dmr_home_store_tls_name"] == db["dmr_database_tls_name"]
-    assert db["dmr_database_tls_name"] == pki["dmr_pki_database_tls_name"]
+    # one name, set once (dmr_pki_database_tls_name), which both roles follow
+    follow = "{{ dmr_pki_database_tls_name | default('database.dmr.internal') }}"
+    assert home["dmr_home_store_tls_name"] == db["dmr_database_tls_name"] == follow
+    assert pki["dmr_pki_database_tls_name"] == "database.dmr.internal"
+    renamed = {"dmr_pki_database_tls_name": "pg.example", "groups": {}, "inventory_dir": "/inv"}
+    assert resolve({**home, **renamed})["dmr_home_store_tls_name"] == "pg.example"
+    assert resolve({**db, **renamed})["dmr_database_tls_name"] == "pg.example"
 
 
 def test_the_store_tasks_run_only_with_a_store_url():

@@ -165,6 +165,8 @@ def test_pg_hba_lets_in_only_the_home_hosts_for_home_and_the_members_for_replica
     assert every_source == {"192.0.2.10/32", "192.0.2.11/32", "192.0.2.51/32", "192.0.2.52/32"}
     assert "192.0.2.21/32" not in every_source  # a relay
     assert "local all postgres peer" in hba
+    # Patroni 3.0.2's validator (Debian 12) wants it under bootstrap too: the same lines
+    assert patroni()["bootstrap"]["pg_hba"] == hba
 
 
 def test_the_members_list_each_other_and_an_etcd_of_their_own():

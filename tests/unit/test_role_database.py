@@ -133,6 +133,7 @@ def test_patroni_yml_is_valid_yaml_with_the_expected_keys():
     assert pg["parameters"]["ssl"] == "on"
     assert pg["parameters"]["ssl_key_file"] == "/etc/dmr-database/tls/server.key"
     assert pg["authentication"]["replication"]["sslmode"] == "verify-ca"
+    assert pg["basebackup"] == [{"checkpoint": "fast"}]  # a new standby starts at once
 
 
 def test_a_password_with_quotes_and_colons_survives_the_yaml():

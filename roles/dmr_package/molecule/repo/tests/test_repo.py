@@ -90,7 +90,8 @@ def test_a_wrong_key_fails_saying_what_to_check(host):
     )
     helpers.assert_fails(proc, "cannot read the dmr-appliance repository", "dmr_package_apt_key")
     # apt's own reason: gpgv's on Debian 12, sqv's on Debian 13
-    assert "NO_PUBKEY" in proc.stdout or "Missing key" in proc.stdout, helpers.tail(proc)
+    said = proc.stdout + proc.stderr
+    assert "NO_PUBKEY" in said or "Missing key" in said, helpers.tail(proc)
     assert "Install dmr-appliance from the repository" not in proc.stdout
 
 

@@ -52,13 +52,14 @@ fpr=$(gpg --batch --with-colons --list-secret-keys "$uid" | awk -F: '$1 == "fpr"
 rm -f "$repo"/*.deb
 cp "${debs[@]}" "$repo"/
 cd "$repo"
+# No Codename: the one .deb is for Debian 12 and 13 alike, so the repository names no
+# release; Suite "stable" is the changelog's distribution.
 apt-ftparchive packages . >Packages
 gzip -9n <Packages >Packages.gz
 apt-ftparchive \
   -o APT::FTPArchive::Release::Origin=dmr-appliance \
   -o APT::FTPArchive::Release::Label=dmr-appliance \
   -o APT::FTPArchive::Release::Suite=stable \
-  -o APT::FTPArchive::Release::Codename=bookworm \
   -o APT::FTPArchive::Release::Architectures="all amd64 arm64" \
   -o APT::FTPArchive::Release::Description="dmr-appliance packages" \
   release . >Release.new

@@ -9,11 +9,10 @@
 # It makes (or reuses) .venv-ansible with ansible, molecule, molecule-plugins[docker],
 # pytest-testinfra, ansible-lint, yamllint and this project (the control node's `dmr pki`),
 # builds the Debian 13 and 12 systemd images once per machine (tests/system/image.sh), the
-# .deb once per run (packaging/build-deb.sh --deb-only, into build/molecule/deb/, which every
-# scenario installs) and the Ansible collection once per run (scripts/release.sh --no-deb,
-# into build/molecule/release/ with the wheel and SHA256SUMS, checked; the site-local test
-# installs the collection from that tarball), then runs ansible-lint and yamllint, every
-# scenario of every role (the default, then the others: dmr_package's repo installs from
+# release once per run (scripts/release.sh into build/molecule/release/: the wheel, the
+# .deb every scenario installs, the collection the site-local test installs from its
+# tarball, the image, loaded and run; SHA256SUMS checked), then runs ansible-lint and
+# yamllint, every scenario of every role (the default, then the others: dmr_package's repo installs from
 # the signed apt repository built by packaging/build-repo.sh) and the one-host site, two
 # at a time in two phases whose containers never share a name (docker driver: converge,
 # idempotence, verify with testinfra: a check-mode pass with no change, the bad-input
@@ -95,20 +94,18 @@ for release in trixie bookworm; do
   printf -v "image_$release" %s "$tag"
 done
 
-say "building the .deb (packaging/build-deb.sh --deb-only)"
-rm -rf "$OUT/deb"
-packaging/build-deb.sh --deb-only --out "$OUT/deb" >"$LOGS/deb.log" 2>&1 \
-  || { cat "$LOGS/deb.log"; failed=1; failures+=(deb); finish; }
-DMR_MOLECULE_DEB=$(ls "$OUT"/deb/dmr-appliance_*_all.deb | head -n 1)
-export DMR_MOLECULE_DEB
-
-say "building the collection (scripts/release.sh --no-deb)"
+# The release, as scripts/release.sh builds it: every scenario installs its .deb, the
+# site-local test its collection; its image is loaded and run once here.
+say "building the release (scripts/release.sh: wheel, .deb, collection, image)"
 rm -rf "$OUT/release"
-{ scripts/release.sh --no-deb --allow-dirty --out "$OUT/release" \
-    && (cd "$OUT/release" && sha256sum --quiet -c SHA256SUMS); } >"$LOGS/release.log" 2>&1 \
+{ scripts/release.sh --allow-dirty --out "$OUT/release" \
+    && (cd "$OUT/release" && sha256sum --quiet -c SHA256SUMS) \
+    && loaded=$(docker load -q -i "$OUT"/release/dmr-appliance_*_image.tar.gz) \
+    && docker run --rm "${loaded#Loaded image: }" --version; } >"$LOGS/release.log" 2>&1 \
   || { cat "$LOGS/release.log"; failed=1; failures+=(release); finish; }
+DMR_MOLECULE_DEB=$(ls "$OUT"/release/dmr-appliance_*_all.deb | head -n 1)
 DMR_MOLECULE_COLLECTION=$(ls "$OUT"/release/dmr-appliance-*.tar.gz | head -n 1)
-export DMR_MOLECULE_COLLECTION
+export DMR_MOLECULE_DEB DMR_MOLECULE_COLLECTION
 say "tools ready in $(elapsed "$started"): $image_trixie, $image_bookworm, $(basename "$DMR_MOLECULE_DEB"), $(basename "$DMR_MOLECULE_COLLECTION")"
 
 # --- lint -------------------------------------------------------------------------------------

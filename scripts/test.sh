@@ -37,8 +37,10 @@ echo "== pytest: Debian 13 versions (.venv-debian13)"
 .venv-debian13/bin/python -m pytest -q -m "not system and not once" -p no:cacheprovider -n auto --dist loadfile
 
 if [ "$system" = 1 ]; then
-  echo "== pytest: system tests (Debian package in a systemd container)"
-  .venv/bin/python -m pytest -q -m system -p no:cacheprovider -s
+  echo "== pytest: system tests (the Debian package in Debian 12 and Debian 13 systemd containers)"
+  # Debian 12 and Debian 13 side by side, one xdist worker each (their xdist groups); the
+  # package and its repository are built once, by whichever worker asks first.
+  .venv/bin/python -m pytest -q -m system -p no:cacheprovider -s -n 2 --dist loadgroup tests/system
   echo "== Kubernetes: manifests validated offline, the image run as they say (scripts/k8s.sh)"
   bash scripts/k8s.sh
   echo "== Ansible roles: lint, Molecule scenarios, the local site (scripts/molecule.sh)"

@@ -1,29 +1,42 @@
-"""The Debian package on a bare Debian 12 system, end to end.
+"""The Debian package on bare Debian 12 and Debian 13 systems, end to end: one .deb for both.
 
 Builds the package (and a higher version of it) with packaging/build-deb.sh, publishes
-both in a signed apt repository with packaging/build-repo.sh, and, in a fresh container
-with systemd as PID 1 (tests/system/image.sh), walks an operator's path: add the
-repository and its key, `apt install dmr-appliance` (dependencies from Debian's mirror),
-see the services wait for their certificates, configure (PKI, config files, nginx),
-start both services and their gates, send a message through nginx to a recipient, see a
-new CRL in force at every gate within seconds (the dmr-crl path unit), print the units'
-`systemd-analyze security` exposure, upgrade (an edited conffile kept, services
-restarted), remove, purge, and check that only what Debian policy allows is left.
+both in a signed apt repository with packaging/build-repo.sh, once per session (the first
+pytest-xdist worker that needs them builds, under a file lock; the others reuse them).
+Then, for each release (ids debian12 and debian13), in a fresh container of that release
+with systemd as PID 1 (tests/system/image.sh --release), walks an operator's path: add the
+repository and its key, `apt install dmr-appliance` (dependencies from that release's
+Debian mirror), see the services wait for their certificates, configure (PKI, config
+files, nginx), start both services and their gates, send a message through nginx to a
+recipient, see a new CRL in force at every gate within seconds (the dmr-crl path unit),
+print the units' `systemd-analyze security` exposure (at most 2.0 each), upgrade (an
+edited conffile kept, services restarted), remove, purge, and check that only what Debian
+policy allows is left.
+
+lintian: the build runs the build host's (Debian 12's); for a release other than the
+host's, that release's own lintian (apt-get install lintian) checks the same .changes
+with the same options and overrides (build-deb.sh --lintian) in a container of its own,
+installed while the package builds, so that the operator's container stays bare.
 
 Needs root, docker.io, debootstrap and the Debian build tools (scripts/setup.sh --system)
-and Debian's mirror. Run: .venv/bin/pytest -m system tests/system
+and Debian's mirror. Run: .venv/bin/pytest -m system tests/system; both releases at once:
+add -n 2 --dist loadgroup (each release is an xdist group of its own).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +49,10 @@ pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+# The releases the one .deb is for: codename by test id. Each is an xdist group, so that
+# with -n 2 --dist loadgroup the two run side by side on two workers.
+RELEASES = {"debian12": "bookworm", "debian13": "trixie"}
+RELEASE_IDS = {codename: test_id for test_id, codename in RELEASES.items()}
 UPGRADE_VERSION = f"{__version__}+systemtest1"
 MAX_EXPOSURE = 2.0
 REPO_IN_CONTAINER = "/srv/dmr-repo"
@@ -123,71 +140,262 @@ class Container:
 
 @dataclass
 class Build:
-    repo: Path
-    dist: Path
-    upgrade_dist: Path
-    lintian: str
+    dist: Path  # the wheel, the sdist, the .deb, and the .changes set lintian checks
+    upgrade_dist: Path  # the higher version's .deb
+    repo_v1: Path  # the signed repository's public files, with the first version only
+    repo_v2: Path  # signed by the same key, with both versions
+    lintian: str  # build-deb.sh's output: the build host's lintian on the .changes
+
+    @property
+    def changes(self) -> Path:
+        return next(self.dist.glob(f"dmr-appliance_{__version__}_*.changes"))
+
+
+class SharedBuild:
+    """The packages and both repositories, built once per session: by the first
+    pytest-xdist worker that asks (an exclusive file lock), then read by every other."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.lock = work.with_name(f"{work.name}.lock")
+        self.built: Build | None = None
+
+    def layout(self) -> Build:
+        w = self.work
+        log = w / "build.log"
+        lintian = log.read_text() if log.exists() else ""
+        return Build(w / "dist", w / "dist-upgrade", w / "repo-v1", w / "repo", lintian)
+
+    def get(self) -> Build:
+        if self.built is None:
+            with locked(self.lock):
+                failed, done = self.work / "FAILED", self.work / "build.log"
+                if failed.exists():
+                    pytest.fail(f"the shared build failed (another worker):\n{failed.read_text()}")
+                if not done.exists():
+                    try:
+                        self.build()
+                    except Exception as exc:
+                        failed.write_text(str(exc))
+                        raise
+                self.built = self.layout()
+        return self.built
+
+    def build(self) -> None:
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True)
+        b = self.layout()
+        deb = ROOT / "packaging/build-deb.sh"
+        # The two versions side by side: each build has a work folder of its own.
+        first = start([str(deb), "--with-changes", "--out", str(b.dist)])
+        second = start(
+            [str(deb), "--deb-only", "--version", UPGRADE_VERSION, "--out", str(b.upgrade_dist)]
+        )
+        lintian = finish(first)
+        finish(second)
+        v1 = [b.dist / f"dmr-appliance_{__version__}_all.deb"]
+        both = [*v1, b.upgrade_dist / f"dmr-appliance_{UPGRADE_VERSION}_all.deb"]
+        # One key for both states of the repository (it lives in repo/gnupg): the first
+        # state's public files are kept in repo-v1, then the repository gets both versions.
+        self.repository(b.repo_v2, v1)
+        b.repo_v1.mkdir()
+        for path in b.repo_v2.iterdir():
+            if path.is_file():
+                shutil.copy(path, b.repo_v1)
+        self.repository(b.repo_v2, both)
+        (self.work / "build.log").write_text(lintian)
+
+    def repository(self, repo: Path, debs: list[Path]) -> None:
+        source = self.work / f"debs-{len(debs)}"
+        source.mkdir()
+        for deb in debs:
+            shutil.copy(deb, source)
+        run(
+            [
+                str(ROOT / "packaging/build-repo.sh"),
+                str(repo),
+                "--from",
+                str(source),
+                "--url",
+                f"file:{REPO_IN_CONTAINER}",
+                "--keyring",
+                KEYRING_IN_CONTAINER,
+            ]
+        )
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def start(argv: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    stdout, stderr = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"{shlex.join(proc.args)} exited {proc.returncode}\n"
+            f"--- stdout\n{stdout[-6000:]}\n--- stderr\n{stderr[-6000:]}"
+        )
+    return stdout
 
 
 class Steps:
-    """Prints each step with its duration on the terminal, captured or not."""
+    """Prints each step with its duration on the terminal, captured or not (on stderr,
+    which pytest-xdist's workers share with the terminal; their stdout is not shown)."""
 
-    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+    def __init__(self, capsys: pytest.CaptureFixture[str], label: str) -> None:
         self.capsys = capsys
+        self.label = label
         self.started = time.monotonic()
 
     def say(self, text: str) -> None:
         with self.capsys.disabled():
-            print(f"\n[system {time.monotonic() - self.started:6.1f}s] {text}", flush=True)
+            elapsed = time.monotonic() - self.started
+            print(f"\n[system {self.label} {elapsed:6.1f}s] {text}", file=sys.stderr, flush=True)
 
 
-@pytest.fixture(scope="module")
-def image() -> str:
+class ReleaseLintian:
+    """A release's own lintian on the build's .changes, in a container of that release of
+    its own: apt-get install lintian there (while the package builds), then
+    `build-deb.sh --lintian`: the build's own options, and the package's overrides. Not in
+    the operator's container, which stays a bare system for the install and the purge
+    (lintian brings about 180 packages), and beside the operator's path, not after it."""
+
+    def __init__(self, docker: str, image: str) -> None:
+        self.docker = docker
+        self.name = f"dmr-lintian-{uuid.uuid4().hex[:8]}"
+        run([docker, "run", "-d", "--name", self.name, image, "sleep", "infinity"])
+        # (a throw-away container: no man-db index, dpkg without fsync; the log in a file,
+        # since nothing reads this pipe until the build is done)
+        self.install = start(
+            self.exec_argv(
+                "echo 'man-db man-db/auto-update boolean false' | debconf-set-selections"
+                f" && {{ apt-get -q update && {APT} -o Dpkg::Options::=--force-unsafe-io"
+                " install lintian; } >/root/lintian-install.log 2>&1"
+                " || { tail -n 40 /root/lintian-install.log; exit 1; }"
+            )
+        )
+        self.check: subprocess.Popen | None = None
+        self.thread: threading.Thread | None = None
+        self.verdict: str | None = None
+        self.error: BaseException | None = None
+
+    def exec_argv(self, script: str) -> list[str]:
+        return [self.docker, "exec", self.name, "bash", "-euo", "pipefail", "-c", script]
+
+    def start(self, build: Build) -> None:
+        """In the background: once lintian is installed, copy the build's .changes set and
+        build-deb.sh in and run it; result() waits for its verdict."""
+        self.thread = threading.Thread(target=self.check_build, args=(build,), daemon=True)
+        self.thread.start()
+
+    def check_build(self, build: Build) -> None:
+        try:
+            finish(self.install, timeout=900)
+            run([self.docker, "exec", self.name, "mkdir", "-p", "/root/build"])
+            for path in [ROOT / "packaging/build-deb.sh", *changes_set(build.changes)]:
+                run([self.docker, "cp", str(path), f"{self.name}:/root/build/{path.name}"])
+            script = f"bash /root/build/build-deb.sh --lintian /root/build/{build.changes.name}"
+            self.check = start(self.exec_argv(script))
+            self.verdict = finish(self.check, timeout=600)
+        except BaseException as exc:  # handed to result(), in the test's thread
+            self.error = exc
+
+    def result(self) -> str:
+        assert self.thread is not None, "lintian was not started"
+        self.thread.join(timeout=1200)
+        if self.error is not None:
+            raise self.error
+        assert self.verdict is not None, "lintian did not finish"
+        return self.verdict
+
+    def close(self) -> None:
+        subprocess.run([self.docker, "rm", "-f", "-v", self.name], capture_output=True, timeout=120)
+        for proc in (self.install, self.check):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+
+
+def changes_set(changes: Path) -> list[Path]:
+    """The .changes and every file its Files: field names (md5sum size section priority name)."""
+    text = changes.read_text()
+    files = re.search(r"^Files:\n((?: .*\n?)+)", text, re.M).group(1)
+    return [changes, *(changes.with_name(line.split()[4]) for line in files.splitlines())]
+
+
+def lintian_findings(output: str) -> list[str]:
+    """The error and warning tags of lintian's output (info tags are shown, not findings)."""
+    return [line.strip() for line in output.splitlines() if re.match(r"\s*[EW]: ", line)]
+
+
+def host_release() -> str:
+    """The build host's Debian release (its lintian is the one build-deb.sh runs)."""
+    text = Path("/etc/os-release").read_text()
+    match = re.search(r"^VERSION_CODENAME=\"?([a-z]+)", text, re.M)
+    return match.group(1) if match else ""
+
+
+@pytest.fixture(scope="session")
+def tools() -> None:
     if os.geteuid() != 0:
         pytest.skip("the system test needs root (dockerd, debootstrap)")
     for tool in ("dockerd", "debootstrap", "dpkg-buildpackage", "apt-ftparchive", "lintian"):
         if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
             pytest.fail(f"{tool} missing: run scripts/setup.sh --system")
-    return run([str(HERE / "image.sh")], timeout=900).strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory: pytest.TempPathFactory, tools: None) -> SharedBuild:
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, shared by its workers
+    return SharedBuild(base / "debian-package")
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(c, id=i, marks=pytest.mark.xdist_group(i)) for i, c in RELEASES.items()],
+)
+def release(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    work = tmp_path_factory.mktemp("debian-package")
-    dist, upgrade_dist, repo = work / "dist", work / "dist-upgrade", work / "repo"
-    lintian = run([str(ROOT / "packaging/build-deb.sh"), "--out", str(dist)])
-    run(
-        [
-            str(ROOT / "packaging/build-deb.sh"),
-            "--deb-only",
-            "--version",
-            UPGRADE_VERSION,
-            "--out",
-            str(upgrade_dist),
-        ]
-    )
-    only_v1 = work / "dist-v1"
-    only_v1.mkdir()
-    shutil.copy(dist / f"dmr-appliance_{__version__}_all.deb", only_v1)
-    run(
-        [
-            str(ROOT / "packaging/build-repo.sh"),
-            str(repo),
-            "--from",
-            str(only_v1),
-            "--url",
-            f"file:{REPO_IN_CONTAINER}",
-            "--keyring",
-            KEYRING_IN_CONTAINER,
-        ]
-    )
-    return Build(repo=repo, dist=dist, upgrade_dist=upgrade_dist, lintian=lintian)
+def image(release: str, shared: SharedBuild) -> str:
+    # One image.sh at a time: it starts dockerd when nothing answers.
+    with locked(shared.work.with_name("image.lock")):
+        out = run([str(HERE / "image.sh"), "--release", release], timeout=900)
+    return out.strip().splitlines()[-1]
 
 
 @pytest.fixture
-def container(image: str) -> Iterator[Container]:
+def release_lintian(release: str, image: str) -> Iterator[ReleaseLintian | None]:
+    if release == host_release():
+        yield None  # build-deb.sh ran this release's lintian already
+        return
+    checker = ReleaseLintian(docker_cli(), image)
+    try:
+        yield checker
+    finally:
+        checker.close()
+
+
+@pytest.fixture
+def container(image: str, release: str) -> Iterator[Container]:
     docker = docker_cli()
-    name = f"dmr-pkgtest-{uuid.uuid4().hex[:8]}"
+    name = f"dmr-pkgtest-{release}-{uuid.uuid4().hex[:8]}"
     run(
         [
             docker,
@@ -217,13 +425,29 @@ def container(image: str) -> Iterator[Container]:
 
 
 def test_install_configure_deliver_upgrade_purge(
-    build: Build, container: Container, capsys: pytest.CaptureFixture[str]
+    release: str,
+    shared: SharedBuild,
+    release_lintian: ReleaseLintian | None,
+    container: Container,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    steps = Steps(capsys)
-    steps.say(f"built dmr-appliance {__version__} and {UPGRADE_VERSION}; lintian:\n{build.lintian}")
+    steps = Steps(capsys, RELEASE_IDS[release])
+    system = container.out(
+        ". /etc/os-release; echo $VERSION_CODENAME; echo $PRETTY_NAME, $(python3 --version),"
+        " $(systemctl --version | head -n 1 | cut -d' ' -f1,2)"
+    ).splitlines()
+    assert system[0] == release, f"the {release} image runs {system}"
+    steps.say(f"container: {system[1]}; waiting for the shared build")
+    build = shared.get()  # the container booted, and lintian installed, meanwhile
+    if release_lintian is not None:
+        release_lintian.start(build)  # its verdict is awaited at the end
+    steps.say(f"built dmr-appliance {__version__} and {UPGRADE_VERSION}; one .deb for all releases")
+    if release_lintian is None:
+        steps.say(f"lintian of the build host ({release}):\n{build.lintian}")
+        assert lintian_findings(build.lintian) == []
 
     # --- the operator adds the signed repository and installs -------------------------------
-    publish(container, build.repo)
+    publish(container, build.repo_v1)
     container.sh(
         f"install -m 0644 {REPO_IN_CONTAINER}/dmr-appliance-archive-keyring.gpg "
         f"{KEYRING_IN_CONTAINER}"
@@ -258,6 +482,10 @@ def test_install_configure_deliver_upgrade_purge(
 
     # --- configure, start, deliver -----------------------------------------------------------
     configure(container)
+    # The router's nginx.conf as this release's nginx reads it: not a warning (nginx 1.26
+    # warns of directives 1.22 took silently, e.g. `listen ... http2`).
+    checked = container.sh("nginx -t").stderr
+    assert nginx_complaints(checked) == [], checked
     container.sh("systemctl start dmr-home dmr-relay")  # each Wants= its gate
     wait_active(container, UNITS)
     container.sh("systemctl start dmr-crl.path")
@@ -291,11 +519,17 @@ def test_install_configure_deliver_upgrade_purge(
     check_trust_boundary(container, steps)
 
     # --- hardening ---------------------------------------------------------------------------
-    report = container.out(f"systemd-analyze security --no-pager {' '.join(UNITS)}")
+    # (each unit's settings that cost exposure, then the table; every line: --no-pager UNIT)
+    report = container.out(
+        f"for u in {' '.join(UNITS)}; do systemd-analyze security --no-pager $u"
+        " | grep -v '^✓'; done; systemd-analyze security --no-pager "
+        + " ".join(UNITS)
+        + " | sed -n '/^UNIT /,$p'"
+    )
     summary = container.out(
         f"for u in {' '.join(UNITS)}; do systemd-analyze security --no-pager $u | tail -n 1; done"
     )
-    steps.say(f"systemd-analyze security:\n{report}\n{summary}")
+    steps.say(f"systemd-analyze security ({RELEASE_IDS[release]}):\n{report}")
     scores = {
         unit: float(score)
         for unit, score in re.findall(r"Overall exposure level for (\S+): ([0-9.]+)", summary)
@@ -306,26 +540,7 @@ def test_install_configure_deliver_upgrade_purge(
 
     # --- upgrade: the edited conffile stays, the services restart -----------------------------
     before = {unit: started_at(container, unit) for unit in UNITS}
-    both = build.upgrade_dist.parent / "dist-both"
-    both.mkdir()
-    for deb in (
-        build.dist / f"dmr-appliance_{__version__}_all.deb",
-        build.upgrade_dist / f"dmr-appliance_{UPGRADE_VERSION}_all.deb",
-    ):
-        shutil.copy(deb, both)
-    run(
-        [
-            str(ROOT / "packaging/build-repo.sh"),
-            str(build.repo),
-            "--from",
-            str(both),
-            "--url",
-            f"file:{REPO_IN_CONTAINER}",
-            "--keyring",
-            KEYRING_IN_CONTAINER,
-        ]
-    )
-    publish(container, build.repo)
+    publish(container, build.repo_v2)  # the same key: the higher version is published
     container.sh(f"apt-get -q update && {APT} install --only-upgrade dmr-appliance", timeout=300)
     assert container.out("dpkg-query -W -f '${Version}' dmr-appliance") == UPGRADE_VERSION
     assert container.out("dmr --version") == f"dmr {UPGRADE_VERSION}"
@@ -345,6 +560,15 @@ def test_install_configure_deliver_upgrade_purge(
     assert "delivered" in sent
     received = container.out("wc -l < /var/lib/dmr-test-recipient/received.jsonl")
     assert received == "2", "the recipient should hold both messages"
+
+    # The gates' nginx (its configuration rendered by the package) and Debian's nginx.service
+    # through starts, reloads on the new CRL and the upgrade's restarts: no warning, no
+    # configuration refused (their stderr is in the journal).
+    journal = container.out(
+        "journalctl --no-pager -o cat -u dmr-home-gate -u dmr-relay-gate -u nginx"
+    )
+    assert nginx_complaints(journal) == [], "\n".join(nginx_complaints(journal))
+    steps.say(f"nginx {container.out('nginx -v 2>&1 | cut -d/ -f2')}: no warning in the journal")
 
     # --- remove keeps configuration, state and user; purge takes the package's files ---------
     container.sh("systemctl stop nginx dmr-test-recipient")
@@ -377,10 +601,18 @@ def test_install_configure_deliver_upgrade_purge(
         "purged: user, group, conffiles, state and units gone; the admin's PKI kept, owned by root"
     )
 
+    # --- this release's own lintian on the same .changes (when the build host's is another) --
+    if release_lintian is not None:
+        verdict = release_lintian.result()
+        steps.say(f"lintian of {release}, on the same .changes:\n{verdict}")
+        assert lintian_findings(verdict) == []
 
-def test_wheel_installs_into_an_empty_venv(build: Build, tmp_path: Path) -> None:
+
+@pytest.mark.xdist_group("debian12")  # beside one release's run: two groups, two workers
+def test_wheel_installs_into_an_empty_venv(shared: SharedBuild, tmp_path: Path) -> None:
     """The wheel from the same build: `pip install` into a bare venv gives a working dmr
     (dependencies from PyPI, the current releases)."""
+    build = shared.get()
     wheel = build.dist / f"dmr_appliance-{__version__}-py3-none-any.whl"
     assert (build.dist / f"dmr_appliance-{__version__}.tar.gz").exists() or (
         build.dist / f"dmr-appliance-{__version__}.tar.gz"
@@ -399,6 +631,11 @@ def test_wheel_installs_into_an_empty_venv(build: Build, tmp_path: Path) -> None
         ]
     )
     assert "router.conf.j2" in data, "package data (the router template) is in the wheel"
+
+
+def nginx_complaints(log: str) -> list[str]:
+    """nginx's warnings and refusals of its configuration ([warn], [emerg])."""
+    return [line for line in log.splitlines() if re.search(r"\[(warn|emerg)\]", line)]
 
 
 def allowed_leftovers() -> list[re.Pattern[str]]:

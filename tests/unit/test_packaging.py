@@ -220,3 +220,25 @@ def test_the_roles_apt_defaults_give_the_line_build_repo_sh_prints() -> None:
     values = resolve({**defaults, **task["vars"], "dmr_package_apt_url": url})
     keyring = defaults["dmr_package_apt_keyring"]
     assert values["dmr_package_apt_line"] == f"deb [signed-by={keyring}] {url} ./"
+
+
+def test_one_package_for_debian_12_and_13_names_no_release() -> None:
+    """One .deb for both releases (issue 27): the changelog's distribution and the
+    repository's Release name none of them; the units go where both releases' systemd
+    read them and Debian 13's lintian does not call an aliased location (/lib); and no
+    override names a tag Debian 13's lintian does not know (an error there: alien-tag)."""
+
+    def code(path: str) -> str:
+        text = (ROOT / path).read_text()
+        return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+    build_deb = code("packaging/build-deb.sh")
+    assert re.search(r"^dmr-appliance \(\$version\) stable; urgency=medium$", build_deb, re.M)
+    build_repo = code("packaging/build-repo.sh")
+    assert "APT::FTPArchive::Release::Suite=stable" in build_repo
+    assert "Codename" not in build_repo
+    rules = code("packaging/debian/rules")
+    assert "mv $(PKG)/lib/systemd/system $(PKG)/usr/lib/systemd/system" in rules
+    overrides = code("packaging/debian/dmr-appliance.lintian-overrides")
+    assert "package-supports-alternative-init-but-no-init.d-script" not in overrides
+    assert "lib/systemd/system" not in overrides

@@ -180,6 +180,19 @@ def pdb_sets_one_bound(docs: list[Doc]) -> list[str]:
     ]
 
 
+CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition")
+
+
+def namespaced(docs: list[Doc]) -> list[str]:
+    """Every namespaced object names its namespace (a component's objects come without
+    one: an overlay that forgets ``namespace:`` would apply them to kubectl's context)."""
+    return [
+        f"{ref(d)}: no metadata.namespace"
+        for d in docs
+        if d.get("kind") not in CLUSTER_SCOPED and not d["metadata"].get("namespace")
+    ]
+
+
 RULES: dict[str, Callable[[list[Doc]], list[str]]] = {
     "selector-matches-template": selector_matches_template,
     "service-targets-named-port": service_targets_named_port,
@@ -187,6 +200,7 @@ RULES: dict[str, Callable[[list[Doc]], list[str]]] = {
     "hpa-owns-replicas": hpa_owns_replicas,
     "policy-ports-listen": policy_ports_listen,
     "pdb-sets-one-bound": pdb_sets_one_bound,
+    "namespaced": namespaced,
 }
 
 

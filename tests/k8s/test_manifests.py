@@ -210,6 +210,12 @@ BREAKS: dict[str, tuple[str, str, tuple, Any]] = {
         ("spec", "maxUnavailable"),
         DROP,
     ),
+    "policy-without-namespace": (
+        "namespaced",
+        "NetworkPolicy/dmr-default-deny",
+        ("metadata", "namespace"),
+        DROP,
+    ),
 }
 
 

@@ -2,9 +2,10 @@
 # The Ansible roles' test suite: lint, the supported-release check, every role's Molecule
 # scenarios on Debian 13, the whole site on seven Debian 12 hosts (molecule/site: faults,
 # central logs, firewall, a rolling upgrade) and on one fresh Debian 13 container from the
-# collection dmr.appliance (its local inventory). Run as root:
+# collection dmr.appliance (its local inventory), and home on PostgreSQL under Patroni
+# with its failovers (molecule/home_ha, eight Debian 13 hosts). Run as root:
 #
-#   bash scripts/molecule.sh [ROLE...]      e.g. bash scripts/molecule.sh dmr_router
+#   bash scripts/molecule.sh [ROLE|site|home_ha...]      e.g. bash scripts/molecule.sh dmr_router
 #
 # It makes (or reuses) .venv-ansible with ansible, molecule, molecule-plugins[docker],
 # pytest-testinfra, ansible-lint, yamllint and this project (the control node's `dmr pki`),
@@ -13,8 +14,8 @@
 # .deb every scenario installs, the collection the site-local test installs from its
 # tarball, the image, loaded and run; SHA256SUMS checked), then runs ansible-lint and
 # yamllint, every scenario of every role (the default, then the others: dmr_package's repo installs from
-# the signed apt repository built by packaging/build-repo.sh) and the one-host site, two
-# at a time in two phases whose containers never share a name (docker driver: converge,
+# the signed apt repository built by packaging/build-repo.sh), home_ha and the one-host
+# site, two at a time in two phases whose containers never share a name (docker driver: converge,
 # idempotence, verify with testinfra: a check-mode pass with no change, the bad-input
 # cases; then destroy), and the seven-host site alone. Logs: build/molecule/logs/.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
@@ -33,6 +34,7 @@ say() { printf 'molecule.sh: %s\n' "$*"; }
 elapsed() { echo $(( $(date +%s) - $1 ))s; }
 record() {  # record NAME RC SECONDS_START [SECONDS_END]
   local took="$(( ${4:-$(date +%s)} - $3 ))s"
+  grep -E "^$1: " "$LOGS/$1.log" 2>/dev/null | sed 's/^/    /'  # its figures, if it prints any
   if [ "$2" = 0 ]; then
     passed=$((passed + 1)); say "PASS $1 ($took)"
   else
@@ -136,6 +138,9 @@ scenario() {
   local spec=$1 name t rc
   t=$(date +%s)
   case "$spec" in
+    home_ha)  # molecule/home_ha: home on PostgreSQL under Patroni, its failovers
+      name=home_ha
+      DMR_TEST_IMAGE=$image_trixie molecule test -s home_ha >"$LOGS/$name.log" 2>&1 ;;
     site-local)
       name=site-local
       DMR_TEST_IMAGE=$image_trixie pytest -p no:cacheprovider tests/molecule/site_local.py \
@@ -174,11 +179,12 @@ specs_of() {
 }
 if [ $# = 0 ]; then
   # Two lanes whose containers never share a name (dmr_router's scenario runs home,
-  # relay-1 and router, as dmr_home's and dmr_relay's do: those wait for the next phase).
-  # The plan must hold every scenario there is.
-  plan=("dmr_router" "dmr_package dmr_package:repo dmr_pki" "dmr_home site-local" "dmr_relay")
+  # relay-1 and router, as dmr_home's and dmr_relay's do: those wait for the next phase;
+  # home_ha's hosts are all ha-*), of about the same length in each phase (home_ha, eight
+  # hosts, about as long as the three beside it). The plan must hold every role scenario.
+  plan=("dmr_router dmr_package dmr_package:repo" "home_ha" "dmr_pki dmr_home" "site-local dmr_relay")
   all=$(for dir in roles/*/molecule/*/; do specs_of "$(basename "${dir%/molecule/*/}")"; done | sort -u)
-  planned=$(printf '%s\n' "${plan[@]}" | tr ' ' '\n' | grep -v '^site-local$' | sort -u)
+  planned=$(printf '%s\n' "${plan[@]}" | tr ' ' '\n' | grep -Ev '^(site-local|home_ha)$' | sort -u)
   if [ "$all" != "$planned" ]; then
     say "the scenario plan misses: $(comm -23 <(echo "$all") <(echo "$planned") | tr '\n' ' ')"
     failed=$((failed + 1)); failures+=(plan)
@@ -190,6 +196,7 @@ else
   run_site=0
   for role in "$@"; do
     if [ "$role" = site ]; then run_site=1; continue; fi  # both site tests
+    if [ "$role" = home_ha ]; then phase home_ha; continue; fi
     for spec in $(specs_of "$role"); do phase "$spec"; done
   done
   [ "$run_site" = 1 ] && phase site-local

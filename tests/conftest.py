@@ -44,8 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.basetemp = str(Path(basetemp).with_name(worker))
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects: the markers added below count
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _deselect_sqlite_only(config, items)
+    _postgresql_processes_once(items)
     try:
         serving.binary()
     except serving.NginxError:
@@ -114,15 +116,14 @@ def fresh_pki(tmp_path: Path) -> Pki:
 def postgres():
     from dmr_appliance.home import store_pg
     from dmr_appliance.local.postgres import LocalPostgres, PostgresMissing
+    from tests.support import home as home_support
 
     try:
         if store_pg.psycopg is None:
             raise PostgresMissing(store_pg.INSTALL)
         server = LocalPostgres().start()
     except PostgresMissing as exc:
-        if os.environ.get("DMR_NEEDS_POSTGRESQL") == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        home_support.postgresql_missing(str(exc))
     yield server
     server.stop()
 
@@ -141,6 +142,18 @@ def store_backend(request: pytest.FixtureRequest):
         from dmr_appliance.home import sync
 
         sync.release_waiters()
+
+
+def _postgresql_processes_once(items: list[pytest.Item]) -> None:
+    """The PostgreSQL half of a test that starts real processes (tests/integration: home
+    under gunicorn, its relays' agents) is marked ``once``: what those add to the unit
+    tests is the processes, not psycopg, whose paths the unit tests cover on both back
+    ends in every dependency set (Debian 12's psycopg 3.1.7, Debian 13's 3.2.6)."""
+    integration = Path(__file__).parent / "integration"
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("store_backend") == "postgresql" and item.path.is_relative_to(integration):
+            item.add_marker(pytest.mark.once)
 
 
 def _deselect_sqlite_only(config: pytest.Config, items: list[pytest.Item]) -> None:

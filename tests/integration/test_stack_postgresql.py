@@ -12,10 +12,11 @@ from dmr_appliance.local.layout import StackError
 from dmr_appliance.local.processes import group_alive
 from dmr_appliance.local.stack import Stack
 from dmr_appliance.wire.home import HomeClient
+from tests.support.home import postgresql_missing
 from tests.support.recipient import received
 from tests.support.stack_kit import ensure_participant, sender
 
-pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx, pytest.mark.once]
 
 
 def test_several_homes_need_postgresql(tmp_path):
@@ -27,9 +28,9 @@ def test_two_home_instances_on_postgresql_serve_alike(tmp_path):
     try:
         postgres.bin_dir()
     except postgres.PostgresMissing as exc:
-        pytest.skip(str(exc))
+        postgresql_missing(str(exc))
     if store_pg.psycopg is None:
-        pytest.skip(store_pg.INSTALL)
+        postgresql_missing(store_pg.INSTALL)
     stack = Stack(tmp_path / "state", relays=1, port=0, homes=2, store="postgresql")
     try:
         with stack:
@@ -57,9 +58,9 @@ def test_a_stopped_home_instance_is_served_by_the_other_through_the_router(tmp_p
     try:
         postgres.bin_dir()
     except postgres.PostgresMissing as exc:
-        pytest.skip(str(exc))
+        postgresql_missing(str(exc))
     if store_pg.psycopg is None:
-        pytest.skip(store_pg.INSTALL)
+        postgresql_missing(store_pg.INSTALL)
     stack = Stack(tmp_path / "state", relays=1, port=0, homes=2, store="postgresql")
     base = None
     try:

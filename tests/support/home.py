@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
@@ -18,6 +21,15 @@ from dmr_appliance.home import store as store_mod
 from tests.support.apps import App, home_gate
 from tests.support.https import mtls_session
 from tests.support.processes import free_port, http_ok
+
+
+def postgresql_missing(reason: str) -> NoReturn:
+    """A test that needs PostgreSQL (its binaries, psycopg) and has not got it: skipped
+    saying what to install, or failed where it must run (DMR_NEEDS_POSTGRESQL=1)."""
+    if os.environ.get("DMR_NEEDS_POSTGRESQL") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
 
 # The PostgreSQL server of the test running on that back end (tests/conftest.py,
 # ``store_backend``), else None: home_config then gives each state directory a database.

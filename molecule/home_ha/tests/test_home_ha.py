@@ -34,12 +34,15 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "molecule"))
 import helpers  # noqa: E402
 
-ROUTERS = ["https://router-1:8443"]
+# Host names no other scenario uses: scripts/molecule.sh runs this one beside others.
+HOME_1, HOME_2 = "ha-home-1", "ha-home-2"
+HOMES = (HOME_1, HOME_2)
+DATABASES = ("ha-db-1", "ha-db-2")
+ETCD, ROUTER, RELAY, RECIPIENT = "ha-etcd-1", "ha-router", "ha-relay", "ha-recipient"
+ROUTERS = [f"https://{ROUTER}:8443"]
 RECEIVED = "/var/lib/dmr-test-recipient/received.jsonl"
-ENDPOINT = "https://recipient:9443/inbox"
+ENDPOINT = f"https://{RECIPIENT}:9443/inbox"
 FILES = Path(__file__).parent / "files"
-HOMES = ("home-1", "home-2")
-DATABASES = ("db-1", "db-2")
 HOME_UNITS = "dmr-home.service dmr-home-gate.service"
 PATRONI = "patronictl -c /etc/patroni/config.yml"
 # An admin call at a home instance's own gate, from that host (its admin certificate).
@@ -98,11 +101,11 @@ def jsonl(h, path: str) -> list[dict]:
 
 
 def admin(*args: str) -> str:
-    return ok(host("router-1"), "dmr " + " ".join(shlex.quote(a) for a in args))
+    return ok(host(ROUTER), "dmr " + " ".join(shlex.quote(a) for a in args))
 
 
 def received() -> list[dict]:
-    return jsonl(host("recipient"), RECEIVED)
+    return jsonl(host(RECIPIENT), RECEIVED)
 
 
 def reconcile(ids: list[str]) -> dict:
@@ -123,8 +126,8 @@ def failure_reports() -> set[tuple]:
 
 
 def members() -> dict[str, dict]:
-    """Patroni's members as db-1 sees them: {name: {Role, State, Lag in MB, ...}}."""
-    listed = json.loads(ok(host("db-1"), f"{PATRONI} list -f json"))
+    """Patroni's members as the first database host sees them: {name: {Role, State, Lag in MB, ...}}."""
+    listed = json.loads(ok(host(DATABASES[0]), f"{PATRONI} list -f json"))
     return {m["Member"]: m for m in listed}
 
 
@@ -166,7 +169,7 @@ def unblock(router: str) -> str:
 
 def send_count(count: int, rate: float, step: str) -> list[dict]:
     """alice sends COUNT messages at RATE a second (files/send_count.py, one Sender)."""
-    sender = host("recipient")
+    sender = host(RECIPIENT)
     out = f"/root/send-{step}.jsonl"
     start_unit(
         sender,
@@ -178,20 +181,24 @@ def send_count(count: int, rate: float, step: str) -> list[dict]:
     return jsonl(sender, out)
 
 
+def writes_prefix(step: str) -> str:
+    return f"ha-{step}"
+
+
 def start_writes(step: str) -> str:
-    router = host("router-1")
+    router = host(ROUTER)
     out = f"/root/writes-{step}.jsonl"
     start_unit(
         router,
         f"writes-{step}",
-        f"python3 {put_file(router, 'writes.py')} {out} /root/writes.stop",
+        f"python3 {put_file(router, 'writes.py')} {out} /root/writes.stop {writes_prefix(step)}",
         clean=f"{out} /root/writes.stop",
     )
     return out
 
 
 def stop_writes(step: str, out: str) -> list[dict]:
-    router = host("router-1")
+    router = host(ROUTER)
     ok(router, "touch /root/writes.stop")
     wait_unit_done(router, f"writes-{step}", "the admin calls ended")
     return jsonl(router, out)
@@ -203,7 +210,7 @@ def stop_writes(step: str, out: str) -> list[dict]:
 def test_the_tier_runs():
     for name in DATABASES:
         assert host(name).service("patroni").is_running, name
-    assert host("etcd-1").service("etcd").is_running
+    assert host(ETCD).service("etcd").is_running
     wait_until(lambda: leader() is not None, 120, "a Patroni leader")
     lead = leader()
     other = next(n for n in DATABASES if n != lead)
@@ -215,12 +222,12 @@ def test_the_tier_runs():
         assert 'url = "postgresql://' in h.file("/etc/dmr-appliance/home.toml").content_string
         ok(h, "dmr home probe /readyz --config /etc/dmr-appliance/home.toml")
     for pid in ("alice", "bob", "mallory"):
-        done = host("router-1").run(
+        done = host(ROUTER).run(
             f"dmr participants add {pid} --endpoint {ENDPOINT}/{pid} --room lobby"
         )
         assert done.rc == 0 or "exists" in done.stdout + done.stderr, done.stderr
     relay_ok = "dmr relay probe /readyz --config /etc/dmr-appliance/relay.toml"
-    wait_until(lambda: host("relay-1").run(relay_ok).rc == 0, 60, "relay ready")
+    wait_until(lambda: host(RELAY).run(relay_ok).rc == 0, 60, "relay ready")
     figures("0 tier", leader=lead, replica=other, members=members())
 
 
@@ -228,8 +235,8 @@ def test_the_tier_runs():
 
 
 def test_a_revocation_through_home_1_reaches_the_relay_polling_home_2_within_1_s():
-    relay = host("relay-1")
-    block_home("router-1", "home-1")
+    relay = host(RELAY)
+    block_home(ROUTER, HOME_1)
     try:
         time.sleep(3)  # the relay's poll, reset on home-1, is now held by home-2
         state = ok(relay, "dmr relay probe /readyz --config /etc/dmr-appliance/relay.toml")
@@ -242,7 +249,7 @@ def test_a_revocation_through_home_1_reaches_the_relay_polling_home_2_within_1_s
             stdout="/root/watch.out",
         )
         time.sleep(1)
-        home1 = host("home-1")
+        home1 = host(HOME_1)
         answer = ok(home1, f"python3 {put_file(home1, 'home_call.py')} {OWN_HOME} revoke mallory")
         revoked_at = float(answer.split()[0])
         out = wait_until(
@@ -255,7 +262,7 @@ def test_a_revocation_through_home_1_reaches_the_relay_polling_home_2_within_1_s
             "the relay saw the revocation",
         )
     finally:
-        counters = unblock("router-1")
+        counters = unblock(ROUTER)
     ms = round((float(out.split()[-1]) - revoked_at) * 1000)
     refused = counters.count("reject")  # the rule was there; its packets below
     figures(
@@ -273,8 +280,8 @@ def test_a_revocation_through_home_1_reaches_the_relay_polling_home_2_within_1_s
 
 
 def test_home_1_stopped_200_messages_every_token_renewed_through_home_2():
-    home1 = host("home-1")
-    before = home_counts("home-2")
+    home1 = host(HOME_1)
+    before = home_counts(HOME_2)
     ok(home1, f"systemctl stop {HOME_UNITS}")
     writes_out = start_writes("home-down")
     try:
@@ -284,7 +291,7 @@ def test_home_1_stopped_200_messages_every_token_renewed_through_home_2():
     finally:
         calls = stop_writes("home-down", writes_out)
         ok(home1, f"systemctl start {HOME_UNITS}")
-    after = home_counts("home-2")
+    after = home_counts(HOME_2)
     counts = reconcile([r["id"] for r in results])
     first_ok = next((i for i, c in enumerate(calls) if c["ok"]), len(calls))
     failed_after = [c for c in calls[first_ok:] if not c["ok"]]
@@ -302,6 +309,7 @@ def test_home_1_stopped_200_messages_every_token_renewed_through_home_2():
     assert counts["delivered"] == 200 and counts["processed_twice"] == 0, counts
     assert took > 20  # longer than a token's lifetime: renewed during the run
     assert after["tokens"] - before["tokens"] >= 2
+    assert after["cards"] - before["cards"] >= 2  # fetched, then renewed (card_ttl 75 s)
     assert failed_after == [], failed_after[:3]
     ok(home1, "dmr home probe /readyz --config /etc/dmr-appliance/home.toml", timeout=60)
 
@@ -315,7 +323,7 @@ def test_the_primary_stopped_patroni_promotes_home_reconnects_nothing_acknowledg
     new = next(n for n in DATABASES if n != old)
     failures_before = failure_reports()
     writes_out = start_writes("primary-down")
-    sender = host("recipient")
+    sender = host(RECIPIENT)
     out = "/root/send-primary-down.jsonl"
     start_unit(
         sender,
@@ -336,7 +344,7 @@ def test_the_primary_stopped_patroni_promotes_home_reconnects_nothing_acknowledg
     results = jsonl(sender, out)
     writes = [c for c in calls if c["what"] == "write"]
     first_write = next((c["t"] for c in writes if c["ok"] and c["t"] > stopped_at), None)
-    acknowledged = {f"ha-{c['n']}" for c in writes if c["ok"]}
+    acknowledged = {f"{writes_prefix('primary-down')}-{c['n']}" for c in writes if c["ok"]}
     present = {p["id"] for p in json.loads(admin("participants", "list", "--json"))}
     failures_after = failure_reports()
     counts = reconcile([r["id"] for r in results])
@@ -364,16 +372,16 @@ def test_the_primary_stopped_patroni_promotes_home_reconnects_nothing_acknowledg
 
 
 def test_keys_rotated_through_home_2_while_home_1_signs_every_token_verifies_at_the_relay():
-    home2 = host("home-2")
+    home2 = host(HOME_2)
     call = put_file(home2, "home_call.py")
     keys_before = json.loads(ok(home2, f"python3 {call} {OWN_HOME} keys").splitlines()[1])
-    block_home("router-1", "home-2")  # every token through the router: signed by home-1
+    block_home(ROUTER, HOME_2)  # every token through the router: signed by home-1
     try:
         rotated = json.loads(ok(home2, f"python3 {call} {OWN_HOME} rotate").splitlines()[1])
         results = send_count(100, 10, "rotation")
     finally:
-        unblock("router-1")
-    home1 = host("home-1")
+        unblock(ROUTER)
+    home1 = host(HOME_1)
     keys_home_1 = json.loads(
         ok(home1, f"python3 {put_file(home1, 'home_call.py')} {OWN_HOME} keys").splitlines()[1]
     )
@@ -384,9 +392,11 @@ def test_keys_rotated_through_home_2_while_home_1_signs_every_token_verifies_at_
         **counts,
         keys_before=len(keys_before),
         keys_after_seen_by_home_1=len(keys_home_1),
-        rotated=rotated.get("kid") if isinstance(rotated, dict) else rotated,
+        rotated=rotated["active"],
         refusals=dict(refused),
     )
     assert counts["delivered"] == 100 and all(r["ok"] for r in results), counts
     assert not any(s in (401, 403) for s in refused), refused
-    assert keys_home_1 != keys_before
+    active_at_home_1 = [k["kid"] for k in keys_home_1 if k["status"] == "active"]
+    assert active_at_home_1 == [rotated["active"]], keys_home_1
+    assert rotated["active"] not in {k["kid"] for k in keys_before}

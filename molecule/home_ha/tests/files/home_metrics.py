@@ -11,7 +11,8 @@ socket = config.load(config.HomeConfig, "/etc/dmr-appliance/home.toml").gate.soc
 status, body = serving.unix_get(socket, "/metrics", 5.0)
 assert status == 200, status
 counts = {"tokens": 0, "cards": 0}
-line = re.compile(r"^dmr_home_request_duration_seconds_count\{([^}]*)\} ([0-9.e+]+)$", re.M)
+# The labels up to the last "} " (a route template has braces of its own: /v1/cards/{pid}).
+line = re.compile(r"^dmr_home_request_duration_seconds_count\{(.*)\} ([0-9.e+]+)$", re.M)
 for labels, value in line.findall(body.decode() if isinstance(body, bytes) else body):
     fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
     if not fields.get("code", "").startswith("2"):

@@ -1,9 +1,9 @@
-"""On router 1, as the admin: an acknowledged write through the router every 0.2 s (a new
-participant ha-N) and a read of the failures, until the file STOP exists; one JSON line per
+"""On the router host, as the admin: an acknowledged write through the router every 0.2 s (a new
+participant PREFIX-N) and a read of the failures, until the file STOP exists; one JSON line per
 call in OUT: {"n", "t" (Unix time it ended), "ok", "what", "error"}. What was acknowledged
 must be there afterwards.
 
-Usage: python3 writes.py OUT STOP
+Usage: python3 writes.py OUT STOP PREFIX   (each step its own prefix: ids never repeat)
 """
 
 import json
@@ -14,7 +14,8 @@ from pathlib import Path
 from dmr_appliance.client import HomeClient
 
 PKI = "/etc/dmr-appliance/pki"
-out, stop = Path(sys.argv[1]), Path(sys.argv[2])
+INBOX = "https://ha-recipient:9443/inbox"
+out, stop, prefix = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 home = HomeClient(
     "https://127.0.0.1:8443/v1/home",
     cert=f"{PKI}/admin/admin.pem",
@@ -28,7 +29,7 @@ while not stop.exists():
         record = {"n": n, "what": what, "ok": True, "error": ""}
         try:
             if what == "write":
-                home.create_participant(f"ha-{n}", "https://recipient:9443/inbox/ha", ["lobby"])
+                home.create_participant(f"{prefix}-{n}", f"{INBOX}/{prefix}", ["lobby"])
             else:
                 home.list_failures(limit=1)
         except Exception as exc:  # every failure is a figure here

@@ -23,9 +23,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt_pkgs=(python3 python3-venv python3-dev nginx openssl ca-certificates curl wrk
   prometheus-nginx-exporter)
 # prometheus: promtool checks and unit-tests the alert rules; chromium renders the status page.
-# postgresql-15 (and its libpq5, which psycopg loads): home's tests on PostgreSQL start their
-# own server from its binaries (dmr_appliance/local/postgres.py); no cluster is started.
-[ "$want_test" = 1 ] && apt_pkgs+=(prometheus chromium postgresql-15 libpq5)
+# postgresql, the release's own (15 on Debian 12, 17 on Debian 13), and libpq5, which psycopg
+# loads: home's tests on PostgreSQL start their own server from its binaries
+# (dmr_appliance/local/postgres.py); no cluster is started.
+[ "$want_test" = 1 ] && apt_pkgs+=(prometheus chromium postgresql libpq5)
 [ "$want_system" = 1 ] && apt_pkgs+=(docker.io debootstrap debhelper dh-python python3-all python3-setuptools
   lintian gnupg apt-utils pybuild-plugin-pyproject python3-build python3-wheel python3-falcon python3-gunicorn python3-jwt
   python3-cryptography python3-requests python3-urllib3 python3-jinja2 python3-prometheus-client fakeroot build-essential)

@@ -12,7 +12,7 @@ system=1
 [ "${DMR_SKIP_SYSTEM:-0}" = 1 ] && system=0
 if [ "$system" = 1 ]; then bash scripts/setup.sh --test --system; else bash scripts/setup.sh --test; fi
 
-# setup.sh --test installed postgresql-15 and psycopg in every venv: home's tests on
+# setup.sh --test installed postgresql and psycopg in every venv: home's tests on
 # PostgreSQL must run, a skip of them is a failure (tests/conftest.py, ``postgres``).
 export DMR_NEEDS_POSTGRESQL=1
 

@@ -107,7 +107,7 @@ def fresh_pki(tmp_path: Path) -> Pki:
 # --- the two store back ends (issue 25) ------------------------------------------------
 # A module whose home tests run on both says ``pytestmark = pytest.mark.usefixtures(
 # "store_backend")``: each test runs once on SQLite and once on PostgreSQL (a database of
-# its own on one server per xdist worker, started from Debian's postgresql-15 binaries).
+# its own on one server per xdist worker, started from Debian's postgresql binaries).
 # Without psycopg or those binaries the PostgreSQL half is skipped, saying what to
 # install; DMR_NEEDS_POSTGRESQL=1 (scripts/test.sh) makes that skip a failure.
 

@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("sqlite", "postgresql"),
         default="sqlite",
         help="home's store: sqlite (default, nothing to install) or postgresql (a server "
-        "this command starts from Debian's postgresql-15, shared by every home instance)",
+        "this command starts from Debian's postgresql, shared by every home instance)",
     )
     parser.set_defaults(func=run)
 

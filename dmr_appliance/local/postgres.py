@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path("/usr/lib/postgresql")  # Debian 12: 15/bin; Debian 13: 17/bin
 USER = "dmr"  # the cluster's superuser; local connections are trusted (a test server)
-SETUP = "apt install postgresql-15 (scripts/setup.sh --test installs it)"
+SETUP = "apt install postgresql (scripts/setup.sh --test installs it)"
 
 
 def bin_dir() -> Path:

@@ -126,7 +126,7 @@ def failure_reports() -> set[tuple]:
 
 
 def members() -> dict[str, dict]:
-    """Patroni's members as the first database host sees them: {name: {Role, State, Lag in MB, ...}}."""
+    """Patroni's members as the first database host sees them: {name: {Role, State, ...}}."""
     listed = json.loads(ok(host(DATABASES[0]), f"{PATRONI} list -f json"))
     return {m["Member"]: m for m in listed}
 

@@ -19,19 +19,24 @@ from tests.support.stack_kit import ensure_participant, sender
 pytestmark = [pytest.mark.slow, pytest.mark.needs_nginx, pytest.mark.once]
 
 
-def test_several_homes_need_postgresql(tmp_path):
-    with pytest.raises(StackError, match="--store postgresql"):
-        Stack(tmp_path / "state", relays=1, homes=2)
-
-
-def test_two_home_instances_on_postgresql_serve_alike(tmp_path):
+def two_homes_on_postgresql(tmp_path) -> Stack:
+    """The stack of ``dmr up --home-instances 2 --store postgresql`` (not started)."""
     try:
         postgres.bin_dir()
     except postgres.PostgresMissing as exc:
         postgresql_missing(str(exc))
     if store_pg.psycopg is None:
         postgresql_missing(store_pg.INSTALL)
-    stack = Stack(tmp_path / "state", relays=1, port=0, homes=2, store="postgresql")
+    return Stack(tmp_path / "state", relays=1, port=0, homes=2, store="postgresql")
+
+
+def test_several_homes_need_postgresql(tmp_path):
+    with pytest.raises(StackError, match="--store postgresql"):
+        Stack(tmp_path / "state", relays=1, homes=2)
+
+
+def test_two_home_instances_on_postgresql_serve_alike(tmp_path):
+    stack = two_homes_on_postgresql(tmp_path)
     try:
         with stack:
             base = stack.postgres.base
@@ -55,13 +60,7 @@ def test_two_home_instances_on_postgresql_serve_alike(tmp_path):
 def test_a_stopped_home_instance_is_served_by_the_other_through_the_router(tmp_path):
     """The router lists both homes: with ``home`` stopped, admin calls and a sender's
     token and card go through the router to home-2, and the message is delivered."""
-    try:
-        postgres.bin_dir()
-    except postgres.PostgresMissing as exc:
-        postgresql_missing(str(exc))
-    if store_pg.psycopg is None:
-        postgresql_missing(store_pg.INSTALL)
-    stack = Stack(tmp_path / "state", relays=1, port=0, homes=2, store="postgresql")
+    stack = two_homes_on_postgresql(tmp_path)
     base = None
     try:
         with stack:

@@ -32,7 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "molecule"))
-import helpers  # noqa: E402
+import remote  # noqa: E402
+from remote import host, ok, put, wait_until  # noqa: E402
 
 # Host names no other scenario uses: scripts/molecule.sh runs this one beside others.
 HOME_1, HOME_2 = "ha-home-1", "ha-home-2"
@@ -43,55 +44,22 @@ ROUTERS = [f"https://{ROUTER}:8443"]
 RECEIVED = "/var/lib/dmr-test-recipient/received.jsonl"
 ENDPOINT = f"https://{RECIPIENT}:9443/inbox"
 FILES = Path(__file__).parent / "files"
+SITE_FILES = ROOT / "molecule" / "site" / "tests" / "files"
 HOME_UNITS = "dmr-home.service dmr-home-gate.service"
 PATRONI = "patronictl -c /etc/patroni/config.yml"
 # An admin call at a home instance's own gate, from that host (its admin certificate).
 OWN_HOME = "https://localhost:8700/v1"
 
 
-def host(name: str):
-    import testinfra
-
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={helpers.INVENTORY}")
-
-
-def figures(step: str, **values) -> None:
-    print(f"\nhome_ha: {step}: {json.dumps(values, sort_keys=True)}", flush=True)
-
-
-def ok(h, command: str, timeout: int = 120) -> str:
-    done = h.run(f"timeout {timeout} {command}")
-    assert done.rc == 0, f"{h.backend.host}: {command}\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-def put(h, path: str, text: str) -> None:
-    h.run(f"cat > {path} <<'DMR_EOF'\n{text}\nDMR_EOF")
+figures = remote.figures_of("home_ha")
+units = remote.Units("dmr-ha", timeout=180)
+start_unit, wait_unit_done = units.start, units.wait_done
 
 
 def put_file(h, name: str) -> str:
-    put(h, f"/root/{name}", (FILES / name).read_text())
-    return f"/root/{name}"
-
-
-def wait_until(check, timeout: float, what: str, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
-        time.sleep(every)
-
-
-def start_unit(h, unit: str, command: str, *, clean: str, stdout: str = "") -> None:
-    h.run(f"rm -f {clean}; systemctl reset-failed dmr-ha-{unit} 2>/dev/null")
-    to_file = f"--property StandardOutput=file:{stdout} " if stdout else ""
-    ok(h, f"systemd-run --unit dmr-ha-{unit} {to_file}{command}")
-
-
-def wait_unit_done(h, unit: str, what: str, timeout: float = 180) -> None:
-    wait_until(lambda: h.service(f"dmr-ha-{unit}").is_running is False, timeout, what)
+    """files/NAME (watch_sync.py: the site scenario's) copied to the host's /root."""
+    source = FILES / name
+    return remote.put_file(h, source if source.exists() else SITE_FILES / name)
 
 
 def jsonl(h, path: str) -> list[dict]:
@@ -335,6 +303,7 @@ def test_the_primary_stopped_patroni_promotes_home_reconnects_nothing_acknowledg
         time.sleep(5)
         stopped_at = time.time()
         ok(host(old), "systemctl stop patroni")
+        down_at = time.time()  # its PostgreSQL has stopped: no write can reach it now
         wait_until(lambda: leader() == new, 60, f"{new} promoted", every=0.2)
         promoted_at = time.time()
         wait_unit_done(sender, "send-primary-down", "200 messages sent", timeout=300)
@@ -343,7 +312,8 @@ def test_the_primary_stopped_patroni_promotes_home_reconnects_nothing_acknowledg
         ok(host(old), "systemctl start patroni")
     results = jsonl(sender, out)
     writes = [c for c in calls if c["what"] == "write"]
-    first_write = next((c["t"] for c in writes if c["ok"] and c["t"] > stopped_at), None)
+    # The first acknowledged write that began once the old primary was down: on the new one.
+    first_write = next((c["t"] for c in writes if c["ok"] and c["started"] >= down_at), None)
     acknowledged = {f"{writes_prefix('primary-down')}-{c['n']}" for c in writes if c["ok"]}
     present = {p["id"] for p in json.loads(admin("participants", "list", "--json"))}
     failures_after = failure_reports()
@@ -353,6 +323,7 @@ def test_the_primary_stopped_patroni_promotes_home_reconnects_nothing_acknowledg
         "3 primary stopped",
         old_primary=old,
         new_primary=new,
+        stop_s=round(down_at - stopped_at, 1),
         promoted_s=round(promoted_at - stopped_at, 1),
         stop_to_first_write_s=None if first_write is None else round(first_write - stopped_at, 1),
         writes_acknowledged=len(acknowledged),

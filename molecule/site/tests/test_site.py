@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "molecule"))
 import helpers  # noqa: E402
+import remote  # noqa: E402
+from remote import host, ok, put, wait_until  # noqa: E402
 
 PKI = "/etc/dmr-appliance/pki"
 ROUTERS = ["https://router-1:8443", "https://router-2:8443"]
@@ -45,42 +47,14 @@ RELAY_UNITS = "dmr-relay.service dmr-relay-gate.service"
 RELAYS = ("relay-1", "relay-2")
 
 
-def host(name: str):
-    import testinfra
-
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={helpers.INVENTORY}")
-
-
-def figures(step: str, **values) -> None:
-    print(f"\nsite: {step}: {json.dumps(values, sort_keys=True)}", flush=True)
-
-
-def ok(h, command: str, timeout: int = 120) -> str:
-    done = h.run(f"timeout {timeout} {command}")
-    assert done.rc == 0, f"{h.backend.host}: {command}\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-def put(h, path: str, text: str) -> None:
-    h.run(f"cat > {path} <<'DMR_EOF'\n{text}\nDMR_EOF")
+figures = remote.figures_of("site")
+units = remote.Units("dmr-site")
+start_unit, wait_unit_done = units.start, units.wait_done
 
 
 def put_file(h, name: str) -> str:
     """tests/files/NAME copied to the host's /root; its path there."""
-    put(h, f"/root/{name}", (FILES / name).read_text())
-    return f"/root/{name}"
-
-
-def start_unit(h, unit: str, command: str, *, clean: str, stdout: str = "") -> None:
-    """COMMAND as the transient unit dmr-site-UNIT (it outlives this docker exec), after
-    removing CLEAN, the files of its last run; its output in STDOUT when given."""
-    h.run(f"rm -f {clean}; systemctl reset-failed dmr-site-{unit} 2>/dev/null")
-    to_file = f"--property StandardOutput=file:{stdout} " if stdout else ""
-    ok(h, f"systemd-run --unit dmr-site-{unit} {to_file}{command}")
-
-
-def wait_unit_done(h, unit: str, what: str, timeout: float = 120) -> None:
-    wait_until(lambda: h.service(f"dmr-site-{unit}").is_running is False, timeout, what)
+    return remote.put_file(h, FILES / name)
 
 
 def admin(*args: str) -> str:
@@ -136,16 +110,6 @@ def batch(count: int, step: str) -> str:
         "\n".join(json.dumps({"payload": {"step": step, "n": n}}) for n in range(count)),
     )
     return path
-
-
-def wait_until(check, timeout: float, what: str, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
-        time.sleep(every)
 
 
 def relay_ready(name: str) -> bool:

@@ -1,7 +1,7 @@
-"""On the router host, as the admin: an acknowledged write through the router every 0.2 s (a new
-participant PREFIX-N) and a read of the failures, until the file STOP exists; one JSON line per
-call in OUT: {"n", "t" (Unix time it ended), "ok", "what", "error"}. What was acknowledged
-must be there afterwards.
+"""On the router host, as the admin: an acknowledged write through the router every 0.2 s
+(a new participant PREFIX-N) and a read of the failures, until the file STOP exists; one
+JSON line per call in OUT: {"n", "started" and "t" (Unix times it began and ended), "ok",
+"what", "error"}. What was acknowledged must be there afterwards.
 
 Usage: python3 writes.py OUT STOP PREFIX   (each step its own prefix: ids never repeat)
 """
@@ -26,7 +26,7 @@ home = HomeClient(
 n = 0
 while not stop.exists():
     for what in ("write", "read"):
-        record = {"n": n, "what": what, "ok": True, "error": ""}
+        record = {"n": n, "what": what, "ok": True, "error": "", "started": round(time.time(), 3)}
         try:
             if what == "write":
                 home.create_participant(f"{prefix}-{n}", f"{INBOX}/{prefix}", ["lobby"])

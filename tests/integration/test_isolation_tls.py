@@ -254,10 +254,13 @@ def gate_alone(tmp_path, pki):
 
 
 def accepts(address: str) -> bool:
+    """A listener accepts at ADDRESS. A connection to itself does not count: free_port's
+    port is in the ephemeral range, so a connect in a loop before the gate listens may get
+    that very port as its source and "succeed" (a test failed once so, then refused)."""
     host, port = address.rsplit(":", 1)
     try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
+        with socket.create_connection((host, int(port)), timeout=1) as sock:
+            return sock.getsockname() != sock.getpeername()
     except OSError:
         return False
 

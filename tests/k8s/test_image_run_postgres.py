@@ -169,7 +169,8 @@ def test_two_home_replicas_on_a_postgresql_container(pg_site, postgres_image):
 
     one, two = (f"https://{pod.ip}:8700" for pod in homes)
     body = {"id": "alice", "rooms": ["lobby"], "endpoint": "https://alice.example/in"}
-    assert admin(pg_site, "POST", f"{one}/v1/participants", body)["status"] == 201
+    created = admin(pg_site, "POST", f"{one}/v1/participants", body)
+    assert created["status"] == 201, created
     listed = admin(pg_site, "GET", f"{two}/v1/participants")["body"]["participants"]
     assert [p["id"] for p in listed] == ["alice"]
     keys = [admin(pg_site, "GET", f"{url}/v1/jwks")["body"] for url in (one, two)]

@@ -76,15 +76,14 @@ class Database:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(["sh", "-c", self.script], stdout=log, stderr=log)
+        # Accepting connections, not only its port open: a server still starting answers
+        # "the database system is starting up" (a home's migration then failed, in CI).
+        ready = [str(bin_dir() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 1).close()
-                return
-            except OSError:
-                assert self.proc.poll() is None, self.log.read_text()[-3000:]
-                assert time.monotonic() < deadline, self.log.read_text()[-3000:]
-                time.sleep(0.2)
+        while subprocess.run(ready, check=False).returncode != 0:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
+            time.sleep(0.2)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -18,7 +18,6 @@ converged by playbooks/site.yml; then, in this order (each step leaves the site 
    signs every token): every message's token verifies at the relay.
 
 Each step prints one line "home_ha: STEP: {figures}" (molecule verify runs pytest with -s).
-Not run yet (written with issue 25, item 4: the Ansible database tier).
 """
 
 from __future__ import annotations

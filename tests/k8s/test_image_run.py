@@ -12,6 +12,8 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,19 +45,6 @@ def image() -> str:
 def site(k8s_tree, image, tmp_path_factory):
     """The base and the Secrets with the image built here, rendered by kustomize (its
     `images:` entry), as `kubectl apply -k k8s/secrets` and an overlay would apply them."""
-    name, tag = image.rsplit(":", 1)
-    run = k8s_tree / "run"
-    run.mkdir(exist_ok=True)
-    (run / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": ["../base"],
-                "images": [{"name": "dmr-appliance", "newName": name, "newTag": tag}],
-            }
-        )
-    )
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     subprocess.run(
         [
@@ -75,13 +64,33 @@ def site(k8s_tree, image, tmp_path_factory):
         check=True,
         capture_output=True,
     )
-    # Rendered apart: both name the namespace (k8s/secrets creates it, for a fresh cluster).
-    docs = [
-        d
-        for target in ("run", "secrets")
-        for d in yaml.safe_load_all(kustomize(k8s_tree, target)[0])
-        if d
+    with running(render(k8s_tree, "run", image), image, k8s_tree, tmp_path_factory) as started:
+        yield started
+
+
+def render(k8s_tree: Path, target: str, image: str, **fields) -> list[dict]:
+    """k8s/TARGET written as an overlay of the base with the image built here (its
+    `images:` entry) and FIELDS (namespace, components), rendered by kustomize with the
+    Secrets: apart, as both name the namespace (k8s/secrets creates it, for a fresh cluster)."""
+    name, tag = image.rsplit(":", 1)
+    run = k8s_tree / target
+    run.mkdir(exist_ok=True)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["../base"],
+        **fields,
+        "images": [{"name": "dmr-appliance", "newName": name, "newTag": tag}],
+    }
+    (run / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return [
+        d for t in (target, "secrets") for d in yaml.safe_load_all(kustomize(k8s_tree, t)[0]) if d
     ]
+
+
+@contextmanager
+def running(docs: list[dict], image: str, k8s_tree: Path, tmp_path_factory) -> Iterator[Site]:
+    """A Site on a docker network of its own; its containers and network removed after."""
     network = f"k8s-net-{uuid.uuid4().hex[:8]}"
     pods.docker("network", "create", network)
     started: list[pods.Pod] = []

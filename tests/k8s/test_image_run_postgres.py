@@ -18,19 +18,18 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import uuid
 
 import pytest
-import yaml
 
 from tests.k8s import pods
-from tests.k8s.conftest import kustomize
 from tests.k8s.database import START_DATABASE
 from tests.k8s.test_image_run import (  # the image fixture is shared, not redefined
     Site,
     image,  # noqa: F401
     probe_ok,
     python_in_site,
+    render,
+    running,
     wait_ready,
 )
 
@@ -67,37 +66,10 @@ def postgres_image(image) -> str:  # noqa: F811
 def pg_site(k8s_tree, image, tmp_path_factory):  # noqa: F811
     """The base with the postgres-home component and the image built here, and the
     Secrets (k8s/secrets, dmr-home-store included), rendered as an overlay would be."""
-    name, tag = image.rsplit(":", 1)
-    run = k8s_tree / "run-postgres"
-    run.mkdir(exist_ok=True)
-    (run / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "namespace": "dmr",
-                "resources": ["../base"],
-                "components": ["../components/postgres-home"],
-                "images": [{"name": "dmr-appliance", "newName": name, "newTag": tag}],
-            }
-        )
-    )
-    docs = [
-        d
-        for target in ("run-postgres", "secrets")
-        for d in yaml.safe_load_all(kustomize(k8s_tree, target)[0])
-        if d
-    ]
-    network = f"k8s-net-{uuid.uuid4().hex[:8]}"
-    pods.docker("network", "create", network)
-    started: list[pods.Pod] = []
-    try:
-        yield Site(
-            docs, image, network, k8s_tree / "secrets/pki", tmp_path_factory.mktemp("pods"), started
-        )
-    finally:
-        pods.remove([c for pod in started for c in pod.containers])
-        pods.docker("network", "rm", network, check=False)
+    components = ["../components/postgres-home"]
+    docs = render(k8s_tree, "run-postgres", image, namespace="dmr", components=components)
+    with running(docs, image, k8s_tree, tmp_path_factory) as site:
+        yield site
 
 
 def store_host(site: Site) -> str:

@@ -30,7 +30,7 @@ from dmr_appliance.errors import Unavailable
 from dmr_appliance.home import store_pg
 from dmr_appliance.local.postgres import PostgresMissing, bin_dir
 from tests.k8s.database import on_host
-from tests.support.home import home_under_test
+from tests.support.home import home_under_test, postgresql_missing
 
 ROOT = Path(__file__).parents[2]
 COMPONENT = ROOT / "k8s/components/postgres-home"
@@ -102,9 +102,7 @@ def database(secrets):
             raise PostgresMissing(store_pg.INSTALL)
         bin_dir()
     except PostgresMissing as exc:
-        if os.environ.get("DMR_NEEDS_POSTGRESQL") == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        postgresql_missing(str(exc))
     db = Database(secrets)
     db.start()
     yield db

@@ -39,7 +39,9 @@ record() {  # record NAME RC SECONDS_START [SECONDS_END]
     passed=$((passed + 1)); say "PASS $1 ($took)"
   else
     failed=$((failed + 1)); failures+=("$1"); say "FAIL $1 ($took); log: $LOGS/$1.log"
-    tail -n 40 "$LOGS/$1.log" | sed 's/^/    /'
+    # pytest's verdicts first: the log's tail is mostly molecule's destroy play
+    grep -E '^\s*(E   |FAILED [^-]|ERROR at )' "$LOGS/$1.log" | head -n 40 | sed 's/^/    /'
+    tail -n 25 "$LOGS/$1.log" | sed 's/^/    /'
   fi
 }
 finish() {

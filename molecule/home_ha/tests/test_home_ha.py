@@ -75,14 +75,23 @@ def received() -> list[dict]:
     return jsonl(host(RECIPIENT), RECEIVED)
 
 
-def reconcile(ids: list[str]) -> dict:
+def reconcile(results: list[dict]) -> dict:
+    """The sender's results against what the recipient processed; a result the sender did
+    not count as delivered is named with its attempts (the figure says why)."""
+    ids = [r["id"] for r in results]
     seen = received()
     processed = Counter(r["id"] for r in seen if not r["duplicate"] and 200 <= r["status"] < 300)
+    not_ok = [r for r in results if not r["ok"]]
     return {
         "sent": len(ids),
         "delivered": sum(1 for i in ids if processed[i] >= 1),
         "processed_twice": sum(1 for i in ids if processed[i] > 1),
         "missing": [i for i in ids if not processed[i]][:5],
+        "not_ok": len(not_ok),
+        "not_ok_first": [
+            {"id": r["id"], "attempts": [(a["status"], a["detail"][:120]) for a in r["attempts"]]}
+            for r in not_ok[:2]
+        ],
     }
 
 
@@ -259,7 +268,7 @@ def test_home_1_stopped_200_messages_every_token_renewed_through_home_2():
         calls = stop_writes("home-down", writes_out)
         ok(home1, f"systemctl start {HOME_UNITS}")
     after = home_counts(HOME_2)
-    counts = reconcile([r["id"] for r in results])
+    counts = reconcile(results)
     first_ok = next((i for i, c in enumerate(calls) if c["ok"]), len(calls))
     failed_after = [c for c in calls[first_ok:] if not c["ok"]]
     figures(
@@ -272,13 +281,15 @@ def test_home_1_stopped_200_messages_every_token_renewed_through_home_2():
         admin_failed_before_failover=first_ok,
         admin_failed_after_failover=len(failed_after),
     )
-    assert len(results) == 200 and all(r["ok"] for r in results), counts
+    assert len(results) == 200 and counts["not_ok"] == 0, counts
     assert counts["delivered"] == 200 and counts["processed_twice"] == 0, counts
     assert took > 20  # longer than a token's lifetime: renewed during the run
     assert after["tokens"] - before["tokens"] >= 2
     assert after["cards"] - before["cards"] >= 2  # fetched, then renewed (card_ttl 75 s)
     assert failed_after == [], failed_after[:3]
-    ok(home1, "dmr home probe /readyz --config /etc/dmr-appliance/home.toml", timeout=60)
+    # Type=exec: started is not ready (its gunicorn socket comes later on a loaded machine)
+    home_ready = "dmr home probe /readyz --config /etc/dmr-appliance/home.toml"
+    wait_until(lambda: home1.run(home_ready).rc == 0, 60, f"{HOME_1} ready again")
 
 
 # --- 3. the PostgreSQL primary stopped under load -----------------------------------------------
@@ -316,7 +327,7 @@ def test_the_primary_stopped_patroni_promotes_home_reconnects_nothing_acknowledg
     acknowledged = {f"{writes_prefix('primary-down')}-{c['n']}" for c in writes if c["ok"]}
     present = {p["id"] for p in json.loads(admin("participants", "list", "--json"))}
     failures_after = failure_reports()
-    counts = reconcile([r["id"] for r in results])
+    counts = reconcile(results)
     wait_until(lambda: replica_streaming(old), 120, f"{old} back as a replica")
     figures(
         "3 primary stopped",
@@ -327,6 +338,7 @@ def test_the_primary_stopped_patroni_promotes_home_reconnects_nothing_acknowledg
         stop_to_first_write_s=None if first_write is None else round(first_write - stopped_at, 1),
         writes_acknowledged=len(acknowledged),
         writes_failed=sum(1 for c in writes if not c["ok"]),
+        writes_failed_first=[c["error"] for c in writes if not c["ok"]][:2],
         acknowledged_lost=len(acknowledged - present),
         failures_lost=len(failures_before - failures_after),
         **counts,
@@ -335,7 +347,7 @@ def test_the_primary_stopped_patroni_promotes_home_reconnects_nothing_acknowledg
     assert first_write is not None and first_write - stopped_at < 30
     assert acknowledged - present == set()
     assert failures_before <= failures_after
-    assert counts["delivered"] == 200 and all(r["ok"] for r in results), counts
+    assert counts["delivered"] == 200 and counts["not_ok"] == 0, counts
 
 
 # --- 4. a rotation through home-2 while home-1 signs --------------------------------------------
@@ -355,7 +367,7 @@ def test_keys_rotated_through_home_2_while_home_1_signs_every_token_verifies_at_
     keys_home_1 = json.loads(
         ok(home1, f"python3 {put_file(home1, 'home_call.py')} {OWN_HOME} keys").splitlines()[1]
     )
-    counts = reconcile([r["id"] for r in results])
+    counts = reconcile(results)
     refused = Counter(a["status"] for r in results for a in r["attempts"] if a["status"] >= 400)
     figures(
         "4 rotation via home-2, home-1 signing",
@@ -365,7 +377,7 @@ def test_keys_rotated_through_home_2_while_home_1_signs_every_token_verifies_at_
         rotated=rotated["active"],
         refusals=dict(refused),
     )
-    assert counts["delivered"] == 100 and all(r["ok"] for r in results), counts
+    assert counts["delivered"] == 100 and counts["not_ok"] == 0, counts
     assert not any(s in (401, 403) for s in refused), refused
     active_at_home_1 = [k["kid"] for k in keys_home_1 if k["status"] == "active"]
     assert active_at_home_1 == [rotated["active"]], keys_home_1

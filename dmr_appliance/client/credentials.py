@@ -1,8 +1,8 @@
 """The sender's access token and recipients' address cards, from home, cached.
 
 Home is not in the real-time path: a sender renews its token at three quarters of its
-lifetime and refreshes a card shortly before it expires, but while home is unreachable
-it keeps using what it holds until that really expires. Thread-safe: one ``Sender`` may
+lifetime (sooner for a short one) and refreshes a card shortly before it expires, but
+while home is unreachable it keeps using what it holds until that really expires. Thread-safe: one ``Sender`` may
 serve many threads.
 """
 
@@ -24,6 +24,13 @@ CARD_MARGIN = 60.0  # seconds before its expiry a card is refreshed
 STILL_USABLE = 5.0  # a credential this close to expiry is not sent, even when home is down
 
 _log = logs.get_logger("dmr.sender")
+
+
+def renew_after(lifetime: float) -> float:
+    """Seconds after issue at which a token of ``lifetime`` seconds is renewed: at
+    RENEW_AT of it, but early enough that it stays usable for STILL_USABLE more seconds
+    (a home outage at renewal time is then ridden out even by a short-lived token)."""
+    return max(0.0, min(RENEW_AT * lifetime, lifetime - 2 * STILL_USABLE))
 
 
 @dataclass(frozen=True)
@@ -79,8 +86,7 @@ class TokenSource:
     def _fetch(self, now: float) -> _Held:
         doc = self.home.issue_token()
         expires = parse_time(doc["expires_at"]).timestamp()
-        lifetime = max(0.0, expires - now)
-        return _Held(doc["access_token"], now + RENEW_AT * lifetime, expires)
+        return _Held(doc["access_token"], now + renew_after(expires - now), expires)
 
 
 class CardCache:

@@ -2,8 +2,8 @@
 
 Home is not in the real-time path: a sender renews its token at three quarters of its
 lifetime (sooner for a short one) and refreshes a card shortly before it expires, but
-while home is unreachable it keeps using what it holds until that really expires. Thread-safe: one ``Sender`` may
-serve many threads.
+while home is unreachable it keeps using what it holds until that really expires.
+Thread-safe: one ``Sender`` may serve many threads.
 """
 
 from __future__ import annotations
